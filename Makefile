@@ -1,0 +1,52 @@
+# The two commands that matter: `make demo` and `make test`. Both set up first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install system-deps demo test test-unit test-integration lint format bench-features clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+# redis-server is needed only when no Redis answers at CHURN_REDIS_URL; as root we
+# install it, otherwise the stages say how to get one.
+system-deps:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing redis-server (apt-get)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+		else \
+			echo "note: redis-server is not installed; a Redis must answer at CHURN_REDIS_URL"; \
+		fi; \
+	fi
+
+demo: install system-deps
+	$(BIN)/churn demo
+
+test: install system-deps
+	$(BIN)/pytest
+
+test-unit: install
+	$(BIN)/pytest tests/unit
+
+test-integration: install system-deps
+	$(BIN)/pytest -m integration
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench-features: install system-deps
+	$(BIN)/python benchmarks/bench_features.py
+
+clean:
+	rm -rf data artifacts .pytest_cache

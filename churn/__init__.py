@@ -1,0 +1,1 @@
+"""Churn prediction for an e-learning portal: settings, CLI and shared plumbing."""

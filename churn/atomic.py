@@ -1,0 +1,75 @@
+"""Atomic writes: a reader sees the old file or the new one, never half of one.
+
+Each writer fills a temporary sibling and renames it over the target; a crash
+mid-write leaves the previous output untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; rename it over ``target`` on success."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temporary directory; on success it replaces ``target`` as a whole.
+
+    The old directory is moved aside, the new one renamed in, then the old one
+    removed, so the window without ``target`` is two renames long.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        old = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_parquet(data: pd.DataFrame | pa.Table, target: Path) -> Path:
+    """Write a frame or Arrow table to ``target`` atomically; return ``target``."""
+    table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+    with atomic_path(target) as tmp:
+        pq.write_table(table, tmp)
+    return target
+
+
+def write_text(text: str, target: Path) -> Path:
+    """Write text to ``target`` atomically; return ``target``."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return target
+
+
+def write_json(payload: Any, target: Path) -> Path:
+    """Write ``payload`` as indented JSON atomically (dates and paths as strings)."""
+    return write_text(json.dumps(payload, indent=2, default=str) + "\n", target)

@@ -1,0 +1,207 @@
+"""The ``churn`` command line: one sub-command per stage, each a thin call into a function."""
+
+from __future__ import annotations
+
+import shlex
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from churn.progress import StageLog
+from churn.settings import Settings, get_settings
+
+app = typer.Typer(help="Churn prediction on a Feast feature store.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Raw data: generate or ingest, validate, prepare.", no_args_is_help=True
+)
+features_app = typer.Typer(help="Rolling features and the Feast store.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(features_app, name="features")
+
+console = Console()
+
+AsOf = Annotated[
+    datetime | None,
+    typer.Option(
+        "--as-of",
+        formats=["%Y-%m-%d"],
+        help="Build only this UTC day (a daily run) instead of the whole history.",
+    ),
+]
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except Exception as exc:  # pydantic's message names the bad variable
+        console.print(f"[red]Bad configuration:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _day(value: datetime | None) -> date | None:
+    return value.date() if value else None
+
+
+@data_app.command("generate")
+def data_generate(
+    users: Annotated[int, typer.Option(min=1, help="Number of users.")] = 2000,
+    days: Annotated[int, typer.Option(min=1, help="Days of history, ending yesterday.")] = 120,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default CHURN_SEED).")] = None,
+    start: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="First day (pins the range for reproducibility)."),
+    ] = None,
+    scenario: Annotated[
+        str, typer.Option(help="baseline, or drift: the world changes from --drift-day on.")
+    ] = "baseline",
+    drift_day: Annotated[
+        int | None, typer.Option(help="Day index where the drift scenario starts.")
+    ] = None,
+) -> None:
+    """Generate the demo portal's users and events (and the hidden ground truth)."""
+    from ingestion.generate import generate_demo_data, write_demo_data
+
+    settings = _settings()
+    if scenario not in ("baseline", "drift"):
+        raise typer.BadParameter(f"--scenario must be baseline or drift, got {scenario!r}")
+    log = StageLog(console)
+    with log.stage("generate", total=days) as progress:
+        data = generate_demo_data(
+            n_users=users,
+            days=days,
+            seed=settings.seed if seed is None else seed,
+            start=_day(start),
+            scenario=scenario,  # type: ignore[arg-type]
+            drift_day=drift_day,
+            progress=progress,
+        )
+        write_demo_data(data, settings)
+    log.note(f"{len(data.users):,} users, {len(data.events):,} events → {settings.raw_dir}")
+
+
+@data_app.command("ingest")
+def data_ingest(
+    users_file: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="Users, CSV or Parquet.")
+    ],
+    events_file: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="Events, CSV or Parquet.")
+    ],
+) -> None:
+    """Load a portal's own users and events (CSV or Parquet) as the raw tables."""
+    from ingestion.ingest import IngestError, ingest_files
+
+    settings = _settings()
+    log = StageLog(console)
+    try:
+        with log.stage("ingest"):
+            paths = ingest_files(users_file, events_file, settings)
+    except IngestError as exc:
+        console.print(f"[red]Ingest failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    log.note(", ".join(f"{k} → {v}" for k, v in paths.items()))
+
+
+@data_app.command("validate")
+def data_validate() -> None:
+    """Run the validation gates; on failure exit 1 and change nothing downstream."""
+    from ingestion.validate import print_report, run_validation
+
+    settings = _settings()
+    log = StageLog(console)
+    with log.stage("validate"):
+        report = run_validation(settings)
+    print_report(report, console)
+    if not report.passed:
+        console.print(
+            f"[red]Validation failed[/red]; report: {settings.reports_dir / 'validation'}"
+        )
+        raise typer.Exit(1)
+    log.note(
+        f"passed: {report.stats.get('users', 0):,} users, {report.stats.get('events', 0):,} events"
+    )
+
+
+@data_app.command("prepare")
+def data_prepare(as_of: AsOf = None) -> None:
+    """Build the user_daily table (one row per user per UTC day) from validated events."""
+    from ingestion.prepare import build_user_daily
+
+    settings = _settings()
+    log = StageLog(console)
+    with log.stage("prepare user_daily"):
+        result = build_user_daily(settings, as_of=_day(as_of))
+    log.note(f"{result.rows:,} user-days, {result.first_day} … {result.last_day}")
+
+
+@features_app.command("build")
+def features_build(as_of: AsOf = None) -> None:
+    """Compute the rolling-window features (the Feast offline store) from user_daily."""
+    from ingestion.features import build_rolling_features
+
+    settings = _settings()
+    log = StageLog(console)
+    with log.stage("build features"):
+        result = build_rolling_features(settings, as_of=_day(as_of))
+    log.note(f"{result.rows:,} feature rows, {result.first_day} … {result.last_day}")
+
+
+@features_app.command("apply")
+def features_apply() -> None:
+    """Register the entity, source, feature view and feature service (feast plan + apply)."""
+    from feature_repo.store import apply_definitions
+
+    settings = _settings()
+    log = StageLog(console)
+    with log.stage("feast apply"):
+        output = apply_definitions(settings)
+    console.print(output.strip())
+    log.note(f"project {settings.feast_project}, registry {settings.registry_path}")
+
+
+@features_app.command("materialize")
+def features_materialize(
+    end: Annotated[
+        datetime | None, typer.Option(help="Load rows up to this UTC instant (default now).")
+    ] = None,
+    start: Annotated[
+        datetime | None,
+        typer.Option(help="Reload from this instant (default: incremental from the last run)."),
+    ] = None,
+) -> None:
+    """Load the newest features into the Redis online store."""
+    from churn.redis_server import ensure_redis
+    from feature_repo.store import materialize
+
+    settings = ensure_redis(_settings(), say=console.print)
+    log = StageLog(console)
+    with log.stage("feast materialize"):
+        until = materialize(settings, end=_utc(end), start=_utc(start))
+    log.note(f"online store up to {until:%Y-%m-%d %H:%M} UTC")
+
+
+@app.command("env")
+def env() -> None:
+    """Print the settings as shell exports, for plain `feast` commands: eval "$(churn env)"."""
+    for key, value in sorted(_settings().as_env().items()):
+        print(f"export {key}={shlex.quote(value)}")
+
+
+@app.command("demo")
+def demo(
+    users: Annotated[int, typer.Option(min=1, help="Number of demo users.")] = 2000,
+    days: Annotated[int, typer.Option(min=1, help="Days of history, ending yesterday.")] = 120,
+) -> None:
+    """Generate → validate → prepare → features → feast apply → materialize, then a summary."""
+    from churn.demo import run_demo
+
+    raise typer.Exit(run_demo(_settings(), users=users, days=days, console=console))
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -1,0 +1,98 @@
+"""The one entry point ``make demo`` runs: every stage on the embedded default, then a summary."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+from ingestion.validate import print_report, run_validation
+from rich.console import Console
+from rich.table import Table
+
+from churn.progress import StageLog
+from churn.redis_server import RedisUnavailableError, ensure_redis, redact_url
+from churn.settings import Settings
+from feature_repo.spec import FEATURE_VIEW, feature_names
+from feature_repo.store import apply_definitions, materialize, online_feature_rows
+from ingestion import partitions
+from ingestion.features import build_rolling_features
+from ingestion.generate import generate_demo_data, write_demo_data
+from ingestion.prepare import build_user_daily
+from ingestion.sql_engine import quote_path
+
+
+def run_demo(settings: Settings, users: int, days: int, console: Console) -> int:
+    """Run the pipeline on fresh demo data; returns the process exit code."""
+    log = StageLog(console)
+    try:
+        settings = ensure_redis(settings, say=console.print)
+    except RedisUnavailableError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 1
+    with log.stage("generate", total=days) as progress:
+        data = generate_demo_data(n_users=users, days=days, seed=settings.seed, progress=progress)
+        write_demo_data(data, settings)
+    log.note(f"{len(data.users):,} users, {len(data.events):,} events")
+    with log.stage("validate"):
+        report = run_validation(settings)
+    if not report.passed:
+        print_report(report, console)
+        return 1
+    log.note("all gates passed")
+    with log.stage("prepare user_daily"):
+        daily = build_user_daily(settings)
+    log.note(f"{daily.rows:,} user-days, {daily.first_day} … {daily.last_day}")
+    with log.stage("build features"):
+        built = build_rolling_features(settings)
+    log.note(f"{built.rows:,} rows × {len(feature_names(settings.windows))} features")
+    with log.stage("feast apply"):
+        apply_definitions(settings)
+    log.note(f"project {settings.feast_project}")
+    with log.stage("feast materialize"):
+        materialize(settings)
+    online = _online_users(settings, built.last_day)
+    log.note(f"{online:,} users in the online store")
+    console.print(log.table("make demo"))
+    console.print(_summary(settings, online))
+    return 0
+
+
+def _online_users(settings: Settings, last_day: date) -> int:
+    """How many of the newest day's users the online store answers for."""
+    files = partitions.partition_files(settings.features_path, [last_day])
+    ids = (
+        duckdb.sql(
+            "SELECT user_id FROM read_parquet([" + ", ".join(quote_path(f) for f in files) + "])"
+        )
+        .fetchnumpy()["user_id"]
+        .tolist()
+    )
+    values = online_feature_rows(settings, ids, [f"{FEATURE_VIEW}:tenure_days"])
+    return sum(v is not None for v in values["tenure_days"])
+
+
+def _summary(settings: Settings, online: int) -> Table:
+    table = Table(title="Tables")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    table.add_column("where")
+    for name, path in (
+        ("users", settings.validated_dir / "users.parquet"),
+        ("events", settings.validated_dir / "events.parquet"),
+        ("user_daily", settings.user_daily_path),
+        ("user_features", settings.features_path),
+    ):
+        source = quote_path(partitions.table_glob(path) if path.is_dir() else path)
+        rows = duckdb.sql(f"SELECT count(*) FROM read_parquet({source})").fetchone()[0]
+        table.add_row(name, f"{rows:,}", str(path))
+    table.add_row("online (Redis)", f"{online:,}", _redis_where(settings))
+    table.caption = (
+        f"{len(feature_names(settings.windows))} features over windows {settings.windows}; "
+        'plain Feast: eval "$(churn env)" && cd feature_repo && feast feature-views list'
+    )
+    return table
+
+
+def _redis_where(settings: Settings) -> str:
+
+    return f"{redact_url(settings.redis_url)} project {settings.feast_project}"

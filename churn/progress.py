@@ -1,0 +1,64 @@
+"""Progress on the console: a spinner or bar per stage, and a timing table at the end."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+
+@dataclass
+class StageLog:
+    """Times and one-line results of the stages of a run, printed as a table."""
+
+    console: Console = field(default_factory=Console)
+    rows: list[tuple[str, float, str]] = field(default_factory=list)
+
+    @contextmanager
+    def stage(self, name: str, total: int | None = None) -> Iterator[Callable[[int, int], None]]:
+        """Show a live spinner (or a bar when ``total`` is known) while the stage runs.
+
+        Yields a ``progress(done, total)`` callback for stages that can report steps.
+        The caller sets the result line with ``note``.
+        """
+        columns = [SpinnerColumn(), TextColumn("[bold]{task.description}")]
+        if total is not None:
+            columns += [BarColumn(), MofNCompleteColumn()]
+        columns.append(TimeElapsedColumn())
+        start = time.perf_counter()
+        with Progress(*columns, console=self.console, transient=True) as progress:
+            task = progress.add_task(name, total=total)
+
+            def advance(done: int, all_: int) -> None:
+                progress.update(task, completed=done, total=all_)
+
+            yield advance
+        self.rows.append((name, time.perf_counter() - start, ""))
+
+    def note(self, detail: str) -> None:
+        """Attach a result line to the stage that just finished, and print it."""
+        name, seconds, _ = self.rows[-1]
+        self.rows[-1] = (name, seconds, detail)
+        self.console.print(f"[green]✓[/green] {name} [dim]({seconds:.1f} s)[/dim]: {detail}")
+
+    def table(self, title: str = "Stages") -> Table:
+        table = Table(title=title)
+        table.add_column("stage")
+        table.add_column("seconds", justify="right")
+        table.add_column("result")
+        for name, seconds, detail in self.rows:
+            table.add_row(name, f"{seconds:.1f}", detail)
+        table.add_row("[bold]total", f"[bold]{sum(r[1] for r in self.rows):.1f}", "")
+        return table

@@ -1,0 +1,188 @@
+"""The one settings object: every path, constant and threshold a user may change.
+
+Read once (``get_settings()``) and passed down as an argument. Values come from
+``CHURN_*`` environment variables, then an optional ``churn.yaml`` (path in
+``CHURN_CONFIG_FILE``, default ``./churn.yaml``), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import unquote, urlparse
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+FEATURE_REPO_DIR = Path(__file__).resolve().parent.parent / "feature_repo"
+
+
+class Settings(BaseSettings):
+    """Configuration of every stage; paths are derived from ``data_dir`` and ``artifacts_dir``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CHURN_",
+        extra="forbid",
+        frozen=True,
+        yaml_file=os.environ.get("CHURN_CONFIG_FILE", "churn.yaml"),
+    )
+
+    data_dir: Path = Field(Path("data"), description="Root of every data table and the registry")
+    artifacts_dir: Path = Field(Path("artifacts"), description="Models, reports, plots")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Online store (Redis URL)")
+    redis_private_port: int = Field(
+        6391, ge=1, le=65535, description="Port of the private redis-server started when needed"
+    )
+    feast_project: str = Field(
+        "churn", pattern=r"^[A-Za-z0-9_]+$", description="Feast project (namespaces Redis keys)"
+    )
+    horizon_days: int = Field(30, ge=1, le=365, description="Churn = no activity this long")
+    windows: Annotated[tuple[int, ...], NoDecode] = Field(
+        (7, 14, 30), description="Rolling windows in days (comma list)"
+    )
+    seed: int = Field(42, description="Seed of the demo data generator")
+    max_event_age_hours: float = Field(
+        48.0, ge=0, description="Freshness gate: newest event at most this old (0 = off)"
+    )
+    volume_factor: float = Field(
+        3.0,
+        gt=1,
+        description="Volume gate: events within [prev/f, prev*f] of the last accepted run",
+    )
+    feature_ttl_days: int = Field(
+        3, ge=1, description="Feast view TTL: a feature row older than this is not served"
+    )
+    online_key_ttl_days: int = Field(
+        14, ge=1, description="Redis key TTL: users not re-materialized this long expire"
+    )
+    duckdb_memory_limit: str = Field(
+        "3GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="DuckDB memory cap (spills beyond)"
+    )
+    duckdb_threads: int = Field(0, ge=0, description="DuckDB threads (0 = all cores)")
+
+    @field_validator("windows", mode="before")
+    @classmethod
+    def _parse_windows(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in value.replace(" ", "").split(",") if part]
+        return value
+
+    @field_validator("windows")
+    @classmethod
+    def _check_windows(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value:
+            raise ValueError("CHURN_WINDOWS needs at least one window, e.g. 7,14,30")
+        if any(w < 1 or w > 366 for w in value):
+            raise ValueError(f"CHURN_WINDOWS must be days between 1 and 366, got {value}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"CHURN_WINDOWS has duplicates: {value}")
+        return tuple(sorted(value))
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
+            raise ValueError(f"CHURN_REDIS_URL must look like redis://host:6379/0, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> Settings:
+        # Frozen model: resolve once so every stage sees the same absolute paths.
+        object.__setattr__(self, "data_dir", self.data_dir.expanduser().resolve())
+        object.__setattr__(self, "artifacts_dir", self.artifacts_dir.expanduser().resolve())
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+    # Derived paths: the only place a file name is written down.
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def validated_dir(self) -> Path:
+        return self.data_dir / "validated"
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.data_dir / "tables"
+
+    @property
+    def ground_truth_dir(self) -> Path:
+        """Hidden state of the demo generator: for evaluation only, never a feature."""
+        return self.data_dir / "ground_truth"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.artifacts_dir / "reports"
+
+    @property
+    def user_daily_path(self) -> Path:
+        return self.tables_dir / "user_daily"
+
+    @property
+    def features_path(self) -> Path:
+        return self.data_dir / "features" / "user_features"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.data_dir / "feast" / "registry.db"
+
+    @property
+    def feature_repo_dir(self) -> Path:
+        return FEATURE_REPO_DIR
+
+    @property
+    def feast_redis_connection(self) -> str:
+        """``CHURN_REDIS_URL`` in Feast's ``host:port,db=N,password=…`` form."""
+        parsed = urlparse(self.redis_url)
+        parts = [f"{parsed.hostname}:{parsed.port or 6379}"]
+        db = parsed.path.lstrip("/") or "0"
+        parts.append(f"db={db}")
+        if parsed.password:
+            parts.append(f"password={unquote(parsed.password)}")
+        if parsed.username:
+            parts.append(f"username={unquote(parsed.username)}")
+        if parsed.scheme == "rediss":
+            parts.append("ssl=true")
+        return ",".join(parts)
+
+    def as_env(self) -> dict[str, str]:
+        """Every setting as ``CHURN_*`` variables, so a subprocess (``feast apply``) sees the same."""
+        env = {}
+        for name, value in self.model_dump().items():
+            text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            env[f"CHURN_{name.upper()}"] = text
+        return env | self.feast_env()
+
+    def feast_env(self) -> dict[str, str]:
+        """Variables that ``feature_repo/feature_store.yaml`` expands (``${CHURN_…}``)."""
+        return {
+            "CHURN_DATA_DIR": str(self.data_dir),
+            "CHURN_FEAST_PROJECT": self.feast_project,
+            "CHURN_FEAST_REGISTRY": str(self.registry_path),
+            "CHURN_FEAST_REDIS": self.feast_redis_connection,
+            "CHURN_ONLINE_KEY_TTL_SECONDS": str(self.online_key_ttl_days * 86400),
+        }
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment (and ``churn.yaml``), with explicit overrides on top."""
+    return Settings(**overrides)

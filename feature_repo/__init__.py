@@ -1,0 +1,1 @@
+"""The Feast repository: one feature specification, entities, sources, views, services."""

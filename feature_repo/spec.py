@@ -1,0 +1,195 @@
+"""The feature specification, written once.
+
+``ingestion.prepare`` renders the daily-table SQL from ``DAILY_COLUMNS``,
+``ingestion.features`` renders the rolling-window SQL from ``WINDOW_FEATURES``
+and ``STATE_FEATURES``, and ``feature_repo.features`` builds the Feast ``Field``
+schemas from ``feature_fields``. Changing the window list (``CHURN_WINDOWS``)
+changes the SQL and the Feast schema together, with no other edit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ingestion.contract import ACTIVE_EVENT_TYPES
+
+Dtype = Literal["int64", "float64", "string"]
+
+ENTITY_KEY = "user_id"
+TIMESTAMP_FIELD = "event_timestamp"
+FEATURE_VIEW = "user_activity"
+
+
+@dataclass(frozen=True)
+class DailyColumn:
+    """One column of ``user_daily``: an aggregate over one user's events of one UTC day."""
+
+    name: str
+    sql: str  # aggregate over the rows of ``events`` for the (user, day) group
+    dtype: Dtype
+    description: str
+
+
+@dataclass(frozen=True)
+class WindowFeature:
+    """A rolling feature, rendered once per window as ``{name}_{w}d``.
+
+    ``sql`` is a window expression over ``user_daily`` rows; ``{w}`` stands for
+    the named window clause of that length.
+    """
+
+    name: str
+    sql: str
+    dtype: Dtype
+    description: str
+
+
+@dataclass(frozen=True)
+class StateFeature:
+    """A feature that does not depend on a window (recency, tenure, profile)."""
+
+    name: str
+    dtype: Dtype
+    description: str
+
+
+_ACTIVE = ", ".join(f"'{t}'" for t in ACTIVE_EVENT_TYPES)
+
+DAILY_COLUMNS: tuple[DailyColumn, ...] = (
+    DailyColumn(
+        "active",
+        f"max(CASE WHEN event_type IN ({_ACTIVE}) THEN 1 ELSE 0 END)",
+        "int64",
+        "1 if the user did any learning activity that day",
+    ),
+    DailyColumn("logins", "count(*) FILTER (WHERE event_type = 'login')", "int64", "logins"),
+    DailyColumn(
+        "videos", "count(*) FILTER (WHERE event_type = 'video_watch')", "int64", "videos watched"
+    ),
+    DailyColumn(
+        "watch_minutes",
+        "coalesce(sum(watch_minutes) FILTER (WHERE event_type = 'video_watch'), 0)",
+        "float64",
+        "minutes of video watched",
+    ),
+    DailyColumn(
+        "quiz_attempts",
+        "count(*) FILTER (WHERE event_type = 'quiz_attempt')",
+        "int64",
+        "quiz attempts",
+    ),
+    DailyColumn(
+        "quiz_score_sum",
+        "coalesce(sum(quiz_score) FILTER (WHERE event_type = 'quiz_attempt'), 0)",
+        "float64",
+        "sum of quiz scores (mean = sum / attempts)",
+    ),
+    DailyColumn(
+        "enrolments",
+        "count(*) FILTER (WHERE event_type = 'course_enroll')",
+        "int64",
+        "course enrolments",
+    ),
+    DailyColumn(
+        "payments_ok",
+        "count(*) FILTER (WHERE event_type = 'payment_success')",
+        "int64",
+        "successful payments",
+    ),
+    DailyColumn(
+        "payments_failed",
+        "count(*) FILTER (WHERE event_type = 'payment_failed')",
+        "int64",
+        "failed payments",
+    ),
+    DailyColumn(
+        "amount_paid",
+        "coalesce(sum(amount) FILTER (WHERE event_type = 'payment_success'), 0)",
+        "float64",
+        "amount successfully paid",
+    ),
+    DailyColumn(
+        "tickets",
+        "count(*) FILTER (WHERE event_type = 'support_ticket')",
+        "int64",
+        "support tickets opened",
+    ),
+    DailyColumn(
+        "distinct_courses", "count(DISTINCT course_id)", "int64", "distinct courses touched"
+    ),
+)
+
+# The list of course ids of the day: kept in user_daily so a window can count
+# distinct courses exactly (a sum of daily distinct counts would double count).
+COURSES_COLUMN = "courses"
+COURSES_SQL = "list_distinct(list(course_id) FILTER (WHERE course_id IS NOT NULL))"
+
+
+def _sum(column: str) -> str:
+    return f"sum({column}) OVER {{w}}"
+
+
+WINDOW_FEATURES: tuple[WindowFeature, ...] = (
+    WindowFeature("active_days", _sum("active"), "int64", "days with learning activity"),
+    WindowFeature("logins", _sum("logins"), "int64", "logins"),
+    WindowFeature("videos", _sum("videos"), "int64", "videos watched"),
+    WindowFeature("watch_minutes", _sum("watch_minutes"), "float64", "minutes of video watched"),
+    WindowFeature("quiz_attempts", _sum("quiz_attempts"), "int64", "quiz attempts"),
+    WindowFeature(
+        "quiz_score_mean",
+        "sum(quiz_score_sum) OVER {w} / nullif(sum(quiz_attempts) OVER {w}, 0)",
+        "float64",
+        "mean quiz score (null without attempts)",
+    ),
+    WindowFeature("enrolments", _sum("enrolments"), "int64", "course enrolments"),
+    WindowFeature("payments_ok", _sum("payments_ok"), "int64", "successful payments"),
+    WindowFeature("payments_failed", _sum("payments_failed"), "int64", "failed payments"),
+    WindowFeature("tickets", _sum("tickets"), "int64", "support tickets"),
+    WindowFeature(
+        "distinct_courses",
+        f"len(list_distinct(flatten(list({COURSES_COLUMN}) OVER {{w}})))",
+        "int64",
+        "distinct courses touched",
+    ),
+)
+
+# Trend ratios compare the shortest window's daily rate with the longest one's:
+# below 1 means the user is slowing down. Null when the long window is empty.
+TREND_BASES: tuple[str, ...] = ("active_days", "logins", "watch_minutes")
+
+STATE_FEATURES: tuple[StateFeature, ...] = (
+    StateFeature("days_since_last_activity", "int64", "days since the last active day (or signup)"),
+    StateFeature("tenure_days", "int64", "days since signup"),
+    StateFeature("plan", "string", "free | paid | unknown"),
+    StateFeature("country", "string", "country code or unknown"),
+    StateFeature("acquisition_channel", "string", "how the user came, or unknown"),
+)
+
+
+def window_feature_name(name: str, window: int) -> str:
+    return f"{name}_{window}d"
+
+
+def trend_feature_name(base: str, short: int, long: int) -> str:
+    return f"{base}_trend_{short}d_{long}d"
+
+
+def feature_columns(windows: tuple[int, ...]) -> list[tuple[str, Dtype, str]]:
+    """Every feature as (name, dtype, description), in the order of the Parquet and Feast schema."""
+    columns: list[tuple[str, Dtype, str]] = []
+    for window in windows:
+        for feature in WINDOW_FEATURES:
+            description = f"{feature.description}, last {window} days"
+            columns.append((window_feature_name(feature.name, window), feature.dtype, description))
+    if len(windows) > 1:
+        short, long = min(windows), max(windows)
+        for base in TREND_BASES:
+            description = f"daily rate of {base}: last {short} days / last {long} days"
+            columns.append((trend_feature_name(base, short, long), "float64", description))
+    columns.extend((f.name, f.dtype, f.description) for f in STATE_FEATURES)
+    return columns
+
+
+def feature_names(windows: tuple[int, ...]) -> list[str]:
+    return [name for name, _, _ in feature_columns(windows)]

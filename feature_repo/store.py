@@ -1,0 +1,104 @@
+"""Feast from Python: the store for given settings, ``apply`` and ``materialize``.
+
+``feature_store.yaml`` stays the one description of the store: it is read here
+with its ``${CHURN_…}`` variables filled from the settings object, so the CLI,
+jobs and tests get exactly what ``feast`` gets from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+from feast import FeatureStore
+from feast.repo_config import RepoConfig
+
+from churn.settings import Settings
+
+FEATURE_STORE_YAML = "feature_store.yaml"
+
+
+def repo_config(settings: Settings) -> RepoConfig:
+    """``feature_store.yaml`` with its variables filled from ``settings``."""
+    path = settings.feature_repo_dir / FEATURE_STORE_YAML
+    values = settings.feast_env()
+
+    def fill(match: re.Match[str]) -> str:
+        if match.group(1) not in values:
+            raise ValueError(f"{path} uses ${{{match.group(1)}}}, which no setting provides")
+        return values[match.group(1)]
+
+    filled = re.sub(r"\$\{(CHURN_[A-Z0-9_]+)\}", fill, path.read_text(encoding="utf-8"))
+    config = RepoConfig(**yaml.safe_load(filled))
+    config.repo_path = settings.feature_repo_dir
+    return config
+
+
+def open_store(settings: Settings) -> FeatureStore:
+    """A FeatureStore for these settings (the registry must exist: ``churn features apply``)."""
+    return FeatureStore(repo_path=str(settings.feature_repo_dir), config=repo_config(settings))
+
+
+def feast_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the ``feast`` CLI in the feature repo with these settings in its environment.
+
+    ``feast apply`` imports the repo's modules by top-level names after a
+    ``chdir``; a subprocess keeps that out of our process and is exactly what
+    users run.
+    """
+    settings.registry_path.parent.mkdir(parents=True, exist_ok=True)
+    feast = Path(sys.executable).with_name("feast")
+    result = subprocess.run(
+        [str(feast), *args],
+        cwd=settings.feature_repo_dir,
+        env=os.environ | settings.as_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"feast {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def apply_definitions(settings: Settings) -> str:
+    """``feast plan`` then ``feast apply``; returns what Feast printed."""
+    plan = feast_cli(settings, "plan").stdout
+    applied = feast_cli(settings, "apply").stdout
+    return plan + applied
+
+
+def materialize(
+    settings: Settings, end: datetime | None = None, start: datetime | None = None
+) -> datetime:
+    """Load the newest feature rows up to ``end`` (default now) into Redis.
+
+    Without ``start`` this is ``materialize-incremental``: from the last
+    materialized instant (or the view TTL before ``end`` on the first run).
+    """
+    end = end or datetime.now(UTC)
+    store = open_store(settings)
+    if start is None:
+        store.materialize_incremental(end_date=end)
+    else:
+        store.materialize(start_date=start, end_date=end)
+    return end
+
+
+def online_feature_rows(
+    settings: Settings, user_ids: list[str], features: list[str], batch: int = 5000
+) -> dict[str, list]:
+    """Online values of ``features`` (``view:feature`` refs) for ``user_ids``, in batches."""
+    store = open_store(settings)
+    out: dict[str, list] = {}
+    for i in range(0, len(user_ids), batch):
+        rows = [{"user_id": u} for u in user_ids[i : i + batch]]
+        part = store.get_online_features(features=features, entity_rows=rows).to_dict()
+        for key, values in part.items():
+            out.setdefault(key, []).extend(values)
+    return out

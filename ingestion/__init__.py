@@ -1,0 +1,1 @@
+"""Raw events in → validated tables → daily table → rolling features (Parquet)."""

@@ -1,0 +1,169 @@
+"""``user_daily`` → rolling-window features per user per day (the Feast offline store).
+
+The row for calendar day D carries ``event_timestamp`` = D+1 00:00 UTC, the
+moment day D is complete, and is computed from ``user_daily`` rows of days ≤ D
+only, so a point-in-time join at T never sees an event at or after T.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+from churn.settings import Settings
+from feature_repo.spec import (
+    STATE_FEATURES,
+    TIMESTAMP_FIELD,
+    TREND_BASES,
+    WINDOW_FEATURES,
+    trend_feature_name,
+    window_feature_name,
+)
+from ingestion import partitions
+from ingestion.prepare import SQL_TYPES, MissingInputError, validated_paths
+from ingestion.sql_engine import connect, quote_path
+
+_PROFILE = [f.name for f in STATE_FEATURES if f.dtype == "string"]
+
+
+@dataclass(frozen=True)
+class FeatureResult:
+    first_day: date
+    last_day: date
+    rows: int
+    path: Path
+
+
+def rolling_features_sql(
+    daily_files: list[str],
+    users: str,
+    windows: tuple[int, ...],
+    first_day: date,
+    last_day: date,
+    previous: str | None = None,
+) -> str:
+    """SQL for the feature rows of days [first_day, last_day], rendered from the spec.
+
+    ``daily_files`` must hold, for every user, contiguous ``user_daily`` rows from
+    ``max(window) - 1`` days before ``first_day`` (or from signup) to ``last_day``.
+    ``previous`` (a Parquet file list of the day before ``first_day``) carries the
+    last active day forward when the history itself is not re-read.
+    """
+    window_clauses = ",\n    ".join(
+        f"w{w} AS (PARTITION BY user_id ORDER BY date ROWS BETWEEN {w - 1} PRECEDING AND CURRENT ROW)"
+        for w in windows
+    )
+    window_columns = ",\n        ".join(
+        f"CAST({f.sql.format(w=f'w{w}')} AS {SQL_TYPES[f.dtype]}) AS {window_feature_name(f.name, w)}"
+        for w in windows
+        for f in WINDOW_FEATURES
+    )
+    trends = ""
+    if len(windows) > 1:
+        short, long = min(windows), max(windows)
+        # Rates per observed day, so a user with 3 days of history is not read as slowing down.
+        trends = "".join(
+            f",\n    (r.{window_feature_name(b, short)} / r._days_short) / "
+            f"nullif(r.{window_feature_name(b, long)} / r._days_long, 0) "
+            f"AS {trend_feature_name(b, short, long)}"
+            for b in TREND_BASES
+        )
+    if previous is None:
+        previous_anchor = "SELECT NULL::VARCHAR AS user_id, NULL::DATE AS anchor WHERE false"
+    else:
+        previous_anchor = (
+            f"SELECT user_id, CAST(date - days_since_last_activity * INTERVAL 1 DAY AS DATE) AS anchor "
+            f"FROM read_parquet({previous}, hive_partitioning = true)"
+        )
+    daily = "[" + ", ".join(quote_path(f) for f in daily_files) + "]"
+    profile = ", ".join(f"u.{c}" for c in _PROFILE)
+    return f"""
+WITH daily AS (
+    SELECT * FROM read_parquet({daily}, hive_partitioning = true)
+),
+rolled AS (
+    SELECT
+        user_id,
+        date,
+        {window_columns},
+        count(*) OVER w{min(windows)} AS _days_short,
+        count(*) OVER w{max(windows)} AS _days_long,
+        max(CASE WHEN active = 1 THEN date END)
+            OVER (PARTITION BY user_id ORDER BY date ROWS UNBOUNDED PRECEDING) AS last_active_date
+    FROM daily
+    WINDOW
+    {window_clauses}
+),
+previous_anchor AS ({previous_anchor})
+SELECT
+    r.user_id,
+    CAST(r.date + INTERVAL 1 DAY AS TIMESTAMPTZ) AS {TIMESTAMP_FIELD},
+    r.* EXCLUDE (user_id, date, last_active_date, _days_short, _days_long){trends},
+    CAST(date_diff('day', coalesce(r.last_active_date, p.anchor, u.signup_date), r.date) AS BIGINT)
+        AS days_since_last_activity,
+    CAST(date_diff('day', u.signup_date, r.date) AS BIGINT) AS tenure_days,
+    {profile},
+    r.date
+FROM rolled r
+JOIN (
+    SELECT user_id, CAST(signup_time AS DATE) AS signup_date, {", ".join(_PROFILE)}
+    FROM read_parquet({users})
+) u USING (user_id)
+LEFT JOIN previous_anchor p USING (user_id)
+WHERE r.date BETWEEN DATE '{first_day}' AND DATE '{last_day}'
+"""
+
+
+def build_rolling_features(settings: Settings, as_of: date | None = None) -> FeatureResult:
+    """Build the feature table: the whole history, or only day ``as_of`` (appended).
+
+    A daily run reads ``max(window)`` days of ``user_daily`` and the previous
+    day's feature rows, so its cost does not grow with the length of history.
+    """
+    users_path, _ = validated_paths(settings)
+    days = partitions.partition_days(settings.user_daily_path)
+    if not days:
+        raise MissingInputError(
+            f"{settings.user_daily_path} is empty: run `churn data prepare` first"
+        )
+    root = settings.features_path
+    con = connect(settings)
+    users = quote_path(users_path)
+    if as_of is None:
+        first_day, last_day = days[0], days[-1]
+        files = partitions.partition_files(settings.user_daily_path, days)
+        sql = rolling_features_sql(files, users, settings.windows, first_day, last_day)
+        partitions.write_table(con, sql, root)
+    else:
+        if as_of not in days:
+            raise MissingInputError(
+                f"user_daily has no day {as_of}: run `churn data prepare --as-of {as_of}` first"
+            )
+        first_day = last_day = as_of
+        start = max(days[0], as_of - timedelta(days=max(settings.windows) - 1))
+        lookback = [start + timedelta(days=i) for i in range((as_of - start).days + 1)]
+        if not set(lookback) <= set(days):
+            missing = sorted(set(lookback) - set(days))
+            raise MissingInputError(
+                f"user_daily lacks days {missing[0]}…{missing[-1]} needed by the windows: "
+                f"run `churn data prepare` for them first"
+            )
+        previous_day = as_of - timedelta(days=1)
+        previous_files = partitions.partition_files(root, [previous_day])
+        if not previous_files and previous_day >= days[0]:
+            raise MissingInputError(
+                f"features for {previous_day} are missing: build history first "
+                f"(`churn features build`) or run the missing days in order"
+            )
+        previous = (
+            "[" + ", ".join(quote_path(f) for f in previous_files) + "]" if previous_files else None
+        )
+        files = partitions.partition_files(settings.user_daily_path, lookback)
+        sql = rolling_features_sql(files, users, settings.windows, as_of, as_of, previous)
+        partitions.write_day(con, sql, root, as_of)
+    rows = con.execute(
+        f"SELECT count(*) FROM read_parquet({quote_path(partitions.table_glob(root))}, "
+        f"hive_partitioning = true) WHERE date BETWEEN DATE '{first_day}' AND DATE '{last_day}'"
+    ).fetchone()[0]
+    return FeatureResult(first_day, last_day, rows, root)

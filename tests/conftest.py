@@ -1,0 +1,44 @@
+"""Shared fixtures: isolated settings per test, and a real Redis for integration tests."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from churn.redis_server import RedisUnavailableError, ensure_redis
+from churn.settings import Settings, get_settings
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path):
+    """Settings under this test's tmp dir; keyword overrides on top."""
+
+    def make(**overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "data_dir": tmp_path / "data",
+            "artifacts_dir": tmp_path / "artifacts",
+            "max_event_age_hours": 0,
+        }
+        values.update(overrides)
+        return get_settings(**values)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The configured Redis, or a private redis-server; fails the test run if neither."""
+    base = get_settings(data_dir=tmp_path_factory.mktemp("redis"))
+    try:
+        return ensure_redis(base, say=lambda _: None).redis_url
+    except RedisUnavailableError as exc:
+        pytest.fail(str(exc))
+
+
+@pytest.fixture
+def feast_project() -> Iterator[str]:
+    """A Feast project of this test's own, so its Redis keys are its own."""
+    yield f"churntest_{uuid.uuid4().hex[:10]}"
