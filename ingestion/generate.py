@@ -1,0 +1,356 @@
+"""Demo data: a simulated e-learning portal whose users churn for reasons the data can show.
+
+Each user carries a hidden daily engagement (AR(1) on a logit scale around a per-user
+level, which drifts down for a share of users). Activity, payments, tickets and a daily
+churn hazard all follow it; a churned user emits nothing afterwards. The hidden state is
+returned only in ``truth_users``/``truth_daily`` (evaluation, never features).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from churn.atomic import write_parquet
+from churn.settings import Settings
+from ingestion.contract import EVENT_COLUMNS, EVENT_TYPES, MAX_WATCH_MINUTES, USER_COLUMNS
+
+DAY_US = 86_400_000_000
+NO_CHURN = np.iinfo(np.int64).max
+COUNTRIES = ("US", "IN", "GB", "DE", "BR", "CA", "FR", "NG")
+COUNTRY_P = np.array([0.30, 0.20, 0.10, 0.10, 0.10, 0.07, 0.06, 0.07])
+COUNTRY_EFFECT = np.array([0.0, -0.10, 0.05, 0.10, -0.10, 0.05, 0.0, -0.15])
+CHANNELS = ("organic", "paid_search", "social", "referral", "partner")
+CHANNEL_P = np.array([0.35, 0.25, 0.15, 0.15, 0.10])
+CHANNEL_P_DRIFT = np.array([0.15, 0.20, 0.45, 0.05, 0.15])  # cheap social campaign
+CHANNEL_EFFECT = np.array([0.20, 0.0, -0.35, 0.30, -0.10])
+# Listed by popularity: users focus on a few, the first ones more often.
+COURSES = (
+    "python-101", "k8s-101", "docker-101", "aws-101", "linux-101", "git-101",
+    "terraform-101", "sql-101", "k8s-201", "python-201", "aws-201", "docker-201",
+    "terraform-201", "ansible-101", "gcp-101", "azure-101", "go-101", "linux-201",
+    "security-101", "ci-cd-101", "k8s-301", "aws-301", "python-301", "rust-101",
+    "helm-201", "prometheus-101", "kafka-201", "spark-201", "ml-ops-201", "terraform-301",
+)  # fmt: skip
+PRICES = np.array([29.0, 49.0])
+_TYPE = {name: code for code, name in enumerate(EVENT_TYPES)}
+_SCHEMA_TYPES = {
+    "string": pa.string(),
+    "double": pa.float64(),
+    "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"),
+}
+
+
+@dataclass(frozen=True)
+class GeneratedData:
+    """Raw tables per the contract plus the hidden truth behind them."""
+
+    users: pd.DataFrame
+    events: pd.DataFrame
+    truth_users: pd.DataFrame
+    truth_daily: pd.DataFrame
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _is_payment(code: np.ndarray) -> np.ndarray:
+    return (code == _TYPE["payment_success"]) | (code == _TYPE["payment_failed"])
+
+
+def _draw_users(
+    rng: np.random.Generator, n: int, days: int, start_us: int, drift_day: int | None
+) -> dict[str, np.ndarray]:
+    """Static per-user attributes; ids are assigned in signup order like an auto-increment."""
+    offset = np.where(rng.random(n) < 1 / 3, -rng.uniform(1, 365, n), rng.uniform(0, days, n))
+    signup_us = np.sort(start_us + (offset * DAY_US).astype(np.int64))
+    signup_day = np.floor_divide(signup_us - start_us, DAY_US)
+    existing = signup_day < 0
+    cohort = np.zeros(n, bool) if drift_day is None else signup_day >= drift_day
+    paid = rng.random(n) < np.where(cohort, 0.2, 0.3)
+    country = rng.choice(len(COUNTRIES), n, p=COUNTRY_P)
+    u = rng.random(n)  # same draw for both mixes, so a seed's drift run differs only by design
+    channel = np.where(
+        cohort,
+        np.searchsorted(np.cumsum(CHANNEL_P_DRIFT)[:-1], u, side="right"),
+        np.searchsorted(np.cumsum(CHANNEL_P)[:-1], u, side="right"),
+    )
+    base = (
+        -0.8
+        + 0.5 * paid
+        + COUNTRY_EFFECT[country]
+        + CHANNEL_EFFECT[channel]
+        - 0.5 * cohort
+        + 0.3 * existing  # survivors of the months before the simulated range
+        + rng.normal(0, 0.8, n)
+    )
+    drifting = rng.random(n) < 0.25
+    signup_date = signup_us.astype("datetime64[us]").astype("datetime64[D]")
+    dom = (signup_date - signup_date.astype("datetime64[M]")).astype(np.int64) + 1
+    # Focus courses: weighted sampling without replacement via the Gumbel top-k trick.
+    popularity = 1.0 / np.arange(1, len(COURSES) + 1) ** 0.8
+    keys = np.log(popularity) + rng.gumbel(size=(n, len(COURSES)))
+    return {
+        "signup_us": signup_us,
+        "signup_day": signup_day,
+        "paid": paid,
+        "country": country,
+        "channel": channel,
+        "cohort": cohort,
+        "base": base,
+        "drifting": drifting,
+        "drift_rate": np.where(drifting, rng.uniform(0.02, 0.06, n), 0.0),
+        # Pre-existing users start drifting inside the range, not before it (they'd be gone).
+        "drift_start": np.maximum(signup_day, 0) + rng.uniform(7, 90, n),
+        "billing_dom": np.minimum(dom, 28),
+        "price": PRICES[(rng.random(n) < 0.3).astype(int)],
+        "focus": np.argsort(-keys, axis=1)[:, :3].astype(np.int16),
+    }
+
+
+def generate_demo_data(
+    n_users: int = 2000,
+    days: int = 120,
+    seed: int = 42,
+    start: date | None = None,
+    scenario: Literal["baseline", "drift"] = "baseline",
+    drift_day: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> GeneratedData:
+    """Simulate ``days`` UTC days from ``start`` (default: ending yesterday), seeded.
+
+    Events fall in [start, start+days) 00:00 UTC. With ``scenario="drift"`` the world
+    changes from ``drift_day`` (default two-thirds in): weaker sign-ups from a different
+    channel mix, and 30% less watch time for everyone. ``drift_day`` is ignored otherwise.
+    """
+    if n_users < 1 or days < 1:
+        raise ValueError(f"need n_users >= 1 and days >= 1, got {n_users=} {days=}")
+    if scenario not in ("baseline", "drift"):
+        raise ValueError(f"scenario must be 'baseline' or 'drift', got {scenario!r}")
+    if scenario == "drift":
+        drift_day = days * 2 // 3 if drift_day is None else drift_day
+        if not 0 <= drift_day < days:
+            raise ValueError(f"drift_day must be in [0, {days}), got {drift_day}")
+    else:
+        drift_day = None
+    start = start or datetime.now(UTC).date() - timedelta(days=days)
+    start_us = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp()) * 10**6
+    rng = np.random.default_rng(seed)
+    pop = _draw_users(rng, n_users, days, start_us, drift_day)
+    z = np.zeros(n_users)  # AR(1) deviation from the user's level, logit scale
+    started = np.zeros(n_users, bool)
+    churn_us = np.full(n_users, NO_CHURN)
+    last_fail = np.full(n_users, -(10**6))
+    last_ticket = np.full(n_users, -(10**6))
+    retry_day = np.full(n_users, -1)
+    events: list[tuple[np.ndarray, ...]] = []
+    daily: list[tuple[np.ndarray, ...]] = []
+    for d in range(days):
+        day_us = start_us + d * DAY_US
+        idx = np.flatnonzero((pop["signup_day"] <= d) & (churn_us == NO_CHURN))
+        m = len(idx)
+        fresh = ~started[idx]
+        z[idx] = np.where(fresh, rng.normal(0, 0.7, m), 0.9 * z[idx] + rng.normal(0, 0.3, m))
+        started[idx] = True
+        age = np.maximum(day_us - pop["signup_us"][idx], 0) / DAY_US
+        decline = pop["drift_rate"][idx] * np.clip(d - pop["drift_start"][idx], 0, 60)
+        # Logit engagement: level + new-user honeymoon (fades over ~2 weeks) - drift + AR noise.
+        x = pop["base"][idx] + 0.6 * np.exp(-age / 14) - decline + z[idx]
+        eng = _sigmoid(x)
+        # Daily churn probability: low engagement, a failed payment (14 d) or a ticket (7 d)
+        # raise it; paying users stay longer. Multiplicative, capped so it stays a probability.
+        hazard = np.minimum(
+            0.0024
+            * np.exp(-1.3 * (x + 0.3))
+            * np.where(pop["paid"][idx], 0.5, 1.0)
+            * np.where(d - last_fail[idx] <= 14, 3.0, 1.0)
+            * np.where(d - last_ticket[idx] <= 7, 1.5, 1.0),
+            0.5,
+        )
+        lo = np.maximum(day_us, pop["signup_us"][idx])
+        churned = rng.random(m) < hazard
+        # Churn strictly after the day's window opens, so every kept event precedes it.
+        churn_at = lo + 1 + (rng.random(m) * (day_us + DAY_US - lo - 1)).astype(np.int64)
+        hi = np.where(churned, churn_at, day_us + DAY_US)
+        churn_us[idx[churned]] = hi[churned]
+        is_signup = pop["signup_day"][idx] == d
+        # Steeper than engagement itself: disengaged users go quiet before they leave.
+        active = is_signup | (rng.random(m) < _sigmoid(1.6 * x + 0.1))
+        logins = np.where(active, 1 + rng.poisson(1.5 * eng), 0)
+        videos = np.where(active, rng.poisson(logins * (0.25 + 0.8 * eng)), 0)
+        quizzes = np.where(active, rng.poisson(0.1 + 0.5 * eng), 0)
+        enrolls = np.where(
+            is_signup, rng.random(m) < 0.85, active & (rng.random(m) < 0.01 + 0.04 * eng)
+        )
+        dom = (start + timedelta(days=d)).day
+        due = pop["paid"][idx] & (
+            is_signup | ((pop["billing_dom"][idx] == dom) & ~is_signup) | (retry_day[idx] == d)
+        )
+        failed = due & (rng.random(m) < 0.02 + 0.2 * (1 - eng) ** 2)
+        retry_day[idx[failed & (retry_day[idx] != d)]] = d + 3  # one retry, then give up
+        last_fail[idx[failed]] = d
+        tickets = rng.random(m) < 0.002 + 0.01 * (1 - eng) + 0.25 * (d - last_fail[idx] <= 3)
+        last_ticket[idx[tickets]] = d
+        counts = {
+            "login": logins,
+            "video_watch": videos,
+            "quiz_attempt": quizzes,
+            "course_enroll": enrolls,
+            "payment_success": due & ~failed,
+            "payment_failed": failed,
+            "support_ticket": tickets,
+        }
+        watch_factor = 0.7 if drift_day is not None and d >= drift_day else 1.0
+        events.append(_emit_events(rng, pop, idx, counts, lo, hi, x, watch_factor))
+        daily.append((idx.astype(np.int32), np.full(m, d, np.int32), eng, hazard))
+        if progress is not None:
+            progress(d + 1, days)
+    return _assemble(pop, start, churn_us, events, daily)
+
+
+def _emit_events(
+    rng: np.random.Generator,
+    pop: dict[str, np.ndarray],
+    idx: np.ndarray,
+    counts: dict[str, np.ndarray],
+    lo: np.ndarray,
+    hi: np.ndarray,
+    x: np.ndarray,
+    watch_factor: float,
+) -> tuple[np.ndarray, ...]:
+    """One day's events as columns (user index, time µs, type code, course code, value).
+
+    Times are uniform in each user's [lo, hi) window (signup and churn cut the day). Course
+    code -1 means none; ``value`` is watch minutes, quiz score or amount by type, else NaN.
+    """
+    m = len(idx)
+    pos = np.concatenate([np.repeat(np.arange(m), c) for c in counts.values()])
+    code = np.repeat(
+        np.array([_TYPE[t] for t in counts], np.int8), [int(c.sum()) for c in counts.values()]
+    )
+    k = len(pos)
+    times = lo[pos] + (rng.random(k) * (hi[pos] - lo[pos])).astype(np.int64)
+    learning = np.isin(code, [_TYPE[t] for t in ("video_watch", "quiz_attempt", "course_enroll")])
+    slot = rng.choice(3, k, p=[0.6, 0.3, 0.1])
+    course = np.where(learning, pop["focus"][idx[pos], slot], -1).astype(np.int16)
+    eng = _sigmoid(x[pos])
+    minutes = np.round(rng.gamma(1.5, (5 + 25 * eng) * watch_factor / 1.5), 1)
+    score = np.round(100 * _sigmoid(1.2 * x[pos] + 0.8 + rng.normal(0, 0.7, k)), 1)
+    value = np.select(
+        [code == _TYPE["video_watch"], code == _TYPE["quiz_attempt"], _is_payment(code)],
+        [np.minimum(minutes, MAX_WATCH_MINUTES), score, pop["price"][idx[pos]]],
+        np.nan,
+    )
+    return idx[pos].astype(np.int32), times, code, course, value
+
+
+def _ids(prefix: str, n: int, width: int) -> pa.Array:
+    """``prefix`` + zero-padded 0..n-1, built in Arrow (millions of ids, no Python strings)."""
+    digits = pc.utf8_lpad(pc.cast(pa.array(np.arange(n)), pa.large_string()), width, "0")
+    text = pa.large_string()
+    return pc.binary_join_element_wise(pa.scalar(prefix, text), digits, pa.scalar("", text))
+
+
+def _assemble(
+    pop: dict[str, np.ndarray],
+    start: date,
+    churn_us: np.ndarray,
+    event_chunks: list[tuple[np.ndarray, ...]],
+    daily_chunks: list[tuple[np.ndarray, ...]],
+) -> GeneratedData:
+    """Columnar arrays → contract-typed frames; strings stay Arrow-backed to save memory."""
+    n = len(pop["signup_us"])
+    user_ids = _ids("u", n, width=6)
+    uid, times, code, course, value = (np.concatenate(c) for c in zip(*event_chunks, strict=True))
+    order = np.argsort(times, kind="stable")
+    uid, times, code, course, value = (a[order] for a in (uid, times, code, course, value))
+    event_ids = _ids("e", len(times), width=9)
+    ts = pa.timestamp("us", tz="UTC")
+    events = pa.table(
+        {
+            "event_id": event_ids,
+            "user_id": user_ids.take(pa.array(uid)),
+            "event_time": pa.array(times, ts),
+            "event_type": pa.array(EVENT_TYPES, pa.large_string()).take(pa.array(code)),
+            "course_id": pa.array(COURSES, pa.large_string()).take(
+                pa.array(course, mask=course < 0)
+            ),
+            "watch_minutes": np.where(code == _TYPE["video_watch"], value, np.nan),
+            "quiz_score": np.where(code == _TYPE["quiz_attempt"], value, np.nan),
+            "amount": np.where(_is_payment(code), value, np.nan),
+        }
+    )
+    users = pa.table(
+        {
+            "user_id": user_ids,
+            "signup_time": pa.array(pop["signup_us"], ts),
+            "plan": pa.array(np.where(pop["paid"], "paid", "free")),
+            "country": pa.array(COUNTRIES).take(pa.array(pop["country"])),
+            "acquisition_channel": pa.array(CHANNELS).take(pa.array(pop["channel"])),
+        }
+    )
+    truth_users = pa.table(
+        {
+            "user_id": user_ids,
+            "churn_time": pa.array(churn_us, ts, mask=churn_us == NO_CHURN),
+            "base_engagement": _sigmoid(pop["base"]),
+            "drifting": pop["drifting"],
+            "drift_per_day": pop["drift_rate"],
+            "drift_cohort": pop["cohort"],
+        }
+    )
+    d_uid, d_day, eng, hazard = (np.concatenate(c) for c in zip(*daily_chunks, strict=True))
+    start_days = (start - date(1970, 1, 1)).days
+    truth_daily = pa.table(
+        {
+            "user_id": user_ids.take(pa.array(d_uid)),
+            "day": pa.array(d_day + start_days, pa.date32()),
+            "engagement": eng,
+            "hazard": hazard,
+        }
+    )
+    return GeneratedData(
+        users=_to_pandas(users),
+        events=_to_pandas(events),
+        truth_users=_to_pandas(truth_users),
+        truth_daily=_to_pandas(truth_daily),
+    )
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    """Strings as ``string[pyarrow]`` and dates as Arrow dates: no Python object per cell."""
+    mapping = {
+        pa.string(): pd.StringDtype("pyarrow"),
+        pa.large_string(): pd.StringDtype("pyarrow"),
+        pa.date32(): pd.ArrowDtype(pa.date32()),
+    }
+    return table.to_pandas(types_mapper=mapping.get)
+
+
+def _contract_table(frame: pd.DataFrame, columns: dict[str, str]) -> pa.Table:
+    """Arrow table with exactly the contract's column order and types."""
+    schema = pa.schema([(name, _SCHEMA_TYPES[kind]) for name, kind in columns.items()])
+    return pa.Table.from_pandas(frame[list(columns)], preserve_index=False).cast(schema)
+
+
+def write_demo_data(data: GeneratedData, settings: Settings) -> dict[str, Path]:
+    """Write raw users/events and the ground truth atomically; return {name: path}."""
+    return {
+        "users": write_parquet(
+            _contract_table(data.users, USER_COLUMNS), settings.raw_dir / "users.parquet"
+        ),
+        "events": write_parquet(
+            _contract_table(data.events, EVENT_COLUMNS), settings.raw_dir / "events.parquet"
+        ),
+        "truth_users": write_parquet(data.truth_users, settings.ground_truth_dir / "users.parquet"),
+        "truth_daily": write_parquet(data.truth_daily, settings.ground_truth_dir / "daily.parquet"),
+    }
