@@ -169,18 +169,24 @@ def features_materialize(
     ] = None,
     start: Annotated[
         datetime | None,
-        typer.Option(help="Reload from this instant (default: incremental from the last run)."),
+        typer.Option(help="Load rows from this instant (default: the view TTL before --end)."),
     ] = None,
+    incremental: Annotated[
+        bool, typer.Option(help="Feast's materialize-incremental: from the last run on.")
+    ] = False,
 ) -> None:
-    """Load the newest features into the Redis online store."""
+    """Load the newest features of every user into the Redis online store."""
     from churn.redis_server import ensure_redis
     from feature_repo.store import materialize
 
     settings = ensure_redis(_settings(), say=console.print)
     log = StageLog(console)
     with log.stage("feast materialize"):
-        until = materialize(settings, end=_utc(end), start=_utc(start))
-    log.note(f"online store up to {until:%Y-%m-%d %H:%M} UTC")
+        since, until = materialize(
+            settings, end=_utc(end), start=_utc(start), incremental=incremental
+        )
+    loaded = "since the last run" if since is None else f"from {since:%Y-%m-%d %H:%M}"
+    log.note(f"online store loaded {loaded} to {until:%Y-%m-%d %H:%M} UTC")
 
 
 @app.command("env")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 
 import duckdb
-from ingestion.validate import print_report, run_validation
 from rich.console import Console
 from rich.table import Table
 
@@ -19,6 +18,7 @@ from ingestion.features import build_rolling_features
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
 from ingestion.sql_engine import quote_path
+from ingestion.validate import print_report, run_validation
 
 
 def run_demo(settings: Settings, users: int, days: int, console: Console) -> int:
@@ -83,7 +83,7 @@ def _summary(settings: Settings, online: int) -> Table:
         ("user_features", settings.features_path),
     ):
         source = quote_path(partitions.table_glob(path) if path.is_dir() else path)
-        rows = duckdb.sql(f"SELECT count(*) FROM read_parquet({source})").fetchone()[0]
+        rows = duckdb.execute(f"SELECT count(*) FROM read_parquet({source})").fetchone()[0]
         table.add_row(name, f"{rows:,}", str(path))
     table.add_row("online (Redis)", f"{online:,}", _redis_where(settings))
     table.caption = (

@@ -11,7 +11,8 @@ import os
 import re
 import subprocess
 import sys
-from datetime import UTC, datetime
+import warnings
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -19,6 +20,10 @@ from feast import FeatureStore
 from feast.repo_config import RepoConfig
 
 from churn.settings import Settings
+
+# Feast resets warning filters on import; ibis (inside Feast's DuckDB store) then
+# warns about a DuckDB API rename on every query. Not ours to fix, not news.
+warnings.filterwarnings("ignore", message=".*fetch_arrow_table", category=DeprecationWarning)
 
 FEATURE_STORE_YAML = "feature_store.yaml"
 
@@ -74,20 +79,27 @@ def apply_definitions(settings: Settings) -> str:
 
 
 def materialize(
-    settings: Settings, end: datetime | None = None, start: datetime | None = None
-) -> datetime:
-    """Load the newest feature rows up to ``end`` (default now) into Redis.
+    settings: Settings,
+    end: datetime | None = None,
+    start: datetime | None = None,
+    incremental: bool = False,
+) -> tuple[datetime | None, datetime]:
+    """Load the newest feature row of every user up to ``end`` (default now) into Redis.
 
-    Without ``start`` this is ``materialize-incremental``: from the last
-    materialized instant (or the view TTL before ``end`` on the first run).
+    By default the range is the view TTL before ``end``: every row that may still
+    be served is (re)loaded, so a day built late, or rebuilt after a fix, reaches
+    Redis too. ``incremental`` is Feast's ``materialize-incremental`` instead: from
+    the last materialized instant, which skips rows stamped before it that were
+    written after it. Returns the range loaded (start is None when incremental).
     """
     end = end or datetime.now(UTC)
     store = open_store(settings)
-    if start is None:
+    if incremental:
         store.materialize_incremental(end_date=end)
-    else:
-        store.materialize(start_date=start, end_date=end)
-    return end
+        return None, end
+    start = start or end - timedelta(days=settings.feature_ttl_days)
+    store.materialize(start_date=start, end_date=end)
+    return start, end
 
 
 def online_feature_rows(

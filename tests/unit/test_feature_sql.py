@@ -9,7 +9,7 @@ u4: signed up before the history starts; active on days 4 and 12 only (a gap).
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import duckdb
 import pandas as pd
@@ -62,8 +62,13 @@ def _events(rows: list[tuple] = EVENTS) -> pd.DataFrame:
     frame = pd.DataFrame(
         rows,
         columns=[
-            "user_id", "event_time", "event_type", "course_id",
-            "watch_minutes", "quiz_score", "amount",
+            "user_id",
+            "event_time",
+            "event_type",
+            "course_id",
+            "watch_minutes",
+            "quiz_score",
+            "amount",
         ],
     )
     frame.insert(0, "event_id", [f"e{i}" for i in range(len(frame))])
@@ -74,7 +79,7 @@ def _events(rows: list[tuple] = EVENTS) -> pd.DataFrame:
 def _build(settings, users: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
     write_parquet(users, settings.validated_dir / "users.parquet")
     write_parquet(events, settings.validated_dir / "events.parquet")
-    build_user_daily(settings, now=datetime(2026, 4, 1, tzinfo=timezone.utc))
+    build_user_daily(settings, now=datetime(2026, 4, 1, tzinfo=UTC))
     build_rolling_features(settings)
     return _read(settings.features_path)
 
@@ -170,7 +175,12 @@ def test_event_timestamp_is_the_end_of_the_day(features):
 
 
 def test_columns_follow_the_spec(features):
-    assert list(features.columns) == ["user_id", "event_timestamp", *feature_names((7, 14, 30)), "date"]
+    assert list(features.columns) == [
+        "user_id",
+        "event_timestamp",
+        *feature_names((7, 14, 30)),
+        "date",
+    ]
 
 
 def test_windows_come_from_settings(make_settings):

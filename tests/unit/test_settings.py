@@ -1,0 +1,89 @@
+"""The one settings object: parsing, validation, derived paths, Feast variables."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from churn.settings import get_settings
+
+
+def test_windows_from_a_comma_list(monkeypatch):
+    monkeypatch.setenv("CHURN_WINDOWS", "30, 90,60")
+    assert get_settings().windows == (30, 60, 90)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("CHURN_WINDOWS", "7,7", "duplicates"),
+        ("CHURN_WINDOWS", "0,7", "between 1 and 366"),
+        ("CHURN_REDIS_URL", "localhost:6379", "CHURN_REDIS_URL"),
+        ("CHURN_HORIZON_DAYS", "0", "horizon_days"),
+        ("CHURN_FEAST_PROJECT", "my-project!", "feast_project"),
+        ("CHURN_DUCKDB_MEMORY_LIMIT", "lots", "duckdb_memory_limit"),
+    ],
+)
+def test_bad_values_fail_fast_and_say_which(monkeypatch, variable, value, named):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=named):
+        get_settings()
+
+
+def test_unknown_setting_is_refused():
+    with pytest.raises(ValidationError, match="horizon_dayz"):
+        get_settings(horizon_dayz=30)
+
+
+def test_every_path_moves_with_the_data_dir(tmp_path):
+    settings = get_settings(data_dir=tmp_path / "elsewhere")
+    for path in (
+        settings.raw_dir,
+        settings.validated_dir,
+        settings.user_daily_path,
+        settings.features_path,
+        settings.registry_path,
+        settings.ground_truth_dir,
+    ):
+        assert path.is_relative_to(tmp_path / "elsewhere")
+    assert settings.feast_env()["CHURN_FEAST_REGISTRY"] == str(settings.registry_path)
+
+
+@pytest.mark.parametrize(
+    ("url", "connection"),
+    [
+        ("redis://127.0.0.1:6379/0", "127.0.0.1:6379,db=0"),
+        ("redis://cache:6380", "cache:6380,db=0"),
+        ("redis://:s3cret@cache:6379/2", "cache:6379,db=2,password=s3cret"),
+        (
+            "rediss://user:pw@cache.example:6380/1",
+            "cache.example:6380,db=1,password=pw,username=user,ssl=true",
+        ),
+    ],
+)
+def test_redis_url_becomes_feast_connection_string(url, connection):
+    assert get_settings(redis_url=url).feast_redis_connection == connection
+
+
+def test_yaml_file_is_read_and_env_wins(tmp_path, monkeypatch):
+    config = tmp_path / "churn.yaml"
+    config.write_text("horizon_days: 60\nseed: 7\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHURN_SEED", "8")
+    from pydantic_settings import SettingsConfigDict
+
+    from churn.settings import Settings
+
+    class FromFile(Settings):
+        model_config = SettingsConfigDict(**{**Settings.model_config, "yaml_file": str(config)})
+
+    settings = FromFile()
+    assert settings.horizon_days == 60
+    assert settings.seed == 8
+
+
+def test_as_env_round_trips(monkeypatch, tmp_path):
+    original = get_settings(data_dir=tmp_path, windows=(5, 50), horizon_days=45)
+    for key, value in original.as_env().items():
+        monkeypatch.setenv(key, value)
+    assert get_settings() == original
