@@ -55,11 +55,13 @@ def atomic_dir(target: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_parquet(data: pd.DataFrame | pa.Table, target: Path) -> Path:
+def write_parquet(
+    data: pd.DataFrame | pa.Table, target: Path, row_group_size: int | None = None
+) -> Path:
     """Write a frame or Arrow table to ``target`` atomically; return ``target``."""
     table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
     with atomic_path(target) as tmp:
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, row_group_size=row_group_size)
     return target
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -41,6 +43,22 @@ def _settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn the errors a user can fix (missing input, bad file or value, no Redis) into one line.
+
+    ``IngestError`` is a ``ValueError``; so are the generator's argument errors.
+    """
+    from churn.redis_server import RedisUnavailableError
+    from feature_repo.store import FeastCommandError
+
+    try:
+        yield
+    except (FileNotFoundError, ValueError, RedisUnavailableError, FeastCommandError) as exc:
+        console.print(f"[red]{type(exc).__name__}:[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
 def _day(value: datetime | None) -> date | None:
     return value.date() if value else None
 
@@ -68,7 +86,7 @@ def data_generate(
     if scenario not in ("baseline", "drift"):
         raise typer.BadParameter(f"--scenario must be baseline or drift, got {scenario!r}")
     log = StageLog(console)
-    with log.stage("generate", total=days) as progress:
+    with _user_errors(), log.stage("generate", total=days) as progress:
         data = generate_demo_data(
             n_users=users,
             days=days,
@@ -92,16 +110,12 @@ def data_ingest(
     ],
 ) -> None:
     """Load a portal's own users and events (CSV or Parquet) as the raw tables."""
-    from ingestion.ingest import IngestError, ingest_files
+    from ingestion.ingest import ingest_files
 
     settings = _settings()
     log = StageLog(console)
-    try:
-        with log.stage("ingest"):
-            paths = ingest_files(users_file, events_file, settings)
-    except IngestError as exc:
-        console.print(f"[red]Ingest failed:[/red] {exc}")
-        raise typer.Exit(1) from exc
+    with _user_errors(), log.stage("ingest"):
+        paths = ingest_files(users_file, events_file, settings)
     log.note(", ".join(f"{k} → {v}" for k, v in paths.items()))
 
 
@@ -112,7 +126,7 @@ def data_validate() -> None:
 
     settings = _settings()
     log = StageLog(console)
-    with log.stage("validate"):
+    with _user_errors(), log.stage("validate"):
         report = run_validation(settings)
     print_report(report, console)
     if not report.passed:
@@ -132,7 +146,7 @@ def data_prepare(as_of: AsOf = None) -> None:
 
     settings = _settings()
     log = StageLog(console)
-    with log.stage("prepare user_daily"):
+    with _user_errors(), log.stage("prepare user_daily"):
         result = build_user_daily(settings, as_of=_day(as_of))
     log.note(f"{result.rows:,} user-days, {result.first_day} … {result.last_day}")
 
@@ -144,7 +158,7 @@ def features_build(as_of: AsOf = None) -> None:
 
     settings = _settings()
     log = StageLog(console)
-    with log.stage("build features"):
+    with _user_errors(), log.stage("build features"):
         result = build_rolling_features(settings, as_of=_day(as_of))
     log.note(f"{result.rows:,} feature rows, {result.first_day} … {result.last_day}")
 
@@ -156,7 +170,7 @@ def features_apply() -> None:
 
     settings = _settings()
     log = StageLog(console)
-    with log.stage("feast apply"):
+    with _user_errors(), log.stage("feast apply"):
         output = apply_definitions(settings)
     console.print(output.strip())
     log.note(f"project {settings.feast_project}, registry {settings.registry_path}")
@@ -179,9 +193,10 @@ def features_materialize(
     from churn.redis_server import ensure_redis
     from feature_repo.store import materialize
 
-    settings = ensure_redis(_settings(), say=console.print)
+    with _user_errors():
+        settings = ensure_redis(_settings(), say=console.print)
     log = StageLog(console)
-    with log.stage("feast materialize"):
+    with _user_errors(), log.stage("feast materialize"):
         since, until = materialize(
             settings, end=_utc(end), start=_utc(start), incremental=incremental
         )
@@ -204,7 +219,9 @@ def demo(
     """Generate → validate → prepare → features → feast apply → materialize, then a summary."""
     from churn.demo import run_demo
 
-    raise typer.Exit(run_demo(_settings(), users=users, days=days, console=console))
+    with _user_errors():
+        code = run_demo(_settings(), users=users, days=days, console=console)
+    raise typer.Exit(code)
 
 
 def _utc(value: datetime | None) -> datetime | None:

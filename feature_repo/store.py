@@ -28,6 +28,10 @@ warnings.filterwarnings("ignore", message=".*fetch_arrow_table", category=Deprec
 FEATURE_STORE_YAML = "feature_store.yaml"
 
 
+class FeastCommandError(RuntimeError):
+    """A ``feast`` CLI call failed; the message carries what Feast printed."""
+
+
 def repo_config(settings: Settings) -> RepoConfig:
     """``feature_store.yaml`` with its variables filled from ``settings``."""
     path = settings.feature_repo_dir / FEATURE_STORE_YAML
@@ -67,7 +71,7 @@ def feast_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str
         check=False,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"feast {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        raise FeastCommandError(f"feast {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
 
 

@@ -21,7 +21,13 @@ import pyarrow.compute as pc
 
 from churn.atomic import write_parquet
 from churn.settings import Settings
-from ingestion.contract import EVENT_COLUMNS, EVENT_TYPES, MAX_WATCH_MINUTES, USER_COLUMNS
+from ingestion.contract import (
+    EVENT_COLUMNS,
+    EVENT_TYPES,
+    MAX_WATCH_MINUTES,
+    USER_COLUMNS,
+    to_contract_table,
+)
 
 DAY_US = 86_400_000_000
 NO_CHURN = np.iinfo(np.int64).max
@@ -42,11 +48,6 @@ COURSES = (
 )  # fmt: skip
 PRICES = np.array([29.0, 49.0])
 _TYPE = {name: code for code, name in enumerate(EVENT_TYPES)}
-_SCHEMA_TYPES = {
-    "string": pa.string(),
-    "double": pa.float64(),
-    "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"),
-}
 
 
 @dataclass(frozen=True)
@@ -336,20 +337,14 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(types_mapper=mapping.get)
 
 
-def _contract_table(frame: pd.DataFrame, columns: dict[str, str]) -> pa.Table:
-    """Arrow table with exactly the contract's column order and types."""
-    schema = pa.schema([(name, _SCHEMA_TYPES[kind]) for name, kind in columns.items()])
-    return pa.Table.from_pandas(frame[list(columns)], preserve_index=False).cast(schema)
-
-
 def write_demo_data(data: GeneratedData, settings: Settings) -> dict[str, Path]:
     """Write raw users/events and the ground truth atomically; return {name: path}."""
     return {
         "users": write_parquet(
-            _contract_table(data.users, USER_COLUMNS), settings.raw_dir / "users.parquet"
+            to_contract_table(data.users, USER_COLUMNS), settings.raw_dir / "users.parquet"
         ),
         "events": write_parquet(
-            _contract_table(data.events, EVENT_COLUMNS), settings.raw_dir / "events.parquet"
+            to_contract_table(data.events, EVENT_COLUMNS), settings.raw_dir / "events.parquet"
         ),
         "truth_users": write_parquet(data.truth_users, settings.ground_truth_dir / "users.parquet"),
         "truth_daily": write_parquet(data.truth_daily, settings.ground_truth_dir / "daily.parquet"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,19 @@ import pytest
 
 from churn.redis_server import RedisUnavailableError, ensure_redis
 from churn.settings import Settings, get_settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_environment() -> Iterator[None]:
+    """Tests state their settings: a developer's CHURN_* variables must not change them.
+
+    CHURN_REDIS_URL stays, so the suite can run against the Redis of the machine.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        for key in list(os.environ):
+            if key.startswith("CHURN_") and key != "CHURN_REDIS_URL":
+                patch.delenv(key)
+        yield
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis
-from ingestion.validate import run_validation
 
 from churn.settings import Settings, get_settings
 from feature_repo.spec import FEATURE_VIEW, feature_names
@@ -24,6 +23,7 @@ from ingestion import partitions
 from ingestion.features import build_rolling_features
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
+from ingestion.validate import run_validation
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,116 @@
+"""The ``churn`` CLI: exit codes and messages a user sees, on real files in a tmp dir."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from churn.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    return {
+        "CHURN_DATA_DIR": str(tmp_path / "data"),
+        "CHURN_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+        "CHURN_MAX_EVENT_AGE_HOURS": "0",
+        "CHURN_REDIS_URL": "redis://127.0.0.1:6379/0",
+    }
+
+
+def test_stages_run_in_order_from_the_cli(env, tmp_path):
+    steps = [
+        ["data", "generate", "--users", "120", "--days", "40", "--start", "2026-01-01"],
+        ["data", "validate"],
+        ["data", "prepare"],
+        ["features", "build"],
+    ]
+    for step in steps:
+        result = runner.invoke(app, step, env=env)
+        assert result.exit_code == 0, (step, result.output)
+    assert (tmp_path / "data" / "features" / "user_features" / "date=2026-02-09").is_dir()
+    # A daily run of the last day replaces that day's partition only.
+    for step in (
+        ["data", "prepare", "--as-of", "2026-02-09"],
+        ["features", "build", "--as-of", "2026-02-09"],
+    ):
+        result = runner.invoke(app, step, env=env)
+        assert result.exit_code == 0, (step, result.output)
+
+
+def test_validate_without_raw_data_says_what_to_run(env):
+    result = runner.invoke(app, ["data", "validate"], env=env)
+    assert result.exit_code == 1
+    assert "churn data generate" in result.output
+
+
+def test_features_before_prepare_says_what_to_run(env):
+    runner.invoke(
+        app, ["data", "generate", "--users", "50", "--days", "20", "--start", "2026-01-01"], env=env
+    )
+    runner.invoke(app, ["data", "validate"], env=env)
+    result = runner.invoke(app, ["features", "build"], env=env)
+    assert result.exit_code == 1
+    assert "churn data prepare" in result.output
+
+
+def test_failed_gate_exits_non_zero_and_names_the_rule(env, tmp_path):
+    runner.invoke(
+        app, ["data", "generate", "--users", "50", "--days", "20", "--start", "2026-01-01"], env=env
+    )
+    events_path = tmp_path / "data" / "raw" / "events.parquet"
+    events = pd.read_parquet(events_path)
+    events.loc[events.index[:3], "event_type"] = "teleport"
+    events.to_parquet(events_path)
+    result = runner.invoke(app, ["data", "validate"], env=env)
+    assert result.exit_code == 1
+    assert "allowed_event_types" in result.output
+    assert not (tmp_path / "data" / "validated").exists()
+
+
+def test_ingest_a_csv_then_validate(env, tmp_path):
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,signup_time,plan\nu1,2026-01-01 10:00:00,paid\n")
+    events = tmp_path / "events.csv"
+    events.write_text(
+        "event_id,user_id,event_time,event_type,course_id,watch_minutes\n"
+        "e1,u1,2026-01-02T10:00:00Z,video_watch,k8s-101,12.5\n"
+        "e2,u1,2026-01-03T10:00:00Z,login,,\n"
+    )
+    result = runner.invoke(
+        app, ["data", "ingest", "--users-file", str(users), "--events-file", str(events)], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(app, ["data", "validate"], env=env).exit_code == 0
+
+
+def test_ingest_of_a_broken_file_is_one_clear_line(env, tmp_path):
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,plan\nu1,paid\n")
+    events = tmp_path / "events.csv"
+    events.write_text("event_id,user_id,event_time,event_type\ne1,u1,2026-01-02,login\n")
+    result = runner.invoke(
+        app, ["data", "ingest", "--users-file", str(users), "--events-file", str(events)], env=env
+    )
+    assert result.exit_code == 1
+    assert "signup_time" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_setting_names_the_variable(env):
+    result = runner.invoke(app, ["data", "validate"], env={**env, "CHURN_WINDOWS": "7,seven"})
+    assert result.exit_code == 2
+    assert "windows" in result.output
+
+
+def test_env_prints_exports_for_plain_feast(env, tmp_path):
+    result = runner.invoke(app, ["env"], env=env)
+    assert result.exit_code == 0
+    assert (
+        f"export CHURN_FEAST_REGISTRY={tmp_path / 'data' / 'feast' / 'registry.db'}"
+        in result.output
+    )
+    assert "export CHURN_FEAST_REDIS=127.0.0.1:6379,db=0" in result.output

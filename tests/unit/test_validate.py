@@ -1,0 +1,296 @@
+"""Validation gates: one broken rule per case, counted exactly; a failure publishes nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from rich.console import Console
+
+from churn.atomic import write_parquet
+from churn.settings import Settings, get_settings
+from ingestion import contract
+from ingestion.contract import contract_schema
+from ingestion.validate import print_report, run_validation, validate_tables
+
+NOW = pd.Timestamp("2025-03-01 12:00", tz="UTC")
+NAN = np.nan
+EVENT_ROWS = [
+    # event_id, user_id, event_time, event_type, course_id, watch_minutes, quiz_score, amount
+    ("e01", "u1", "2025-02-27 08:00", "login", None, NAN, NAN, NAN),
+    ("e02", "u1", "2025-02-27 08:05", "video_watch", "c1", 12.5, NAN, NAN),
+    ("e03", "u1", "2025-02-27 08:30", "quiz_attempt", "c1", NAN, 80.0, NAN),
+    ("e04", "u1", "2025-02-28 09:00", "payment_success", None, NAN, NAN, 19.99),
+    ("e05", "u2", "2025-02-10 10:00", "course_enroll", "c2", NAN, NAN, NAN),
+    ("e06", "u2", "2025-02-10 10:00", "video_watch", "c2", 30.0, NAN, NAN),  # same time, other type
+    ("e07", "u2", "2025-02-11 10:00", "payment_failed", None, NAN, NAN, 19.99),
+    ("e08", "u2", "2025-02-12 10:00", "support_ticket", None, NAN, NAN, NAN),
+    ("e09", "u3", "2025-02-15 10:00", "login", None, NAN, NAN, NAN),
+    ("e10", "u3", "2025-03-01 11:00", "video_watch", "c1", 0.0, NAN, NAN),
+    ("e11", "u3", "2025-03-01 11:30", "login", None, NAN, NAN, NAN),  # newest: 30 min old
+    (
+        "e12",
+        "u1",
+        "2025-02-27 08:05",
+        "video_watch",
+        "c2",
+        5.0,
+        NAN,
+        NAN,
+    ),  # same time, other course
+]
+
+
+def clean_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Four users (u4 without events) and twelve events that break no rule at NOW."""
+    users = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2", "u3", "u4"],
+            "signup_time": pd.to_datetime(
+                ["2025-01-01", "2025-01-05 09:00", "2025-02-01", "2025-02-20"],
+                utc=True,
+                format="ISO8601",
+            ).as_unit("us"),
+            "plan": ["free", "paid", "free", "unknown"],
+            "country": ["DE", "US", "NA", "unknown"],
+            "acquisition_channel": ["ads", "organic", "referral", "unknown"],
+        }
+    )
+    events = pd.DataFrame(EVENT_ROWS, columns=list(contract.EVENT_COLUMNS))
+    events["event_time"] = pd.to_datetime(events["event_time"], utc=True).dt.as_unit("us")
+    return users, events
+
+
+def set_values(frame: pd.DataFrame, key: str, ids: list[str], column: str, value: object):
+    frame.loc[frame[key].isin(ids), column] = value
+    return frame
+
+
+def on_events(ids: list[str], column: str, value: object) -> Callable:
+    return lambda u, e: (u, set_values(e, "event_id", ids, column, value))
+
+
+def on_users(ids: list[str], column: str, value: object) -> Callable:
+    return lambda u, e: (set_values(u, "user_id", ids, column, value), e)
+
+
+def two_changes(first: Callable, second: Callable) -> Callable:
+    return lambda u, e: second(*first(u, e))
+
+
+# (case, how to break the clean tables, the rule that must fail, how many rows break it)
+GATES = [
+    ("users_schema", lambda u, e: (u.drop(columns="signup_time"), e), "users_schema", 1),
+    (
+        "events_schema",
+        lambda u, e: (u, e.assign(watch_minutes=e["watch_minutes"].astype(str))),
+        "events_schema",
+        1,
+    ),
+    (
+        "users_nulls",
+        two_changes(on_users(["u4"], "signup_time", pd.NaT), on_users(["u3"], "country", None)),
+        "users_nulls",
+        2,
+    ),
+    (
+        "events_nulls",
+        two_changes(
+            on_events(["e08"], "event_time", pd.NaT), on_events(["e09"], "event_type", None)
+        ),
+        "events_nulls",
+        2,
+    ),
+    ("unique_user_id", lambda u, e: (pd.concat([u, u.tail(1)]), e), "unique_user_id", 2),
+    ("unique_event_id", on_events(["e12"], "event_id", "e11"), "unique_event_id", 2),
+    (
+        "referential_integrity",
+        on_events(["e08", "e09"], "user_id", "ghost"),
+        "referential_integrity",
+        2,
+    ),
+    (
+        "allowed_event_types",
+        on_events(["e01", "e09"], "event_type", "logout"),
+        "allowed_event_types",
+        2,
+    ),
+    (
+        "watch_minutes_range",
+        two_changes(
+            on_events(["e02"], "watch_minutes", -1.0), on_events(["e10"], "watch_minutes", 1441.0)
+        ),
+        "watch_minutes_range",
+        2,
+    ),
+    ("quiz_score_range", on_events(["e03"], "quiz_score", 100.5), "quiz_score_range", 1),
+    (
+        "amount_range",
+        two_changes(on_events(["e04"], "amount", 0.0), on_events(["e07"], "amount", -5.0)),
+        "amount_range",
+        2,
+    ),
+    (
+        "measure_event_type",
+        two_changes(on_events(["e01"], "watch_minutes", 3.0), on_events(["e08"], "amount", 10.0)),
+        "measure_event_type",
+        2,
+    ),
+    (
+        "event_before_signup",
+        on_events(["e05", "e06"], "event_time", pd.Timestamp("2025-01-05 08:59", tz="UTC")),
+        "event_before_signup",
+        2,
+    ),
+    (
+        "future_timestamp",
+        two_changes(
+            on_events(["e11"], "event_time", NOW + pd.Timedelta(hours=1)),
+            on_users(["u4"], "signup_time", NOW + pd.Timedelta(days=1)),
+        ),
+        "future_timestamp",
+        2,
+    ),
+    (
+        "duplicate_events",
+        lambda u, e: (u, pd.concat([e, e[e.event_id == "e03"].assign(event_id="e99")])),
+        "duplicate_events",
+        2,
+    ),
+    ("volume", lambda u, e: (u, e[e.event_id.isin(["e09", "e10", "e11"])]), "volume", 1),
+    # Newest event left is e03, 51.5 h before NOW (limit 48 h).
+    ("freshness", lambda u, e: (u, e[~e.event_id.isin(["e04", "e10", "e11"])]), "freshness", 1),
+    (
+        "plan_values",
+        two_changes(on_users(["u1"], "plan", "Paid"), on_users(["u2"], "plan", "gold")),
+        "plan_values",
+        2,
+    ),
+]
+
+
+def make_settings(tmp_path: Path, **overrides: object) -> Settings:
+    return get_settings(
+        data_dir=tmp_path / "data",
+        artifacts_dir=tmp_path / "art",
+        **{"max_event_age_hours": 48, **overrides},
+    )
+
+
+def write_raw(settings: Settings, users: pd.DataFrame, events: pd.DataFrame) -> None:
+    write_parquet(users, settings.raw_dir / "users.parquet")
+    write_parquet(events, settings.raw_dir / "events.parquet")
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def latest_report(settings: Settings) -> dict:
+    return json.loads((settings.reports_dir / "validation" / "latest.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "break_tables, rule, count", [g[1:] for g in GATES], ids=[g[0] for g in GATES]
+)
+def test_each_gate_fails_counts_and_leaves_validated_untouched(tmp_path, break_tables, rule, count):
+    settings = make_settings(tmp_path)
+    users, events = clean_tables()
+    write_raw(settings, users, events)
+    assert run_validation(settings, now=NOW).passed  # the previously accepted run
+    before = snapshot(settings.validated_dir)
+
+    write_raw(settings, *break_tables(users.copy(), events.copy()))
+    report = run_validation(settings, now=NOW)
+
+    assert not report.passed
+    assert {f.rule: f.count for f in report.failures} == {rule: count}
+    assert 1 <= len(report.failures[0].examples) <= 5
+    assert snapshot(settings.validated_dir) == before
+    saved = latest_report(settings)
+    assert saved["passed"] is False and [f["rule"] for f in saved["failures"]] == [rule]
+
+
+def test_clean_data_passes_and_publishes_sorted_tables_and_manifest(tmp_path):
+    settings = make_settings(tmp_path)
+    write_raw(settings, *clean_tables())
+
+    report = run_validation(settings, now=NOW)
+
+    assert report.passed and report.failures == []
+    out = settings.validated_dir
+    users, events = pq.read_table(out / "users.parquet"), pq.read_table(out / "events.parquet")
+    assert users.schema.remove_metadata() == contract_schema(contract.USER_COLUMNS)
+    assert events.schema.remove_metadata() == contract_schema(contract.EVENT_COLUMNS)
+    times = events.column("event_time").to_pylist()
+    assert times == sorted(times) and len(times) == 12 and users.num_rows == 4
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["users"] == 4 and manifest["events"] == 12
+    assert manifest["newest_event"] == "2025-03-01T11:30:00+00:00"
+    assert set(manifest["raw_files"]) == {"users", "events"}
+    assert latest_report(settings)["passed"] is True
+
+
+def test_freshness_is_off_with_zero_hours(tmp_path):
+    settings = make_settings(tmp_path, max_event_age_hours=0)
+    write_raw(settings, *clean_tables())
+
+    report = run_validation(settings, now=NOW + pd.Timedelta(days=365))
+
+    assert report.passed
+    assert "freshness" in report.stats["skipped"]
+
+
+def test_volume_is_skipped_without_a_previous_accepted_run():
+    users, events = clean_tables()
+    report = validate_tables(
+        users, events.head(1), now=NOW, max_event_age_hours=0, volume_factor=3.0, previous=None
+    )
+
+    assert report.passed
+    assert report.stats["skipped"]["volume"] == "no previous accepted run"
+
+
+def test_schema_failure_skips_the_rules_that_need_the_column():
+    users, events = clean_tables()
+    report = validate_tables(
+        users,
+        events.drop(columns="event_time"),
+        now=NOW,
+        max_event_age_hours=48,
+        volume_factor=3.0,
+        previous={"events": 12},
+    )
+
+    assert {f.rule: f.count for f in report.failures} == {"events_schema": 1}
+    assert {"freshness", "future_timestamp", "event_before_signup"} <= set(report.stats["skipped"])
+
+
+def test_missing_raw_file_names_the_command_that_makes_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"users\.parquet.*churn data generate"):
+        run_validation(make_settings(tmp_path), now=NOW)
+
+
+def test_report_is_json_safe_and_printable_with_five_examples_at_most():
+    users, events = clean_tables()
+    events["event_type"] = events["event_type"].replace({"login": "logout", "video_watch": "view"})
+    report = validate_tables(
+        users, events, now=NOW, max_event_age_hours=48, volume_factor=3.0, previous=None
+    )
+    console = Console(record=True, width=200)
+    print_report(report, console)
+
+    failure = next(f for f in report.failures if f.rule == "allowed_event_types")
+    assert failure.count == 7 and len(failure.examples) == 5
+    json.dumps(report.to_dict())  # no numpy, NaN or Timestamp left
+    text = console.export_text()
+    assert "FAILED" in text and "allowed_event_types" in text and "'logout'" in text
