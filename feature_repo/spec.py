@@ -33,10 +33,10 @@ class DailyColumn:
 
 @dataclass(frozen=True)
 class WindowFeature:
-    """A rolling feature, rendered once per window as ``{name}_{w}d``.
+    """A rolling feature, rendered once per window as ``{name}_{n}d``.
 
-    ``sql`` is a window expression over ``user_daily`` rows; ``{w}`` stands for
-    the named window clause of that length.
+    ``sql`` is a window expression over ``user_daily`` rows: ``{w}`` stands for
+    the named window of ``{n}`` days, ``running`` for all rows up to the day.
     """
 
     name: str
@@ -122,7 +122,9 @@ DAILY_COLUMNS: tuple[DailyColumn, ...] = (
 
 # The list of course ids of the day: kept in user_daily so a window can count
 # distinct courses exactly (a sum of daily distinct counts would double count).
+# ``ingestion.features`` turns the lists into +1/-1 steps per window (COURSE_STEP).
 COURSES_COLUMN = "courses"
+COURSE_STEP = "course_step"
 COURSES_SQL = "list_distinct(list(course_id) FILTER (WHERE course_id IS NOT NULL))"
 
 
@@ -148,7 +150,7 @@ WINDOW_FEATURES: tuple[WindowFeature, ...] = (
     WindowFeature("tickets", _sum("tickets"), "int64", "support tickets"),
     WindowFeature(
         "distinct_courses",
-        f"len(list_distinct(flatten(list({COURSES_COLUMN}) OVER {{w}})))",
+        f"sum({COURSE_STEP}_{{n}}) OVER running",
         "int64",
         "distinct courses touched",
     ),

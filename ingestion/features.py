@@ -13,6 +13,8 @@ from pathlib import Path
 
 from churn.settings import Settings
 from feature_repo.spec import (
+    COURSE_STEP,
+    COURSES_COLUMN,
     STATE_FEATURES,
     TIMESTAMP_FIELD,
     TREND_BASES,
@@ -41,31 +43,54 @@ def rolling_features_sql(
     windows: tuple[int, ...],
     first_day: date,
     last_day: date,
+    history_start: date,
     previous: str | None = None,
 ) -> str:
     """SQL for the feature rows of days [first_day, last_day], rendered from the spec.
 
     ``daily_files`` must hold, for every user, contiguous ``user_daily`` rows from
-    ``max(window) - 1`` days before ``first_day`` (or from signup) to ``last_day``.
-    ``previous`` (a Parquet file list of the day before ``first_day``) carries the
-    last active day forward when the history itself is not re-read.
+    ``max(window) - 1`` days before ``first_day`` (or from signup) to ``last_day``;
+    ``history_start`` is the first day of ``user_daily`` as a whole. ``previous``
+    (a Parquet file list of the day before ``first_day``) carries the last active
+    day forward when the history itself is not re-read.
     """
-    window_clauses = ",\n    ".join(
-        f"w{w} AS (PARTITION BY user_id ORDER BY date ROWS BETWEEN {w - 1} PRECEDING AND CURRENT ROW)"
+    window_clauses = "".join(
+        f",\n    w{w} AS (PARTITION BY user_id ORDER BY date "
+        f"ROWS BETWEEN {w - 1} PRECEDING AND CURRENT ROW)"
         for w in windows
     )
     window_columns = ",\n        ".join(
-        f"CAST({f.sql.format(w=f'w{w}')} AS {SQL_TYPES[f.dtype]}) AS {window_feature_name(f.name, w)}"
+        f"CAST({f.sql.format(w=f'w{w}', n=w)} AS {SQL_TYPES[f.dtype]}) "
+        f"AS {window_feature_name(f.name, w)}"
         for w in windows
         for f in WINDOW_FEATURES
     )
+    steps = "\n        UNION ALL\n        ".join(
+        [
+            "SELECT user_id, date, "
+            + ", ".join(f"1 AS {COURSE_STEP}_{w}" for w in windows)
+            + " FROM course_spans"
+        ]
+        + [
+            f"SELECT user_id, least(next_date, date + {w}), "
+            + ", ".join(f"{-1 if v == w else 0}" for v in windows)
+            + " FROM course_spans"
+            for w in windows
+        ]
+    )
+    step_sums = ", ".join(f"sum({COURSE_STEP}_{w}) AS {COURSE_STEP}_{w}" for w in windows)
+    step_fill = ", ".join(f"coalesce(s.{COURSE_STEP}_{w}, 0) AS {COURSE_STEP}_{w}" for w in windows)
     trends = ""
     if len(windows) > 1:
         short, long = min(windows), max(windows)
         # Rates per observed day, so a user with 3 days of history is not read as slowing down.
+        observed = (
+            "least({w}, date_diff('day', greatest(u.signup_date, DATE '{start}'), r.date) + 1)"
+        )
         trends = "".join(
-            f",\n    (r.{window_feature_name(b, short)} / r._days_short) / "
-            f"nullif(r.{window_feature_name(b, long)} / r._days_long, 0) "
+            f",\n    (r.{window_feature_name(b, short)} / {observed.format(w=short, start=history_start)})"
+            f" / nullif(r.{window_feature_name(b, long)} / "
+            f"{observed.format(w=long, start=history_start)}, 0) "
             f"AS {trend_feature_name(b, short, long)}"
             for b in TREND_BASES
         )
@@ -73,8 +98,8 @@ def rolling_features_sql(
         previous_anchor = "SELECT NULL::VARCHAR AS user_id, NULL::DATE AS anchor WHERE false"
     else:
         previous_anchor = (
-            f"SELECT user_id, CAST(date - days_since_last_activity * INTERVAL 1 DAY AS DATE) AS anchor "
-            f"FROM read_parquet({previous}, hive_partitioning = true)"
+            "SELECT user_id, CAST(date - days_since_last_activity * INTERVAL 1 DAY AS DATE) "
+            f"AS anchor FROM read_parquet({previous}, hive_partitioning = true)"
         )
     daily = "[" + ", ".join(quote_path(f) for f in daily_files) + "]"
     profile = ", ".join(f"u.{c}" for c in _PROFILE)
@@ -82,24 +107,40 @@ def rolling_features_sql(
 WITH daily AS (
     SELECT * FROM read_parquet({daily}, hive_partitioning = true)
 ),
+-- Distinct courses per window, exactly and without lists: a course touched on
+-- day d counts from d until it is touched again or leaves the window, so each
+-- touch is a +1 step on d and a -1 step on least(next touch, d + window); the
+-- running sum of the steps is the distinct count.
+course_spans AS (
+    SELECT user_id, date, lead(date) OVER (PARTITION BY user_id, course ORDER BY date) AS next_date
+    FROM (SELECT user_id, date, unnest({COURSES_COLUMN}) AS course FROM daily)
+),
+course_steps AS (
+    SELECT user_id, date, {step_sums}
+    FROM (
+        {steps}
+    )
+    GROUP BY user_id, date
+),
+stepped AS (
+    SELECT d.*, {step_fill}
+    FROM daily d LEFT JOIN course_steps s USING (user_id, date)
+),
 rolled AS (
     SELECT
         user_id,
         date,
         {window_columns},
-        count(*) OVER w{min(windows)} AS _days_short,
-        count(*) OVER w{max(windows)} AS _days_long,
-        max(CASE WHEN active = 1 THEN date END)
-            OVER (PARTITION BY user_id ORDER BY date ROWS UNBOUNDED PRECEDING) AS last_active_date
-    FROM daily
+        max(CASE WHEN active = 1 THEN date END) OVER running AS last_active_date
+    FROM stepped
     WINDOW
-    {window_clauses}
+    running AS (PARTITION BY user_id ORDER BY date ROWS UNBOUNDED PRECEDING){window_clauses}
 ),
 previous_anchor AS ({previous_anchor})
 SELECT
     r.user_id,
     CAST(r.date + INTERVAL 1 DAY AS TIMESTAMPTZ) AS {TIMESTAMP_FIELD},
-    r.* EXCLUDE (user_id, date, last_active_date, _days_short, _days_long){trends},
+    r.* EXCLUDE (user_id, date, last_active_date){trends},
     CAST(date_diff('day', coalesce(r.last_active_date, p.anchor, u.signup_date), r.date) AS BIGINT)
         AS days_since_last_activity,
     CAST(date_diff('day', u.signup_date, r.date) AS BIGINT) AS tenure_days,
@@ -133,7 +174,7 @@ def build_rolling_features(settings: Settings, as_of: date | None = None) -> Fea
     if as_of is None:
         first_day, last_day = days[0], days[-1]
         files = partitions.partition_files(settings.user_daily_path, days)
-        sql = rolling_features_sql(files, users, settings.windows, first_day, last_day)
+        sql = rolling_features_sql(files, users, settings.windows, first_day, last_day, days[0])
         partitions.write_table(con, sql, root)
     else:
         if as_of not in days:
@@ -160,7 +201,7 @@ def build_rolling_features(settings: Settings, as_of: date | None = None) -> Fea
             "[" + ", ".join(quote_path(f) for f in previous_files) + "]" if previous_files else None
         )
         files = partitions.partition_files(settings.user_daily_path, lookback)
-        sql = rolling_features_sql(files, users, settings.windows, as_of, as_of, previous)
+        sql = rolling_features_sql(files, users, settings.windows, as_of, as_of, days[0], previous)
         partitions.write_day(con, sql, root, as_of)
     rows = con.execute(
         f"SELECT count(*) FROM read_parquet({quote_path(partitions.table_glob(root))}, "
