@@ -20,7 +20,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-STAGES = ("generate", "validate", "prepare+features", "apply", "materialize")
+STAGES = ("generate", "validate", "prepare+features", "daily run", "apply", "materialize")
 
 
 def run_stage(stage: str, users: int, days: int) -> dict:
@@ -51,6 +51,16 @@ def run_stage(stage: str, users: int, days: int) -> dict:
         t_daily = time.perf_counter() - start
         features = build_rolling_features(settings)
         out |= {"user_days": daily.rows, "feature_rows": features.rows, "prepare_s": t_daily}
+    elif stage == "daily run":
+        # The nightly path: rebuild only the last day, as `--as-of` does.
+        from ingestion import partitions
+        from ingestion.features import build_rolling_features
+        from ingestion.prepare import build_user_daily
+
+        last = partitions.partition_days(settings.user_daily_path)[-1]
+        daily = build_user_daily(settings, as_of=last)
+        features = build_rolling_features(settings, as_of=last)
+        out |= {"user_days": daily.rows, "feature_rows": features.rows}
     elif stage == "apply":
         from feature_repo.store import apply_definitions
 
@@ -125,6 +135,8 @@ def main() -> None:
             rate = f"{events / r['seconds']:,.0f} events/s"
         elif stage == "prepare+features":
             rate = f"{user_days / r['seconds']:,.0f} user-days/s (prepare {r['prepare_s']:.1f} s)"
+        elif stage == "daily run":
+            rate = f"one day: {r['feature_rows']:,} feature rows"
         elif stage == "materialize":
             rate = f"{args.users / r['seconds']:,.0f} users/s (newest row per user)"
         else:
