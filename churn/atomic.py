@@ -35,17 +35,21 @@ def atomic_path(target: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
+def atomic_dir(target: Path, staging: Path | None = None) -> Iterator[Path]:
     """Yield a temporary directory; on success it replaces ``target`` as a whole.
 
     The old directory is moved aside, the new one renamed in, then the old one
-    removed, so the window without ``target`` is two renames long.
+    removed, so the window without ``target`` is two renames long. ``staging``
+    (default: next to ``target``, same file system) holds the temporary and the
+    old directory: pass one outside any directory that readers scan.
     """
+    staging = staging or target.parent
+    staging.mkdir(parents=True, exist_ok=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=staging))
     try:
         yield tmp
-        old = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
+        old = staging / f".{target.name}.{uuid.uuid4().hex}.old"
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)

@@ -56,7 +56,8 @@ def write_day(con: duckdb.DuckDBPyConnection, query: str, root: Path, day: date)
     """
     root.mkdir(parents=True, exist_ok=True)
     rows = f"SELECT * EXCLUDE ({PARTITION_COLUMN}) FROM ({query}) WHERE {PARTITION_COLUMN} = DATE '{day}'"
-    with atomic_dir(partition_dir(root, day)) as tmp:
+    # Stage beside the table, not inside it: Feast and DuckDB read every file under root.
+    with atomic_dir(partition_dir(root, day), staging=root.parent) as tmp:
         con.execute(f"COPY ({rows}) TO {quote_path(tmp / 'data_0.parquet')} (FORMAT parquet)")
 
 
