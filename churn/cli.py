@@ -173,7 +173,8 @@ def features_apply() -> None:
     with _user_errors(), log.stage("feast apply"):
         output = apply_definitions(settings)
     console.print(output.strip())
-    log.note(f"project {settings.feast_project}, registry {settings.registry_path}")
+    registry = "the SQL registry" if settings.feast_registry_url else settings.registry_path
+    log.note(f"project {settings.feast_project}, registry: {registry}")
 
 
 @features_app.command("materialize")

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     feast_project: str = Field(
         "churn", pattern=r"^[A-Za-z0-9_]+$", description="Feast project (namespaces Redis keys)"
     )
+    feast_registry_url: str | None = Field(
+        None,
+        description="Feast SQL registry (SQLAlchemy URL); unset = a registry file in the data dir",
+    )
     horizon_days: int = Field(30, ge=1, le=365, description="Churn = no activity this long")
     windows: Annotated[tuple[int, ...], NoDecode] = Field(
         (7, 14, 30), description="Rolling windows in days (comma list)"
@@ -84,6 +88,11 @@ class Settings(BaseSettings):
         if len(set(value)) != len(value):
             raise ValueError(f"CHURN_WINDOWS has duplicates: {value}")
         return tuple(sorted(value))
+
+    @field_validator("feast_registry_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return value or None
 
     @field_validator("redis_url")
     @classmethod
@@ -168,7 +177,12 @@ class Settings(BaseSettings):
         """Every setting as ``CHURN_*`` variables, so a subprocess (``feast apply``) sees the same."""
         env = {}
         for name, value in self.model_dump().items():
-            text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            if value is None:
+                text = ""
+            elif isinstance(value, tuple):
+                text = ",".join(map(str, value))
+            else:
+                text = str(value)
             env[f"CHURN_{name.upper()}"] = text
         return env | self.feast_env()
 
@@ -177,7 +191,8 @@ class Settings(BaseSettings):
         return {
             "CHURN_DATA_DIR": str(self.data_dir),
             "CHURN_FEAST_PROJECT": self.feast_project,
-            "CHURN_FEAST_REGISTRY": str(self.registry_path),
+            "CHURN_FEAST_REGISTRY_TYPE": "sql" if self.feast_registry_url else "file",
+            "CHURN_FEAST_REGISTRY": self.feast_registry_url or str(self.registry_path),
             "CHURN_FEAST_REDIS": self.feast_redis_connection,
             "CHURN_ONLINE_KEY_TTL_SECONDS": str(self.online_key_ttl_days * 86400),
         }
