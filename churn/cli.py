@@ -163,6 +163,30 @@ def features_build(as_of: AsOf = None) -> None:
     log.note(f"{result.rows:,} feature rows, {result.first_day} … {result.last_day}")
 
 
+@features_app.command("sql")
+def features_sql(
+    first_day: Annotated[
+        datetime, typer.Option(formats=["%Y-%m-%d"], help="First day to render for.")
+    ] = datetime(2026, 1, 1),
+    last_day: Annotated[
+        datetime, typer.Option(formats=["%Y-%m-%d"], help="Last day to render for.")
+    ] = datetime(2026, 1, 31),
+) -> None:
+    """Print the SQL the feature specification renders (user_daily, then rolling features)."""
+    from ingestion.features import rolling_features_sql
+    from ingestion.prepare import user_daily_sql
+    from ingestion.sql_engine import quote_path
+
+    settings = _settings()
+    users = quote_path(settings.validated_dir / "users.parquet")
+    events = quote_path(settings.validated_dir / "events.parquet")
+    first, last = first_day.date(), last_day.date()
+    print("-- user_daily\n" + user_daily_sql(users, events, first, last).strip() + ";\n")
+    daily = [str(settings.user_daily_path / "date=…" / "data_0.parquet")]
+    rolled = rolling_features_sql(daily, users, settings.windows, first, last, first)
+    print("-- user_features\n" + rolled.strip() + ";")
+
+
 @features_app.command("apply")
 def features_apply() -> None:
     """Register the entity, source, feature view and feature service (feast plan + apply)."""

@@ -114,3 +114,11 @@ def test_env_prints_exports_for_plain_feast(env, tmp_path):
         in result.output
     )
     assert "export CHURN_FEAST_REDIS=127.0.0.1:6379,db=0" in result.output
+
+
+def test_features_sql_shows_the_rendered_windows(env):
+    result = runner.invoke(app, ["features", "sql"], env={**env, "CHURN_WINDOWS": "30,60,90"})
+    assert result.exit_code == 0, result.output
+    assert "ROWS BETWEEN 89 PRECEDING AND CURRENT ROW" in result.output
+    assert "AS logins_60d" in result.output
+    assert "logins_7d" not in result.output
