@@ -66,6 +66,23 @@ class Settings(BaseSettings):
     online_key_ttl_days: int = Field(
         14, ge=1, description="Redis key TTL: users not re-materialized this long expire"
     )
+    asof_stride_days: int = Field(1, ge=1, description="Days between training as-of times")
+    active_lookback_days: int = Field(
+        14, ge=1, description="Scored population: active at least once this many days before T"
+    )
+    validation_days: int = Field(14, ge=1, description="The last as-of days held out to validate")
+    calibration_days: int = Field(
+        7, ge=1, description="As-of days before the embargo held out to calibrate probabilities"
+    )
+    top_k: int = Field(50, ge=1, description="K of precision@K: the retention team's list")
+    min_pr_auc_lift: float = Field(
+        3.0, ge=1, description="Promotion floor: PR-AUC over the validation base rate"
+    )
+    min_roc_auc: float = Field(0.70, ge=0, le=1, description="Promotion floor: ROC-AUC")
+    min_precision_at_k: float = Field(0.40, ge=0, le=1, description="Promotion floor: precision@K")
+    promotion_margin: float = Field(
+        0.005, ge=0, description="A candidate must beat production's PR-AUC by this much"
+    )
     duckdb_memory_limit: str = Field(
         "3GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="DuckDB memory cap (spills beyond)"
     )
@@ -153,6 +170,11 @@ class Settings(BaseSettings):
     @property
     def registry_path(self) -> Path:
         return self.data_dir / "feast" / "registry.db"
+
+    @property
+    def models_dir(self) -> Path:
+        """The model registry: one directory per version, an index, the production alias."""
+        return self.artifacts_dir / "models"
 
     @property
     def feature_repo_dir(self) -> Path:

@@ -1,0 +1,1 @@
+"""Labels → point-in-time training set (Feast) → models → registry → promotion."""

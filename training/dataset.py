@@ -1,0 +1,93 @@
+"""The point-in-time training set: label rows joined to features through Feast only.
+
+The label rows are the entity dataframe; ``get_historical_features`` with the
+feature service takes, for each (user, T), the newest feature row stamped ≤ T
+within the view TTL. No side path recomputes features for training.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+from feast import FeatureStore
+
+from churn.settings import Settings
+from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
+from feature_repo.store import open_store
+
+FEATURE_SERVICE = "churn_model_v1"
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Joined rows, the rows Feast had no features for, and the ordered feature references."""
+
+    frame: pd.DataFrame
+    missing: pd.DataFrame
+    feature_refs: list[str]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [ref.split(":", 1)[1] for ref in self.feature_refs]
+
+
+def feature_refs(store: FeatureStore, service: str = FEATURE_SERVICE) -> list[str]:
+    """The service's features as ``view:feature``, in the registered schema's order."""
+    projections = store.get_feature_service(service).feature_view_projections
+    return [f"{p.name_to_use()}:{f.name}" for p in projections for f in p.features]
+
+
+def point_in_time_join(
+    store: FeatureStore,
+    entity_rows: pd.DataFrame,
+    refs: list[str],
+    chunk_rows: int = 250_000,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Features for each entity row as of its timestamp, joined in chunks of whole as-of times.
+
+    Chunks keep Feast's memory bounded; splitting on timestamps keeps each T in
+    one chunk. Extra columns of ``entity_rows`` (the label) are carried through.
+    """
+    rows = entity_rows.sort_values([TIMESTAMP_FIELD, ENTITY_KEY]).reset_index(drop=True)
+    stamps = rows[TIMESTAMP_FIELD]
+    bounds = [0]
+    while bounds[-1] < len(rows):
+        end = min(bounds[-1] + chunk_rows, len(rows))
+        # Extend to the end of this T so one as-of time never spans two chunks.
+        end = int(stamps.searchsorted(stamps.iloc[end - 1], side="right"))
+        bounds.append(end)
+    parts = []
+    for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        job = store.get_historical_features(entity_df=rows.iloc[lo:hi], features=refs)
+        parts.append(job.to_df())
+        if progress is not None:
+            progress(i + 1, len(bounds) - 1)
+    joined = pd.concat(parts, ignore_index=True) if parts else rows.iloc[0:0]
+    return joined.sort_values([TIMESTAMP_FIELD, ENTITY_KEY]).reset_index(drop=True)
+
+
+def training_set(
+    settings: Settings,
+    labels: pd.DataFrame,
+    service: str = FEATURE_SERVICE,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainingSet:
+    """Join ``labels`` to the service's features; rows without any feature are set apart.
+
+    A row whose user has no feature row inside the TTL comes back all-null from
+    Feast; it is reported in ``missing``, never filled in.
+    """
+    store = open_store(settings)
+    refs = feature_refs(store, service)
+    joined = point_in_time_join(store, labels, refs, progress=progress)
+    names = [ref.split(":", 1)[1] for ref in refs]
+    no_features = joined[names].isna().all(axis=1)
+    return TrainingSet(
+        frame=joined[~no_features].reset_index(drop=True),
+        missing=joined.loc[no_features, [ENTITY_KEY, TIMESTAMP_FIELD]].reset_index(drop=True),
+        feature_refs=refs,
+    )
