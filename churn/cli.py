@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from churn.progress import StageLog
+from churn.progress import StageLog, training_table
 from churn.settings import Settings, get_settings
 
 app = typer.Typer(help="Churn prediction on a Feast feature store.", no_args_is_help=True)
@@ -51,10 +51,17 @@ def _user_errors() -> Iterator[None]:
     """
     from churn.redis_server import RedisUnavailableError
     from feature_repo.store import FeastCommandError
+    from training.registry import RegistryError
 
     try:
         yield
-    except (FileNotFoundError, ValueError, RedisUnavailableError, FeastCommandError) as exc:
+    except (
+        FileNotFoundError,
+        ValueError,
+        RedisUnavailableError,
+        FeastCommandError,
+        RegistryError,
+    ) as exc:
         console.print(f"[red]{type(exc).__name__}:[/red] {exc}")
         raise typer.Exit(1) from exc
 
@@ -227,6 +234,60 @@ def features_materialize(
         )
     loaded = "since the last run" if since is None else f"from {since:%Y-%m-%d %H:%M}"
     log.note(f"online store loaded {loaded} to {until:%Y-%m-%d %H:%M} UTC")
+
+
+@app.command("train")
+def train() -> None:
+    """Label, join features through Feast, train and calibrate both models, register them."""
+    from training.train import train_models
+
+    settings = _settings()
+    log = StageLog(console)
+    with _user_errors(), log.stage("train"):
+        result = train_models(settings)
+    log.note(f"{result.rows} rows, {result.missing} without features; best: {result.best}")
+    console.print(training_table(result))
+
+
+@app.command("promote")
+def promote(
+    version: Annotated[
+        str | None, typer.Option(help="Candidate version (default: the newest run's best).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Switch to --version without the gate (restore a model).")
+    ] = False,
+    rollback: Annotated[
+        bool, typer.Option(help="Switch back to the model production replaced.")
+    ] = False,
+    reason: Annotated[str, typer.Option(help="Why, for --force and --rollback.")] = "operator",
+) -> None:
+    """Promote a candidate through the gate (floors, and beating production), or restore one."""
+    from training import promote as promotion
+    from training import registry
+
+    settings = _settings()
+    with _user_errors():
+        if rollback:
+            restored = registry.rollback(settings.models_dir, reason=f"rollback: {reason}")
+            console.print(f"[green]production rolled back to {restored}[/green]")
+            return
+        if force:
+            if version is None:
+                raise typer.BadParameter("--force needs --version")
+            promotion.force(settings, version, reason)
+            console.print(f"[yellow]production forced to {version}[/yellow] ({reason})")
+            return
+        result = promotion.promote(settings, version)
+    decision = result.decision
+    for line in decision.reasons:
+        console.print(("[green]" if line.startswith("pass") else "[red]") + line)
+    verdict = "[green]promoted" if decision.promote else "[red]refused"
+    console.print(
+        f"{verdict}[/]: {decision.candidate} (production: {registry.production(settings.models_dir)})"
+    )
+    if not decision.promote:
+        raise typer.Exit(3)
 
 
 @app.command("env")

@@ -1,4 +1,8 @@
-"""The one entry point ``make demo`` runs: every stage on the embedded default, then a summary."""
+"""The one entry point ``make demo`` runs: every stage on the embedded default, then a summary.
+
+Generate → validate → prepare → features → feast apply → materialize → train
+both models → promote the better one through the gate.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import duckdb
 from rich.console import Console
 from rich.table import Table
 
-from churn.progress import StageLog
+from churn.progress import StageLog, training_table
 from churn.redis_server import RedisUnavailableError, ensure_redis, redact_url
 from churn.settings import Settings
 from feature_repo.spec import FEATURE_VIEW, feature_names
@@ -19,6 +23,8 @@ from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
 from ingestion.sql_engine import quote_path
 from ingestion.validate import print_report, run_validation
+from training.promote import promote
+from training.train import train_models
 
 
 def run_demo(settings: Settings, users: int, days: int, console: Console) -> int:
@@ -52,8 +58,18 @@ def run_demo(settings: Settings, users: int, days: int, console: Console) -> int
         materialize(settings)
     online = _online_users(settings, built.last_day)
     log.note(f"{online:,} users in the online store")
+    with log.stage("train"):
+        trained = train_models(settings)
+    log.note(f"{', '.join(f'{k} {v}' for k, v in trained.versions.items())}; best: {trained.best}")
+    with log.stage("promote"):
+        promoted = promote(settings, trained.versions[trained.best])
+    decision = promoted.decision
+    log.note(("promoted " if decision.promote else "refused ") + decision.candidate)
+    for reason in decision.reasons:
+        console.print(f"  {reason}")
     console.print(log.table("make demo"))
     console.print(_summary(settings, online))
+    console.print(training_table(trained))
     return 0
 
 

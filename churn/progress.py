@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -17,6 +18,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from training.train import TrainResult
 
 
 @dataclass
@@ -62,3 +66,25 @@ class StageLog:
             table.add_row(name, f"{seconds:.1f}", detail)
         table.add_row("[bold]total", f"[bold]{sum(r[1] for r in self.rows):.1f}", "")
         return table
+
+
+def training_table(result: TrainResult) -> Table:
+    """Validation metrics of the trained models beside the references, one row each."""
+    columns = {
+        "PR-AUC": "pr_auc",
+        "lift": "pr_auc_lift",
+        "ROC-AUC": "roc_auc",
+        "P@K": "precision_at_k",
+        "P top 5%": "precision_top",
+        "R top 5%": "recall_top",
+        "Brier": "brier",
+    }
+    table = Table(title="Validation: the newest as-of days, after the embargo")
+    table.add_column("model")
+    for header in columns:
+        table.add_column(header, justify="right")
+    rows = dict(result.metrics) | {f"ref: {k}": m for k, m in result.references.items()}
+    for name, metrics in rows.items():
+        cells = [metrics.get(key) for key in columns.values()]
+        table.add_row(name, *("—" if v is None else f"{v:.3f}" for v in cells))
+    return table

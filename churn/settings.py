@@ -70,9 +70,9 @@ class Settings(BaseSettings):
     active_lookback_days: int = Field(
         14, ge=1, description="Scored population: active at least once this many days before T"
     )
-    validation_days: int = Field(14, ge=1, description="The last as-of days held out to validate")
+    validation_days: int = Field(7, ge=1, description="The last as-of days held out to validate")
     calibration_days: int = Field(
-        7, ge=1, description="As-of days before the embargo held out to calibrate probabilities"
+        4, ge=1, description="As-of days before the embargo held out to calibrate probabilities"
     )
     top_k: int = Field(50, ge=1, description="K of precision@K: the retention team's list")
     min_pr_auc_lift: float = Field(

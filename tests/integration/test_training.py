@@ -1,0 +1,203 @@
+"""Training end to end on real Feast + Redis: labels, the point-in-time join, the split,
+two registered models, determinism, no leakage, and the promotion gate."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from churn.atomic import write_parquet
+from churn.settings import Settings, get_settings
+from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
+from feature_repo.store import apply_definitions, open_store
+from ingestion import partitions
+from ingestion.features import build_rolling_features
+from ingestion.generate import generate_demo_data, write_demo_data
+from ingestion.prepare import build_user_daily
+from ingestion.validate import run_validation
+from training import registry
+from training.dataset import feature_refs, training_set
+from training.labels import LABEL, build_labels
+from training.promote import force, promote
+from training.train import VALIDATION_ROWS, train_models
+
+pytestmark = pytest.mark.integration
+
+START = date(2026, 1, 1)
+DAYS = 120
+NOW = datetime(2026, 5, 2, tzinfo=UTC)
+
+
+def _settings(tmp, redis_url: str, project: str, artifacts: str = "artifacts") -> Settings:
+    return get_settings(
+        data_dir=tmp / "data",
+        artifacts_dir=tmp / artifacts,
+        redis_url=redis_url,
+        feast_project=project,
+        max_event_age_hours=0,
+    )
+
+
+def _prepare(settings: Settings) -> None:
+    assert run_validation(settings).passed
+    build_user_daily(settings, now=NOW)
+    build_rolling_features(settings)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, redis_url):
+    tmp = tmp_path_factory.mktemp("training")
+    settings = _settings(tmp, redis_url, f"churntest_{uuid.uuid4().hex[:10]}")
+    write_demo_data(generate_demo_data(n_users=600, days=DAYS, seed=4, start=START), settings)
+    _prepare(settings)
+    apply_definitions(settings)
+    yield tmp, settings
+    open_store(settings).teardown()
+
+
+@pytest.fixture(scope="module")
+def trained(built):
+    _, settings = built
+    return settings, train_models(settings, now=NOW)
+
+
+def test_two_versions_are_registered_with_their_metadata(trained):
+    settings, result = trained
+    assert set(result.versions) == {"logistic", "boosted"}
+    index = registry.list_versions(settings.models_dir)
+    assert [line["version"] for line in index] == list(result.versions.values())
+    for kind, version in result.versions.items():
+        folder = settings.models_dir / version
+        for name in ("model.joblib", "metadata.json", "pr_curve.png", "roc_curve.png",
+                     "reliability.png", "feature_importance.png", VALIDATION_ROWS):  # fmt: skip
+            assert (folder / name).is_file(), name
+        meta = json.loads((folder / "metadata.json").read_text())
+        assert meta["model_kind"] == kind
+        assert meta["feature_refs"] == feature_refs(open_store(settings))  # ordered as served
+        assert set(meta["reference_bins"]) == {r.split(":")[1] for r in meta["feature_refs"]}
+        assert meta["metrics"]["rows"] == meta["rows"]["validation"] > 0
+        assert 0 < meta["positive_rate"]["validation"] < 0.5
+        assert {"recency", "base_rate", "oracle"} <= set(meta["references"])
+        assert meta["metrics"]["oracle_roc_auc_ratio"] > 0
+
+
+def test_embargo_separates_training_from_validation(trained):
+    settings, result = trained
+    split = result.split
+    first_validation = min(split.validation)
+    assert (
+        max(split.fit + split.calibration) + timedelta(days=settings.horizon_days)
+        <= first_validation
+    )
+    assert max(split.fit) < min(split.calibration)
+    assert len(split.validation) == settings.validation_days
+
+
+def test_training_is_deterministic(built, trained):
+    tmp, settings = built
+    _, first = trained
+    again = train_models(settings.model_copy(update={"artifacts_dir": tmp / "again"}), now=NOW)
+    assert again.metrics == first.metrics
+    meta = [registry.load_metadata(s, v) for s, v in (
+        (settings.models_dir, first.versions["logistic"]),
+        (tmp / "again" / "models", again.versions["logistic"]),
+    )]  # fmt: skip
+    assert meta[0]["fingerprint"] == meta[1]["fingerprint"]
+
+
+def test_joined_values_are_the_newest_offline_row_at_or_before_t(built):
+    _, settings = built
+    labels = build_labels(settings)
+    sample = labels.sample(300, random_state=3)
+    joined = training_set(settings, sample).frame
+    glob = partitions.table_glob(settings.features_path)
+    import duckdb
+
+    offline = duckdb.execute(f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true)").df()
+    for row in joined.sample(60, random_state=0).itertuples(index=False):
+        rows = offline[
+            (offline.user_id == row.user_id) & (offline.event_timestamp <= row.event_timestamp)
+        ]
+        newest = rows.sort_values("event_timestamp").iloc[-1]
+        assert newest.event_timestamp == row.event_timestamp  # a daily row exists at every T
+        assert (row.logins_7d, row.days_since_last_activity) == (
+            newest.logins_7d,
+            newest.days_since_last_activity,
+        )
+
+
+def test_rows_without_features_are_reported_not_filled(built):
+    _, settings = built
+    labels = build_labels(settings).head(20)
+    ghost = pd.DataFrame(
+        {ENTITY_KEY: ["nobody"], TIMESTAMP_FIELD: [labels[TIMESTAMP_FIELD].iloc[0]], LABEL: [1]}
+    )
+    result = training_set(settings, pd.concat([labels, ghost], ignore_index=True))
+    assert result.missing[ENTITY_KEY].tolist() == ["nobody"]
+    assert len(result.frame) == 20
+
+
+def test_future_events_change_no_settled_training_row(tmp_path, redis_url):
+    """Append events after a cutoff C: rows with T + horizon ≤ C keep features and labels."""
+    settings = _settings(tmp_path, redis_url, f"churntest_{uuid.uuid4().hex[:10]}")
+    data = generate_demo_data(n_users=300, days=DAYS, seed=8, start=START)
+    write_demo_data(data, settings)
+    _prepare(settings)
+    apply_definitions(settings)
+    try:
+        before = training_set(settings, build_labels(settings)).frame
+        cutoff = pd.Timestamp(START, tz="UTC") + pd.Timedelta(days=75)
+        late = data.events[data.events.event_time >= cutoff - pd.Timedelta(days=30)].copy()
+        late["event_time"] = late["event_time"] + pd.Timedelta(days=30)  # all after the cutoff
+        late = late[late.event_time < pd.Timestamp(START, tz="UTC") + pd.Timedelta(days=DAYS)]
+        late["event_id"] = "late-" + late["event_id"].astype(str)
+        events = pd.concat([data.events, late], ignore_index=True)
+        write_parquet(events, settings.raw_dir / "events.parquet")
+        _prepare(settings)
+        after = training_set(settings, build_labels(settings)).frame
+        horizon = pd.Timedelta(days=settings.horizon_days)
+        settled = before[before[TIMESTAMP_FIELD] + horizon <= cutoff].reset_index(drop=True)
+        assert len(settled) > 1000
+        pd.testing.assert_frame_equal(
+            after[after[TIMESTAMP_FIELD] + horizon <= cutoff].reset_index(drop=True), settled
+        )
+        # Features at T ≤ C are untouched too; only labels whose horizon crosses C may move.
+        keys = [ENTITY_KEY, TIMESTAMP_FIELD]
+        names = [c for c in before.columns if c not in (*keys, LABEL)]
+        near = before[before[TIMESTAMP_FIELD] <= cutoff].set_index(keys)[names]
+        pd.testing.assert_frame_equal(after.set_index(keys).loc[near.index, names], near)
+        # The control: the late events did reach the rows after the cutoff.
+        later = [
+            frame[frame[TIMESTAMP_FIELD] > cutoff].logins_30d.sum() for frame in (before, after)
+        ]
+        assert later[1] > later[0] > 0
+    finally:
+        open_store(settings).teardown()
+
+
+def test_promotion_gate_end_to_end(trained):
+    settings, result = trained
+    settings = settings.model_copy(
+        update={"min_pr_auc_lift": 1.0, "min_roc_auc": 0.5, "min_precision_at_k": 0.0}
+    )
+    best = result.versions[result.best]
+    other = next(v for k, v in result.versions.items() if k != result.best)
+    first = promote(settings, best, now=NOW)
+    assert first.decision.promote, first.decision.reasons
+    assert registry.production(settings.models_dir) == best
+    # The weaker model is scored against production on the same validation rows: refused.
+    worse = promote(settings, other, now=NOW)
+    assert not worse.decision.promote
+    assert any(r.startswith("fail: does not beat production") for r in worse.decision.reasons)
+    assert worse.production_metrics["rows"] == worse.candidate_metrics["rows"]
+    assert registry.production(settings.models_dir) == best
+    # An operator restores the other one by force, then rolls back.
+    force(settings, other, "test", now=NOW)
+    assert registry.production(settings.models_dir) == other
+    assert registry.rollback(settings.models_dir) == best
+    decisions = list((settings.models_dir / "decisions").glob("*.json"))
+    assert len(decisions) == 2

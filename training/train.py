@@ -1,0 +1,217 @@
+"""``churn train``: labels → point-in-time training set → two calibrated models → registry.
+
+Time-aware split over the as-of times T: validation is the newest
+``validation_days`` T; training ends at least one horizon before validation
+starts (an embargo: no training label looks into the validation period); the
+last ``calibration_days`` of training are held out to calibrate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.inspection import permutation_importance
+
+from churn.atomic import write_parquet
+from churn.settings import Settings
+from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
+from training import plots, registry
+from training.dataset import FEATURE_SERVICE, training_set
+from training.labels import LABEL, build_labels
+from training.metrics import evaluate
+from training.models import MODEL_KINDS, build_model, calibrate, split_columns
+from training.references import oracle_score, recency_score, reference_bins
+
+VALIDATION_ROWS = "validation.parquet"
+LIBRARIES = ("scikit-learn", "feast", "pandas", "numpy", "duckdb", "pyarrow")
+
+
+@dataclass(frozen=True)
+class Split:
+    """As-of times of each part; fit and calibration end one horizon before validation."""
+
+    fit: list[pd.Timestamp]
+    calibration: list[pd.Timestamp]
+    validation: list[pd.Timestamp]
+
+    def describe(self) -> dict[str, list[str]]:
+        return {
+            name: [str(min(part)), str(max(part))]
+            for name, part in (
+                ("fit", self.fit),
+                ("calibration", self.calibration),
+                ("validation", self.validation),
+            )
+        }
+
+
+@dataclass
+class TrainResult:
+    """What one ``churn train`` run produced, per model kind."""
+
+    versions: dict[str, str]
+    metrics: dict[str, dict]
+    references: dict[str, dict]
+    split: Split
+    rows: dict[str, int]
+    missing: int
+    best: str = field(default="")
+
+
+def time_split(asof: list[pd.Timestamp], settings: Settings) -> Split:
+    """Split sorted as-of times; raises when too few remain for any part."""
+    times = sorted(set(asof))
+    validation = times[-settings.validation_days :]
+    embargo_end = validation[0] - timedelta(days=settings.horizon_days)
+    before = [t for t in times if t <= embargo_end]
+    calibration = before[-settings.calibration_days :]
+    fit = before[: -settings.calibration_days]
+    if not fit:
+        raise ValueError(
+            f"{len(times)} as-of days leave nothing to fit on after {settings.validation_days} "
+            f"validation days, a {settings.horizon_days}-day embargo and "
+            f"{settings.calibration_days} calibration days: use a longer history"
+        )
+    return Split(fit, calibration, validation)
+
+
+def _part(frame: pd.DataFrame, times: list[pd.Timestamp]) -> pd.DataFrame:
+    return frame[frame[TIMESTAMP_FIELD].isin(times)].reset_index(drop=True)
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A content hash of the training rows: the same data gives the same fingerprint."""
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()
+
+
+def train_models(
+    settings: Settings,
+    now: datetime | None = None,
+    stage: Callable[[str], object] | None = None,
+) -> TrainResult:
+    """Train, calibrate, evaluate and register both models; returns what was stored."""
+    now = now or datetime.now(UTC)
+    labels = build_labels(settings)
+    data = training_set(settings, labels)
+    frame = data.frame
+    split = time_split(list(frame[TIMESTAMP_FIELD]), settings)
+    fit, cal, val = (_part(frame, t) for t in (split.fit, split.calibration, split.validation))
+    names = data.feature_names
+    numeric, categorical = split_columns(frame, names)
+    y_val = val[LABEL].to_numpy()
+    k = settings.top_k
+    references = {
+        "recency": evaluate(y_val, recency_score(val), k=k, is_probability=False),
+        "base_rate": evaluate(y_val, np.full(len(val), fit[LABEL].mean()), k=k),
+    }
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {"recency": (y_val, recency_score(val))}
+    oracle = oracle_score(val, settings.ground_truth_dir)
+    if oracle is not None:
+        references["oracle"] = evaluate(y_val, oracle, k=k)
+        curves["oracle (hidden state)"] = (y_val, oracle)
+
+    models, scores, importances = {}, {}, {}
+    for kind in MODEL_KINDS:
+        model = build_model(kind, numeric, categorical, settings.seed).fit(fit[names], fit[LABEL])
+        calibrated = calibrate(model, cal[names], cal[LABEL])
+        models[kind] = calibrated
+        scores[kind] = calibrated.predict_proba(val[names])[:, 1]
+        importance = permutation_importance(
+            calibrated, val[names], y_val, scoring="average_precision",
+            n_repeats=3, random_state=settings.seed,
+        )  # fmt: skip
+        importances[kind] = (
+            pd.Series(importance.importances_mean, index=names),
+            pd.Series(importance.importances_std, index=names),
+        )
+    metrics = {kind: evaluate(y_val, scores[kind], k=k) for kind in MODEL_KINDS}
+    for kind in MODEL_KINDS:
+        if oracle is not None:
+            metrics[kind]["oracle_roc_auc_ratio"] = (
+                metrics[kind]["roc_auc"] / references["oracle"]["roc_auc"]
+            )
+        metrics[kind]["roc_auc_over_recency"] = (
+            metrics[kind]["roc_auc"] - references["recency"]["roc_auc"]
+        )
+
+    rows = {"fit": len(fit), "calibration": len(cal), "validation": len(val)}
+    shared = {
+        "run": now.isoformat(),  # the versions one `churn train` stores share it
+        "created_at": now.isoformat(),
+        "feature_service": FEATURE_SERVICE,
+        "feature_refs": data.feature_refs,
+        "numeric_features": numeric,
+        "categorical_features": categorical,
+        "label": LABEL,
+        "horizon_days": settings.horizon_days,
+        "active_lookback_days": settings.active_lookback_days,
+        "windows": list(settings.windows),
+        "split": split.describe(),
+        "rows": rows | {"missing_features": len(data.missing)},
+        "positive_rate": {
+            "fit": float(fit[LABEL].mean()),
+            "calibration": float(cal[LABEL].mean()),
+            "validation": float(y_val.mean()),
+        },
+        "fingerprint": fingerprint(frame[[ENTITY_KEY, TIMESTAMP_FIELD, LABEL, *names]]),
+        "libraries": {lib: importlib.metadata.version(lib) for lib in LIBRARIES},
+        "references": references,
+        "reference_bins": reference_bins(pd.concat([fit, cal]), numeric, categorical),
+        "calibration": {"method": "sigmoid", "rows": len(cal)},
+        "all_models": metrics,
+    }
+    versions: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = _plots(Path(tmp), curves, scores, y_val, importances)
+        write_parquet(
+            val[[ENTITY_KEY, TIMESTAMP_FIELD, LABEL, *names]], Path(tmp) / VALIDATION_ROWS
+        )
+        for kind in MODEL_KINDS:
+            version = registry.new_version(
+                now + timedelta(seconds=MODEL_KINDS.index(kind)), shared["fingerprint"]
+            )
+            score_bins = reference_bins(pd.DataFrame({"score": scores[kind]}), ["score"], [])
+            metadata = shared | {
+                "model_kind": kind,
+                "metrics": metrics[kind],
+                "score_reference_bins": score_bins["score"],
+                "importance": importances[kind][0].sort_values(ascending=False).to_dict(),
+            }
+            files_for = files[kind] | {VALIDATION_ROWS: Path(tmp) / VALIDATION_ROWS}
+            registry.save_model(settings.models_dir, version, models[kind], metadata, files_for)
+            versions[kind] = version
+    best = max(MODEL_KINDS, key=lambda kind: metrics[kind]["pr_auc"])
+    return TrainResult(versions, metrics, references, split, rows, len(data.missing), best)
+
+
+def _plots(
+    out: Path,
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    scores: dict[str, np.ndarray],
+    y_val: np.ndarray,
+    importances: dict[str, tuple[pd.Series, pd.Series]],
+) -> dict[str, dict[str, Path]]:
+    """The PNGs each version carries: curves of both models beside the references."""
+    models = {kind: (y_val, scores[kind]) for kind in MODEL_KINDS}
+    shared = {
+        "pr_curve.png": plots.pr_curves(models | curves, out / "pr_curve.png"),
+        "roc_curve.png": plots.roc_curves(models | curves, out / "roc_curve.png"),
+        "reliability.png": plots.reliability(models, out / "reliability.png"),
+    }
+    files = {}
+    for kind in MODEL_KINDS:
+        mean, std = importances[kind]
+        path = plots.feature_importance(
+            mean, std, out / f"importance_{kind}.png", title=f"Permutation importance ({kind})"
+        )
+        files[kind] = shared | {"feature_importance.png": path}
+    return files
