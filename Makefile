@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install system-deps demo test test-unit test-integration lint format bench-features feast clean
+.PHONY: install system-deps demo test test-unit test-integration lint format bench-features bench-training feast clean
 
 install: $(VENV)/.installed
 
@@ -47,6 +47,9 @@ format: install
 
 bench-features: install system-deps
 	$(BIN)/python benchmarks/bench_features.py
+
+bench-training: install system-deps
+	$(BIN)/python benchmarks/bench_training.py
 
 # Plain Feast with the current settings, e.g. make feast ARGS="materialize-incremental 2026-11-26T00:00:00"
 feast: install

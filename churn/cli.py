@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import shlex
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -33,6 +35,20 @@ AsOf = Annotated[
         help="Build only this UTC day (a daily run) instead of the whole history.",
     ),
 ]
+
+
+@app.callback()
+def _logging(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Decisions (promotion, gates) are logged to stderr, as well as printed."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("feast", "ibis", "urllib3", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _settings() -> Settings:

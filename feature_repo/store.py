@@ -15,6 +15,7 @@ import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import ibis
 import yaml
 from feast import FeatureStore
 from feast.repo_config import RepoConfig
@@ -50,7 +51,16 @@ def repo_config(settings: Settings) -> RepoConfig:
 
 def open_store(settings: Settings) -> FeatureStore:
     """A FeatureStore for these settings (the registry must exist: ``churn features apply``)."""
+    _cap_offline_store_memory(settings)
     return FeatureStore(repo_path=str(settings.feature_repo_dir), config=repo_config(settings))
+
+
+def _cap_offline_store_memory(settings: Settings) -> None:
+    """Give Feast's DuckDB store (ibis' default backend) the same memory cap as our SQL.
+
+    Uncapped, DuckDB may take 80 % of RAM for a point-in-time join; capped, it spills.
+    """
+    ibis.get_backend().raw_sql(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
 
 
 def feast_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

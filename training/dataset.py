@@ -63,11 +63,14 @@ def point_in_time_join(
     parts = []
     for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
         job = store.get_historical_features(entity_df=rows.iloc[lo:hi], features=refs)
-        parts.append(job.to_df())
+        # Sorted per chunk: chunks follow each other in time, so the concat is sorted
+        # without a second full-size copy.
+        parts.append(job.to_df().sort_values([TIMESTAMP_FIELD, ENTITY_KEY]))
         if progress is not None:
             progress(i + 1, len(bounds) - 1)
-    joined = pd.concat(parts, ignore_index=True) if parts else rows.iloc[0:0]
-    return joined.sort_values([TIMESTAMP_FIELD, ENTITY_KEY]).reset_index(drop=True)
+    if not parts:
+        return rows.iloc[0:0]
+    return pd.concat(parts, ignore_index=True)
 
 
 def training_set(
@@ -86,8 +89,9 @@ def training_set(
     joined = point_in_time_join(store, labels, refs, progress=progress)
     names = [ref.split(":", 1)[1] for ref in refs]
     no_features = joined[names].isna().all(axis=1)
+    frame = joined[~no_features].reset_index(drop=True) if no_features.any() else joined
     return TrainingSet(
-        frame=joined[~no_features].reset_index(drop=True),
+        frame=frame,
         missing=joined.loc[no_features, [ENTITY_KEY, TIMESTAMP_FIELD]].reset_index(drop=True),
         feature_refs=refs,
     )

@@ -73,7 +73,9 @@ def promote(
     candidate_metrics = metadata["metrics"]
     current = registry.production(models_dir)
     production_metrics = None
-    if current is not None and current != candidate:
+    if current == candidate:
+        production_metrics = candidate_metrics  # same model, same rows: decide() refuses it
+    elif current is not None:
         production_metrics = score_on(settings, current, rows)
     decision = decide(
         candidate, candidate_metrics, current, production_metrics,

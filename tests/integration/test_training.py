@@ -4,6 +4,7 @@ two registered models, determinism, no leakage, and the promotion gate."""
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -199,5 +200,24 @@ def test_promotion_gate_end_to_end(trained):
     force(settings, other, "test", now=NOW)
     assert registry.production(settings.models_dir) == other
     assert registry.rollback(settings.models_dir) == best
+    # Asking again for the model that is production is refused, not an error.
+    again = promote(settings, best, now=NOW)
+    assert not again.decision.promote
+    assert f"fail: candidate {best} already is production" in again.decision.reasons
     decisions = list((settings.models_dir / "decisions").glob("*.json"))
-    assert len(decisions) == 2
+    assert len(decisions) == 3
+
+
+def test_promote_cli_prints_reasons_and_exits_non_zero_when_refused(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from churn.cli import app
+
+    settings, _ = trained
+    copy = settings.model_copy(update={"artifacts_dir": tmp_path / "artifacts"})
+    shutil.copytree(settings.models_dir, copy.models_dir)
+    env = copy.as_env() | {"CHURN_MIN_ROC_AUC": "0.99"}  # a floor no model reaches
+    refused = CliRunner().invoke(app, ["promote"], env=env)
+    assert refused.exit_code == 3, refused.output
+    assert "fail: ROC-AUC" in refused.output
+    assert "refused" in refused.output
