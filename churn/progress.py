@@ -79,7 +79,12 @@ def training_table(result: TrainResult) -> Table:
         "R top 5%": "recall_top",
         "Brier": "brier",
     }
-    table = Table(title="Validation: the newest as-of days, after the embargo")
+    parts = ", ".join(
+        f"{name} {result.rows[name]:,} rows ({result.positive_rate[name]:.1%} churn, "
+        f"{result.split.describe()[name][0][:10]} … {result.split.describe()[name][1][:10]})"
+        for name in ("fit", "calibration", "validation")
+    )
+    table = Table(title="Validation: the newest as-of days, after the embargo", caption=parts)
     table.add_column("model")
     for header in columns:
         table.add_column(header, justify="right")

@@ -65,6 +65,7 @@ class TrainResult:
     references: dict[str, dict]
     split: Split
     rows: dict[str, int]
+    positive_rate: dict[str, float]
     missing: int
     best: str = field(default="")
 
@@ -148,6 +149,11 @@ def train_models(
         )
 
     rows = {"fit": len(fit), "calibration": len(cal), "validation": len(val)}
+    positive_rate = {
+        "fit": float(fit[LABEL].mean()),
+        "calibration": float(cal[LABEL].mean()),
+        "validation": float(y_val.mean()),
+    }
     shared = {
         "run": now.isoformat(),  # the versions one `churn train` stores share it
         "created_at": now.isoformat(),
@@ -161,11 +167,7 @@ def train_models(
         "windows": list(settings.windows),
         "split": split.describe(),
         "rows": rows | {"missing_features": len(data.missing)},
-        "positive_rate": {
-            "fit": float(fit[LABEL].mean()),
-            "calibration": float(cal[LABEL].mean()),
-            "validation": float(y_val.mean()),
-        },
+        "positive_rate": positive_rate,
         "fingerprint": fingerprint(frame[[ENTITY_KEY, TIMESTAMP_FIELD, LABEL, *names]]),
         "libraries": {lib: importlib.metadata.version(lib) for lib in LIBRARIES},
         "references": references,
@@ -194,7 +196,9 @@ def train_models(
             registry.save_model(settings.models_dir, version, models[kind], metadata, files_for)
             versions[kind] = version
     best = max(MODEL_KINDS, key=lambda kind: metrics[kind]["pr_auc"])
-    return TrainResult(versions, metrics, references, split, rows, len(data.missing), best)
+    return TrainResult(
+        versions, metrics, references, split, rows, positive_rate, len(data.missing), best
+    )
 
 
 def _plots(
