@@ -182,9 +182,9 @@ def train_models(
             val[[ENTITY_KEY, TIMESTAMP_FIELD, LABEL, *names]], Path(tmp) / VALIDATION_ROWS
         )
         for kind in MODEL_KINDS:
-            version = registry.new_version(
-                now + timedelta(seconds=MODEL_KINDS.index(kind)), shared["fingerprint"]
-            )
+            # Same run, same data: the kind tells the two versions apart.
+            model_print = hashlib.sha256(f"{shared['fingerprint']}:{kind}".encode()).hexdigest()
+            version = registry.new_version(now, model_print)
             score_bins = reference_bins(pd.DataFrame({"score": scores[kind]}), ["score"], [])
             metadata = shared | {
                 "model_kind": kind,
