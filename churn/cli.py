@@ -306,6 +306,30 @@ def promote(
         raise typer.Exit(3)
 
 
+@app.command("serve")
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Listen address (default CHURN_API_HOST).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default CHURN_API_PORT).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Workers (default CHURN_API_WORKERS).")
+    ] = None,
+) -> None:
+    """Serve GET /users/{user_id}/churn-risk (uvicorn) with the production model."""
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run(
+        "online_api.app:app_factory",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers or settings.api_workers,
+        log_level="warning",
+    )
+
+
 @app.command("env")
 def env() -> None:
     """Print the settings as shell exports, for plain `feast` commands: eval "$(churn env)"."""
@@ -318,7 +342,7 @@ def demo(
     users: Annotated[int, typer.Option(min=1, help="Number of demo users.")] = 2000,
     days: Annotated[int, typer.Option(min=1, help="Days of history, ending yesterday.")] = 120,
 ) -> None:
-    """Generate → validate → prepare → features → feast apply → materialize, then a summary."""
+    """Demo data → gates → features → feast apply + materialize → train → promote."""
     from churn.demo import run_demo
 
     with _user_errors():

@@ -83,6 +83,14 @@ class Settings(BaseSettings):
     promotion_margin: float = Field(
         0.005, ge=0, description="A candidate must beat production's PR-AUC by this much"
     )
+    api_host: str = Field("127.0.0.1", description="Where `churn serve` listens")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port of `churn serve`")
+    api_workers: int = Field(1, ge=1, description="uvicorn worker processes")
+    risk_band_medium: float = Field(0.15, gt=0, lt=1, description="Risk from here on is medium")
+    risk_band_high: float = Field(0.35, gt=0, lt=1, description="Risk from here on is high")
+    model_reload_seconds: float = Field(
+        1.0, gt=0, description="How often the API checks the production alias"
+    )
     duckdb_memory_limit: str = Field(
         "3GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="DuckDB memory cap (spills beyond)"
     )

@@ -1,0 +1,1 @@
+"""FastAPI service: GET /users/{user_id}/churn-risk with features fetched from the online store."""

@@ -1,0 +1,30 @@
+"""Response bodies of the API (they become the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+RiskBand = Literal["low", "medium", "high"]
+
+
+class Factor(BaseModel):
+    feature: str
+    value: float | int | str | None
+    effect: float = Field(description="How much this feature raises the risk (probability points)")
+
+
+class ChurnRisk(BaseModel):
+    user_id: str
+    churn_risk: float = Field(ge=0, le=1, description="Calibrated probability of no activity ahead")
+    risk_band: RiskBand
+    model_version: str
+    features_as_of: datetime | None
+    top_factors: list[Factor]
+    served_at: datetime
+
+
+class Problem(BaseModel):
+    detail: str

@@ -1,0 +1,121 @@
+"""The online API on real Redis + Feast with a trained, promoted model."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from churn.settings import get_settings
+from feature_repo.store import apply_definitions, materialize, open_store
+from ingestion import partitions
+from ingestion.features import build_rolling_features
+from ingestion.generate import generate_demo_data, write_demo_data
+from ingestion.prepare import build_user_daily
+from ingestion.validate import run_validation
+from online_api.app import create_app
+from training import registry
+from training.promote import force
+from training.train import train_models
+
+pytestmark = pytest.mark.integration
+
+START = date(2026, 1, 1)
+DAYS = 120
+END = datetime.combine(START + timedelta(days=DAYS), datetime.min.time(), UTC)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, redis_url):
+    tmp = tmp_path_factory.mktemp("api")
+    settings = get_settings(
+        data_dir=tmp / "data",
+        artifacts_dir=tmp / "artifacts",
+        redis_url=redis_url,
+        feast_project=f"churntest_{uuid.uuid4().hex[:10]}",
+        max_event_age_hours=0,
+        model_reload_seconds=0.01,
+    )
+    write_demo_data(generate_demo_data(n_users=400, days=DAYS, seed=6, start=START), settings)
+    assert run_validation(settings).passed
+    build_user_daily(settings, now=END)
+    build_rolling_features(settings)
+    apply_definitions(settings)
+    materialize(settings, end=END)
+    result = train_models(settings, now=END)
+    yield settings, result
+    open_store(settings).teardown()
+
+
+def _newest_offline(settings) -> pd.DataFrame:
+    glob = partitions.table_glob(settings.features_path)
+    frame = duckdb.execute(f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true)").df()
+    return frame.sort_values("event_timestamp").groupby("user_id").tail(1).set_index("user_id")
+
+
+def test_no_production_model_is_503(served):
+    settings, _ = served
+    client = TestClient(create_app(settings))
+    assert registry.production(settings.models_dir) is None
+    assert client.get("/ready").status_code == 503
+    response = client.get("/users/u000001/churn-risk")
+    assert response.status_code == 503
+    assert "churn promote" in response.json()["detail"]
+    assert client.get("/health").status_code == 200
+
+
+def test_scores_equal_the_offline_score_of_the_same_row(served):
+    settings, result = served
+    version = result.versions[result.best]
+    force(settings, version, "api test")
+    client = TestClient(create_app(settings))
+    assert client.get("/ready").json()["model_version"] == version
+    model, metadata = registry.load_model(settings.models_dir, version)
+    names = [r.split(":", 1)[1] for r in metadata["feature_refs"]]
+    newest = _newest_offline(settings)
+    users = sorted(np.random.default_rng(0).choice(newest.index, size=25, replace=False))
+    expected = model.predict_proba(newest.loc[users, names])[:, 1]
+    for user, want in zip(users, expected, strict=True):
+        body = client.get(f"/users/{user}/churn-risk").json()
+        assert body["churn_risk"] == pytest.approx(want, abs=1e-6), user
+        assert body["model_version"] == version
+        assert body["risk_band"] in ("low", "medium", "high")
+        assert len(body["top_factors"]) <= 3
+        assert all(f["effect"] > 0 for f in body["top_factors"])
+        assert body["features_as_of"].startswith(str(newest.loc[user, "event_timestamp"].date()))
+
+
+def test_unknown_and_malformed_ids(served):
+    settings, _ = served
+    client = TestClient(create_app(settings))
+    unknown = client.get("/users/nobody-here/churn-risk")
+    assert unknown.status_code == 404
+    assert "nobody-here" in unknown.json()["detail"]
+    assert client.get("/users/bad id!/churn-risk").status_code == 422
+
+
+def test_metrics_use_route_templates(served):
+    settings, _ = served
+    client = TestClient(create_app(settings))
+    client.get("/users/nobody-here/churn-risk")
+    text = client.get("/metrics").text
+    assert 'route="/users/{user_id}/churn-risk"' in text
+    assert "nobody-here" not in text
+    assert 'churn_api_errors_total{kind="not_found"}' in text
+
+
+def test_promotion_is_picked_up_without_a_restart(served):
+    settings, result = served
+    client = TestClient(create_app(settings))
+    first = client.get("/model").json()["version"]
+    other = next(v for v in result.versions.values() if v != first)
+    force(settings, other, "hot reload test")
+    deadline = datetime.now() + timedelta(seconds=5)
+    while client.get("/model").json()["version"] != other:
+        assert datetime.now() < deadline, "the new production model was not picked up"
+    assert client.get("/users/nobody-here/churn-risk").status_code == 404
