@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     api_workers: int = Field(1, ge=1, description="uvicorn worker processes")
     risk_band_medium: float = Field(0.15, gt=0, lt=1, description="Risk from here on is medium")
     risk_band_high: float = Field(0.35, gt=0, lt=1, description="Risk from here on is high")
+    api_redis_timeout_ms: int = Field(
+        100, ge=1, description="API's Redis client timeout: past it, 503 with Retry-After"
+    )
     model_reload_seconds: float = Field(
         1.0, gt=0, description="How often the API checks the production alias"
     )
@@ -188,9 +191,12 @@ class Settings(BaseSettings):
     def feature_repo_dir(self) -> Path:
         return FEATURE_REPO_DIR
 
-    @property
-    def feast_redis_connection(self) -> str:
-        """``CHURN_REDIS_URL`` in Feast's ``host:port,db=N,password=…`` form."""
+    def feast_redis_connection(self, timeout_ms: int | None = None) -> str:
+        """``CHURN_REDIS_URL`` in Feast's ``host:port,db=N,password=…`` form.
+
+        ``timeout_ms`` adds client socket timeouts: the API wants them short (a
+        slow Redis must not hang a request); bulk jobs (materialize) must not.
+        """
         parsed = urlparse(self.redis_url)
         parts = [f"{parsed.hostname}:{parsed.port or 6379}"]
         db = parsed.path.lstrip("/") or "0"
@@ -201,6 +207,14 @@ class Settings(BaseSettings):
             parts.append(f"username={unquote(parsed.username)}")
         if parsed.scheme == "rediss":
             parts.append("ssl=true")
+        if timeout_ms is not None:
+            seconds = timeout_ms / 1000
+            # retry=null: redis-py's default retries 3 times with up to 10 s backoff.
+            parts += [
+                f"socket_timeout={seconds}",
+                f"socket_connect_timeout={seconds}",
+                "retry=null",
+            ]
         return ",".join(parts)
 
     def as_env(self) -> dict[str, str]:
@@ -223,7 +237,7 @@ class Settings(BaseSettings):
             "CHURN_FEAST_PROJECT": self.feast_project,
             "CHURN_FEAST_REGISTRY_TYPE": "sql" if self.feast_registry_url else "file",
             "CHURN_FEAST_REGISTRY": self.feast_registry_url or str(self.registry_path),
-            "CHURN_FEAST_REDIS": self.feast_redis_connection,
+            "CHURN_FEAST_REDIS": self.feast_redis_connection(),
             "CHURN_ONLINE_KEY_TTL_SECONDS": str(self.online_key_ttl_days * 86400),
         }
 

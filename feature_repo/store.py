@@ -33,10 +33,15 @@ class FeastCommandError(RuntimeError):
     """A ``feast`` CLI call failed; the message carries what Feast printed."""
 
 
-def repo_config(settings: Settings) -> RepoConfig:
-    """``feature_store.yaml`` with its variables filled from ``settings``."""
+def repo_config(settings: Settings, redis_timeout_ms: int | None = None) -> RepoConfig:
+    """``feature_store.yaml`` with its variables filled from ``settings``.
+
+    ``redis_timeout_ms`` gives the Redis client socket timeouts (the API's).
+    """
     path = settings.feature_repo_dir / FEATURE_STORE_YAML
-    values = settings.feast_env()
+    values = settings.feast_env() | {
+        "CHURN_FEAST_REDIS": settings.feast_redis_connection(redis_timeout_ms)
+    }
 
     def fill(match: re.Match[str]) -> str:
         if match.group(1) not in values:
@@ -49,10 +54,11 @@ def repo_config(settings: Settings) -> RepoConfig:
     return config
 
 
-def open_store(settings: Settings) -> FeatureStore:
+def open_store(settings: Settings, redis_timeout_ms: int | None = None) -> FeatureStore:
     """A FeatureStore for these settings (the registry must exist: ``churn features apply``)."""
     _cap_offline_store_memory(settings)
-    return FeatureStore(repo_path=str(settings.feature_repo_dir), config=repo_config(settings))
+    config = repo_config(settings, redis_timeout_ms)
+    return FeatureStore(repo_path=str(settings.feature_repo_dir), config=config)
 
 
 def _cap_offline_store_memory(settings: Settings) -> None:

@@ -28,7 +28,7 @@ class OnlineFeatures:
     """Fetches feature rows by user id for a list of ``view:feature`` references."""
 
     def __init__(self, settings: Settings, store: FeatureStore | None = None) -> None:
-        self.store = store or open_store(settings)
+        self.store = store or open_store(settings, redis_timeout_ms=settings.api_redis_timeout_ms)
 
     def fetch(self, user_ids: list[str], refs: list[str]) -> list[FeatureRow | None]:
         """Rows in the order of ``user_ids``; None where the store knows nothing of the user."""

@@ -119,3 +119,80 @@ def test_promotion_is_picked_up_without_a_restart(served):
     while client.get("/model").json()["version"] != other:
         assert datetime.now() < deadline, "the new production model was not picked up"
     assert client.get("/users/nobody-here/churn-risk").status_code == 404
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of this test's own, which the test may stop and start again."""
+    import contextlib
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    import redis
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    def start() -> None:
+        subprocess.run(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
+             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                if redis.Redis(port=port).ping():
+                    return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+    def stop() -> None:
+        with contextlib.suppress(redis.ConnectionError):
+            redis.Redis(port=port).shutdown(nosave=True)
+
+    start()
+    yield port, start, stop
+    stop()
+
+
+def test_redis_down_is_a_quick_503_and_the_service_recovers(served, own_redis):
+    import time
+
+    base, result = served
+    port, start, stop = own_redis
+    settings = base.model_copy(
+        update={
+            "redis_url": f"redis://127.0.0.1:{port}/0",
+            "feast_project": f"churntest_{uuid.uuid4().hex[:10]}",
+        }
+    )
+    apply_definitions(settings)
+    materialize(settings, end=END)
+    if registry.production(settings.models_dir) is None:
+        force(settings, result.versions[result.best], "fault test")
+    client = TestClient(create_app(settings))
+    user = _newest_offline(settings).index[0]
+    assert client.get(f"/users/{user}/churn-risk").status_code == 200
+
+    stop()
+    began = time.perf_counter()
+    down = client.get(f"/users/{user}/churn-risk")
+    elapsed = time.perf_counter() - began
+    assert down.status_code == 503
+    assert down.headers["Retry-After"] == "1"
+    assert elapsed < 2.0, f"a dead Redis took {elapsed:.2f} s to report"
+    assert client.get("/ready").status_code == 503
+
+    start()  # an empty Redis: reload the features, as the nightly job would
+    materialize(settings, end=END)
+    began = time.perf_counter()
+    while client.get(f"/users/{user}/churn-risk").status_code != 200:
+        assert time.perf_counter() - began < 1.0, "the service did not recover within a second"
+    assert client.get("/ready").status_code == 200

@@ -62,7 +62,12 @@ def test_every_path_moves_with_the_data_dir(tmp_path):
     ],
 )
 def test_redis_url_becomes_feast_connection_string(url, connection):
-    assert get_settings(redis_url=url).feast_redis_connection == connection
+    assert get_settings(redis_url=url).feast_redis_connection() == connection
+
+
+def test_serving_connection_has_client_timeouts():
+    connection = get_settings().feast_redis_connection(timeout_ms=100)
+    assert connection.endswith(",socket_timeout=0.1,socket_connect_timeout=0.1,retry=null")
 
 
 def test_yaml_file_is_read_and_env_wins(tmp_path, monkeypatch):
