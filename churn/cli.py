@@ -334,6 +334,8 @@ def serve(
 def env() -> None:
     """Print the settings as shell exports, for plain `feast` commands: eval "$(churn env)"."""
     for key, value in sorted(_settings().as_env().items()):
+        if key == "CHURN_API_TOKEN":
+            continue  # the API's secret; plain Feast does not need it
         print(f"export {key}={shlex.quote(value)}")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import unquote, urlparse
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     risk_band_high: float = Field(0.35, gt=0, lt=1, description="Risk from here on is high")
     api_redis_timeout_ms: int = Field(
         100, ge=1, description="API's Redis client timeout: past it, 503 with Retry-After"
+    )
+    api_batch_max: int = Field(1000, ge=1, description="Most user ids in one batch request")
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token the scoring endpoints require (unset = open)"
     )
     model_reload_seconds: float = Field(
         1.0, gt=0, description="How often the API checks the production alias"
@@ -223,6 +227,8 @@ class Settings(BaseSettings):
         for name, value in self.model_dump().items():
             if value is None:
                 text = ""
+            elif isinstance(value, SecretStr):
+                text = value.get_secret_value()
             elif isinstance(value, tuple):
                 text = ",".join(map(str, value))
             else:

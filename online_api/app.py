@@ -7,20 +7,29 @@ model and answers with the risk, its band and the factors behind it.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import FastAPI, Path, Request, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from churn.settings import Settings, get_settings
 from online_api.metrics import ApiMetrics
-from online_api.model_holder import ModelHolder
-from online_api.online_features import OnlineFeatures
-from online_api.schemas import ChurnRisk, Factor, Problem, RiskBand
+from online_api.model_holder import Loaded, ModelHolder
+from online_api.online_features import FeatureRow, OnlineFeatures
+from online_api.schemas import (
+    BatchItem,
+    BatchRequest,
+    BatchResponse,
+    ChurnRisk,
+    Factor,
+    Problem,
+    RiskBand,
+)
 
 log = logging.getLogger(__name__)
 UserId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -59,6 +68,19 @@ def create_app(
         metrics.latency.labels(template).observe(time.perf_counter() - start)
         return response
 
+    def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
+        """With CHURN_API_TOKEN set, scoring needs ``Authorization: Bearer <token>``."""
+        if settings.api_token is None:
+            return
+        expected = f"Bearer {settings.api_token.get_secret_value()}"
+        if authorization is None or not hmac.compare_digest(authorization, expected):
+            metrics.errors.labels("unauthorized").inc()
+            raise HTTPException(
+                401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
+            )
+
+    guarded = [Depends(require_token)]
+
     def problem(status: int, kind: str, detail: str) -> JSONResponse:
         metrics.errors.labels(kind).inc()
         return JSONResponse({"detail": detail}, status_code=status)
@@ -82,7 +104,7 @@ def create_app(
             )
         return JSONResponse({"status": "ready", "model_version": loaded.scorer.version})
 
-    @app.get("/model", responses={503: {"model": Problem}})
+    @app.get("/model", responses={503: {"model": Problem}}, dependencies=guarded)
     def model() -> Response:
         """Metadata and validation metrics of the production model."""
         loaded = holder.current()
@@ -101,9 +123,22 @@ def create_app(
         "/users/{user_id}/churn-risk",
         response_model=ChurnRisk,
         responses={404: {"model": Problem}, 503: {"model": Problem}},
+        dependencies=guarded,
     )
     def churn_risk(user_id: UserId) -> Response | ChurnRisk:
         """How likely this user is to have no learning activity over the horizon."""
+        loaded = serving_model()
+        if isinstance(loaded, Response):
+            return loaded
+        rows = fetch([user_id], loaded)
+        if isinstance(rows, Response):
+            return rows
+        if rows[0] is None:
+            return problem(404, "not_found", f"user {user_id} has no features in the online store")
+        return respond(user_id, rows[0], loaded)
+
+    def serving_model() -> Loaded | Response:
+        """The production model, or the 503 that says there is none."""
         loaded = holder.current()
         if loaded is None:
             return problem(503, "no_model", "no production model: run `churn promote`")
@@ -111,22 +146,25 @@ def create_app(
             # Only on a switch: the info gauge names the one model this worker serves.
             if "version" in state:
                 metrics.model.remove(state["version"], state["kind"])
-            state["version"], state["kind"] = (
-                loaded.scorer.version,
-                loaded.metadata.get("model_kind", ""),
-            )
+            state["version"] = loaded.scorer.version
+            state["kind"] = loaded.metadata.get("model_kind", "")
             metrics.model.labels(state["version"], state["kind"]).set(1)
+        return loaded
+
+    def fetch(user_ids: list[str], loaded: Loaded) -> list[FeatureRow | None] | Response:
+        """Feature rows in one online-store round trip, or a quick 503 when it fails."""
         start = time.perf_counter()
         try:
-            row = online().fetch([user_id], loaded.metadata["feature_refs"])[0]
+            rows = online().fetch(user_ids, loaded.metadata["feature_refs"])
         except Exception as exc:
             log.warning("online store unavailable: %s", type(exc).__name__)
             response = problem(503, "store_unavailable", "online store unavailable")
             response.headers["Retry-After"] = "1"
             return response
         metrics.fetch.observe(time.perf_counter() - start)
-        if row is None:
-            return problem(404, "not_found", f"user {user_id} has no features in the online store")
+        return rows
+
+    def respond(user_id: str, row: FeatureRow, loaded: Loaded) -> ChurnRisk:
         start = time.perf_counter()
         risk = loaded.scorer.score(row.values)
         factors = loaded.scorer.top_factors(row.values)
@@ -148,6 +186,35 @@ def create_app(
             ],
             served_at=now,
         )
+
+    @app.post(
+        "/churn-risk:batch",
+        response_model=BatchResponse,
+        responses={413: {"model": Problem}, 503: {"model": Problem}},
+        dependencies=guarded,
+    )
+    def churn_risk_batch(request: BatchRequest) -> Response | BatchResponse:
+        """Risks of many users in one online-store round trip; unknown ids reported per item."""
+        if len(request.user_ids) > settings.api_batch_max:
+            return problem(
+                413, "batch_too_large",
+                f"{len(request.user_ids)} user ids; at most {settings.api_batch_max} per request",
+            )  # fmt: skip
+        loaded = serving_model()
+        if isinstance(loaded, Response):
+            return loaded
+        rows = fetch(request.user_ids, loaded)
+        if isinstance(rows, Response):
+            return rows
+        items = []
+        for user_id, row in zip(request.user_ids, rows, strict=True):
+            if row is None:
+                metrics.errors.labels("not_found").inc()
+                items.append(BatchItem(user_id=user_id, error="not_found",
+                                       detail="no features in the online store"))  # fmt: skip
+            else:
+                items.append(BatchItem(user_id=user_id, result=respond(user_id, row, loaded)))
+        return BatchResponse(results=items)
 
     return app
 

@@ -28,3 +28,18 @@ class ChurnRisk(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+class BatchRequest(BaseModel):
+    user_ids: list[str] = Field(min_length=1, description="Up to CHURN_API_BATCH_MAX ids")
+
+
+class BatchItem(BaseModel):
+    user_id: str
+    result: ChurnRisk | None = None
+    error: Literal["not_found"] | None = None
+    detail: str | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchItem]

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from churn.settings import get_settings
 from feature_repo.store import apply_definitions, materialize, open_store
@@ -196,3 +197,41 @@ def test_redis_down_is_a_quick_503_and_the_service_recovers(served, own_redis):
     while client.get(f"/users/{user}/churn-risk").status_code != 200:
         assert time.perf_counter() - began < 1.0, "the service did not recover within a second"
     assert client.get("/ready").status_code == 200
+
+
+def test_batch_scores_many_in_one_call_and_reports_unknown_ids(served):
+    settings, result = served
+    if registry.production(settings.models_dir) is None:
+        force(settings, result.versions[result.best], "batch test")
+    client = TestClient(create_app(settings))
+    users = list(_newest_offline(settings).index[:5])
+    body = client.post("/churn-risk:batch", json={"user_ids": [*users, "nobody-here"]}).json()
+    got = {item["user_id"]: item for item in body["results"]}
+    assert got["nobody-here"]["error"] == "not_found"
+    for user in users:
+        single = client.get(f"/users/{user}/churn-risk").json()
+        assert got[user]["result"]["churn_risk"] == pytest.approx(single["churn_risk"], abs=1e-12)
+    too_many = client.post(
+        "/churn-risk:batch", json={"user_ids": ["u"] * (settings.api_batch_max + 1)}
+    )
+    assert too_many.status_code == 413
+    assert str(settings.api_batch_max) in too_many.json()["detail"]
+
+
+def test_bearer_token_guards_scoring_but_not_health_or_metrics(served):
+    settings, result = served
+    if registry.production(settings.models_dir) is None:
+        force(settings, result.versions[result.best], "auth test")
+    guarded = settings.model_copy(update={"api_token": SecretStr("s3cret-token")})
+    client = TestClient(create_app(guarded))
+    user = _newest_offline(settings).index[0]
+    assert client.get(f"/users/{user}/churn-risk").status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert client.get(f"/users/{user}/churn-risk", headers=wrong).status_code == 401
+    right = {"Authorization": "Bearer s3cret-token"}
+    assert client.get(f"/users/{user}/churn-risk", headers=right).status_code == 200
+    assert client.post("/churn-risk:batch", json={"user_ids": [user]}).status_code == 401
+    assert client.get("/health").status_code == 200
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert "s3cret-token" not in metrics.text
