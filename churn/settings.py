@@ -121,7 +121,7 @@ class Settings(BaseSettings):
             raise ValueError(f"CHURN_WINDOWS has duplicates: {value}")
         return tuple(sorted(value))
 
-    @field_validator("feast_registry_url", mode="before")
+    @field_validator("feast_registry_url", "api_token", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return value or None

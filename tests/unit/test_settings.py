@@ -92,3 +92,11 @@ def test_as_env_round_trips(monkeypatch, tmp_path):
     for key, value in original.as_env().items():
         monkeypatch.setenv(key, value)
     assert get_settings() == original
+
+
+def test_an_empty_token_means_no_token(monkeypatch):
+    monkeypatch.setenv("CHURN_API_TOKEN", "")
+    assert get_settings().api_token is None
+    monkeypatch.setenv("CHURN_API_TOKEN", "t0ken")
+    assert get_settings().api_token.get_secret_value() == "t0ken"
+    assert "t0ken" not in repr(get_settings())
