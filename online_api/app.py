@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from churn.settings import Settings, get_settings
@@ -114,7 +114,7 @@ def create_app(
                 "metrics", "references", "split", "rows", "positive_rate")  # fmt: skip
         return JSONResponse({k: loaded.metadata.get(k) for k in keep})
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     def prometheus() -> Response:
         """Prometheus metrics."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

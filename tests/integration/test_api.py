@@ -235,3 +235,35 @@ def test_bearer_token_guards_scoring_but_not_health_or_metrics(served):
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
     assert "s3cret-token" not in metrics.text
+
+
+@pytest.fixture
+def api_schema(served):
+    import schemathesis
+
+    settings, result = served
+    if registry.production(settings.models_dir) is None:
+        force(settings, result.versions[result.best], "fuzz test")
+    return schemathesis.openapi.from_asgi("/openapi.json", create_app(settings))
+
+
+def test_openapi_fuzz_finds_no_500_and_no_schema_violation(api_schema):
+    """Property-based requests from the OpenAPI schema: never a 500, always as documented."""
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hypothesis_settings
+
+    checked = []
+    for result in api_schema.get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy())
+        @hypothesis_settings(
+            max_examples=25, deadline=None, suppress_health_check=list(HealthCheck)
+        )
+        def check(case):
+            case.call_and_validate()
+
+        check()
+        checked.append(operation.label)
+    assert "GET /users/{user_id}/churn-risk" in checked
+    assert "POST /churn-risk:batch" in checked
