@@ -267,3 +267,22 @@ def test_openapi_fuzz_finds_no_500_and_no_schema_violation(api_schema):
         checked.append(operation.label)
     assert "GET /users/{user_id}/churn-risk" in checked
     assert "POST /churn-risk:batch" in checked
+
+
+def test_promotion_during_a_stream_of_requests_fails_none(served):
+    settings, result = served
+    if registry.production(settings.models_dir) is None:
+        force(settings, result.versions[result.best], "stream test")
+    client = TestClient(create_app(settings))
+    user = _newest_offline(settings).index[0]
+    start = client.get("/model").json()["version"]
+    target = next(v for v in result.versions.values() if v != start)
+    statuses, versions = [], set()
+    for i in range(300):
+        if i == 100:
+            force(settings, target, "switch mid-stream")
+        response = client.get(f"/users/{user}/churn-risk")
+        statuses.append(response.status_code)
+        versions.add(response.json().get("model_version"))
+    assert set(statuses) == {200}
+    assert versions == {start, target}
