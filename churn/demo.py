@@ -70,7 +70,27 @@ def run_demo(settings: Settings, users: int, days: int, console: Console) -> int
     console.print(log.table("make demo"))
     console.print(_summary(settings, online))
     console.print(training_table(trained))
+    ids = _sample_ids(settings, built.last_day)
+    console.print(
+        "\nServe the model and ask about two users:\n"
+        f"  churn serve --port {settings.api_port} &\n"
+        + "".join(
+            f"  curl -s localhost:{settings.api_port}/users/{user_id}/churn-risk\n"
+            for user_id in ids
+        )
+    )
     return 0
+
+
+def _sample_ids(settings: Settings, last_day: date) -> list[str]:
+    """Two users the online store knows: the first and the last id of the newest day."""
+    files = partitions.partition_files(settings.features_path, [last_day])
+    rows = duckdb.execute(
+        "SELECT min(user_id), max(user_id) FROM read_parquet(["
+        + ", ".join(quote_path(f) for f in files)
+        + "])"
+    ).fetchone()
+    return list(rows)
 
 
 def _online_users(settings: Settings, last_day: date) -> int:
