@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import date
 
-import duckdb
 from rich.console import Console
 from rich.table import Table
 
@@ -21,7 +20,7 @@ from ingestion import partitions
 from ingestion.features import build_rolling_features
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
-from ingestion.sql_engine import quote_path
+from ingestion.sql_engine import connect, quote_path
 from ingestion.validate import print_report, run_validation
 from training.promote import promote
 from training.train import train_models
@@ -84,27 +83,29 @@ def run_demo(settings: Settings, users: int, days: int, console: Console) -> int
 
 def _sample_ids(settings: Settings, last_day: date) -> list[str]:
     """Two users the online store knows: the first and the last id of the newest day."""
-    files = partitions.partition_files(settings.features_path, [last_day])
-    rows = duckdb.execute(
-        "SELECT min(user_id), max(user_id) FROM read_parquet(["
-        + ", ".join(quote_path(f) for f in files)
-        + "])"
-    ).fetchone()
-    return list(rows)
+    rows = _query(settings, f"SELECT min(user_id), max(user_id) FROM {_day(settings, last_day)}")
+    return list(rows[0])
 
 
 def _online_users(settings: Settings, last_day: date) -> int:
     """How many of the newest day's users the online store answers for."""
-    files = partitions.partition_files(settings.features_path, [last_day])
-    ids = (
-        duckdb.sql(
-            "SELECT user_id FROM read_parquet([" + ", ".join(quote_path(f) for f in files) + "])"
-        )
-        .fetchnumpy()["user_id"]
-        .tolist()
-    )
+    ids = [row[0] for row in _query(settings, f"SELECT user_id FROM {_day(settings, last_day)}")]
     values = online_feature_rows(settings, ids, [f"{FEATURE_VIEW}:tenure_days"])
     return sum(v is not None for v in values["tenure_days"])
+
+
+def _query(settings: Settings, sql: str) -> list[tuple]:
+    """All rows of ``sql`` on a connection of its own (never DuckDB's shared default one)."""
+    con = connect(settings)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def _day(settings: Settings, day: date) -> str:
+    files = partitions.partition_files(settings.features_path, [day])
+    return "read_parquet([" + ", ".join(quote_path(f) for f in files) + "])"
 
 
 def _summary(settings: Settings, online: int) -> Table:
@@ -119,7 +120,7 @@ def _summary(settings: Settings, online: int) -> Table:
         ("user_features", settings.features_path),
     ):
         source = quote_path(partitions.table_glob(path) if path.is_dir() else path)
-        rows = duckdb.execute(f"SELECT count(*) FROM read_parquet({source})").fetchone()[0]
+        rows = _query(settings, f"SELECT count(*) FROM read_parquet({source})")[0][0]
         table.add_row(name, f"{rows:,}", str(path))
     table.add_row("online (Redis)", f"{online:,}", _redis_where(settings))
     table.caption = (

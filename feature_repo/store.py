@@ -66,7 +66,8 @@ def _cap_offline_store_memory(settings: Settings) -> None:
 
     Uncapped, DuckDB may take 80 % of RAM for a point-in-time join; capped, it spills.
     """
-    ibis.get_backend().raw_sql(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
+    # fetchall() completes the statement: DuckDB refuses new work while a result is open.
+    ibis.get_backend().raw_sql(f"SET memory_limit = '{settings.duckdb_memory_limit}'").fetchall()
 
 
 def feast_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
