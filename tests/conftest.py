@@ -52,7 +52,21 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> str:
         pytest.fail(str(exc))
 
 
-@pytest.fixture
-def feast_project() -> Iterator[str]:
-    """A Feast project of this test's own, so its Redis keys are its own."""
-    yield f"churntest_{uuid.uuid4().hex[:10]}"
+@pytest.fixture(scope="session")
+def isolated_settings(redis_url: str):
+    """Settings for an integration test: its own data dir, the test Redis, its own Feast project.
+
+    A project of its own keeps its Redis keys apart; teardown removes only those.
+    """
+
+    def make(tmp: Path, **overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "data_dir": tmp / "data",
+            "artifacts_dir": tmp / "artifacts",
+            "redis_url": redis_url,
+            "feast_project": f"churntest_{uuid.uuid4().hex[:10]}",
+            "max_event_age_hours": 0,
+        }
+        return get_settings(**(values | overrides))
+
+    return make

@@ -12,7 +12,6 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from churn.settings import get_settings
 from feature_repo.store import apply_definitions, materialize, open_store
 from ingestion import partitions
 from ingestion.features import build_rolling_features
@@ -32,16 +31,8 @@ END = datetime.combine(START + timedelta(days=DAYS), datetime.min.time(), UTC)
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, redis_url):
-    tmp = tmp_path_factory.mktemp("api")
-    settings = get_settings(
-        data_dir=tmp / "data",
-        artifacts_dir=tmp / "artifacts",
-        redis_url=redis_url,
-        feast_project=f"churntest_{uuid.uuid4().hex[:10]}",
-        max_event_age_hours=0,
-        model_reload_seconds=0.01,
-    )
+def served(tmp_path_factory, isolated_settings):
+    settings = isolated_settings(tmp_path_factory.mktemp("api"), model_reload_seconds=0.01)
     write_demo_data(generate_demo_data(n_users=400, days=DAYS, seed=6, start=START), settings)
     assert run_validation(settings).passed
     build_user_daily(settings, now=END)

@@ -7,7 +7,6 @@ checked against the feature table itself.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import duckdb
@@ -16,7 +15,7 @@ import pandas as pd
 import pytest
 import redis
 
-from churn.settings import Settings, get_settings
+from churn.settings import Settings
 from feature_repo.spec import FEATURE_VIEW, feature_names
 from feature_repo.store import apply_definitions, feast_cli, materialize, open_store
 from ingestion import partitions
@@ -52,15 +51,8 @@ def _project_keys(settings: Settings) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def store_settings(tmp_path_factory, redis_url):
-    tmp = tmp_path_factory.mktemp("store")
-    settings = get_settings(
-        data_dir=tmp / "data",
-        artifacts_dir=tmp / "artifacts",
-        redis_url=redis_url,
-        feast_project=f"churntest_{uuid.uuid4().hex[:10]}",
-        max_event_age_hours=0,
-    )
+def store_settings(tmp_path_factory, isolated_settings):
+    settings = isolated_settings(tmp_path_factory.mktemp("store"))
     _build(settings)
     end = datetime.combine(START + timedelta(days=DAYS), datetime.min.time(), UTC)
     materialize(settings, start=end - timedelta(days=settings.feature_ttl_days), end=end)
@@ -155,15 +147,8 @@ def test_plain_feast_cli_lists_the_views(store_settings):
     assert SERVICE in services
 
 
-def test_changing_windows_changes_sql_and_feast_schema(tmp_path, redis_url):
-    settings = get_settings(
-        data_dir=tmp_path / "data",
-        artifacts_dir=tmp_path / "artifacts",
-        redis_url=redis_url,
-        feast_project=f"churntest_{uuid.uuid4().hex[:10]}",
-        max_event_age_hours=0,
-        windows=(30, 60, 90),
-    )
+def test_changing_windows_changes_sql_and_feast_schema(tmp_path, isolated_settings):
+    settings = isolated_settings(tmp_path, windows=(30, 60, 90))
     _build(settings, users=80)
     try:
         view = open_store(settings).get_feature_view(FEATURE_VIEW)

@@ -12,7 +12,6 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 import pytest
 
-from churn.settings import get_settings
 from feature_repo.spec import FEATURE_VIEW
 from feature_repo.store import apply_definitions, materialize, open_store
 from ingestion.features import build_rolling_features
@@ -40,15 +39,8 @@ def database():
         admin.close()
 
 
-def test_apply_and_serve_with_the_sql_registry(tmp_path, redis_url, database):
-    settings = get_settings(
-        data_dir=tmp_path / "data",
-        artifacts_dir=tmp_path / "artifacts",
-        redis_url=redis_url,
-        feast_project=f"churntest_{uuid.uuid4().hex[:10]}",
-        feast_registry_url=database,
-        max_event_age_hours=0,
-    )
+def test_apply_and_serve_with_the_sql_registry(tmp_path, isolated_settings, database):
+    settings = isolated_settings(tmp_path, feast_registry_url=database)
     start = date(2026, 1, 1)
     write_demo_data(generate_demo_data(n_users=60, days=30, seed=2, start=start), settings)
     assert run_validation(settings).passed

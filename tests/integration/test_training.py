@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import pytest
 
 from churn.atomic import write_parquet
-from churn.settings import Settings, get_settings
+from churn.settings import Settings
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import apply_definitions, open_store
 from ingestion import partitions
@@ -33,16 +32,6 @@ DAYS = 120
 NOW = datetime(2026, 5, 2, tzinfo=UTC)
 
 
-def _settings(tmp, redis_url: str, project: str, artifacts: str = "artifacts") -> Settings:
-    return get_settings(
-        data_dir=tmp / "data",
-        artifacts_dir=tmp / artifacts,
-        redis_url=redis_url,
-        feast_project=project,
-        max_event_age_hours=0,
-    )
-
-
 def _prepare(settings: Settings) -> None:
     assert run_validation(settings).passed
     build_user_daily(settings, now=NOW)
@@ -50,9 +39,9 @@ def _prepare(settings: Settings) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, redis_url):
+def built(tmp_path_factory, isolated_settings):
     tmp = tmp_path_factory.mktemp("training")
-    settings = _settings(tmp, redis_url, f"churntest_{uuid.uuid4().hex[:10]}")
+    settings = isolated_settings(tmp)
     write_demo_data(generate_demo_data(n_users=600, days=DAYS, seed=4, start=START), settings)
     _prepare(settings)
     apply_definitions(settings)
@@ -142,9 +131,9 @@ def test_rows_without_features_are_reported_not_filled(built):
     assert len(result.frame) == 20
 
 
-def test_future_events_change_no_settled_training_row(tmp_path, redis_url):
+def test_future_events_change_no_settled_training_row(tmp_path, isolated_settings):
     """Append events after a cutoff C: rows with T + horizon ≤ C keep features and labels."""
-    settings = _settings(tmp_path, redis_url, f"churntest_{uuid.uuid4().hex[:10]}")
+    settings = isolated_settings(tmp_path)
     data = generate_demo_data(n_users=300, days=DAYS, seed=8, start=START)
     write_demo_data(data, settings)
     _prepare(settings)
