@@ -28,10 +28,23 @@ def atomic_path(target: Path) -> Iterator[Path]:
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
         yield tmp
+        # Data on disk before the rename, the rename on disk after: a power cut
+        # leaves the old file or the whole new one, never an empty one.
+        fsync_path(tmp)
         os.replace(tmp, target)
+        fsync_path(target.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's or a directory's (its entries') changes to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager

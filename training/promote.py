@@ -38,16 +38,11 @@ class PromotionResult:
 
 
 def latest_candidate(settings: Settings) -> str:
-    """The best model (validation PR-AUC) of the newest training run."""
+    """The best model (validation PR-AUC) of the newest training run, from the index alone."""
     versions = registry.list_versions(settings.models_dir)
     if not versions:
         raise registry.RegistryError(f"no models in {settings.models_dir}: run `churn train` first")
-    newest_run = registry.load_metadata(settings.models_dir, versions[-1]["version"])["run"]
-    run = [
-        v
-        for v in versions
-        if registry.load_metadata(settings.models_dir, v["version"]).get("run") == newest_run
-    ]
+    run = [v for v in versions if v.get("run") == versions[-1].get("run")]
     return max(run, key=lambda v: v["metrics"]["pr_auc"])["version"]
 
 

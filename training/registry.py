@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+
+from churn.atomic import fsync_path, write_text
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
@@ -87,14 +88,14 @@ def save_model(
         for name, source in files.items():
             shutil.copyfile(source, tmp / name)
         for path in [*tmp.iterdir(), tmp]:
-            _fsync(path)
+            fsync_path(path)
         tmp.chmod(0o755)  # mkdtemp makes it private; the API may run as another user
         try:
             # rename, not replace: a version directory that appeared meanwhile must not vanish.
             os.rename(tmp, target)
         except OSError as exc:
             raise RegistryError(f"version {version} already exists in {models_dir}") from exc
-        _fsync(models_dir)
+        fsync_path(models_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     metrics = metadata.get("metrics") or {}
@@ -102,6 +103,7 @@ def save_model(
         "version": version,
         "created_at": _json_default(metadata.get("created_at") or datetime.now(UTC)),
         "model_kind": metadata.get("model_kind") or type(model).__name__,
+        "run": metadata.get("run"),  # the versions one training run stored share it
         "metrics": {key: metrics[key] for key in HEADLINE_METRICS if key in metrics},
     }
     with _locked(models_dir):
@@ -190,7 +192,9 @@ def _switch(
         "previous": chain[0] if chain else None,
         "rollback_chain": chain,
     }
-    _write_json_durably(record, models_dir / PRODUCTION_FILE)
+    write_text(
+        json.dumps(record, indent=2, default=_json_default) + "\n", models_dir / PRODUCTION_FILE
+    )
     _append_line(
         models_dir / HISTORY_FILE, {k: v for k, v in record.items() if k != "rollback_chain"}
     )
@@ -267,31 +271,9 @@ def _append_line(path: Path, record: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
-def _write_json_durably(payload: dict, target: Path) -> None:
-    """Temp file + fsync + os.replace: readers see the old file or the new one, never neither."""
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(json.dumps(payload, indent=2, default=_json_default) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-        _fsync(target.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _json_default(value: object) -> str:
     """Dates as ISO 8601 (``T``, offset), so they parse back with ``datetime.fromisoformat``."""
     return value.isoformat() if isinstance(value, datetime) else str(value)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextmanager
