@@ -40,6 +40,7 @@ def metadata(pr_auc: float = 0.61) -> dict:
     return {
         "created_at": T0.isoformat(),
         "model_kind": "logistic_regression",
+        "run": T0.isoformat(),
         "metrics": {"pr_auc": pr_auc, "roc_auc": 0.8, "precision_at_k": 0.5, "brier": 0.1},
         "features": ["logins_7d", "watch_minutes_30d"],
     }
@@ -136,6 +137,7 @@ def test_index_lines_are_appended_in_order(models_dir: Path, three_versions: lis
             "version": version,
             "created_at": T0.isoformat(),
             "model_kind": "logistic_regression",
+            "run": T0.isoformat(),  # what `churn promote` finds a training run's versions by
             "metrics": {"pr_auc": 0.61, "roc_auc": 0.8, "precision_at_k": 0.5},
         }
         for version in three_versions
