@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import shlex
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -320,14 +323,35 @@ def serve(
     import uvicorn
 
     settings = _settings()
-    uvicorn.run(
-        "online_api.app:app_factory",
-        factory=True,
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        workers=workers or settings.api_workers,
-        log_level="warning",
-    )
+    with metrics_directory():
+        uvicorn.run(
+            "online_api.app:app_factory",
+            factory=True,
+            host=host or settings.api_host,
+            port=port or settings.api_port,
+            workers=workers or settings.api_workers,
+            log_level="warning",
+        )
+
+
+@contextmanager
+def metrics_directory() -> Iterator[None]:
+    """One prometheus multiprocess directory for all workers of this server, empty at start.
+
+    Set before any worker imports prometheus_client (or Feast, which would pick a
+    private one); an operator's PROMETHEUS_MULTIPROC_DIR is used, emptied, and kept.
+    """
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    path = Path(given or tempfile.mkdtemp(prefix="churn-api-metrics-"))
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["PROMETHEUS_MULTIPROCESS_DIR"] = str(path)
+    try:
+        yield
+    finally:
+        if given is None:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @app.command("env")

@@ -2,18 +2,32 @@
 
 Route labels are templates (``/users/{user_id}/churn-risk``), never raw paths,
 so label cardinality stays bounded.
+
+Several uvicorn workers each count their own requests, and a scrape reaches one
+of them: the counts are kept in prometheus_client's multiprocess files
+(``PROMETHEUS_MULTIPROC_DIR``, one directory shared by the workers of one
+``churn serve``) and every scrape merges them all. prometheus_client picks that
+mode when it is imported, from the environment (``import feast`` sets a private
+directory when none is set); ``exposition`` follows whatever mode is in force.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+from functools import cache
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
+
+PREFIX = "churn_api_"
 # A service that answers in about a millisecond needs buckets below it.
 LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+ERROR_KINDS = ("not_found", "stale_features", "store_unavailable", "no_model", "unauthorized",
+               "batch_too_large")  # fmt: skip
 
 
 class ApiMetrics:
-    """One set of metrics on its own registry (one per app, so tests do not collide)."""
+    """The API's metrics; one set per process (``api_metrics()``), shared by its apps."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -31,7 +45,7 @@ class ApiMetrics:
             buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.inference = Histogram(
-            "churn_api_inference_seconds", "Model inference latency",
+            "churn_api_inference_seconds", "Model inference latency (score and factors)",
             buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.score = Histogram(
@@ -45,7 +59,34 @@ class ApiMetrics:
             registry=r,
         )  # fmt: skip
         self.errors = Counter("churn_api_errors", "Errors by kind", ["kind"], registry=r)
+        for kind in ERROR_KINDS:  # every kind exported from the start: rate() needs a zero
+            self.errors.labels(kind)
+        # 1 for the version a worker serves, 0 once it has moved on; "max" over workers.
         self.model = Gauge(
-            "churn_api_model_info", "The model being served (value 1)", ["version", "kind"],
-            registry=r,
+            "churn_api_model_info", "The model being served (1) or no longer served (0)",
+            ["version", "kind"], registry=r, multiprocess_mode="max",
         )  # fmt: skip
+
+    def exposition(self) -> bytes:
+        """The text format of all workers' metrics (or this process's, outside multiprocess)."""
+        if values.ValueClass is values.MutexValue:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        merged.register(_Ours(MultiProcessCollector(None, os.environ["PROMETHEUS_MULTIPROC_DIR"])))
+        return generate_latest(merged)
+
+
+class _Ours:
+    """Only this API's families: the shared directory also holds Feast's own metrics."""
+
+    def __init__(self, collector: MultiProcessCollector) -> None:
+        self._collector = collector
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        return (m for m in self._collector.collect() if m.name.startswith(PREFIX))
+
+
+@cache
+def api_metrics() -> ApiMetrics:
+    """This process's metrics: multiprocess files are per process, so one set per process."""
+    return ApiMetrics()

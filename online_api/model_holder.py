@@ -1,16 +1,20 @@
 """The production model of this worker, reloaded when the production alias moves.
 
-Each worker checks ``production.json`` at most every ``model_reload_seconds``
-(a stat, on the request path, no thread). A model that fails to load is refused
-with a log line and the previous one keeps serving.
+``watch`` checks ``production.json`` every ``model_reload_seconds`` and loads a
+new version in a thread, off the event loop: requests keep scoring with the
+previous model until the new one is compiled, verified and resolved against the
+feature store, then switch with one assignment. A model that fails any of these
+is refused with a log line and the previous one keeps serving.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from churn.settings import Settings
 from online_api.scorer import Scorer
@@ -23,25 +27,26 @@ log = logging.getLogger(__name__)
 class Loaded:
     scorer: Scorer
     metadata: dict
+    plan: Any = None  # what ``resolve`` made of the metadata (the features to fetch)
 
 
 class ModelHolder:
-    """Holds the compiled production model; ``current()`` is what a request scores with."""
+    """Holds the compiled production model; ``current()`` is what a request scores with.
 
-    def __init__(self, settings: Settings) -> None:
+    ``resolve(metadata)`` prepares what serving needs besides the model (the API
+    resolves the model's feature service); when it raises, the model is refused.
+    """
+
+    def __init__(self, settings: Settings, resolve: Callable[[dict], Any] | None = None) -> None:
         self._settings = settings
+        self._resolve = resolve
         self._alias = settings.models_dir / registry.PRODUCTION_FILE
         self._loaded: Loaded | None = None
-        self._seen: tuple[float, int] | None = None
-        self._checked = 0.0
+        self._seen: tuple[float, int, int] | None = None
         self._lock = threading.Lock()
 
     def current(self) -> Loaded | None:
         """The model to score with now (None before any production model exists)."""
-        now = time.monotonic()
-        if now - self._checked >= self._settings.model_reload_seconds:
-            self._checked = now
-            self.refresh()
         return self._loaded
 
     def refresh(self) -> None:
@@ -50,7 +55,7 @@ class ModelHolder:
             stat = self._alias.stat()
         except FileNotFoundError:
             return
-        seen = (stat.st_mtime, stat.st_size)
+        seen = (stat.st_mtime_ns, stat.st_size, stat.st_ino)  # the alias is replaced by rename
         if seen == self._seen:
             return
         with self._lock:
@@ -63,9 +68,20 @@ class ModelHolder:
             try:
                 model, metadata = registry.load_model(self._settings.models_dir, version)
                 scorer = Scorer.from_model(model, metadata)
-            except Exception:
-                log.exception("refusing model %s: it cannot be loaded; keeping %s", version,
-                              self._loaded.scorer.version if self._loaded else "none")  # fmt: skip
+                plan = self._resolve(metadata) if self._resolve else None
+            except Exception as exc:
+                keeping = self._loaded.scorer.version if self._loaded else "none"
+                log.error("refusing model %s: %s: %s; keeping %s",
+                          version, type(exc).__name__, exc, keeping)  # fmt: skip
                 return
-            self._loaded = Loaded(scorer, metadata)
+            self._loaded = Loaded(scorer, metadata, plan)
             log.info("serving model %s (%s)", version, metadata.get("model_kind"))
+
+    async def watch(self) -> None:
+        """Follow the alias until cancelled; each check runs in a thread."""
+        while True:
+            await asyncio.sleep(self._settings.model_reload_seconds)
+            try:
+                await asyncio.to_thread(self.refresh)
+            except Exception:  # a failing disk must not end the watch
+                log.exception("checking the production alias failed")

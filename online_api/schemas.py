@@ -37,7 +37,7 @@ class BatchRequest(BaseModel):
 class BatchItem(BaseModel):
     user_id: str
     result: ChurnRisk | None = None
-    error: Literal["not_found"] | None = None
+    error: Literal["not_found", "stale_features"] | None = None
     detail: str | None = None
 
 

@@ -66,6 +66,24 @@ class _Logistic:
         if start != coef.size:
             raise ValueError("logistic coefficients do not match the fitted columns")
         self.weights, self.offsets = np.concatenate(blocks), np.array(offsets, np.intp)
+        # Per numeric input column: the margin's slope in its imputed value and in its
+        # missing flag (the scaler's mean only shifts the intercept, so differences drop it).
+        kept, columns = self.kept.size, imputer.statistics_.size
+        self.slope, self.fill = np.zeros(columns), np.zeros(columns)
+        self.slope[self.kept] = coef[:kept] / self.scale[:kept]
+        self.fill[self.kept] = self.median
+        self.flag_slope = np.zeros(columns)
+        self.flag_slope[self.flagged] = coef[kept:width] / self.scale[kept:width]
+
+    def numeric_terms(self, values: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """Each value's share of the margin (up to a constant), for values of ``columns``."""
+        missing = np.isnan(values)
+        filled = np.where(missing, self.fill[columns], values)
+        return self.slope[columns] * filled + self.flag_slope[columns] * missing
+
+    def categorical_terms(self, codes: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """Each code's share of the margin, for codes of categorical ``columns``."""
+        return self.weights[codes + self.offsets[columns]]
 
     def margin(self, numeric: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """decision_function of the pipeline for encoded rows."""
@@ -205,6 +223,22 @@ class Scorer:
         self.a, self.b = float(calibrator.a_), float(calibrator.b_)
         bins = metadata.get("reference_bins") or {}
         self.references = _references(bins)
+        # The features explain_many varies, in feature_names order ("slots"), with their
+        # input column and reference value (code, for categorical ones).
+        slots = [name for name in self.feature_names if name in self.references]
+        numeric_slots = [i for i, name in enumerate(slots) if name in self.numeric]
+        categorical_slots = [i for i, name in enumerate(slots) if name in self.categorical]
+        self._slots = slots
+        self._num_slot = np.array(numeric_slots, np.intp)
+        self._num_col = np.array([self.numeric.index(slots[i]) for i in numeric_slots], np.intp)
+        self._num_ref = np.array([self.references[slots[i]] for i in numeric_slots], float)
+        self._cat_slot = np.array(categorical_slots, np.intp)
+        self._cat_col = np.array([self.categorical.index(slots[i]) for i in categorical_slots],
+                                 np.intp)  # fmt: skip
+        self._cat_ref = np.array(
+            [self._code(int(k), self.references[slots[i]])
+             for i, k in zip(categorical_slots, self._cat_col, strict=True)], np.intp,
+        )  # fmt: skip
         self._edges = {name: bins.get(name, {}).get("edges", []) for name in self.numeric}
 
     @classmethod
@@ -229,37 +263,98 @@ class Scorer:
         """Churn probabilities of many users, in order, in one vectorised pass."""
         if not rows:
             return np.empty(0)
+        return self._probability(*self._encode(rows))
+
+    def top_factors(self, row: dict[str, object], n: int = 3) -> list[Factor]:
+        """Up to ``n`` features whose value raises this user's risk most (see ``explain_many``)."""
+        return self.explain_many([row], n)[1][0]
+
+    def explain_many(
+        self, rows: list[dict[str, object]], n: int = 3
+    ) -> tuple[np.ndarray, list[list[Factor]]]:
+        """Each row's risk and up to ``n`` features raising it most over their reference value.
+
+        Each feature in turn is set to its training reference (median, or most frequent
+        category); the score drop is its effect. Features that raise the risk by no more
+        than ``MIN_EFFECT`` (noise to a reader: a saturated risk moves by 1e-9), sit
+        at their reference (effect exactly 0, not re-scored) or have none are left out.
+        The rows and all their one-feature variants are scored in one pass: the request
+        path encodes once and calls numpy a fixed number of times, whatever the width.
+        """
+        if not rows:
+            return np.empty(0), []
+        numeric, codes = self._encode(rows)
+        values, categories = numeric[:, self._num_col], codes[:, self._cat_col]
+        differs = np.empty((len(rows), len(self._slots)), bool)
+        differs[:, self._num_slot] = ~(values == self._num_ref)  # NaN differs from any reference
+        differs[:, self._cat_slot] = categories != self._cat_ref
+        margin, variants = self._variant_margins(numeric, codes, differs)
+        risks = self._calibrated(margin)
+        effects = np.where(differs, risks[:, None] - self._calibrated(variants), 0.0)
+        # Largest first; the stable sort keeps feature order among equal effects.
+        order = np.argsort(-effects, axis=1, kind="stable")[:, :n]
+        top = np.take_along_axis(effects, order, axis=1)
+        factors = [
+            [
+                Factor(self._slots[j], row.get(self._slots[j]), effect)
+                for j, effect in zip(slots, row_effects, strict=True)
+                if effect > MIN_EFFECT
+            ]
+            for row, slots, row_effects in zip(rows, order.tolist(), top.tolist(), strict=True)
+        ]
+        return risks, factors
+
+    def _variant_margins(
+        self, numeric: np.ndarray, codes: np.ndarray, differs: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Margins of the rows, and of each row with one slot at its reference (where differs).
+
+        A logistic margin is a sum of per-feature terms: a variant is the margin minus the
+        change in one term, a few array operations for every row and slot at once. Trees
+        are re-scored: the rows and all their one-feature variants in one pass.
+        """
+        compiled = self.compiled
+        margin = compiled.margin(numeric, codes)
+        if isinstance(compiled, _Logistic):
+            change = np.empty(differs.shape)
+            change[:, self._num_slot] = compiled.numeric_terms(
+                numeric[:, self._num_col], self._num_col
+            ) - compiled.numeric_terms(self._num_ref, self._num_col)
+            change[:, self._cat_slot] = compiled.categorical_terms(
+                codes[:, self._cat_col], self._cat_col
+            ) - compiled.categorical_terms(self._cat_ref, self._cat_col)
+            return margin, margin[:, None] - change
+        variants = np.repeat(margin[:, None], differs.shape[1], axis=1)
+        owner, slot = np.nonzero(differs)
+        if owner.size == 0:
+            return margin, variants
+        varied_numeric, varied_codes = numeric[owner], codes[owner]
+        is_numeric = np.isin(slot, self._num_slot)
+        where = np.searchsorted(self._num_slot, slot[is_numeric])
+        varied_numeric[is_numeric, self._num_col[where]] = self._num_ref[where]
+        where = np.searchsorted(self._cat_slot, slot[~is_numeric])
+        varied_codes[~is_numeric, self._cat_col[where]] = self._cat_ref[where]
+        variants[owner, slot] = compiled.margin(varied_numeric, varied_codes)
+        return margin, variants
+
+    def _encode(self, rows: list[dict[str, object]]) -> tuple[np.ndarray, np.ndarray]:
+        """Numeric values (None and absent as NaN) and category codes, one row per input."""
         numeric = np.array([[r.get(n, _ABSENT) for n in self.numeric] for r in rows], float)
-        numeric = numeric.reshape(len(rows), len(self.numeric))
         codes = np.array(
             [
                 [self._code(k, r.get(n, _ABSENT)) for k, n in enumerate(self.categorical)]
                 for r in rows
             ],
             dtype=np.intp,
-        ).reshape(len(rows), len(self.categorical))
-        margin = self.compiled.margin(numeric, codes)
+        )
+        return numeric.reshape(len(rows), -1), codes.reshape(len(rows), len(self.categorical))
+
+    def _probability(self, numeric: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        return self._calibrated(self.compiled.margin(numeric, codes))
+
+    def _calibrated(self, margin: np.ndarray) -> np.ndarray:
         # _SigmoidCalibration.predict: expit(-(a * f + b)), f the decision_function.
         return expit(-(self.a * margin + self.b))
-
-    def top_factors(self, row: dict[str, object], n: int = 3) -> list[Factor]:
-        """Up to ``n`` features whose value raises the risk most over their reference value.
-
-        Each feature in turn is set to its training reference (median, or most frequent
-        category); the score drop is its effect. Features that raise the risk by no more
-        than ``MIN_EFFECT`` (noise to a reader: a saturated risk moves by 1e-9), sit
-        at their reference (effect exactly 0, not re-scored) or have none are left out.
-        """
-        refs = self.references
-        names = [x for x in self.feature_names if x in refs and row.get(x, _ABSENT) != refs[x]]
-        scores = self.score_many([row] + [row | {x: refs[x]} for x in names])
-        effects = scores[0] - scores[1:]
-        order = np.argsort(-effects, kind="stable")[:n]
-        return [
-            Factor(names[i], row.get(names[i]), float(effects[i]))
-            for i in order
-            if effects[i] > MIN_EFFECT
-        ]
 
     def _code(self, k: int, value: object) -> int:
         if isinstance(value, float) and value != value:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import numpy as np
@@ -25,9 +27,10 @@ from training.train import train_models
 
 pytestmark = pytest.mark.integration
 
-START = date(2026, 1, 1)
 DAYS = 120
-END = datetime.combine(START + timedelta(days=DAYS), datetime.min.time(), UTC)
+# Ending today: the API refuses features older than the view's TTL, as the offline join does.
+END = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), UTC)
+START = END.date() - timedelta(days=DAYS)
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +47,13 @@ def served(tmp_path_factory, isolated_settings):
     open_store(settings).teardown()
 
 
+@contextlib.contextmanager
+def serving(settings) -> Iterator[TestClient]:
+    """The app with its lifespan run: the feature store opened, the model loaded."""
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
 def _newest_offline(settings) -> pd.DataFrame:
     glob = partitions.table_glob(settings.features_path)
     frame = duckdb.execute(f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true)").df()
@@ -52,65 +62,67 @@ def _newest_offline(settings) -> pd.DataFrame:
 
 def test_no_production_model_is_503(served):
     settings, _ = served
-    client = TestClient(create_app(settings))
-    assert registry.production(settings.models_dir) is None
-    assert client.get("/ready").status_code == 503
-    response = client.get("/users/u000001/churn-risk")
-    assert response.status_code == 503
-    assert "churn promote" in response.json()["detail"]
-    assert client.get("/health").status_code == 200
+    with serving(settings) as client:
+        assert registry.production(settings.models_dir) is None
+        assert client.get("/ready").status_code == 503
+        response = client.get("/users/u000001/churn-risk")
+        assert response.status_code == 503
+        assert "churn promote" in response.json()["detail"]
+        assert client.get("/health").status_code == 200
 
 
 def test_scores_equal_the_offline_score_of_the_same_row(served):
     settings, result = served
     version = result.versions[result.best]
     force(settings, version, "api test")
-    client = TestClient(create_app(settings))
-    assert client.get("/ready").json()["model_version"] == version
-    model, metadata = registry.load_model(settings.models_dir, version)
-    names = [r.split(":", 1)[1] for r in metadata["feature_refs"]]
-    newest = _newest_offline(settings)
-    users = sorted(np.random.default_rng(0).choice(newest.index, size=25, replace=False))
-    expected = model.predict_proba(newest.loc[users, names])[:, 1]
-    for user, want in zip(users, expected, strict=True):
-        body = client.get(f"/users/{user}/churn-risk").json()
-        assert body["churn_risk"] == pytest.approx(want, abs=1e-6), user
-        assert body["model_version"] == version
-        assert body["risk_band"] in ("low", "medium", "high")
-        assert len(body["top_factors"]) <= 3
-        assert all(f["effect"] > 0 for f in body["top_factors"])
-        assert body["features_as_of"].startswith(str(newest.loc[user, "event_timestamp"].date()))
+    with serving(settings) as client:
+        assert client.get("/ready").json()["model_version"] == version
+        model, metadata = registry.load_model(settings.models_dir, version)
+        names = [r.split(":", 1)[1] for r in metadata["feature_refs"]]
+        newest = _newest_offline(settings)
+        users = sorted(np.random.default_rng(0).choice(newest.index, size=25, replace=False))
+        expected = model.predict_proba(newest.loc[users, names])[:, 1]
+        for user, want in zip(users, expected, strict=True):
+            body = client.get(f"/users/{user}/churn-risk").json()
+            assert body["churn_risk"] == pytest.approx(want, abs=1e-6), user
+            assert body["model_version"] == version
+            assert body["risk_band"] in ("low", "medium", "high")
+            assert len(body["top_factors"]) <= 3
+            assert all(f["effect"] > 0 for f in body["top_factors"])
+            assert body["features_as_of"].startswith(
+                str(newest.loc[user, "event_timestamp"].date())
+            )
 
 
 def test_unknown_and_malformed_ids(served):
     settings, _ = served
-    client = TestClient(create_app(settings))
-    unknown = client.get("/users/nobody-here/churn-risk")
-    assert unknown.status_code == 404
-    assert "nobody-here" in unknown.json()["detail"]
-    assert client.get("/users/bad id!/churn-risk").status_code == 422
+    with serving(settings) as client:
+        unknown = client.get("/users/nobody-here/churn-risk")
+        assert unknown.status_code == 404
+        assert "nobody-here" in unknown.json()["detail"]
+        assert client.get("/users/bad id!/churn-risk").status_code == 422
 
 
 def test_metrics_use_route_templates(served):
     settings, _ = served
-    client = TestClient(create_app(settings))
-    client.get("/users/nobody-here/churn-risk")
-    text = client.get("/metrics").text
-    assert 'route="/users/{user_id}/churn-risk"' in text
-    assert "nobody-here" not in text
-    assert 'churn_api_errors_total{kind="not_found"}' in text
+    with serving(settings) as client:
+        client.get("/users/nobody-here/churn-risk")
+        text = client.get("/metrics").text
+        assert 'route="/users/{user_id}/churn-risk"' in text
+        assert "nobody-here" not in text
+        assert 'churn_api_errors_total{kind="not_found"}' in text
 
 
 def test_promotion_is_picked_up_without_a_restart(served):
     settings, result = served
-    client = TestClient(create_app(settings))
-    first = client.get("/model").json()["version"]
-    other = next(v for v in result.versions.values() if v != first)
-    force(settings, other, "hot reload test")
-    deadline = datetime.now() + timedelta(seconds=5)
-    while client.get("/model").json()["version"] != other:
-        assert datetime.now() < deadline, "the new production model was not picked up"
-    assert client.get("/users/nobody-here/churn-risk").status_code == 404
+    with serving(settings) as client:
+        first = client.get("/model").json()["version"]
+        other = next(v for v in result.versions.values() if v != first)
+        force(settings, other, "hot reload test")
+        deadline = datetime.now() + timedelta(seconds=5)
+        while client.get("/model").json()["version"] != other:
+            assert datetime.now() < deadline, "the new production model was not picked up"
+        assert client.get("/users/nobody-here/churn-risk").status_code == 404
 
 
 @pytest.fixture
@@ -169,44 +181,46 @@ def test_redis_down_is_a_quick_503_and_the_service_recovers(served, own_redis):
     materialize(settings, end=END)
     if registry.production(settings.models_dir) is None:
         force(settings, result.versions[result.best], "fault test")
-    client = TestClient(create_app(settings))
-    user = _newest_offline(settings).index[0]
-    assert client.get(f"/users/{user}/churn-risk").status_code == 200
+    with serving(settings) as client:
+        user = _newest_offline(settings).index[0]
+        assert client.get(f"/users/{user}/churn-risk").status_code == 200
 
-    stop()
-    began = time.perf_counter()
-    down = client.get(f"/users/{user}/churn-risk")
-    elapsed = time.perf_counter() - began
-    assert down.status_code == 503
-    assert down.headers["Retry-After"] == "1"
-    assert elapsed < 2.0, f"a dead Redis took {elapsed:.2f} s to report"
-    assert client.get("/ready").status_code == 503
+        stop()
+        began = time.perf_counter()
+        down = client.get(f"/users/{user}/churn-risk")
+        elapsed = time.perf_counter() - began
+        assert down.status_code == 503
+        assert down.headers["Retry-After"] == "1"
+        assert elapsed < 2.0, f"a dead Redis took {elapsed:.2f} s to report"
+        assert client.get("/ready").status_code == 503
 
-    start()  # an empty Redis: reload the features, as the nightly job would
-    materialize(settings, end=END)
-    began = time.perf_counter()
-    while client.get(f"/users/{user}/churn-risk").status_code != 200:
-        assert time.perf_counter() - began < 1.0, "the service did not recover within a second"
-    assert client.get("/ready").status_code == 200
+        start()  # an empty Redis: reload the features, as the nightly job would
+        materialize(settings, end=END)
+        began = time.perf_counter()
+        while client.get(f"/users/{user}/churn-risk").status_code != 200:
+            assert time.perf_counter() - began < 1.0, "the service did not recover within a second"
+        assert client.get("/ready").status_code == 200
 
 
 def test_batch_scores_many_in_one_call_and_reports_unknown_ids(served):
     settings, result = served
     if registry.production(settings.models_dir) is None:
         force(settings, result.versions[result.best], "batch test")
-    client = TestClient(create_app(settings))
-    users = list(_newest_offline(settings).index[:5])
-    body = client.post("/churn-risk:batch", json={"user_ids": [*users, "nobody-here"]}).json()
-    got = {item["user_id"]: item for item in body["results"]}
-    assert got["nobody-here"]["error"] == "not_found"
-    for user in users:
-        single = client.get(f"/users/{user}/churn-risk").json()
-        assert got[user]["result"]["churn_risk"] == pytest.approx(single["churn_risk"], abs=1e-12)
-    too_many = client.post(
-        "/churn-risk:batch", json={"user_ids": ["u"] * (settings.api_batch_max + 1)}
-    )
-    assert too_many.status_code == 413
-    assert str(settings.api_batch_max) in too_many.json()["detail"]
+    with serving(settings) as client:
+        users = list(_newest_offline(settings).index[:5])
+        body = client.post("/churn-risk:batch", json={"user_ids": [*users, "nobody-here"]}).json()
+        got = {item["user_id"]: item for item in body["results"]}
+        assert got["nobody-here"]["error"] == "not_found"
+        for user in users:
+            single = client.get(f"/users/{user}/churn-risk").json()
+            assert got[user]["result"]["churn_risk"] == pytest.approx(
+                single["churn_risk"], abs=1e-12
+            )
+        too_many = client.post(
+            "/churn-risk:batch", json={"user_ids": ["u"] * (settings.api_batch_max + 1)}
+        )
+        assert too_many.status_code == 413
+        assert str(settings.api_batch_max) in too_many.json()["detail"]
 
 
 def test_bearer_token_guards_scoring_but_not_health_or_metrics(served):
@@ -214,18 +228,18 @@ def test_bearer_token_guards_scoring_but_not_health_or_metrics(served):
     if registry.production(settings.models_dir) is None:
         force(settings, result.versions[result.best], "auth test")
     guarded = settings.model_copy(update={"api_token": SecretStr("s3cret-token")})
-    client = TestClient(create_app(guarded))
-    user = _newest_offline(settings).index[0]
-    assert client.get(f"/users/{user}/churn-risk").status_code == 401
-    wrong = {"Authorization": "Bearer nope"}
-    assert client.get(f"/users/{user}/churn-risk", headers=wrong).status_code == 401
-    right = {"Authorization": "Bearer s3cret-token"}
-    assert client.get(f"/users/{user}/churn-risk", headers=right).status_code == 200
-    assert client.post("/churn-risk:batch", json={"user_ids": [user]}).status_code == 401
-    assert client.get("/health").status_code == 200
-    metrics = client.get("/metrics")
-    assert metrics.status_code == 200
-    assert "s3cret-token" not in metrics.text
+    with serving(guarded) as client:
+        user = _newest_offline(settings).index[0]
+        assert client.get(f"/users/{user}/churn-risk").status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert client.get(f"/users/{user}/churn-risk", headers=wrong).status_code == 401
+        right = {"Authorization": "Bearer s3cret-token"}
+        assert client.get(f"/users/{user}/churn-risk", headers=right).status_code == 200
+        assert client.post("/churn-risk:batch", json={"user_ids": [user]}).status_code == 401
+        assert client.get("/health").status_code == 200
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 200
+        assert "s3cret-token" not in metrics.text
 
 
 @pytest.fixture
@@ -267,16 +281,16 @@ def test_promotion_during_a_stream_of_requests_fails_none(served):
     settings, result = served
     if registry.production(settings.models_dir) is None:
         force(settings, result.versions[result.best], "stream test")
-    client = TestClient(create_app(settings))
-    user = _newest_offline(settings).index[0]
-    start = client.get("/model").json()["version"]
-    target = next(v for v in result.versions.values() if v != start)
-    statuses, versions = [], set()
-    for i in range(300):
-        if i == 100:
-            force(settings, target, "switch mid-stream")
-        response = client.get(f"/users/{user}/churn-risk")
-        statuses.append(response.status_code)
-        versions.add(response.json().get("model_version"))
-    assert set(statuses) == {200}
-    assert versions == {start, target}
+    with serving(settings) as client:
+        user = _newest_offline(settings).index[0]
+        start = client.get("/model").json()["version"]
+        target = next(v for v in result.versions.values() if v != start)
+        statuses, versions = [], set()
+        for i in range(300):
+            if i == 100:
+                force(settings, target, "switch mid-stream")
+            response = client.get(f"/users/{user}/churn-risk")
+            statuses.append(response.status_code)
+            versions.add(response.json().get("model_version"))
+        assert set(statuses) == {200}
+        assert versions == {start, target}

@@ -23,13 +23,16 @@ def models(make_settings, trained):
 
 def test_no_alias_means_no_model(models):
     settings, _ = models
-    assert ModelHolder(settings).current() is None
+    holder = ModelHolder(settings)
+    holder.refresh()
+    assert holder.current() is None
 
 
 def test_follows_the_alias(models):
     settings, versions = models
     holder = ModelHolder(settings)
     registry.set_production(settings.models_dir, versions["logistic"], "test")
+    holder.refresh()
     assert holder.current().scorer.version == versions["logistic"]
     registry.set_production(settings.models_dir, versions["boosted"], "test")
     holder.refresh()
@@ -40,6 +43,7 @@ def test_a_corrupt_model_is_refused_and_the_previous_keeps_serving(models, caplo
     settings, versions = models
     holder = ModelHolder(settings)
     registry.set_production(settings.models_dir, versions["logistic"], "test")
+    holder.refresh()
     assert holder.current().scorer.version == versions["logistic"]
     (settings.models_dir / versions["boosted"] / registry.MODEL_FILE).write_bytes(b"not a pickle")
     registry.set_production(settings.models_dir, versions["boosted"], "test")
@@ -47,3 +51,43 @@ def test_a_corrupt_model_is_refused_and_the_previous_keeps_serving(models, caplo
         holder.refresh()
     assert holder.current().scorer.version == versions["logistic"]
     assert f"refusing model {versions['boosted']}" in caplog.text
+
+
+def test_a_model_the_feature_store_cannot_serve_is_refused(models, caplog):
+    settings, versions = models
+
+    def resolve(metadata: dict) -> str:
+        if metadata["model_kind"] == "boosted":
+            raise ValueError("feature service 'churn_model_v1' does not serve user_activity:x")
+        return "plan"
+
+    holder = ModelHolder(settings, resolve)
+    registry.set_production(settings.models_dir, versions["logistic"], "test")
+    holder.refresh()
+    assert holder.current().plan == "plan"
+    registry.set_production(settings.models_dir, versions["boosted"], "test")
+    with caplog.at_level(logging.ERROR, logger="online_api.model_holder"):
+        holder.refresh()
+    assert holder.current().scorer.version == versions["logistic"]
+    assert "does not serve user_activity:x" in caplog.text
+
+
+def test_watch_follows_the_alias_in_the_background(models):
+    import asyncio
+
+    settings, versions = models
+    holder = ModelHolder(settings)
+
+    async def promote_while_watching() -> None:
+        watcher = asyncio.create_task(holder.watch())
+        try:
+            registry.set_production(settings.models_dir, versions["boosted"], "test")
+            for _ in range(500):
+                if holder.current() is not None:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            watcher.cancel()
+
+    asyncio.run(promote_while_watching())
+    assert holder.current().scorer.version == versions["boosted"]

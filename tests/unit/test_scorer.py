@@ -152,3 +152,22 @@ def test_references_from_reference_bins() -> None:
     }
     # Shares up to each cut point: 0.44, 0.61, ... so the median is the cut point 1.0.
     assert scorer_module._references(bins) == {"days": 1.0, "plan": "free"}
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_explain_many_equals_rescoring_each_feature_at_its_reference(trained, rows, kind) -> None:
+    scorer = Scorer.from_model(*trained[kind])
+    risks, factors = scorer.explain_many(rows[:60], n=3)
+    np.testing.assert_allclose(risks, scorer.score_many(rows[:60]), rtol=0, atol=1e-12)
+    for row, risk, got in zip(rows[:60], risks, factors, strict=True):
+        refs = scorer.references
+        effects = {
+            name: risk - scorer.score(row | {name: refs[name]})
+            for name in scorer.feature_names
+            if name in refs and row.get(name) != refs[name]
+        }
+        want = sorted((e, name) for name, e in effects.items() if e > scorer_module.MIN_EFFECT)
+        want = [name for _, name in sorted(want, key=lambda p: -p[0])[:3]]
+        assert [f.feature for f in got] == want
+        for f in got:
+            assert f.effect == pytest.approx(effects[f.feature], abs=1e-12)
