@@ -169,6 +169,8 @@ def own_redis(tmp_path):
 def test_redis_down_is_a_quick_503_and_the_service_recovers(served, own_redis):
     import time
 
+    import redis
+
     base, result = served
     port, start, stop = own_redis
     settings = base.model_copy(
@@ -200,6 +202,17 @@ def test_redis_down_is_a_quick_503_and_the_service_recovers(served, own_redis):
         while client.get(f"/users/{user}/churn-risk").status_code != 200:
             assert time.perf_counter() - began < 1.0, "the service did not recover within a second"
         assert client.get("/ready").status_code == 200
+
+        # A slow Redis: every client's commands wait 1.5 s. The client timeout answers first.
+        redis.Redis(port=port).client_pause(1500)
+        began = time.perf_counter()
+        slow = client.get(f"/users/{user}/churn-risk")
+        elapsed = time.perf_counter() - began
+        assert slow.status_code == 503
+        assert slow.headers["Retry-After"] == "1"
+        assert elapsed < 0.5, f"a stalled Redis took {elapsed:.2f} s to report"
+        while client.get(f"/users/{user}/churn-risk").status_code != 200:
+            assert time.perf_counter() - began < 2.5, "the service did not recover after the stall"
 
 
 def test_batch_scores_many_in_one_call_and_reports_unknown_ids(served):
@@ -294,3 +307,135 @@ def test_promotion_during_a_stream_of_requests_fails_none(served):
             versions.add(response.json().get("model_version"))
         assert set(statuses) == {200}
         assert versions == {start, target}
+
+
+def test_features_older_than_the_view_ttl_are_a_404_that_says_so(served, tmp_path):
+    settings, result = served
+    if registry.production(settings.models_dir) is None:
+        force(settings, result.versions[result.best], "stale test")
+    # A registry of its own (teardown empties the whole registry), over the same features.
+    update = {"data_dir": tmp_path, "feast_project": f"churntest_{uuid.uuid4().hex[:10]}"}
+    stale = settings.model_copy(update=update)
+    (tmp_path / "features").symlink_to(settings.data_dir / "features")
+    apply_definitions(stale)
+    materialize(stale, end=END - timedelta(days=5))  # the nightly job stopped five days ago
+    try:
+        with serving(stale) as client:
+            user = _newest_offline(settings).index[0]
+            response = client.get(f"/users/{user}/churn-risk")
+            assert response.status_code == 404
+            assert "within the TTL" in response.json()["detail"]
+            batch = client.post("/churn-risk:batch", json={"user_ids": [user]}).json()
+            assert batch["results"][0]["error"] == "stale_features"
+            assert 'churn_api_errors_total{kind="stale_features"}' in client.get("/metrics").text
+    finally:
+        open_store(stale).teardown()
+
+
+def test_online_rows_equal_what_feast_get_online_features_returns(served):
+    import asyncio
+
+    from online_api.online_features import OnlineFeatures
+    from training.dataset import FEATURE_SERVICE, feature_refs
+
+    settings, _ = served
+    online = OnlineFeatures(settings)
+    refs = feature_refs(online.store)
+    plan = online.plan(FEATURE_SERVICE, refs)
+    users = [*_newest_offline(settings).index[:20], "nobody-here"]
+
+    async def read() -> list:
+        try:
+            return await online.fetch(users, plan)
+        finally:
+            await online.aclose()
+
+    rows = asyncio.run(read())
+    want = online.store.get_online_features(
+        features=online.store.get_feature_service(FEATURE_SERVICE),
+        entity_rows=[{"user_id": u} for u in users],
+    ).to_dict(include_event_timestamps=True)
+    names = [ref.split(":", 1)[1] for ref in refs]
+    assert rows[-1] is None
+    for i, row in enumerate(rows[:-1]):
+        assert row.values == {name: want[name][i] for name in names}, users[i]
+        newest = max(want[f"{name}__ts"][i] for name in names)
+        assert row.as_of == datetime.fromtimestamp(newest, UTC)
+
+
+def test_two_workers_switch_models_mid_stream_and_count_together(served, tmp_path):
+    """`churn serve --workers 2`: a promotion reaches both without a failed request, and
+    /metrics, answered by either, counts the requests of both."""
+    import os
+    import re
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    settings, result = served
+    if registry.production(settings.models_dir) is None:
+        force(settings, result.versions[result.best], "workers test")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    metrics_dir = tmp_path / "metrics"
+    env = os.environ | settings.as_env() | {
+        "CHURN_MODEL_RELOAD_SECONDS": "0.2", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }  # fmt: skip
+    churn = Path(sys.executable).with_name("churn")
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [churn, "serve", "--port", str(port), "--workers", "2"], env=env, stdout=log, stderr=log
+    )
+    base = f"http://127.0.0.1:{port}"
+    user = _newest_offline(settings).index[0]
+    # No keep-alive: every request is a new connection, so both workers take requests.
+    with httpx.Client(base_url=base, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    if client.get("/ready").status_code == 200:
+                        break
+                assert server.poll() is None, (tmp_path / "serve.log").read_text()
+                assert time.monotonic() < deadline, "churn serve did not become ready"
+                time.sleep(0.2)
+            start = client.get("/model").json()["version"]
+            target = next(v for v in result.versions.values() if v != start)
+            statuses, versions, sent = [], [], 0
+            for _ in range(100):
+                response = client.get(f"/users/{user}/churn-risk")
+                statuses.append(response.status_code)
+                versions.append(response.json().get("model_version"))
+            force(settings, target, "switch under two workers")
+            switched = time.monotonic()
+            while time.monotonic() - switched < 3:  # "within a few seconds"
+                response = client.get(f"/users/{user}/churn-risk")
+                statuses.append(response.status_code)
+                versions.append(response.json().get("model_version"))
+            after = []
+            for _ in range(100):
+                response = client.get(f"/users/{user}/churn-risk")
+                statuses.append(response.status_code)
+                after.append(response.json().get("model_version"))
+            sent = len(statuses)
+            assert set(statuses) == {200}
+            assert set(versions) <= {start, target} and start in versions
+            assert set(after) == {target}, "a worker still served the replaced model"
+            text = client.get("/metrics").text
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            log.close()
+    pids = {re.search(r"_(\d+)\.db$", f.name).group(1) for f in metrics_dir.glob("counter_*.db")}
+    assert len(pids) >= 2, "one worker took every request"
+    counted = re.search(
+        r'churn_api_requests_total\{route="/users/\{user_id\}/churn-risk",status="200"\} (\S+)',
+        text,
+    )
+    assert counted and float(counted.group(1)) == sent
+    assert re.search(rf'churn_api_model_info\{{kind="\w+",version="{target}"\}} 1\.0', text)
