@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install system-deps demo test test-unit test-integration lint format bench-features bench-training feast clean
+.PHONY: install system-deps demo test test-unit test-integration lint format bench-features bench-training bench-api feast clean
 
 install: $(VENV)/.installed
 
@@ -50,6 +50,14 @@ bench-features: install system-deps
 
 bench-training: install system-deps
 	$(BIN)/python benchmarks/bench_training.py
+
+# wrk is the load generator (api_load.py falls back to a Python one without it).
+bench-api: install system-deps
+	@if ! command -v wrk >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing wrk (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	fi
+	$(BIN)/python benchmarks/api_load.py $(ARGS)
 
 # Plain Feast with the current settings, e.g. make feast ARGS="materialize-incremental 2026-11-26T00:00:00"
 feast: install

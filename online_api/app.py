@@ -82,8 +82,7 @@ class RequestMetrics:
             await self.app(scope, receive, send_status)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+            self.metrics.request(route, status, time.perf_counter() - start)
 
 
 class NoModelError(Exception):
@@ -235,10 +234,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             user_ids, rows, risks.tolist(), factors, strict=True
         ):
             band = risk_band(risk, settings)
-            metrics.score.observe(risk)
-            metrics.bands.labels(band).inc()
-            if row.as_of is not None:
-                metrics.feature_age.observe((now - row.as_of).total_seconds())
+            age = (now - row.as_of).total_seconds() if row.as_of is not None else None
+            metrics.served(risk, band, age)
             out.append({
                 "user_id": user_id,
                 "churn_risk": risk,

@@ -67,6 +67,29 @@ class ApiMetrics:
             ["version", "kind"], registry=r, multiprocess_mode="max",
         )  # fmt: skip
 
+        self._children: dict[tuple, tuple] = {}  # labelled children, looked up once
+
+    def request(self, route: str, status: int, seconds: float) -> None:
+        """One answered request (called for every request: the children are cached)."""
+        key = (route, status)
+        if key not in self._children:
+            self._children[key] = (
+                self.requests.labels(route, str(status)),
+                self.latency.labels(route),
+            )
+        count, latency = self._children[key]
+        count.inc()
+        latency.observe(seconds)
+
+    def served(self, risk: float, band: str, age_seconds: float | None) -> None:
+        """One user scored and answered."""
+        if band not in self._children:
+            self._children[band] = (self.bands.labels(band),)
+        self._children[band][0].inc()
+        self.score.observe(risk)
+        if age_seconds is not None:
+            self.feature_age.observe(age_seconds)
+
     def exposition(self) -> bytes:
         """The text format of all workers' metrics (or this process's, outside multiprocess)."""
         if values.ValueClass is values.MutexValue:

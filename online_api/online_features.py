@@ -89,12 +89,19 @@ class OnlineFeatures:
             # Feast appends its timestamp field to the list it is given: pass a copy.
             read = await provider.online_read_async(self.store.config, view, keys, list(names))
             for i, (stamp, features) in enumerate(read):
-                got = {n: _python(features.get(n)) if features else None for n in names}
-                values[i].update(got)
-                if stamp is not None and any(v is not None for v in got.values()):
+                row, found = values[i], False
+                for name in names:  # _python, inlined: this loop runs for every value served
+                    value = features.get(name) if features else None
+                    kind = value.WhichOneof("val") if value is not None else None
+                    if kind is None or kind == "null_val":
+                        row[name] = None
+                        continue
+                    row[name] = getattr(value, kind) if kind in _SCALARS else _python(value)
+                    found = True
+                if found and stamp is not None:
                     stamps[i] = stamp if stamps[i] is None else max(stamps[i], stamp)
         return [
-            None if all(v is None for v in row.values()) else FeatureRow(row, stamp)
+            FeatureRow(row, stamp) if any(v is not None for v in row.values()) else None
             for row, stamp in zip(values, stamps, strict=True)
         ]
 

@@ -16,6 +16,8 @@ category if training had None, otherwise unseen: no one-hot column, ordinal -1).
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -221,6 +223,8 @@ class Scorer:
             self.compiled, self.codes = boosted, boosted.codes
         calibrator = calibrated.calibrators[0]
         self.a, self.b = float(calibrator.a_), float(calibrator.b_)
+        self._numeric_of = _values_of(self.numeric)
+        self._categorical_of = _values_of(self.categorical)
         bins = metadata.get("reference_bins") or {}
         self.references = _references(bins)
         # The features explain_many varies, in feature_names order ("slots"), with their
@@ -239,6 +243,11 @@ class Scorer:
             [self._code(int(k), self.references[slots[i]])
              for i, k in zip(categorical_slots, self._cat_col, strict=True)], np.intp,
         )  # fmt: skip
+        if isinstance(self.compiled, _Logistic):  # the references' own terms, once
+            self._ref_terms = (
+                self.compiled.numeric_terms(self._num_ref, self._num_col),
+                self.compiled.categorical_terms(self._cat_ref, self._cat_col),
+            )
         self._edges = {name: bins.get(name, {}).get("edges", []) for name in self.numeric}
 
     @classmethod
@@ -293,7 +302,7 @@ class Scorer:
         effects = np.where(differs, risks[:, None] - self._calibrated(variants), 0.0)
         # Largest first; the stable sort keeps feature order among equal effects.
         order = np.argsort(-effects, axis=1, kind="stable")[:, :n]
-        top = np.take_along_axis(effects, order, axis=1)
+        top = effects[np.arange(len(rows))[:, None], order]
         factors = [
             [
                 Factor(self._slots[j], row.get(self._slots[j]), effect)
@@ -317,12 +326,14 @@ class Scorer:
         margin = compiled.margin(numeric, codes)
         if isinstance(compiled, _Logistic):
             change = np.empty(differs.shape)
-            change[:, self._num_slot] = compiled.numeric_terms(
-                numeric[:, self._num_col], self._num_col
-            ) - compiled.numeric_terms(self._num_ref, self._num_col)
-            change[:, self._cat_slot] = compiled.categorical_terms(
-                codes[:, self._cat_col], self._cat_col
-            ) - compiled.categorical_terms(self._cat_ref, self._cat_col)
+            change[:, self._num_slot] = (
+                compiled.numeric_terms(numeric[:, self._num_col], self._num_col)
+                - self._ref_terms[0]
+            )
+            change[:, self._cat_slot] = (
+                compiled.categorical_terms(codes[:, self._cat_col], self._cat_col)
+                - self._ref_terms[1]
+            )
             return margin, margin[:, None] - change
         variants = np.repeat(margin[:, None], differs.shape[1], axis=1)
         owner, slot = np.nonzero(differs)
@@ -339,15 +350,17 @@ class Scorer:
 
     def _encode(self, rows: list[dict[str, object]]) -> tuple[np.ndarray, np.ndarray]:
         """Numeric values (None and absent as NaN) and category codes, one row per input."""
-        numeric = np.array([[r.get(n, _ABSENT) for n in self.numeric] for r in rows], float)
-        codes = np.array(
-            [
-                [self._code(k, r.get(n, _ABSENT)) for k, n in enumerate(self.categorical)]
-                for r in rows
-            ],
-            dtype=np.intp,
+        try:  # rows from the online store have every key: one C call per row
+            numeric = [self._numeric_of(r) for r in rows]
+            categorical = [self._categorical_of(r) for r in rows]
+        except KeyError:
+            numeric = [[r.get(n, _ABSENT) for n in self.numeric] for r in rows]
+            categorical = [[r.get(n, _ABSENT) for n in self.categorical] for r in rows]
+        codes = [[self._code(k, v) for k, v in enumerate(values)] for values in categorical]
+        return (
+            np.array(numeric, float).reshape(len(rows), len(self.numeric)),
+            np.array(codes, np.intp).reshape(len(rows), len(self.categorical)),
         )
-        return numeric.reshape(len(rows), -1), codes.reshape(len(rows), len(self.categorical))
 
     def _probability(self, numeric: np.ndarray, codes: np.ndarray) -> np.ndarray:
         return self._calibrated(self.compiled.margin(numeric, codes))
@@ -372,6 +385,14 @@ class Scorer:
         for k, name in enumerate(self.categorical):
             rows += [base | {name: c} for c in self.codes[k]]
         return rows
+
+
+def _values_of(names: list[str]) -> Callable[[dict[str, object]], list[object]]:
+    """``row -> [row[name] for name in names]`` in one C call (KeyError for an absent name)."""
+    if not names:
+        return lambda row: []
+    get = operator.itemgetter(*names)
+    return (lambda row: [get(row)]) if len(names) == 1 else (lambda row: list(get(row)))
 
 
 def _members(bitset: np.ndarray) -> np.ndarray:

@@ -1,0 +1,349 @@
+"""Issue 4's benchmark: this API against a bare FastAPI endpoint and `feast serve`, in one run.
+
+    python benchmarks/api_load.py [--users 2000] [--duration 20] [--concurrency 8 64]
+                                  [--workers 1] [--flat-calls 100000]
+
+Builds the demo (own data dir and Feast project, in a temporary directory), starts
+(a) ``churn serve``, (b) ``bare_api.py`` (constant JSON) under the same uvicorn
+settings and (c) ``feast serve`` on the same feature repo (feature fetch only, no
+model; ``--max-requests 0``, so gunicorn does not recycle its worker mid-run), and
+loads each with wrk (or, without wrk, a Python load generator) with random
+existing user ids. Then 100,000 calls one after another on one connection, to see
+that latency stays flat. Everything listens on 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+FEATURE_SERVICE = "churn_model_v1"
+
+SEED = """
+local threads = 0
+function setup(thread) threads = threads + 1; thread:set("id", threads) end
+function init(args) math.randomseed(os.time() * 100 + id) end
+"""
+GET_SCRIPT = (
+    SEED
+    + """
+request = function()
+  return wrk.format("GET", string.format("/users/u%06d/churn-risk", math.random(0, {last})))
+end
+"""
+)
+FEAST_SCRIPT = (
+    SEED
+    + """
+request = function()
+  local body = string.format(
+    '{"feature_service": "%s", "entities": {"user_id": ["u%06d"]}}', "{service}", math.random(0, {last}))
+  return wrk.format("POST", "/get-online-features", {["Content-Type"] = "application/json"}, body)
+end
+"""
+)
+
+
+@dataclass
+class Load:
+    server: str
+    concurrency: int
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    failed: int  # non-2xx responses and socket errors
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    host, port, path = _split(url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{url} exited:\n{log.read_text()[-3000:]}")
+        try:
+            conn = http.client.HTTPConnection(host, port, timeout=2)
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{url} did not answer 200 within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def _split(url: str) -> tuple[str, int, str]:
+    match = re.match(r"http://([^:/]+):(\d+)(/.*)?", url)
+    assert match, url
+    return match.group(1), int(match.group(2)), match.group(3) or "/"
+
+
+def wrk(
+    url: str, script: str, concurrency: int, duration: int, tmp: Path
+) -> tuple[float, float, float, int]:
+    lua = tmp / f"load-{uuid.uuid4().hex[:6]}.lua"
+    lua.write_text(script)
+    threads = min(2, concurrency)
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", str(lua), url],
+        capture_output=True, text=True, check=True, timeout=duration + 60,
+    ).stdout  # fmt: skip
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1))
+    p99 = _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))
+    failed = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses:\s+(\d+)", out))
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    failed += sum(int(n) for n in errors.groups()) if errors else 0
+    return rate, p50, p99, failed
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+
+def python_load(
+    url: str, request: Callable[[], bytes], concurrency: int, duration: int
+) -> tuple[float, float, float, int]:
+    """A keep-alive HTTP/1.1 load generator on asyncio streams, for machines without wrk."""
+    host, port, _ = _split(url)
+    latencies: list[float] = []
+    failed = 0
+
+    async def client(stop: float) -> None:
+        nonlocal failed
+        reader, writer = await asyncio.open_connection(host, port)
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            writer.write(request())
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - started)
+            failed += not 200 <= status < 300
+        writer.close()
+
+    async def run() -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(client(start + duration) for _ in range(concurrency)))
+        return time.perf_counter() - start
+
+    elapsed = asyncio.run(run())
+    latencies.sort()
+    p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1e3  # noqa: E731
+    return len(latencies) / elapsed, p(0.5), p(0.99), failed
+
+
+def http_get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+
+
+def http_post(path: str, body: str) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+
+
+def python_requests(server: str, last: int, rng: random.Random) -> Callable[[], bytes]:
+    """Request bytes with a random existing user id, for ``python_load``."""
+    if server == "feast":
+
+        def request() -> bytes:
+            entities = {"user_id": [f"u{rng.randint(0, last):06d}"]}
+            body = json.dumps({"feature_service": FEATURE_SERVICE, "entities": entities})
+            return http_post("/get-online-features", body)
+
+        return request
+    return lambda: http_get(f"/users/u{rng.randint(0, last):06d}/churn-risk")
+
+
+def flat_latency(url: str, users: int, calls: int, blocks: int = 10) -> list[tuple[float, float]]:
+    """Median and p99 (ms) of each tenth of ``calls`` sequential requests on one connection."""
+    host, port, _ = _split(url)
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    rng = random.Random(0)
+    timings: list[float] = []
+    for i in range(calls):
+        started = time.perf_counter()
+        conn.request("GET", f"/users/u{rng.randrange(users):06d}/churn-risk")
+        response = conn.getresponse()
+        response.read()
+        timings.append(time.perf_counter() - started)
+        if response.status != 200:
+            raise SystemExit(f"call {i} answered {response.status}")
+        if (i + 1) % (calls // blocks) == 0:
+            print(f"  … {i + 1:,} calls", file=sys.stderr, flush=True)
+    size = calls // blocks
+    out = []
+    for b in range(blocks):
+        block = sorted(timings[b * size : (b + 1) * size])
+        out.append((statistics.median(block) * 1e3, block[int(0.99 * len(block))] * 1e3))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--duration", type=int, default=20, help="Seconds per load run.")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 64])
+    parser.add_argument("--workers", type=int, default=1, help="Workers of each server.")
+    parser.add_argument("--flat-calls", type=int, default=100_000)
+    parser.add_argument("--python-load", action="store_true", help="Use the Python generator.")
+    parser.add_argument("--json", type=Path, help="Also write the figures here.")
+    args = parser.parse_args()
+
+    from churn.redis_server import ensure_redis
+    from churn.settings import get_settings
+    from feature_repo.store import open_store
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    settings = ensure_redis(
+        get_settings(
+            data_dir=tmp / "data",
+            artifacts_dir=tmp / "artifacts",
+            feast_project=f"bench_{uuid.uuid4().hex[:8]}",
+        )
+    )
+    env = os.environ | settings.as_env()
+    env.pop("CHURN_API_TOKEN", None)
+    servers: list[subprocess.Popen] = []
+    try:
+        print(f"… churn demo --users {args.users}", file=sys.stderr, flush=True)
+        demo = subprocess.run(
+            [BIN / "churn", "demo", "--users", str(args.users)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if demo.returncode != 0:
+            raise SystemExit(f"churn demo failed:\n{demo.stdout[-3000:]}{demo.stderr[-3000:]}")
+
+        ports = {name: free_port() for name in ("api", "bare", "feast")}
+        w = str(args.workers)
+        commands = {
+            "api": ([BIN / "churn", "serve", "--port", str(ports["api"]), "--workers", w], None),
+            "bare": (
+                [sys.executable, "-m", "uvicorn", "bare_api:app", "--app-dir", str(HERE),
+                 "--port", str(ports["bare"]), "--workers", w, "--log-level", "warning"],
+                None,
+            ),
+            "feast": (
+                [BIN / "feast", "serve", "--port", str(ports["feast"]), "--workers", w,
+                 "--no-access-log", "--max-requests", "0"],
+                settings.feature_repo_dir,
+            ),
+        }  # fmt: skip
+        probes = {"api": "/ready", "bare": "/users/u000000/churn-risk", "feast": "/health"}
+        for name, (command, cwd) in commands.items():
+            log = tmp / f"{name}.log"
+            servers.append(
+                subprocess.Popen(
+                    [str(c) for c in command],
+                    cwd=cwd,
+                    env=env,
+                    stdout=log.open("w"),
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+            wait_until_up(f"http://127.0.0.1:{ports[name]}{probes[name]}", servers[-1], log)
+            print(f"… {name} up on port {ports[name]}", file=sys.stderr, flush=True)
+
+        last = args.users - 1
+        has_wrk = shutil.which("wrk") is not None and not args.python_load
+        generator = "wrk" if has_wrk else "python (asyncio, keep-alive)"
+        results: list[Load] = []
+        for concurrency in args.concurrency:
+            for name in ("bare", "api", "feast"):
+                url = f"http://127.0.0.1:{ports[name]}"
+                print(
+                    f"… {name} at concurrency {concurrency}, {args.duration} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if has_wrk:
+                    script = (FEAST_SCRIPT if name == "feast" else GET_SCRIPT).replace(
+                        "{last}", str(last)
+                    )
+                    figures = wrk(url, script.replace("{service}", FEATURE_SERVICE), concurrency,
+                                  args.duration, tmp)  # fmt: skip
+                else:
+                    request = python_requests(name, last, random.Random(concurrency))
+                    figures = python_load(url, request, concurrency, args.duration)
+                results.append(Load(name, concurrency, *figures))
+
+        print(f"… {args.flat_calls:,} sequential calls to the API", file=sys.stderr, flush=True)
+        flat = flat_latency(f"http://127.0.0.1:{ports['api']}", args.users, args.flat_calls)
+    finally:
+        for server in servers:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGTERM)
+        for server in servers:
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+        try:
+            open_store(settings).teardown()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    report(results, flat, args, generator)
+    if args.json:
+        args.json.write_text(json.dumps({
+            "load": [r.__dict__ for r in results], "flat": flat, "generator": generator,
+            "workers": args.workers, "users": args.users, "duration": args.duration,
+        }, indent=2))  # fmt: skip
+
+
+def report(results: list[Load], flat: list[tuple[float, float]], args, generator: str) -> None:
+    print(f"\n{args.users:,} users, {args.workers} worker(s) per server, {args.duration} s per run, "
+          f"load from {generator}")  # fmt: skip
+    print(f"{'server':<8}{'conc.':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
+    for r in results:
+        print(f"{r.server:<8}{r.concurrency:>6}{r.requests_per_s:>10,.0f}{r.p50_ms:>9.2f}"
+              f"{r.p99_ms:>9.2f}{r.failed:>8}")  # fmt: skip
+    for concurrency in args.concurrency:
+        by = {r.server: r for r in results if r.concurrency == concurrency}
+        api = by["api"].requests_per_s
+        print(f"concurrency {concurrency}: api/bare {api / by['bare'].requests_per_s:.2f}, "
+              f"api/feast serve {api / by['feast'].requests_per_s:.1f}×")  # fmt: skip
+    medians = [m for m, _ in flat]
+    print(f"\n{args.flat_calls:,} sequential calls, per tenth: median ms "
+          + " ".join(f"{m:.3f}" for m in medians))  # fmt: skip
+    print("p99 ms " + " ".join(f"{p:.3f}" for _, p in flat))
+    print(f"last tenth / first tenth median: {medians[-1] / medians[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
