@@ -368,11 +368,15 @@ def demo(
     users: Annotated[int, typer.Option(min=1, help="Number of demo users.")] = 2000,
     days: Annotated[int, typer.Option(min=1, help="Days of history, ending yesterday.")] = 120,
 ) -> None:
-    """Demo data → gates → features → feast apply + materialize → train → promote."""
+    """Demo data → gates → features → feast apply + materialize → train → promote → serve.
+
+    At a terminal the API keeps serving until Ctrl-C; otherwise it stops after answering.
+    """
     from churn.demo import run_demo
 
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
     with _user_errors():
-        code = run_demo(_settings(), users=users, days=days, console=console)
+        code = run_demo(_settings(), users, days, console, interactive=interactive)
     raise typer.Exit(code)
 
 

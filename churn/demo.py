@@ -1,7 +1,8 @@
 """The one entry point ``make demo`` runs: every stage on the embedded default, then a summary.
 
 Generate → validate → prepare → features → feast apply → materialize → train
-both models → promote the better one through the gate.
+both models → promote the better one through the gate → serve it and ask it about
+two users, as the printed curl lines do.
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
 from ingestion.sql_engine import connect, quote_path
 from ingestion.validate import print_report, run_validation
+from online_api import server
+from training import registry
 from training.promote import promote
 from training.train import train_models
 
 
-def run_demo(settings: Settings, users: int, days: int, console: Console) -> int:
-    """Run the pipeline on fresh demo data; returns the process exit code."""
+def run_demo(
+    settings: Settings, users: int, days: int, console: Console, interactive: bool = False
+) -> int:
+    """Run the pipeline on fresh demo data, then serve it; returns the process exit code."""
     log = StageLog(console)
     try:
         settings = ensure_redis(settings, say=console.print)
@@ -70,15 +75,51 @@ def run_demo(settings: Settings, users: int, days: int, console: Console) -> int
     console.print(_summary(settings, online))
     console.print(training_table(trained))
     ids = _sample_ids(settings, built.last_day)
-    console.print(
-        "\nServe the model and ask about two users:\n"
-        f"  churn serve --port {settings.api_port} &\n"
-        + "".join(
-            f"  curl -s localhost:{settings.api_port}/users/{user_id}/churn-risk\n"
-            for user_id in ids
-        )
+    if registry.production(settings.models_dir) is None:
+        console.print("\nNo production model (the gate refused it): nothing to serve.")
+        return 0
+    return serve_and_ask(settings, ids, console, interactive=interactive)
+
+
+def serve_and_ask(settings: Settings, ids: list[str], console: Console, interactive: bool) -> int:
+    """Start the API, ask it about ``ids`` as the printed curl lines do, then keep it serving
+    (at a terminal, until Ctrl-C) or stop it (scripts and CI must not hang on a demo)."""
+    host = settings.api_host
+    port = (
+        settings.api_port if server.port_free(host, settings.api_port) else server.free_port(host)
     )
-    return 0
+    log_file = settings.artifacts_dir / "demo-serve.log"
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    auth = '-H "Authorization: Bearer $CHURN_API_TOKEN" ' if token else ""
+    process = server.start(settings, port, log_file)
+    try:
+        with console.status(f"starting churn serve on port {port}"):
+            server.wait_ready(f"http://{host}:{port}", process, log_file)
+        console.print(f"\n[bold]churn serve[/bold] answers on http://{host}:{port}; two users:")
+        for user_id in ids:
+            console.print(f"  curl -s {auth}localhost:{port}/users/{user_id}/churn-risk")
+            status, body = server.get_json(
+                f"http://{host}:{port}/users/{user_id}/churn-risk", token
+            )
+            if status != 200:
+                console.print(f"[red]  → {status}: {body.get('detail')}[/red]")
+                return 1
+            factors = ", ".join(f["feature"] for f in body["top_factors"]) or "none"
+            console.print(f"  → churn_risk {body['churn_risk']:.3f} ({body['risk_band']}); "
+                          f"top factors: {factors}")  # fmt: skip
+        if not interactive:
+            console.print("Not a terminal, so the server stops here; `churn serve` starts it.")
+            return 0
+        console.print("Serving until Ctrl-C.")
+        process.wait()
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 1
+    finally:
+        server.stop(process)
 
 
 def _sample_ids(settings: Settings, last_day: date) -> list[str]:

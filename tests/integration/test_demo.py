@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from rich.console import Console
 
@@ -23,6 +25,9 @@ def test_demo_runs_every_stage_through_the_gate(tmp_path, isolated_settings):
         assert len(registry.list_versions(settings.models_dir)) == 2
         assert "promoted " in output or "refused " in output
         assert "users in the online store" in output
-        assert "curl -s localhost:8000/users/u" in output
+        # The demo serves the model and asks it about two users, as its curl lines do.
+        assert len(re.findall(r"curl -s localhost:\d+/users/u\d+/churn-risk", output)) == 2
+        assert len(re.findall(r"→ churn_risk 0\.\d{3} \((low|medium|high)\)", output)) == 2
+        assert "the server stops here" in output
     finally:
         open_store(settings).teardown()
