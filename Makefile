@@ -13,15 +13,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-# redis-server is needed only when no Redis answers at CHURN_REDIS_URL; as root we
-# install it, otherwise the stages say how to get one.
+# redis-server is needed only when no Redis answers at CHURN_REDIS_URL; the Pushgateway
+# for the job-metrics tests. As root we install them, otherwise say what is missing.
 system-deps:
-	@if ! command -v redis-server >/dev/null 2>&1; then \
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v prometheus-pushgateway >/dev/null 2>&1 || missing="$$missing prometheus-pushgateway"; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing redis-server (apt-get)"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+			echo "installing$$missing (apt-get)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "note: redis-server is not installed; a Redis must answer at CHURN_REDIS_URL"; \
+			echo "note: not installed:$$missing (tests that need them are skipped)"; \
 		fi; \
 	fi
 

@@ -98,6 +98,21 @@ class Settings(BaseSettings):
     model_reload_seconds: float = Field(
         1.0, gt=0, description="How often the API checks the production alias"
     )
+    pushgateway_url: str | None = Field(
+        None,
+        description="Prometheus Pushgateway for job metrics, e.g. http://host:9091 (unset = none)",
+    )
+    psi_warn: float = Field(0.1, gt=0, description="Drift: PSI from here on is a warning")
+    psi_alert: float = Field(0.25, gt=0, description="Drift: PSI from here on is an alert")
+    max_model_age_days: int = Field(
+        30, ge=1, description="Retrain when the production model is older than this"
+    )
+    realized_pr_auc_lift_floor: float = Field(
+        2.0, ge=1, description="Retrain when realized PR-AUC over its base rate falls below this"
+    )
+    skew_sample: int = Field(
+        1000, ge=1, description="Users sampled by the online/offline skew check"
+    )
     duckdb_memory_limit: str = Field(
         "3GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="DuckDB memory cap (spills beyond)"
     )
@@ -121,7 +136,7 @@ class Settings(BaseSettings):
             raise ValueError(f"CHURN_WINDOWS has duplicates: {value}")
         return tuple(sorted(value))
 
-    @field_validator("feast_registry_url", "api_token", mode="before")
+    @field_validator("feast_registry_url", "api_token", "pushgateway_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return value or None
@@ -185,6 +200,16 @@ class Settings(BaseSettings):
     @property
     def registry_path(self) -> Path:
         return self.data_dir / "feast" / "registry.db"
+
+    @property
+    def predictions_dir(self) -> Path:
+        """Nightly batch output: ``as_of=YYYY-MM-DD/`` per run."""
+        return self.data_dir / "predictions"
+
+    @property
+    def monitoring_dir(self) -> Path:
+        """Drift, outcome, skew and retraining reports and their histories."""
+        return self.artifacts_dir / "monitoring"
 
     @property
     def models_dir(self) -> Path:

@@ -27,24 +27,19 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.exceptions import RedisError
 
+from churn.risk import risk_band
 from churn.settings import Settings, get_settings
 from online_api.coalescer import Coalescer
 from online_api.metrics import ApiMetrics, api_metrics
 from online_api.model_holder import Loaded, ModelHolder
 from online_api.online_features import FeatureRow, OnlineFeatures
-from online_api.schemas import BatchRequest, BatchResponse, ChurnRisk, Problem, RiskBand
+from online_api.schemas import BatchRequest, BatchResponse, ChurnRisk, Problem
 
 log = logging.getLogger(__name__)
 UserId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 READINESS_ID = "__readiness__"  # an id no user has: reading it proves the store answers
 STORE_ERRORS = (RedisError, OSError, TimeoutError)
 BEARER = HTTPBearer(auto_error=False, description="CHURN_API_TOKEN, when it is set")
-
-
-def risk_band(risk: float, settings: Settings) -> RiskBand:
-    if risk >= settings.risk_band_high:
-        return "high"
-    return "medium" if risk >= settings.risk_band_medium else "low"
 
 
 def json_response(body: object, status: int = 200, headers: dict | None = None) -> Response:

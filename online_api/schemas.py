@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-RiskBand = Literal["low", "medium", "high"]
+from churn.risk import RiskBand
 
 
 class Factor(BaseModel):

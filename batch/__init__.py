@@ -1,0 +1,1 @@
+"""The nightly batch: everyone in the population scored, and the retention team's list."""

@@ -1,0 +1,1 @@
+"""Monitoring: drift, realized performance, online/offline skew, and the retraining loop."""

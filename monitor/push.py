@@ -1,0 +1,59 @@
+"""Job metrics to a Prometheus Pushgateway (batch jobs end before any scrape could see them).
+
+Families are built directly (no metric objects): Feast's import switches prometheus_client
+to multiprocess values, which a job's one-off push has no use for.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, push_to_gateway
+from prometheus_client.core import GaugeMetricFamily
+
+from churn.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One gauge value: ``name{labels} value`` (``help`` documents the family)."""
+
+    name: str
+    value: float
+    help: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class _Samples:
+    def __init__(self, samples: list[Sample]) -> None:
+        self._samples = samples
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        families: dict[str, GaugeMetricFamily] = {}
+        for s in self._samples:
+            if s.name not in families:
+                families[s.name] = GaugeMetricFamily(s.name, s.help, labels=sorted(s.labels))
+            families[s.name].add_metric([s.labels[k] for k in sorted(s.labels)], s.value)
+        return list(families.values())
+
+
+def push(settings: Settings, job: str, samples: Iterable[Sample], timeout: float = 5) -> bool:
+    """Replace ``job``'s metrics on the Pushgateway; False (and a warning) when it fails.
+
+    Without ``CHURN_PUSHGATEWAY_URL`` nothing is pushed. A monitoring outage must not
+    fail the nightly job that produced the figures, so errors are logged, not raised.
+    """
+    if not settings.pushgateway_url:
+        return False
+    registry = CollectorRegistry()
+    registry.register(_Samples(list(samples)))
+    try:
+        push_to_gateway(settings.pushgateway_url, job=job, registry=registry, timeout=timeout)
+    except OSError as exc:
+        log.warning("pushgateway %s: %s", settings.pushgateway_url, exc)
+        return False
+    return True
