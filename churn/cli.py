@@ -25,8 +25,16 @@ data_app = typer.Typer(
     help="Raw data: generate or ingest, validate, prepare.", no_args_is_help=True
 )
 features_app = typer.Typer(help="Rolling features and the Feast store.", no_args_is_help=True)
+batch_app = typer.Typer(
+    help="The nightly batch: score everyone, write the list.", no_args_is_help=True
+)
+monitor_app = typer.Typer(
+    help="Drift, realized performance, online/offline skew, retraining.", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
+app.add_typer(batch_app, name="batch")
+app.add_typer(monitor_app, name="monitor")
 
 console = Console()
 
@@ -352,6 +360,98 @@ def metrics_directory() -> Iterator[None]:
     finally:
         if given is None:
             shutil.rmtree(path, ignore_errors=True)
+
+
+BatchDate = Annotated[
+    datetime | None,
+    typer.Option("--as-of", formats=["%Y-%m-%d"], help="The batch date (default: the newest)."),
+]
+
+
+@monitor_app.command("drift")
+def monitor_drift(as_of: BatchDate = None) -> None:
+    """PSI of each feature and of the score, batch against the model's training reference.
+
+    Exit code: 0 ok, 10 warn, 20 alert (1: an error).
+    """
+    from monitor.drift import (
+        EXIT_CODES,
+        drift_report,
+        drift_samples,
+        print_drift,
+        write_drift_report,
+    )
+    from monitor.push import push
+
+    settings = _settings()
+    with _user_errors():
+        report = drift_report(settings, _day(as_of))
+        path = write_drift_report(report, settings)
+    print_drift(report, console)
+    console.print(f"report: {path} (chart: {path.with_suffix('.png')})")
+    push(settings, "churn_drift", drift_samples(report))
+    raise typer.Exit(EXIT_CODES[report.status])
+
+
+@monitor_app.command("outcomes")
+def monitor_outcomes() -> None:
+    """Realized PR-AUC, ROC-AUC, precision@K and calibration of every batch whose horizon
+    has passed; the history is kept and the newest exported."""
+    from monitor.outcomes import outcome_samples, print_outcomes, realized_outcomes
+    from monitor.push import push
+
+    settings = _settings()
+    with _user_errors():
+        report = realized_outcomes(settings)
+    print_outcomes(report, console)
+    console.print(f"history: {report.history_path}")
+    push(settings, "churn_outcomes", outcome_samples(report))
+
+
+@monitor_app.command("skew")
+def monitor_skew(
+    sample: Annotated[
+        int | None, typer.Option(min=1, help="Users to compare (default CHURN_SKEW_SAMPLE).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed (default CHURN_SEED).")] = None,
+) -> None:
+    """Online (Redis) against offline (newest row) features of sampled users.
+
+    Exit code 3 when any cell differs or a sampled user is missing online.
+    """
+    from monitor.push import push
+    from monitor.skew import print_skew, skew_report, skew_samples, write_skew_report
+
+    settings = _settings()
+    with _user_errors():
+        report = skew_report(settings, sample, seed)
+        path = write_skew_report(report, settings)
+    print_skew(report, console)
+    console.print(f"report: {path}")
+    push(settings, "churn_skew", skew_samples(report))
+    if report.cells_mismatched or report.users_missing_online:
+        raise typer.Exit(3)
+
+
+@monitor_app.command("retrain-if-needed")
+def monitor_retrain() -> None:
+    """Retrain when drift alerts, realized PR-AUC falls below the floor or the model is old;
+    the candidate goes through the same gate as `churn promote`."""
+    from monitor.retrain import retrain_if_needed
+
+    settings = _settings()
+    log = StageLog(console)
+    with _user_errors(), log.stage("retrain if needed"):
+        decision = retrain_if_needed(settings)
+    if not decision.triggers:
+        log.note(f"no trigger fired; production stays {decision.production_before}")
+        return
+    log.note("; ".join(decision.triggers))
+    verdict = "promoted" if decision.promoted else "refused by the gate"
+    console.print(f"candidate {decision.candidate}: {verdict}")
+    for reason in decision.gate_reasons:
+        console.print(f"  {reason}")
+    console.print(f"production: {decision.production_after}")
 
 
 @app.command("env")

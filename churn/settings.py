@@ -103,6 +103,10 @@ class Settings(BaseSettings):
         description="Prometheus Pushgateway for job metrics, e.g. http://host:9091 (unset = none)",
     )
     psi_warn: float = Field(0.1, gt=0, description="Drift: PSI from here on is a warning")
+    drift_ignore_features: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("tenure_days",),
+        description="Drift: features that grow with time by nature; PSI reported, not counted",
+    )
     psi_alert: float = Field(0.25, gt=0, description="Drift: PSI from here on is an alert")
     max_model_age_days: int = Field(
         30, ge=1, description="Retrain when the production model is older than this"
@@ -118,9 +122,9 @@ class Settings(BaseSettings):
     )
     duckdb_threads: int = Field(0, ge=0, description="DuckDB threads (0 = all cores)")
 
-    @field_validator("windows", mode="before")
+    @field_validator("windows", "drift_ignore_features", mode="before")
     @classmethod
-    def _parse_windows(cls, value: object) -> object:
+    def _parse_list(cls, value: object) -> object:
         if isinstance(value, str):
             value = [part for part in value.replace(" ", "").split(",") if part]
         return value

@@ -1,0 +1,61 @@
+"""Drift chart as a PNG next to the drift report, built as training/plots.py builds its figures.
+
+Object-oriented API on an Agg canvas, never ``pyplot``: no display needed, no global backend
+switched, nothing kept alive between nightly runs. Written atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from churn.atomic import atomic_path
+
+FLOOR = 1e-3  # the axis starts here: a PSI below it is no drift worth a bar
+STATUS_COLORS = {"ok": "tab:green", "warn": "tab:orange", "alert": "tab:red"}
+
+
+def psi_bars(
+    values: Mapping[str, float],
+    statuses: Mapping[str, str],
+    warn: float,
+    alert: float,
+    path: Path,
+    title: str = "Drift (PSI against the training reference)",
+) -> Path:
+    """Bar per name (``values``: name -> PSI), largest first, colored by its status; return ``path``.
+
+    Dashed lines mark the warn and alert thresholds, so a bar's status reads off the chart.
+    The axis is logarithmic from ``FLOOR`` up: smaller values draw no bar.
+    """
+    if not values:
+        raise ValueError("no PSI values to plot")
+    names = sorted(values, key=lambda name: (-values[name], name))
+    heights = np.array([values[name] for name in names], dtype=float)
+    figure = Figure(layout="constrained", figsize=(max(7.0, 1.5 + 0.28 * len(names)), 5.5))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    positions = np.arange(len(names))
+    axes.bar(positions, heights, color=[STATUS_COLORS[statuses[name]] for name in names])
+    axes.set_xticks(positions, names, rotation=70, ha="right", fontsize="small")
+    for level, label in ((warn, "warn"), (alert, "alert")):
+        axes.axhline(
+            level,
+            color=STATUS_COLORS[label],
+            linestyle="--",
+            linewidth=1,
+            label=f"{label} ≥ {level:g}",
+        )
+    # Log scale: one category gone wild (PSI 5) must not flatten the thresholds into one line.
+    top = max(float(heights.max()), alert) * 2
+    axes.set(yscale="log", ylim=(FLOOR, top), ylabel="PSI (log scale)", title=title)
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(loc="upper right", fontsize="small")
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    figure.clear()
+    return path

@@ -1,0 +1,291 @@
+"""Realized performance: what the nightly batch predicted, against what the users then did.
+
+A batch of day D (``predictions/as_of=D/``) scored users as of T = D 00:00 UTC; its
+label window is [D, D + horizon), the same as training's. Once ``user_daily`` has
+every day of that window, each scored user's realized label is known (churned = no
+active day in the window; no rows at all counts as no activity) and the figures of
+the promotion gate can be computed on what production actually faced. One record
+per batch date is kept in ``monitoring/outcomes/history.json``, recomputed each run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.table import Table
+
+from churn.atomic import write_json
+from churn.settings import Settings
+from feature_repo.spec import ENTITY_KEY
+from ingestion import partitions
+from ingestion.sql_engine import connect, quote_path
+from monitor.push import Sample
+from training.metrics import evaluate, reliability_curve
+
+BATCH_PREFIX = "as_of="
+PREDICTIONS_FILE = "predictions.parquet"
+PREDICTION_COLUMNS = [ENTITY_KEY, "churn_risk", "model_version"]
+CALIBRATION_BINS = 10
+
+
+@dataclass(frozen=True)
+class DateOutcome:
+    """Realized metrics of one batch date (the scores as predicted then, the labels since)."""
+
+    as_of: date
+    model_version: str
+    horizon_days: int
+    rows: int
+    positives: int
+    base_rate: float
+    pr_auc: float
+    pr_auc_lift: float
+    roc_auc: float
+    precision_at_k: float
+    k: int
+    brier: float
+    # Equal-width bins of predicted risk: bin_low, bin_high, mean_predicted, observed_rate, count.
+    calibration: list[dict] = field(default_factory=list)
+
+    def record(self) -> dict:
+        return asdict(self) | {"as_of": self.as_of.isoformat()}
+
+
+@dataclass(frozen=True)
+class PendingDate:
+    """A batch date whose horizon is not over: ``user_daily`` must reach ``complete_on``."""
+
+    as_of: date
+    complete_on: date
+
+
+@dataclass(frozen=True)
+class SkippedDate:
+    """A batch date whose horizon passed but whose metrics are undefined (one class only)."""
+
+    as_of: date
+    reason: str
+
+
+@dataclass(frozen=True)
+class OutcomesReport:
+    evaluated: list[DateOutcome]  # oldest first
+    pending: list[PendingDate]
+    skipped: list[SkippedDate]
+    last_complete_day: date | None  # newest day of user_daily
+    history_path: Path
+
+    @property
+    def latest(self) -> DateOutcome | None:
+        """The newest evaluated batch date: what the retraining loop and the alerts look at."""
+        return self.evaluated[-1] if self.evaluated else None
+
+
+def batch_dates(predictions_dir: Path) -> list[date]:
+    """Days of the ``as_of=YYYY-MM-DD`` batch directories, sorted (staging dirs are ignored)."""
+    if not predictions_dir.is_dir():
+        return []
+    days = []
+    for path in predictions_dir.iterdir():
+        if path.is_dir() and path.name.startswith(BATCH_PREFIX):
+            try:
+                days.append(date.fromisoformat(path.name[len(BATCH_PREFIX) :]))
+            except ValueError as exc:
+                raise ValueError(f"{path}: not a batch directory name (as_of=YYYY-MM-DD)") from exc
+    return sorted(days)
+
+
+def batch_dir(predictions_dir: Path, day: date) -> Path:
+    return predictions_dir / f"{BATCH_PREFIX}{day.isoformat()}"
+
+
+def horizon_last_day(as_of: date, horizon_days: int) -> date:
+    """The last day of the label window [D, D + horizon): ``user_daily`` must contain it."""
+    return as_of + timedelta(days=horizon_days - 1)
+
+
+def realized_labels_sql(scored: str, daily_glob: str, as_of: date, horizon_days: int) -> str:
+    """Each scored user's realized label for the window [as_of, as_of + horizon_days).
+
+    ``scored`` is a relation with ``user_id`` and ``churn_risk``; ``daily_glob`` the
+    ``user_daily`` files. ``churned`` = 1 when the user has no active day in the window,
+    including users without any row in it. Activity before ``as_of`` does not count.
+    """
+    end = as_of + timedelta(days=horizon_days)
+    return f"""
+WITH active AS (
+    SELECT user_id, max(active) AS any_active
+    FROM read_parquet({quote_path(daily_glob)}, hive_partitioning = true)
+    WHERE date >= DATE '{as_of}' AND date < DATE '{end}'
+    GROUP BY user_id
+)
+SELECT
+    s.{ENTITY_KEY},
+    s.churn_risk,
+    CAST(coalesce(a.any_active, 0) = 0 AS INTEGER) AS churned
+FROM {scored} s
+LEFT JOIN active a ON a.user_id = s.{ENTITY_KEY}
+ORDER BY s.{ENTITY_KEY}
+"""
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    """The batch's ``user_id``, ``churn_risk``, ``model_version``; ValueError naming a bad file."""
+    if not path.exists():
+        raise ValueError(f"{path} is missing: the batch directory is incomplete")
+    try:
+        frame = pq.read_table(path, columns=PREDICTION_COLUMNS).to_pandas()
+    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+        raise ValueError(f"{path} is not a readable predictions file: {exc}") from exc
+    if frame.empty:
+        raise ValueError(f"{path} has no rows")
+    risk = pd.to_numeric(frame["churn_risk"], errors="coerce")
+    if risk.isna().any() or (risk < 0).any() or (risk > 1).any():
+        raise ValueError(f"{path}: churn_risk must be a probability in [0, 1] on every row")
+    if frame[ENTITY_KEY].isna().any() or frame[ENTITY_KEY].duplicated().any():
+        raise ValueError(f"{path}: user_id must be present and unique")
+    return frame.assign(churn_risk=risk.astype(float))
+
+
+def outcome_of(
+    labelled: pd.DataFrame, as_of: date, model_version: str, settings: Settings
+) -> DateOutcome:
+    """Metrics of one date's scores against its realized labels (``training.metrics.evaluate``)."""
+    y, risk = labelled["churned"].to_numpy(), labelled["churn_risk"].to_numpy()
+    metrics = evaluate(y, risk, k=settings.top_k)
+    calibration = reliability_curve(y, risk, bins=CALIBRATION_BINS)
+    return DateOutcome(
+        as_of=as_of,
+        model_version=model_version,
+        horizon_days=settings.horizon_days,
+        rows=int(metrics["rows"]),
+        positives=int(metrics["positives"]),
+        base_rate=float(metrics["base_rate"]),
+        pr_auc=float(metrics["pr_auc"]),
+        pr_auc_lift=float(metrics["pr_auc_lift"]),
+        roc_auc=float(metrics["roc_auc"]),
+        precision_at_k=float(metrics["precision_at_k"]),
+        k=int(metrics["k"]),
+        brier=float(metrics["brier"]),
+        calibration=[
+            {key: (int(v) if key == "count" else float(v)) for key, v in row.items()}
+            for row in calibration.to_dict(orient="records")
+        ],
+    )
+
+
+def realized_outcomes(settings: Settings) -> OutcomesReport:
+    """Evaluate every batch date whose horizon has passed; update the history atomically.
+
+    Every date is computed before anything is written, so a bad predictions file or
+    history file raises (naming it) and leaves the history as it was.
+    """
+    days = batch_dates(settings.predictions_dir)
+    if not days:
+        raise FileNotFoundError(
+            f"no batch predictions under {settings.predictions_dir} (as_of=YYYY-MM-DD/): "
+            "run the nightly batch first"
+        )
+    history_path = settings.monitoring_dir / "outcomes" / "history.json"
+    history = read_history(history_path)
+    daily_days = partitions.partition_days(settings.user_daily_path)
+    last_complete = daily_days[-1] if daily_days else None
+    evaluated, pending, skipped = [], [], []
+    con = connect(settings)
+    daily_glob = partitions.table_glob(settings.user_daily_path)
+    for day in days:
+        complete_on = horizon_last_day(day, settings.horizon_days)
+        if last_complete is None or last_complete < complete_on:
+            pending.append(PendingDate(day, complete_on))
+            continue
+        frame = read_predictions(batch_dir(settings.predictions_dir, day) / PREDICTIONS_FILE)
+        con.register("scored", frame)
+        labelled = con.execute(
+            realized_labels_sql("scored", daily_glob, day, settings.horizon_days)
+        ).df()
+        con.unregister("scored")
+        version = ",".join(sorted(frame["model_version"].astype(str).unique()))
+        try:
+            evaluated.append(outcome_of(labelled, day, version, settings))
+        except ValueError as exc:  # a single realized class: both AUCs undefined
+            skipped.append(SkippedDate(day, str(exc)))
+    for outcome in evaluated:
+        history[outcome.as_of.isoformat()] = outcome.record()
+    for skip in skipped:
+        history.pop(skip.as_of.isoformat(), None)
+    write_json([history[key] for key in sorted(history)], history_path)
+    return OutcomesReport(evaluated, pending, skipped, last_complete, history_path)
+
+
+def read_history(path: Path) -> dict[str, dict]:
+    """Records by batch date; ValueError (naming the file) rather than overwrite a broken one."""
+    if not path.exists():
+        return {}
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(records, list):
+            raise ValueError("expected a list of records")
+        return {str(r["as_of"]): r for r in records}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not an outcomes history ({exc}): move it aside") from exc
+
+
+def print_outcomes(report: OutcomesReport, console: Console) -> None:
+    """One row per evaluated batch date, the newest date's calibration, and what is pending."""
+    table = Table(
+        "as of", "model", "rows", "base rate", "PR-AUC", "lift", "ROC-AUC", "P@K", "Brier",
+        title=f"Realized performance (user_daily up to {report.last_complete_day})",
+    )  # fmt: skip
+    for o in report.evaluated:
+        table.add_row(
+            str(o.as_of), o.model_version, str(o.rows), f"{o.base_rate:.3f}", f"{o.pr_auc:.3f}",
+            f"{o.pr_auc_lift:.2f}", f"{o.roc_auc:.3f}", f"{o.precision_at_k:.3f} (K={o.k})",
+            f"{o.brier:.4f}",
+        )  # fmt: skip
+    if report.evaluated:
+        console.print(table)
+    else:
+        console.print("No batch date has a complete horizon yet.")
+    latest = report.latest
+    if latest is not None:
+        calibration = Table(
+            "predicted risk", "mean predicted", "realized rate", "users",
+            title=f"Calibration of {latest.as_of}",
+        )  # fmt: skip
+        for row in latest.calibration:
+            calibration.add_row(
+                f"[{row['bin_low']:.1f}, {row['bin_high']:.1f}{']' if row['bin_high'] >= 1 else ')'}",
+                f"{row['mean_predicted']:.3f}",
+                f"{row['observed_rate']:.3f}", str(row["count"]),
+            )  # fmt: skip
+        console.print(calibration)
+    for s in report.skipped:
+        console.print(f"[yellow]{s.as_of}: not evaluated[/yellow] ({s.reason})")
+    for p in report.pending:
+        console.print(f"[dim]pending {p.as_of}: needs user_daily up to {p.complete_on}[/dim]")
+
+
+def outcome_samples(report: OutcomesReport) -> list[Sample]:
+    """Gauges of the newest evaluated batch date (none before any horizon has passed)."""
+    o = report.latest
+    if o is None:
+        return []
+    labels = {"model_version": o.model_version}
+    as_of = datetime.combine(o.as_of, datetime.min.time(), UTC).timestamp()
+    values = [
+        ("churn_realized_pr_auc", o.pr_auc, "Realized PR-AUC of the newest evaluated batch"),
+        ("churn_realized_pr_auc_lift", o.pr_auc_lift, "Realized PR-AUC over its base rate"),
+        ("churn_realized_roc_auc", o.roc_auc, "Realized ROC-AUC of the newest evaluated batch"),
+        ("churn_realized_precision_at_k", o.precision_at_k, "Realized precision among the top K"),
+        ("churn_realized_base_rate", o.base_rate, "Share of scored users who churned"),
+        ("churn_realized_brier", o.brier, "Brier score of the predicted risks"),
+        ("churn_realized_as_of_timestamp_seconds", as_of, "Batch date (T) these figures are of"),
+    ]
+    return [Sample(name, float(value), text, labels) for name, value, text in values]

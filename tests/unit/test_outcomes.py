@@ -1,0 +1,276 @@
+"""Realized outcomes on a hand-made ``user_daily`` and hand-made batch predictions.
+
+``user_daily`` covers 2026-03-01 … 2026-03-16; the horizon is 5 days, so the batch of
+03-10 is judged on days 03-10 … 03-14, the batch of 03-12 on 03-12 … 03-16 (the last day
+there is: just complete) and the batch of 03-13 is still pending (needs 03-17).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from churn.atomic import write_parquet
+from ingestion import partitions
+from ingestion.sql_engine import connect
+from monitor.outcomes import (
+    outcome_samples,
+    print_outcomes,
+    realized_labels_sql,
+    realized_outcomes,
+)
+from training.metrics import evaluate
+
+HORIZON = 5
+FIRST, LAST = date(2026, 3, 1), date(2026, 3, 16)
+D = date(2026, 3, 10)
+
+# Hand-made users around the window [03-10, 03-15) of the batch of 03-10.
+EDGE_USERS = {
+    "on_last_day": [date(2026, 3, 14)],  # D + horizon - 1: inside, stays
+    "on_first_day": [date(2026, 3, 10)],  # D itself: inside, stays
+    "day_after": [date(2026, 3, 15)],  # D + horizon: outside, churned
+    "day_before": [date(2026, 3, 9)],  # before D: not in the window, churned
+    "silent_rows": [],  # rows, all inactive: churned
+}
+EDGE_LABELS = {
+    "on_last_day": 0,
+    "on_first_day": 0,
+    "day_after": 1,
+    "day_before": 1,
+    "silent_rows": 1,
+    "no_rows": 1,  # no user_daily row at all: churned
+}
+
+
+def _random_activity(n: int, seed: int) -> dict[str, list[date]]:
+    """Users active on random days, some never (a few percent churn per day of silence)."""
+    rng = np.random.default_rng(seed)
+    days = [FIRST + timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
+    return {
+        f"u{i:03d}": [d for d in days if rng.random() < rng.choice([0.02, 0.1, 0.5])]
+        for i in range(n)
+    }
+
+
+ACTIVITY = EDGE_USERS | _random_activity(60, seed=3)
+
+
+def expected_label(user: str, as_of: date) -> int:
+    """Churned unless active on a day in [as_of, as_of + horizon), computed in Python."""
+    days = ACTIVITY.get(user, [])
+    return int(not any(as_of <= d < as_of + timedelta(days=HORIZON) for d in days))
+
+
+def write_user_daily(settings, activity: dict[str, list[date]], last: date = LAST) -> None:
+    """A row per user per day FIRST … last, active 0/1 (as ``ingestion.prepare`` writes it)."""
+    days = [FIRST + timedelta(days=i) for i in range((last - FIRST).days + 1)]
+    rows = [(u, d, int(d in active)) for u, active in activity.items() for d in days]
+    frame = pd.DataFrame(rows, columns=["user_id", "date", "active"])
+    con = connect(settings)
+    con.register("daily", frame)
+    partitions.write_table(
+        con, "SELECT user_id, date, CAST(active AS BIGINT) AS active FROM daily",
+        settings.user_daily_path,
+    )  # fmt: skip
+
+
+def predictions(users: list[str], seed: int, version: str = "v1") -> pd.DataFrame:
+    """Predictions as the batch writes them; the risks are random but fixed by ``seed``."""
+    rng = np.random.default_rng(seed)
+    risk = rng.random(len(users)).round(4)
+    frame = pd.DataFrame({"user_id": users, "churn_risk": risk})
+    frame["risk_band"] = np.where(risk >= 0.35, "high", np.where(risk >= 0.15, "medium", "low"))
+    frame["rank"] = frame["churn_risk"].rank(ascending=False, method="first").astype(int)
+    frame["model_version"] = version
+    frame["features_as_of"] = pd.Timestamp("2026-03-01", tz="UTC")
+    return frame
+
+
+def write_batch(settings, day: date, frame: pd.DataFrame) -> None:
+    """A batch directory as the nightly job leaves it."""
+    out = settings.predictions_dir / f"as_of={day.isoformat()}"
+    write_parquet(frame, out / "predictions.parquet")
+    write_parquet(frame[["user_id"]], out / "features.parquet")
+    (out / "run.json").write_text(json.dumps({"as_of": day.isoformat()}))
+
+
+SCORED = sorted([*ACTIVITY, "no_rows"])
+
+
+@pytest.fixture
+def settings(make_settings):
+    settings = make_settings(horizon_days=HORIZON, top_k=10)
+    write_user_daily(settings, ACTIVITY)
+    write_batch(settings, D, predictions(SCORED, seed=1))
+    write_batch(settings, date(2026, 3, 12), predictions(SCORED, seed=2, version="v2"))
+    write_batch(settings, date(2026, 3, 13), predictions(SCORED, seed=3, version="v2"))
+    return settings
+
+
+def _labels(settings, as_of: date) -> pd.DataFrame:
+    con = connect(settings)
+    con.register("scored", predictions(SCORED, seed=1)[["user_id", "churn_risk"]])
+    sql = realized_labels_sql(
+        "scored", partitions.table_glob(settings.user_daily_path), as_of, HORIZON
+    )
+    return con.execute(sql).df().set_index("user_id")
+
+
+@pytest.mark.parametrize(("user", "churned"), EDGE_LABELS.items())
+def test_labels_at_the_window_edges(settings, user, churned):
+    assert _labels(settings, D).loc[user, "churned"] == churned
+
+
+def test_every_label_matches_the_python_reckoning(settings):
+    for as_of in (D, date(2026, 3, 12)):
+        labels = _labels(settings, as_of)
+        assert list(labels.index) == SCORED  # one row per scored user, sorted
+        assert labels["churned"].to_dict() == {u: expected_label(u, as_of) for u in SCORED}
+
+
+def test_evaluated_and_pending_dates(settings):
+    report = realized_outcomes(settings)
+    assert [o.as_of for o in report.evaluated] == [D, date(2026, 3, 12)]
+    assert [(p.as_of, p.complete_on) for p in report.pending] == [
+        (date(2026, 3, 13), date(2026, 3, 17))
+    ]
+    assert report.last_complete_day == LAST
+    assert report.latest.as_of == date(2026, 3, 12)
+    assert report.latest.model_version == "v2"
+
+
+def test_metrics_equal_evaluate_on_the_same_arrays(settings):
+    report = realized_outcomes(settings)
+    for outcome, seed in zip(report.evaluated, (1, 2), strict=True):
+        frame = predictions(SCORED, seed=seed)
+        y = np.array([expected_label(u, outcome.as_of) for u in frame["user_id"]])
+        want = evaluate(y, frame["churn_risk"].to_numpy(), k=10)
+        assert 0 < want["positives"] < len(y)  # both classes: a meaningful check
+        for key in ("rows", "positives", "base_rate", "pr_auc", "roc_auc", "precision_at_k",
+                    "brier", "k"):  # fmt: skip
+            assert getattr(outcome, key) == pytest.approx(want[key], abs=1e-12), key
+        assert outcome.pr_auc_lift == pytest.approx(want["pr_auc"] / want["base_rate"])
+        assert sum(row["count"] for row in outcome.calibration) == len(y)
+        for row in outcome.calibration:
+            in_bin = (frame["churn_risk"] >= row["bin_low"]) & (
+                (frame["churn_risk"] < row["bin_high"]) | (row["bin_high"] == 1.0)
+            )
+            assert row["count"] == in_bin.sum()
+            assert row["mean_predicted"] == pytest.approx(frame["churn_risk"][in_bin].mean())
+            assert row["observed_rate"] == pytest.approx(y[in_bin.to_numpy()].mean())
+
+
+def test_history_is_idempotent_and_recomputed(settings):
+    realized_outcomes(settings)
+    path = settings.monitoring_dir / "outcomes" / "history.json"
+    first = path.read_bytes()
+    realized_outcomes(settings)
+    assert path.read_bytes() == first
+    records = json.loads(first)
+    assert [r["as_of"] for r in records] == ["2026-03-10", "2026-03-12"]
+
+    # New predictions for 03-10 replace its figures; a day more of user_daily completes 03-13.
+    write_batch(settings, D, predictions(SCORED, seed=9, version="v9"))
+    write_user_daily(settings, ACTIVITY, last=LAST + timedelta(days=1))
+    report = realized_outcomes(settings)
+    assert report.pending == []
+    records = json.loads(path.read_text())
+    assert [r["as_of"] for r in records] == ["2026-03-10", "2026-03-12", "2026-03-13"]
+    assert records[0]["model_version"] == "v9"
+    assert records[0]["pr_auc"] == report.evaluated[0].pr_auc
+    assert records[1] == json.loads(first)[1]  # untouched input, same figures
+
+
+def test_history_keeps_dates_whose_batch_was_removed(settings):
+    realized_outcomes(settings)
+    path = settings.monitoring_dir / "outcomes" / "history.json"
+    kept = json.loads(path.read_text())[0]
+    for f in (settings.predictions_dir / "as_of=2026-03-10").iterdir():
+        f.unlink()
+    (settings.predictions_dir / "as_of=2026-03-10").rmdir()
+    realized_outcomes(settings)
+    assert json.loads(path.read_text())[0] == kept
+
+
+def test_no_batch_directories_is_a_clear_error(make_settings):
+    settings = make_settings()
+    (settings.predictions_dir / ".as_of=2026-03-10.staging").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no batch predictions"):
+        realized_outcomes(settings)
+
+
+def test_a_corrupt_predictions_file_is_named_and_nothing_is_damaged(settings):
+    realized_outcomes(settings)
+    path = settings.monitoring_dir / "outcomes" / "history.json"
+    before = path.read_bytes()
+    bad = settings.predictions_dir / "as_of=2026-03-12" / "predictions.parquet"
+    bad.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(ValueError, match=r"as_of=2026-03-12/predictions\.parquet"):
+        realized_outcomes(settings)
+    assert path.read_bytes() == before
+
+
+def test_predictions_without_a_risk_column_are_named(settings):
+    bad = settings.predictions_dir / "as_of=2026-03-10" / "predictions.parquet"
+    write_parquet(predictions(SCORED, seed=1).drop(columns="churn_risk"), bad)
+    with pytest.raises(ValueError, match=r"as_of=2026-03-10/predictions\.parquet.*churn_risk"):
+        realized_outcomes(settings)
+    assert not (settings.monitoring_dir / "outcomes" / "history.json").exists()
+
+
+def test_a_corrupt_history_is_not_overwritten(settings):
+    path = settings.monitoring_dir / "outcomes" / "history.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match=r"history\.json"):
+        realized_outcomes(settings)
+    assert path.read_text() == "{not json"
+
+
+def test_a_date_with_one_realized_class_is_reported_not_fatal(make_settings):
+    settings = make_settings(horizon_days=HORIZON)
+    write_user_daily(settings, {"a": [D], "b": [D + timedelta(days=1)]})
+    write_batch(settings, D, predictions(["a", "b"], seed=1))
+    report = realized_outcomes(settings)
+    assert report.evaluated == [] and report.latest is None
+    assert [s.as_of for s in report.skipped] == [D]
+    assert "only negatives" in report.skipped[0].reason
+    assert outcome_samples(report) == []
+
+
+def test_samples_are_the_newest_evaluated_date(settings):
+    report = realized_outcomes(settings)
+    latest = report.latest
+    samples = {s.name: s for s in outcome_samples(report)}
+    assert set(samples) == {
+        "churn_realized_pr_auc",
+        "churn_realized_pr_auc_lift",
+        "churn_realized_roc_auc",
+        "churn_realized_precision_at_k",
+        "churn_realized_base_rate",
+        "churn_realized_brier",
+        "churn_realized_as_of_timestamp_seconds",
+    }
+    assert all(s.labels == {"model_version": "v2"} for s in samples.values())
+    assert samples["churn_realized_pr_auc"].value == latest.pr_auc
+    assert samples["churn_realized_pr_auc_lift"].value == latest.pr_auc_lift
+    assert samples["churn_realized_brier"].value == latest.brier
+    assert samples["churn_realized_as_of_timestamp_seconds"].value == (
+        datetime(2026, 3, 12, tzinfo=UTC).timestamp()
+    )
+
+
+def test_printed_table_names_dates_models_and_pending(settings):
+    report = realized_outcomes(settings)
+    console = Console(record=True, width=200)
+    print_outcomes(report, console)
+    text = console.export_text()
+    assert "2026-03-10" in text and "v1" in text and "v2" in text
+    assert f"{report.latest.pr_auc:.3f}" in text
+    assert "pending 2026-03-13: needs user_daily up to 2026-03-17" in text

@@ -1,0 +1,65 @@
+"""Online/offline skew, the pure parts: cell comparison, sampling, and bad input."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
+from ingestion import partitions
+from monitor.skew import cell_mismatches, sample_users, skew_report
+
+
+def test_an_empty_features_table_is_a_clear_error(make_settings):
+    settings = make_settings()
+    with pytest.raises(FileNotFoundError, match=r"features table .* is empty"):
+        skew_report(settings)
+    empty = pa.table({ENTITY_KEY: pa.array([], pa.string()),
+                      TIMESTAMP_FIELD: pa.array([], pa.timestamp("us", tz="UTC"))})  # fmt: skip
+    day = partitions.partition_dir(settings.features_path, date(2026, 3, 1))
+    day.mkdir(parents=True)
+    pq.write_table(empty, day / "data_0.parquet")
+    with pytest.raises(ValueError, match="has no rows"):
+        skew_report(settings)
+
+
+def test_cells_compare_missing_numbers_and_strings():
+    index = pd.Index(["a", "b", "c", "d", "e", "f"], name=ENTITY_KEY)
+    offline = pd.DataFrame(
+        {
+            "n": [np.nan, 1.0, 1e12, 1.0, 5.0, 0.0],
+            "i": np.array([3, 3, 3, 3, 3, 7], dtype="int64"),
+            "s": ["DE", None, "DE", "DE", "DE", np.nan],
+        },
+        index=index,
+    )
+    online = pd.DataFrame(
+        {
+            "n": [None, 1.0 + 1e-12, 1e12 + 1e-1, 1.001, None, 1e-10],
+            "i": [3, 3, 3, 4, None, 7],
+            "s": ["DE", None, "de", "DE", None, None],
+        },
+        index=index,
+        dtype=object,
+    )
+    got = cell_mismatches(offline, online)
+    assert got.to_dict(orient="list") == {
+        # both missing; abs 1e-12; rel 1e-13; 1e-3 apart; one missing; abs 1e-10
+        "n": [False, False, False, True, True, False],
+        "i": [False, False, False, True, True, False],
+        "s": [False, False, True, False, True, False],
+    }
+
+
+def test_the_sample_is_seeded_sorted_and_capped():
+    users = [f"u{i:03d}" for i in range(200)]
+    first = sample_users(list(reversed(users)), 20, seed=1)
+    assert first == sample_users(users, 20, seed=1) == sorted(first)
+    assert len(set(first)) == 20
+    assert sample_users(users, 20, seed=2) != first
+    assert sample_users(users, 500, seed=1) == users
