@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install system-deps demo test test-unit test-integration lint format bench-features bench-training bench-api feast clean
+.PHONY: install system-deps demo test test-unit test-integration lint format bench-features bench-training bench-batch bench-api feast clean
 
 install: $(VENV)/.installed
 
@@ -53,6 +53,9 @@ bench-features: install system-deps
 
 bench-training: install system-deps
 	$(BIN)/python benchmarks/bench_training.py
+
+bench-batch: install system-deps
+	$(BIN)/python benchmarks/bench_batch.py
 
 # wrk is the load generator (api_load.py falls back to a Python one without it).
 bench-api: install system-deps

@@ -1,8 +1,8 @@
 """Benchmark runner: each stage in a fresh process, so its peak RSS is its own.
 
-``bench_features.py`` and ``bench_training.py`` name the stages they time; this
-module runs them under a temporary data dir and a Feast project of their own,
-removes both, and prints one table.
+``bench_features.py``, ``bench_training.py`` and ``bench_batch.py`` name the stages
+they time; this module runs them under a temporary data dir and a Feast project of
+their own, removes both, and prints one table.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 RUNNER = str(Path(__file__).resolve())
@@ -30,6 +30,8 @@ STAGES = (
     "materialize",
     "labels+join",
     "train",
+    "promote",
+    "batch score",
 )
 
 
@@ -94,6 +96,28 @@ def run_stage(stage: str, users: int, days: int) -> dict:
         start = time.perf_counter()
         result = train_models(settings)
         out |= {"rows": sum(result.rows.values()), "pr_auc": result.metrics[result.best]["pr_auc"]}
+    elif stage == "promote":
+        # Forced: the benchmark needs a production model, not the gate's verdict on it.
+        from training.promote import force, latest_candidate
+
+        force(settings, latest_candidate(settings), "benchmark")
+    elif stage == "batch score":
+        from batch.score import score_population
+        from ingestion import partitions
+
+        last = partitions.partition_days(settings.user_daily_path)[-1]
+        as_of = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+        marks: list[float] = []
+        start = time.perf_counter()  # Feast's import is not the run
+        result = score_population(
+            settings, as_of, progress=lambda *_: marks.append(time.perf_counter())
+        )
+        out |= {
+            "scored": result.scored,
+            "skipped": result.skipped,
+            "high_risk": result.high_risk,
+            "join_s": marks[-1] - marks[0],
+        }
     out["seconds"] = time.perf_counter() - start
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
@@ -173,6 +197,11 @@ def main(stages: tuple[str, ...] = STAGES) -> None:
             )
         elif stage == "train":
             rate = f"{r['rows']:,} rows, 2 models, best PR-AUC {r['pr_auc']:.3f}"
+        elif stage == "batch score":
+            rate = (
+                f"{r['scored'] / r['seconds']:,.0f} users/s ({r['scored']:,} scored, "
+                f"{r['skipped']:,} skipped, {r['high_risk']:,} high-risk; join {r['join_s']:.1f} s)"
+            )
         else:
             rate = ""
         print(f"{stage:<18}{r['seconds']:>9.1f}{r['peak_rss_mb']:>13,.0f}  {rate}")

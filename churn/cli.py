@@ -368,6 +368,31 @@ BatchDate = Annotated[
 ]
 
 
+@batch_app.command("score")
+def batch_score(
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of", formats=["%Y-%m-%d"], help="Run time T (default: today 00:00 UTC)."
+        ),
+    ] = None,
+) -> None:
+    """Score the population with the production model (features from Feast's point-in-time
+    join at T), write the predictions and the high-risk list; a re-run replaces the date."""
+    from batch.score import print_batch, score_population
+
+    settings = _settings()
+    log = StageLog(console)
+    with _user_errors(), log.stage("batch score") as progress:
+        result = score_population(settings, _utc(as_of), progress=progress)
+    log.note(f"{result.scored:,} scored, {result.skipped:,} skipped → {result.output_dir}")
+    print_batch(result, console)
+    if settings.pushgateway_url and not result.pushed:
+        console.print(
+            "[yellow]job metrics were not pushed: the Pushgateway did not answer[/yellow]"
+        )
+
+
 @monitor_app.command("drift")
 def monitor_drift(as_of: BatchDate = None) -> None:
     """PSI of each feature and of the score, batch against the model's training reference.

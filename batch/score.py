@@ -1,0 +1,353 @@
+"""``churn batch score``: the nightly churn risk of everyone recently active, as of T.
+
+T is a UTC midnight (default: today's). Features come only from Feast's point-in-time
+join with the production model's feature references: the row for day D is stamped
+D+1 00:00 UTC, so at T = today 00:00 each user gets yesterday's row (or the newest one
+within the view TTL), exactly as training labels at T see them. The output,
+``predictions_dir/as_of=YYYY-MM-DD/``, is built aside and swapped in whole: a re-run
+replaces that date, a failed run leaves the previous output as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from batch.high_risk import high_risk_list
+from churn.atomic import atomic_dir, write_json, write_parquet, write_text
+from churn.risk import risk_bands
+from churn.settings import Settings
+from feature_repo.spec import ENTITY_KEY, FEATURE_VIEW, TIMESTAMP_FIELD
+from feature_repo.store import open_store
+from ingestion import partitions
+from ingestion.prepare import MissingInputError, validated_paths
+from ingestion.sql_engine import connect, quote_path
+from monitor.push import Sample, push
+from training import registry
+from training.dataset import point_in_time_join
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = "predictions.parquet"
+FEATURES_FILE = "features.parquet"
+HIGH_RISK_FILE = "high_risk.csv"
+RUN_FILE = "run.json"
+PREDICTION_COLUMNS = [
+    ENTITY_KEY,
+    "churn_risk",
+    "risk_band",
+    "rank",
+    "model_version",
+    "features_as_of",
+]
+QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
+SKIPPED_EXAMPLES = 10
+PUSH_JOB = "churn_batch"
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one run scored and wrote; ``run.json`` holds the same figures."""
+
+    as_of: datetime
+    model_version: str
+    output_dir: Path
+    population: int
+    scored: int
+    skipped: int
+    skipped_examples: list[str]
+    high_risk: int
+    bands: dict[str, int]
+    score_quantiles: dict[str, float]
+    started_at: datetime
+    finished_at: datetime
+    duration_s: float
+    pushed: bool = field(default=False, compare=False)
+
+    def run_record(self) -> dict:
+        """The ``run.json`` payload (dates as ISO 8601 strings)."""
+        record = asdict(self)
+        del record["output_dir"], record["pushed"]
+        for key in ("as_of", "started_at", "finished_at"):
+            record[key] = record[key].isoformat()
+        return record
+
+
+def run_time(as_of: datetime | None = None, now: datetime | None = None) -> datetime:
+    """T: ``as_of`` (which must be a UTC midnight), or today 00:00 UTC.
+
+    Midnight only: feature rows are stamped at midnights and the output is named by
+    the date, so a T inside a day would score the same features under a misleading name.
+    """
+    if as_of is None:
+        today = (now or datetime.now(UTC)).astimezone(UTC).date()
+        return datetime(today.year, today.month, today.day, tzinfo=UTC)
+    if as_of.tzinfo is None:
+        raise ValueError(f"as_of must be timezone-aware (UTC midnight), got naive {as_of}")
+    as_of = as_of.astimezone(UTC)
+    if as_of != datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC):
+        raise ValueError(f"as_of must be a UTC midnight (00:00), got {as_of.isoformat()}")
+    return as_of
+
+
+def output_dir(settings: Settings, as_of: datetime) -> Path:
+    """Where the run of T writes: ``predictions_dir/as_of=YYYY-MM-DD``."""
+    return settings.predictions_dir / f"as_of={as_of:%Y-%m-%d}"
+
+
+def population_sql(daily_glob: str, as_of: date, lookback_days: int) -> str:
+    """Users with at least one active day in [T - lookback, T), sorted by id.
+
+    The training population's rule (``training/labels.py``); ``date`` is the
+    ``user_daily`` day, so day T itself (events at or after T) does not count.
+    """
+    first = as_of - timedelta(days=lookback_days)
+    return f"""
+SELECT user_id AS {ENTITY_KEY}
+FROM read_parquet({quote_path(daily_glob)}, hive_partitioning = true)
+WHERE date >= DATE '{first}' AND date < DATE '{as_of}'
+GROUP BY user_id
+HAVING max(active) > 0
+ORDER BY user_id
+"""
+
+
+def features_as_of_sql(features_glob: str, as_of: datetime, ttl: timedelta) -> str:
+    """Per user, the stamp of the feature row Feast's join picks at T.
+
+    The newest row with T - ttl ≤ ``event_timestamp`` ≤ T: Feast keeps a row while
+    stamp + ttl ≥ T, so the TTL bound is inclusive, like the ≤ T bound.
+    """
+    return f"""
+SELECT user_id AS {ENTITY_KEY}, max({TIMESTAMP_FIELD}) AS features_as_of
+FROM read_parquet({quote_path(features_glob)})
+WHERE {TIMESTAMP_FIELD} <= TIMESTAMPTZ '{as_of.isoformat()}'
+  AND {TIMESTAMP_FIELD} >= TIMESTAMPTZ '{(as_of - ttl).isoformat()}'
+GROUP BY user_id
+"""
+
+
+def rank_scores(user_ids: pd.Series, risks: np.ndarray, settings: Settings) -> pd.DataFrame:
+    """``user_id, churn_risk, risk_band, rank``, riskiest first (rank 1); ties by user id."""
+    frame = pd.DataFrame({ENTITY_KEY: user_ids.to_numpy(), "churn_risk": risks})
+    frame = frame.sort_values(
+        ["churn_risk", ENTITY_KEY], ascending=[False, True], kind="stable"
+    ).reset_index(drop=True)
+    frame["risk_band"] = risk_bands(frame["churn_risk"].to_numpy(), settings)
+    frame["rank"] = np.arange(1, len(frame) + 1, dtype=np.int64)
+    return frame
+
+
+def score_quantiles(risks: np.ndarray) -> dict[str, float]:
+    """p50, p90, p99 of the scores: the shape a dashboard follows night to night."""
+    values = np.quantile(risks, list(QUANTILES.values()))
+    return {name: float(v) for name, v in zip(QUANTILES, values, strict=True)}
+
+
+def batch_samples(result: BatchResult) -> list[Sample]:
+    """The job's Pushgateway gauges (``churn_batch_*``)."""
+    samples = [
+        Sample("churn_batch_duration_seconds", result.duration_s, "Duration of the last run"),
+        Sample("churn_batch_users_scored", result.scored, "Users scored by the last run"),
+        Sample(
+            "churn_batch_users_skipped",
+            result.skipped,
+            "Active users the last run could not score: no feature row within the view TTL",
+        ),
+        Sample(
+            "churn_batch_high_risk_users",
+            result.high_risk,
+            "Users on the last run's high-risk list (top K plus the high band)",
+        ),
+    ]
+    samples += [
+        Sample(
+            "churn_batch_score_quantile",
+            result.score_quantiles[name],
+            "Quantiles of the last run's churn risk",
+            {"quantile": str(q)},
+        )
+        for name, q in QUANTILES.items()
+    ]
+    samples += [
+        Sample(
+            "churn_batch_last_success_timestamp_seconds",
+            result.finished_at.timestamp(),
+            "Unix time the last successful run finished",
+        ),
+        Sample(
+            "churn_batch_model_info",
+            1,
+            "Model version the last run scored with",
+            {"version": result.model_version},
+        ),
+    ]
+    return samples
+
+
+def score_population(
+    settings: Settings,
+    as_of: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BatchResult:
+    """Score the population at T with the production model; write and return the run.
+
+    Users active in the lookback but without a feature row within the view TTL are
+    counted as skipped, never scored with made-up values. ``progress(done, total)``
+    follows the point-in-time join. Raises (and writes nothing) when there is no
+    production model, no population, or no user with features.
+    """
+    started_at, clock = datetime.now(UTC), time.perf_counter()
+    as_of = run_time(as_of)
+    version = registry.production(settings.models_dir)
+    if version is None:
+        raise registry.RegistryError(
+            f"no production model in {settings.models_dir}: run `churn promote`"
+        )
+    model, metadata = registry.load_model(settings.models_dir, version)
+    refs = metadata["feature_refs"]
+    names = [ref.split(":", 1)[1] for ref in refs]
+    validated_paths(settings)  # the high-risk list reads them: fail before the long join
+
+    users = population(settings, as_of)
+    store = open_store(settings)
+    entity_rows = pd.DataFrame({ENTITY_KEY: users, TIMESTAMP_FIELD: pd.Timestamp(as_of)})
+    if progress is not None:
+        progress(0, 1)
+    joined = point_in_time_join(store, entity_rows, refs, progress=progress)
+    no_features = joined[names].isna().all(axis=1)
+    skipped = sorted(joined.loc[no_features, ENTITY_KEY])
+    features = joined.loc[~no_features, [ENTITY_KEY, *names]].reset_index(drop=True)
+    # The registered view's TTL is the one Feast's join applied (settings may have moved on).
+    ttl = store.get_feature_view(FEATURE_VIEW).ttl
+    if features.empty:
+        raise ValueError(
+            f"none of the {len(users):,} active users has a feature row stamped within "
+            f"{_days(ttl)} before {as_of.isoformat()} in {settings.features_path}: "
+            "run `churn features build` up to the day before T"
+        )
+    if skipped:
+        log.warning(
+            "%d of %d active users have no features within %s of %s (e.g. %s)",
+            len(skipped), len(users), _days(ttl), as_of.isoformat(), ", ".join(skipped[:3]),
+        )  # fmt: skip
+
+    risks = model.predict_proba(features[names])[:, 1]
+    predictions = rank_scores(features[ENTITY_KEY], risks, settings)
+    predictions = predictions.merge(
+        feature_stamps(settings, as_of, ttl), on=ENTITY_KEY, how="left", validate="one_to_one"
+    )
+    if predictions["features_as_of"].isna().any():
+        raise ValueError(
+            f"{int(predictions['features_as_of'].isna().sum())} scored users have no feature "
+            f"row within {_days(ttl)} of {as_of.isoformat()} in {settings.features_path}, yet Feast "
+            "joined features for them: is the registry applied from this data dir?"
+        )
+    predictions["model_version"] = version
+    predictions = predictions[PREDICTION_COLUMNS]
+    high_risk = high_risk_list(settings, predictions, as_of)
+
+    target = output_dir(settings, as_of)
+    # Staged beside predictions_dir, not in it: readers scan predictions_dir for as_of=*.
+    with atomic_dir(target, staging=settings.predictions_dir.parent) as tmp:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the retention team reads it
+        write_parquet(predictions, tmp / PREDICTIONS_FILE)
+        write_parquet(features, tmp / FEATURES_FILE)
+        write_text(high_risk.to_csv(index=False), tmp / HIGH_RISK_FILE)
+        finished_at = datetime.now(UTC)
+        result = BatchResult(
+            as_of=as_of,
+            model_version=version,
+            output_dir=target,
+            population=len(users),
+            scored=len(predictions),
+            skipped=len(skipped),
+            skipped_examples=skipped[:SKIPPED_EXAMPLES],
+            high_risk=len(high_risk),
+            bands={
+                b: int((predictions["risk_band"] == b).sum()) for b in ("high", "medium", "low")
+            },
+            score_quantiles=score_quantiles(risks),
+            started_at=started_at,
+            finished_at=finished_at,
+            duration_s=round(time.perf_counter() - clock, 3),
+        )
+        write_json(result.run_record(), tmp / RUN_FILE)
+    log.info(
+        "batch %s: %d scored, %d skipped, %d on the high-risk list, model %s",
+        f"{as_of:%Y-%m-%d}", result.scored, result.skipped, result.high_risk, version,
+    )  # fmt: skip
+    return replace(result, pushed=push(settings, PUSH_JOB, batch_samples(result)))
+
+
+def population(settings: Settings, as_of: datetime) -> list[str]:
+    """Ids of the users active in the lookback before T; errors name what to run."""
+    days = partitions.partition_days(settings.user_daily_path)
+    if not days:
+        raise MissingInputError(
+            f"{settings.user_daily_path} is empty or missing: run `churn data prepare` first"
+        )
+    if days[-1] < as_of.date() - timedelta(days=1):
+        log.warning(
+            "user_daily ends on %s, before the day before T (%s): the lookback is cut short",
+            days[-1], as_of.date(),
+        )  # fmt: skip
+    sql = population_sql(
+        partitions.table_glob(settings.user_daily_path),
+        as_of.date(),
+        settings.active_lookback_days,
+    )
+    users = [row[0] for row in connect(settings).execute(sql).fetchall()]
+    if not users:
+        first = as_of.date() - timedelta(days=settings.active_lookback_days)
+        raise ValueError(
+            f"nobody was active in [{first}, {as_of.date()}) in {settings.user_daily_path} "
+            f"(its days: {days[0]} … {days[-1]}): nothing to score at {as_of.isoformat()}"
+        )
+    return users
+
+
+def feature_stamps(settings: Settings, as_of: datetime, ttl: timedelta) -> pd.DataFrame:
+    """``user_id, features_as_of``: the stamp of each user's feature row used at T."""
+    sql = features_as_of_sql(partitions.table_glob(settings.features_path), as_of, ttl)
+    stamps = connect(settings).execute(sql).df()
+    stamps["features_as_of"] = pd.to_datetime(stamps["features_as_of"], utc=True)
+    return stamps
+
+
+def _days(span: timedelta) -> str:
+    return f"{span / timedelta(days=1):g} days"
+
+
+def print_batch(result: BatchResult, console: Console) -> None:
+    """A short summary of a run for the console."""
+    table = Table(title=f"Batch scores as of {result.as_of:%Y-%m-%d} (T = 00:00 UTC)")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    q = result.score_quantiles
+    skipped = f"{result.skipped:,}"
+    if result.skipped_examples:
+        skipped += f" (e.g. {', '.join(result.skipped_examples[:3])})"
+    rows = [
+        ("model", result.model_version),
+        ("active users", f"{result.population:,}"),
+        ("scored", f"{result.scored:,}"),
+        ("skipped: no features", skipped),
+        ("bands high / medium / low", " / ".join(f"{n:,}" for n in result.bands.values())),
+        ("high-risk list", f"{result.high_risk:,}"),
+        ("risk p50 / p90 / p99", f"{q['p50']:.3f} / {q['p90']:.3f} / {q['p99']:.3f}"),
+        ("seconds", f"{result.duration_s:.1f}"),
+        ("output", str(result.output_dir)),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
