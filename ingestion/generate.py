@@ -131,7 +131,7 @@ def generate_demo_data(
 
     Events fall in [start, start+days) 00:00 UTC. With ``scenario="drift"`` the world
     changes from ``drift_day`` (default two-thirds in): weaker sign-ups from a different
-    channel mix, and 30% less watch time for everyone. ``drift_day`` is ignored otherwise.
+    channel mix, and half the watch time for everyone. ``drift_day`` is ignored otherwise.
     """
     if n_users < 1 or days < 1:
         raise ValueError(f"need n_users >= 1 and days >= 1, got {n_users=} {days=}")
@@ -210,7 +210,7 @@ def generate_demo_data(
             "payment_failed": failed,
             "support_ticket": tickets,
         }
-        watch_factor = 0.7 if drift_day is not None and d >= drift_day else 1.0
+        watch_factor = 0.5 if drift_day is not None and d >= drift_day else 1.0
         events.append(_emit_events(rng, pop, idx, counts, lo, hi, x, watch_factor))
         daily.append((idx.astype(np.int32), np.full(m, d, np.int32), eng, hazard))
         if progress is not None:

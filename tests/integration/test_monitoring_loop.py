@@ -1,0 +1,133 @@
+"""The monitoring loop end to end, on the generator's drift scenario and on a world without it.
+
+Production is a model trained before the world changed; tonight's batch scores the
+changed world. Drift must show on the features the scenario moves and not on the others,
+retrain-if-needed must retrain and gate the candidate, and the API must follow a
+promotion by itself. Without drift the same loop leaves production alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time as clock
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from batch.score import score_population
+from feature_repo.store import apply_definitions, materialize, open_store
+from ingestion.features import build_rolling_features
+from ingestion.generate import generate_demo_data, write_demo_data
+from ingestion.prepare import build_user_daily
+from ingestion.validate import run_validation
+from monitor.drift import drift_report
+from monitor.retrain import retrain_if_needed
+from online_api.app import create_app
+from training import registry
+from training.promote import force
+from training.train import train_models
+
+pytestmark = pytest.mark.integration
+
+DAYS = 150
+DRIFT_DAY = DAYS - 25  # the world changed 25 days ago: the model is younger than its age limit
+END = datetime.combine(datetime.now(UTC).date(), time.min, UTC)
+START = END.date() - timedelta(days=DAYS)
+CUT = datetime.combine(START + timedelta(days=DRIFT_DAY), time.min, UTC)
+# What the drift scenario moves (half the watch time) and what it leaves alone.
+MOVED = ("watch_minutes_7d", "watch_minutes_14d", "watch_minutes_30d")
+UNMOVED = ("tickets_30d", "payments_failed_30d", "enrolments_30d", "plan", "country")
+
+
+def _world(settings, scenario: str):
+    data = generate_demo_data(
+        n_users=400, days=DAYS, seed=21, start=START, scenario=scenario, drift_day=DRIFT_DAY
+    )
+    write_demo_data(data, settings)
+    assert run_validation(settings).passed
+    # Production was trained on the world as it was before the drift day.
+    build_user_daily(settings, now=CUT)
+    build_rolling_features(settings)
+    apply_definitions(settings)
+    before = train_models(settings, now=CUT)
+    force(settings, before.versions[before.best], "trained before the world changed")
+    # Tonight: the whole history, features online, the nightly batch.
+    build_user_daily(settings, now=END)
+    build_rolling_features(settings)
+    materialize(settings, end=END)
+    score_population(settings, as_of=END)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def drifted(tmp_path_factory, isolated_settings):
+    settings = isolated_settings(tmp_path_factory.mktemp("drift"), max_event_age_hours=0,
+                                 model_reload_seconds=0.05)  # fmt: skip
+    try:
+        yield _world(settings, "drift")
+    finally:
+        open_store(settings).teardown()
+
+
+@pytest.fixture(scope="module")
+def steady(tmp_path_factory, isolated_settings):
+    settings = isolated_settings(tmp_path_factory.mktemp("steady"), max_event_age_hours=0)
+    try:
+        yield _world(settings, "baseline")
+    finally:
+        open_store(settings).teardown()
+
+
+def _gate_record(settings, candidate: str) -> dict:
+    records = [
+        json.loads(p.read_text()) for p in (settings.models_dir / "decisions").glob("*.json")
+    ]
+    return next(r for r in records if r["candidate"] == candidate)
+
+
+def test_drift_shows_on_the_moved_features_only(drifted):
+    report = drift_report(drifted)
+    assert report.status == "alert"
+    for name in MOVED:
+        assert report.features[name].status == "alert", (name, report.features[name].psi)
+    for name in UNMOVED:
+        assert report.features[name].status == "ok", (name, report.features[name].psi)
+
+
+def test_drift_retrains_and_the_api_serves_the_promoted_model(drifted):
+    before = registry.production(drifted.models_dir)
+    with TestClient(create_app(drifted)) as client:
+        assert client.get("/model").json()["version"] == before
+        decision = retrain_if_needed(drifted, now=END)
+        assert any(t.startswith("drift alert") for t in decision.triggers), decision.triggers
+        assert decision.candidate not in (None, before)
+        gate = _gate_record(drifted, decision.candidate)
+        # Promoted only by beating production on the newest window (the candidate's own).
+        beats = gate["candidate_metrics"]["pr_auc"] >= (
+            gate["production_metrics"]["pr_auc"] + drifted.promotion_margin
+        )
+        assert decision.promoted == gate["promote"]
+        assert not decision.promoted or beats
+        assert decision.promoted, f"the retrained model was refused: {decision.gate_reasons}"
+        assert registry.production(drifted.models_dir) == decision.candidate
+        deadline = clock.monotonic() + 5
+        while client.get("/model").json()["version"] != decision.candidate:
+            assert clock.monotonic() < deadline, "the API did not pick up the new model"
+        user = client.post("/churn-risk:batch", json={"user_ids": ["u000001", "u000002"]})
+        served = [i["result"] for i in user.json()["results"] if i["result"]]
+        assert served and all(r["model_version"] == decision.candidate for r in served)
+    history = (drifted.monitoring_dir / "retrain" / "history.jsonl").read_text().splitlines()
+    assert json.loads(history[-1])["candidate"] == decision.candidate
+
+
+def test_without_drift_the_loop_leaves_production_alone(steady):
+    before = registry.production(steady.models_dir)
+    assert drift_report(steady).status != "alert"
+    decision = retrain_if_needed(steady, now=END)
+    assert decision.triggers == []
+    assert decision.candidate is None
+    assert registry.production(steady.models_dir) == before
+    assert len(registry.list_versions(steady.models_dir)) == 2  # nothing was trained
+    history = (steady.monitoring_dir / "retrain" / "history.jsonl").read_text().splitlines()
+    assert json.loads(history[-1])["triggers"] == []
