@@ -25,6 +25,7 @@ from churn.atomic import write_json
 from churn.settings import Settings
 from feature_repo.spec import ENTITY_KEY
 from ingestion import partitions
+from ingestion.prepare import MissingInputError
 from ingestion.sql_engine import connect, quote_path
 from monitor.push import Sample
 from training.metrics import evaluate, reliability_curve
@@ -191,18 +192,22 @@ def realized_outcomes(settings: Settings) -> OutcomesReport:
     if not days:
         raise FileNotFoundError(
             f"no batch predictions under {settings.predictions_dir} (as_of=YYYY-MM-DD/): "
-            "run the nightly batch first"
+            "run `churn batch score` first"
         )
     history_path = settings.monitoring_dir / "outcomes" / "history.json"
     history = read_history(history_path)
     daily_days = partitions.partition_days(settings.user_daily_path)
-    last_complete = daily_days[-1] if daily_days else None
+    if not daily_days:
+        raise MissingInputError(
+            f"{settings.user_daily_path} has no days: run `churn data prepare` first"
+        )
+    last_complete = daily_days[-1]
     evaluated, pending, skipped = [], [], []
     con = connect(settings)
     daily_glob = partitions.table_glob(settings.user_daily_path)
     for day in days:
         complete_on = horizon_last_day(day, settings.horizon_days)
-        if last_complete is None or last_complete < complete_on:
+        if last_complete < complete_on:
             pending.append(PendingDate(day, complete_on))
             continue
         frame = read_predictions(batch_dir(settings.predictions_dir, day) / PREDICTIONS_FILE)

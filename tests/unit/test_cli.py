@@ -122,3 +122,37 @@ def test_features_sql_shows_the_rendered_windows(env):
     assert "ROWS BETWEEN 89 PRECEDING AND CURRENT ROW" in result.output
     assert "AS logins_60d" in result.output
     assert "logins_7d" not in result.output
+
+
+def test_batch_and_monitoring_jobs_on_bad_input_exit_1_with_the_reason(env, tmp_path):
+    """No production model, no batch yet, a corrupt prediction file: one clear line each."""
+    no_model = runner.invoke(app, ["batch", "score"], env=env)
+    assert no_model.exit_code == 1
+    assert "churn promote" in _text(no_model)
+    for command in (["monitor", "drift"], ["monitor", "outcomes"]):
+        nothing = runner.invoke(app, command, env=env)
+        assert nothing.exit_code == 1, (command, nothing.output)
+        assert "churn batch score" in _text(nothing)
+    batch = tmp_path / "data" / "predictions" / "as_of=2026-11-20"
+    batch.mkdir(parents=True)
+    (batch / "predictions.parquet").write_bytes(b"not parquet")
+    before = (batch / "predictions.parquet").read_bytes()
+    corrupt = runner.invoke(app, ["monitor", "drift"], env=env)
+    assert corrupt.exit_code == 1, corrupt.output
+    assert "predictions.parquet" in _text(corrupt)
+    no_daily = runner.invoke(app, ["monitor", "outcomes"], env=env)
+    assert no_daily.exit_code == 1, no_daily.output
+    assert "churn data prepare" in _text(no_daily)
+    assert (batch / "predictions.parquet").read_bytes() == before
+    assert not (tmp_path / "artifacts" / "monitoring" / "drift").exists()
+
+
+def test_retraining_without_a_production_model_says_what_to_run(env):
+    result = runner.invoke(app, ["monitor", "retrain-if-needed"], env=env)
+    assert result.exit_code == 1
+    assert "churn promote" in _text(result)
+
+
+def _text(result) -> str:
+    """The output as one line: rich wraps long messages at the terminal width."""
+    return " ".join(result.output.split())
