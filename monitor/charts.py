@@ -16,7 +16,12 @@ from matplotlib.figure import Figure
 from churn.atomic import atomic_path
 
 FLOOR = 1e-3  # the axis starts here: a PSI below it is no drift worth a bar
-STATUS_COLORS = {"ok": "tab:green", "warn": "tab:orange", "alert": "tab:red"}
+STATUS_COLORS = {
+    "ok": "tab:green",
+    "warn": "tab:orange",
+    "alert": "tab:red",
+    "not counted": "tab:gray",
+}
 
 
 def psi_bars(
@@ -41,7 +46,10 @@ def psi_bars(
     axes = figure.add_subplot()
     positions = np.arange(len(names))
     axes.bar(positions, heights, color=[STATUS_COLORS[statuses[name]] for name in names])
-    axes.set_xticks(positions, names, rotation=70, ha="right", fontsize="small")
+    labels = [
+        f"{name} (not counted)" if statuses[name] == "not counted" else name for name in names
+    ]
+    axes.set_xticks(positions, labels, rotation=70, ha="right", fontsize="small")
     for level, label in ((warn, "warn"), (alert, "alert")):
         axes.axhline(
             level,

@@ -192,7 +192,10 @@ def write_drift_report(report: DriftReport, settings: Settings) -> Path:
     written_at = datetime.now(UTC).isoformat()
     path = write_json(report.as_dict() | {"written_at": written_at}, out / f"{stem}.json")
     values = {name: f.psi for name, f in report.features.items()} | {SCORE_LABEL: report.score_psi}
-    statuses = {name: f.status for name, f in report.features.items()}
+    statuses = {
+        name: "not counted" if name in report.not_counted else f.status
+        for name, f in report.features.items()
+    }
     psi_bars(
         values,
         statuses | {SCORE_LABEL: report.score_status},
