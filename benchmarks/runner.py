@@ -32,6 +32,7 @@ STAGES = (
     "train",
     "promote",
     "batch score",
+    "batch score (all)",
 )
 
 
@@ -101,9 +102,12 @@ def run_stage(stage: str, users: int, days: int) -> dict:
         from training.promote import force, latest_candidate
 
         force(settings, latest_candidate(settings), "benchmark")
-    elif stage == "batch score":
+    elif stage in ("batch score", "batch score (all)"):
         from batch.score import score_population
         from ingestion import partitions
+
+        if stage == "batch score (all)":  # every user counts as active: the whole table scored
+            settings = settings.model_copy(update={"active_lookback_days": days})
 
         last = partitions.partition_days(settings.user_daily_path)[-1]
         as_of = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
@@ -197,7 +201,7 @@ def main(stages: tuple[str, ...] = STAGES) -> None:
             )
         elif stage == "train":
             rate = f"{r['rows']:,} rows, 2 models, best PR-AUC {r['pr_auc']:.3f}"
-        elif stage == "batch score":
+        elif stage.startswith("batch score"):
             rate = (
                 f"{r['scored'] / r['seconds']:,.0f} users/s ({r['scored']:,} scored, "
                 f"{r['skipped']:,} skipped, {r['high_risk']:,} high-risk; join {r['join_s']:.1f} s)"

@@ -16,11 +16,8 @@ from pydantic import SecretStr
 
 from feature_repo.store import apply_definitions, materialize, open_store
 from ingestion import partitions
-from ingestion.features import build_rolling_features
-from ingestion.generate import generate_demo_data, write_demo_data
-from ingestion.prepare import build_user_daily
-from ingestion.validate import run_validation
 from online_api.app import create_app
+from tests.integration.world import build_world
 from training import registry
 from training.promote import force
 from training.train import train_models
@@ -36,12 +33,7 @@ START = END.date() - timedelta(days=DAYS)
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, isolated_settings):
     settings = isolated_settings(tmp_path_factory.mktemp("api"), model_reload_seconds=0.01)
-    write_demo_data(generate_demo_data(n_users=400, days=DAYS, seed=6, start=START), settings)
-    assert run_validation(settings).passed
-    build_user_daily(settings, now=END)
-    build_rolling_features(settings)
-    apply_definitions(settings)
-    materialize(settings, end=END)
+    build_world(settings, users=400, days=DAYS, end=END)
     result = train_models(settings, now=END)
     yield settings, result
     open_store(settings).teardown()

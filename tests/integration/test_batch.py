@@ -28,14 +28,11 @@ from batch.score import (
 from churn.atomic import write_parquet
 from churn.risk import risk_bands
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
-from feature_repo.store import apply_definitions, open_store
+from feature_repo.store import open_store
 from ingestion import partitions
-from ingestion.features import build_rolling_features
-from ingestion.generate import generate_demo_data, write_demo_data
-from ingestion.prepare import build_user_daily
 from ingestion.sql_engine import connect
-from ingestion.validate import run_validation
 from tests.integration.test_push import pushed_samples, running_pushgateway
+from tests.integration.world import build_world
 from training import registry
 from training.dataset import point_in_time_join
 from training.labels import AsOfRange, labels_sql
@@ -78,12 +75,8 @@ def world(tmp_path_factory, isolated_settings):
     which Feast still serves. ``gone``: every row within the TTL removed: skipped.
     """
     settings = isolated_settings(tmp_path_factory.mktemp("batch"))
-    write_demo_data(generate_demo_data(n_users=300, days=DAYS, seed=6, start=START), settings)
     try:
-        assert run_validation(settings).passed
-        build_user_daily(settings, now=END)
-        build_rolling_features(settings)
-        apply_definitions(settings)
+        build_world(settings, users=300, days=DAYS, end=END, online=False)
         trained = train_models(settings, now=END)
         active = _population(settings)
         edge, gone = active[0], active[5:8]

@@ -15,12 +15,8 @@ import pytest
 from rich.console import Console
 
 from feature_repo.spec import ENTITY_KEY, FEATURE_VIEW, TIMESTAMP_FIELD, feature_names
-from feature_repo.store import apply_definitions, materialize, open_store
+from feature_repo.store import materialize, open_store
 from ingestion import partitions
-from ingestion.features import build_rolling_features
-from ingestion.generate import generate_demo_data, write_demo_data
-from ingestion.prepare import build_user_daily
-from ingestion.validate import run_validation
 from monitor.skew import (
     FeatureSkew,
     print_skew,
@@ -28,6 +24,7 @@ from monitor.skew import (
     skew_samples,
     write_skew_report,
 )
+from tests.integration.world import build_world
 
 pytestmark = pytest.mark.integration
 
@@ -42,12 +39,7 @@ CORRUPTED = "watch_minutes_7d"
 def skew_settings(tmp_path_factory, isolated_settings):
     settings = isolated_settings(tmp_path_factory.mktemp("skew"), skew_sample=1000)
     try:
-        write_demo_data(generate_demo_data(n_users=300, days=DAYS, seed=6, start=START), settings)
-        assert run_validation(settings).passed
-        build_user_daily(settings, now=END)
-        build_rolling_features(settings)
-        apply_definitions(settings)
-        materialize(settings, end=END)
+        build_world(settings, users=300, days=DAYS, end=END)
         yield settings
     finally:
         if settings.registry_path.exists():
