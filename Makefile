@@ -13,12 +13,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-# redis-server is needed only when no Redis answers at CHURN_REDIS_URL; the Pushgateway
-# for the job-metrics tests. As root we install them, otherwise say what is missing.
+# redis-server is needed only when no Redis answers at CHURN_REDIS_URL; the Pushgateway,
+# Prometheus (promtool) and kubectl (kustomize) for the deployment tests. As root we
+# install them, otherwise say what is missing (the tests that need them are skipped).
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v prometheus-pushgateway >/dev/null 2>&1 || missing="$$missing prometheus-pushgateway"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v kubectl >/dev/null 2>&1 || missing="$$missing $$(apt-cache show kubectl >/dev/null 2>&1 && echo kubectl || echo kubernetes-client)"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing$$missing (apt-get)"; \

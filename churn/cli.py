@@ -10,13 +10,14 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from churn.jobs import job_run
 from churn.progress import StageLog, training_table
 from churn.settings import Settings, get_settings
 
@@ -192,7 +193,7 @@ def features_build(as_of: AsOf = None) -> None:
 
     settings = _settings()
     log = StageLog(console)
-    with _user_errors(), log.stage("build features"):
+    with _user_errors(), job_run(settings, "features"), log.stage("build features"):
         result = build_rolling_features(settings, as_of=_day(as_of))
     log.note(f"{result.rows:,} feature rows, {result.first_day} … {result.last_day}")
 
@@ -249,16 +250,19 @@ def features_materialize(
     ] = False,
 ) -> None:
     """Load the newest features of every user into the Redis online store."""
+    from churn.jobs import online_freshness
     from churn.redis_server import ensure_redis
     from feature_repo.store import materialize
+    from monitor.push import push
 
     with _user_errors():
         settings = ensure_redis(_settings(), say=console.print)
     log = StageLog(console)
-    with _user_errors(), log.stage("feast materialize"):
+    with _user_errors(), job_run(settings, "materialize"), log.stage("feast materialize"):
         since, until = materialize(
             settings, end=_utc(end), start=_utc(start), incremental=incremental
         )
+        push(settings, "churn_materialize", [online_freshness(settings, until)], replace=False)
     loaded = "since the last run" if since is None else f"from {since:%Y-%m-%d %H:%M}"
     log.note(f"online store loaded {loaded} to {until:%Y-%m-%d %H:%M} UTC")
 
@@ -383,7 +387,7 @@ def batch_score(
 
     settings = _settings()
     log = StageLog(console)
-    with _user_errors(), log.stage("batch score") as progress:
+    with _user_errors(), job_run(settings, "batch"), log.stage("batch score") as progress:
         result = score_population(settings, _utc(as_of), progress=progress)
     log.note(f"{result.scored:,} scored, {result.skipped:,} skipped → {result.output_dir}")
     print_batch(result, console)
@@ -409,12 +413,12 @@ def monitor_drift(as_of: BatchDate = None) -> None:
     from monitor.push import push
 
     settings = _settings()
-    with _user_errors():
+    with _user_errors(), job_run(settings, "drift"):
         report = drift_report(settings, _day(as_of))
         path = write_drift_report(report, settings)
+        push(settings, "churn_drift", drift_samples(report))
     print_drift(report, console)
     console.print(f"report: {path} (chart: {path.with_suffix('.png')})")
-    push(settings, "churn_drift", drift_samples(report))
     raise typer.Exit(EXIT_CODES[report.status])
 
 
@@ -426,11 +430,11 @@ def monitor_outcomes() -> None:
     from monitor.push import push
 
     settings = _settings()
-    with _user_errors():
+    with _user_errors(), job_run(settings, "outcomes"):
         report = realized_outcomes(settings)
+        push(settings, "churn_outcomes", outcome_samples(report))
     print_outcomes(report, console)
     console.print(f"history: {report.history_path}")
-    push(settings, "churn_outcomes", outcome_samples(report))
 
 
 @monitor_app.command("skew")
@@ -448,12 +452,12 @@ def monitor_skew(
     from monitor.skew import print_skew, skew_report, skew_samples, write_skew_report
 
     settings = _settings()
-    with _user_errors():
+    with _user_errors(), job_run(settings, "skew"):
         report = skew_report(settings, sample, seed)
         path = write_skew_report(report, settings)
+        push(settings, "churn_skew", skew_samples(report))
     print_skew(report, console)
     console.print(f"report: {path}")
-    push(settings, "churn_skew", skew_samples(report))
     if report.cells_mismatched or report.users_missing_online:
         raise typer.Exit(3)
 
@@ -466,7 +470,7 @@ def monitor_retrain() -> None:
 
     settings = _settings()
     log = StageLog(console)
-    with _user_errors(), log.stage("retrain if needed"):
+    with _user_errors(), job_run(settings, "retrain"), log.stage("retrain if needed"):
         decision = retrain_if_needed(settings)
     if not decision.triggers:
         log.note(f"no trigger fired; production stays {decision.production_before}")
@@ -477,6 +481,30 @@ def monitor_retrain() -> None:
     for reason in decision.gate_reasons:
         console.print(f"  {reason}")
     console.print(f"production: {decision.production_after}")
+
+
+@app.command("nightly")
+def nightly(
+    day: Annotated[
+        datetime | None,
+        typer.Option("--day", formats=["%Y-%m-%d"], help="The day just ended (default yesterday)."),
+    ] = None,
+) -> None:
+    """The night's jobs once, in order: validate → prepare and features for the day →
+    materialize → batch score → drift → outcomes → skew → retrain-if-needed."""
+    from churn.nightly import run_nightly
+
+    settings = _settings()
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    raise typer.Exit(run_nightly(settings, _day(day) or yesterday, console))
+
+
+@app.command("schedule")
+def schedule() -> None:
+    """Run `churn nightly` at every CHURN_NIGHTLY_CRON time (UTC), in the foreground."""
+    from churn.nightly import run_schedule
+
+    run_schedule(_settings(), console)
 
 
 @app.command("env")

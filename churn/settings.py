@@ -8,10 +8,12 @@ Read once (``get_settings()``) and passed down as an argument. Values come from
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import unquote, urlparse
 
+from cronsim import CronSim, CronSimError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -98,6 +100,9 @@ class Settings(BaseSettings):
     model_reload_seconds: float = Field(
         1.0, gt=0, description="How often the API checks the production alias"
     )
+    nightly_cron: str = Field(
+        "0 2 * * *", description="When `churn schedule` runs the nightly jobs (cron, UTC)"
+    )
     pushgateway_url: str | None = Field(
         None,
         description="Prometheus Pushgateway for job metrics, e.g. http://host:9091 (unset = none)",
@@ -144,6 +149,17 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return value or None
+
+    @field_validator("nightly_cron")
+    @classmethod
+    def _check_cron(cls, value: str) -> str:
+        try:
+            CronSim(value, datetime.now(UTC))
+        except CronSimError as exc:
+            raise ValueError(
+                f"CHURN_NIGHTLY_CRON {value!r} is not a cron expression: {exc}"
+            ) from exc
+        return value
 
     @field_validator("redis_url")
     @classmethod

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, push_to_gateway
+from prometheus_client import CollectorRegistry, push_to_gateway, pushadd_to_gateway
 from prometheus_client.core import GaugeMetricFamily
 
 from churn.settings import Settings
@@ -41,8 +41,17 @@ class _Samples:
         return list(families.values())
 
 
-def push(settings: Settings, job: str, samples: Iterable[Sample], timeout: float = 5) -> bool:
+def push(
+    settings: Settings,
+    job: str,
+    samples: Iterable[Sample],
+    timeout: float = 5,
+    replace: bool = True,
+) -> bool:
     """Replace ``job``'s metrics on the Pushgateway; False (and a warning) when it fails.
+
+    With ``replace=False`` only the metrics of these names are replaced and the job's
+    others kept (a failed run must not erase when the job last succeeded).
 
     Without ``CHURN_PUSHGATEWAY_URL`` nothing is pushed. A monitoring outage must not
     fail the nightly job that produced the figures, so errors are logged, not raised.
@@ -52,7 +61,8 @@ def push(settings: Settings, job: str, samples: Iterable[Sample], timeout: float
     registry = CollectorRegistry()
     registry.register(_Samples(list(samples)))
     try:
-        push_to_gateway(settings.pushgateway_url, job=job, registry=registry, timeout=timeout)
+        send = push_to_gateway if replace else pushadd_to_gateway
+        send(settings.pushgateway_url, job=job, registry=registry, timeout=timeout)
     except OSError as exc:
         log.warning("pushgateway %s: %s", settings.pushgateway_url, exc)
         return False

@@ -38,6 +38,7 @@ from online_api.schemas import BatchRequest, BatchResponse, ChurnRisk, Problem
 log = logging.getLogger(__name__)
 UserId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 READINESS_ID = "__readiness__"  # an id no user has: reading it proves the store answers
+READY_PROBE_SECONDS = 5.0
 STORE_ERRORS = (RedisError, OSError, TimeoutError)
 BEARER = HTTPBearer(auto_error=False, description="CHURN_API_TOKEN, when it is set")
 
@@ -117,13 +118,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # collector stops re-scanning them: full collections took ~120 ms, the p99.
         gc.collect()
         gc.freeze()
-        watcher = asyncio.create_task(holder.watch())
+        tasks = [asyncio.create_task(holder.watch()), asyncio.create_task(probe_readiness())]
         try:
             yield
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await online.aclose()
 
     app = FastAPI(title="churn risk", version="1", description=__doc__, lifespan=lifespan)
@@ -157,6 +160,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await online.fetch([READINESS_ID], loaded.plan)
         except STORE_ERRORS as exc:
             log.warning("online store not reachable at start-up: %s", type(exc).__name__)
+
+    async def store_answers(loaded: Loaded) -> bool:
+        try:
+            await serving.online.fetch([READINESS_ID], loaded.plan)  # type: ignore[union-attr]
+        except STORE_ERRORS:
+            return False
+        return True
+
+    async def probe_readiness() -> None:
+        """Keep ``churn_api_ready`` current between scrapes (alerts read it, not /ready)."""
+        while True:
+            loaded = serving.holder.current() if serving.holder else None
+            ready = loaded is not None and await store_answers(loaded)
+            metrics.ready.set(1.0 if ready else 0.0)
+            await asyncio.sleep(READY_PROBE_SECONDS)
 
     def serving_model() -> Loaded | Response:
         """The production model, or the 503 that says there is none."""
@@ -258,7 +276,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             await serving.online.fetch([READINESS_ID], loaded.plan)  # type: ignore[union-attr]
         except STORE_ERRORS as exc:
+            metrics.ready.set(0.0)
             return unavailable(exc)
+        metrics.ready.set(1.0)
         return json_response({"status": "ready", "model_version": loaded.scorer.version})
 
     @app.get("/model", responses={503: {"model": Problem}}, dependencies=guarded)

@@ -67,6 +67,11 @@ class ApiMetrics:
             ["version", "kind"], registry=r, multiprocess_mode="max",
         )  # fmt: skip
 
+        # 1 when this worker has a model and the online store answers; "min" over workers.
+        self.ready = Gauge(
+            "churn_api_ready", "Model loaded and online store answering (1) or not (0)",
+            registry=r, multiprocess_mode="min",
+        )  # fmt: skip
         self._children: dict[tuple, tuple] = {}  # labelled children, looked up once
 
     def request(self, route: str, status: int, seconds: float) -> None:

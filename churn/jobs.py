@@ -1,0 +1,65 @@
+"""Job runs as metrics: when each job last succeeded or failed, and how long it took.
+
+Dashboards show the last successful run and the duration of every job, and an alert
+fires when a nightly job has not succeeded for 26 h; both read these gauges, pushed to
+the Pushgateway under ``job="churn_<name>"`` whether the job runs from ``churn
+nightly``, a Kubernetes CronJob or by hand.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+from churn.settings import Settings
+from ingestion import partitions
+from monitor.push import Sample, push
+
+SUCCESS = "churn_job_last_success_timestamp_seconds"
+FAILURE = "churn_job_last_failure_timestamp_seconds"
+DURATION = "churn_job_duration_seconds"
+FRESHNESS = "churn_online_features_newest_timestamp_seconds"
+
+
+def run_samples(succeeded: bool, started: float, finished: float) -> list[Sample]:
+    """The gauges of one run: success time and duration, or failure time."""
+    if not succeeded:
+        return [Sample(FAILURE, finished, "When the job last failed (Unix time)")]
+    return [
+        Sample(SUCCESS, finished, "When the job last succeeded (Unix time)"),
+        Sample(DURATION, finished - started, "How long the job's last successful run took"),
+    ]
+
+
+@contextmanager
+def job_run(settings: Settings, name: str) -> Iterator[None]:
+    """Time the block as a run of job ``name``; push the outcome when it ends.
+
+    Only these gauges of the job are replaced, so a job's own figures (the batch's
+    counts, the drift's PSI) pushed inside the block stay, and a failure keeps the last
+    success visible. An exception is recorded as a failure and re-raised.
+    """
+    started = time.time()
+    try:
+        yield
+    except BaseException:
+        push(settings, f"churn_{name}", run_samples(False, started, time.time()), replace=False)
+        raise
+    push(settings, f"churn_{name}", run_samples(True, started, time.time()), replace=False)
+
+
+def online_freshness(settings: Settings, until: datetime) -> Sample:
+    """The newest feature timestamp a materialization up to ``until`` loaded into Redis.
+
+    Day D's row is stamped D+1 00:00 UTC; materializing later does not make old features
+    fresh, so the stale-features alert reads this, not the time of the run.
+    """
+    days = partitions.partition_days(settings.features_path)
+    newest = (
+        datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC) if days else None
+    )
+    stamp = min(newest, until) if newest else None
+    value = stamp.timestamp() if stamp else 0.0
+    return Sample(FRESHNESS, value, "Newest feature timestamp loaded into the online store")
