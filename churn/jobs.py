@@ -21,6 +21,7 @@ SUCCESS = "churn_job_last_success_timestamp_seconds"
 FAILURE = "churn_job_last_failure_timestamp_seconds"
 DURATION = "churn_job_duration_seconds"
 FRESHNESS = "churn_online_features_newest_timestamp_seconds"
+RUN_GROUP = {"kind": "job_run"}
 
 
 def run_samples(succeeded: bool, started: float, finished: float) -> list[Sample]:
@@ -37,17 +38,24 @@ def run_samples(succeeded: bool, started: float, finished: float) -> list[Sample
 def job_run(settings: Settings, name: str) -> Iterator[None]:
     """Time the block as a run of job ``name``; push the outcome when it ends.
 
-    Only these gauges of the job are replaced, so a job's own figures (the batch's
-    counts, the drift's PSI) pushed inside the block stay, and a failure keeps the last
-    success visible. An exception is recorded as a failure and re-raised.
+    The gauges live in a Pushgateway group of their own, so the job's own figures (the
+    batch's counts, the drift's PSI) pushed inside the block leave them alone, and a
+    failure keeps the last success visible. An exception is recorded as a failure and
+    re-raised.
     """
     started = time.time()
     try:
         yield
     except BaseException:
-        push(settings, f"churn_{name}", run_samples(False, started, time.time()), replace=False)
+        _push_run(settings, name, run_samples(False, started, time.time()))
         raise
-    push(settings, f"churn_{name}", run_samples(True, started, time.time()), replace=False)
+    _push_run(settings, name, run_samples(True, started, time.time()))
+
+
+def _push_run(settings: Settings, name: str, samples: list[Sample]) -> None:
+    # A group of its own (``kind="job_run"``): the job's figures are pushed whole, which
+    # replaces their group, and must not take the last failure or success with them.
+    push(settings, f"churn_{name}", samples, replace=False, grouping=RUN_GROUP)
 
 
 def online_freshness(settings: Settings, until: datetime) -> Sample:

@@ -47,11 +47,13 @@ def push(
     samples: Iterable[Sample],
     timeout: float = 5,
     replace: bool = True,
+    grouping: dict[str, str] | None = None,
 ) -> bool:
     """Replace ``job``'s metrics on the Pushgateway; False (and a warning) when it fails.
 
-    With ``replace=False`` only the metrics of these names are replaced and the job's
-    others kept (a failed run must not erase when the job last succeeded).
+    With ``replace=False`` only the metrics of these names are replaced and the group's
+    others kept. ``grouping`` adds labels to the group's key: a group of its own, which
+    pushes to the job's plain group never touch.
 
     Without ``CHURN_PUSHGATEWAY_URL`` nothing is pushed. A monitoring outage must not
     fail the nightly job that produced the figures, so errors are logged, not raised.
@@ -62,7 +64,10 @@ def push(
     registry.register(_Samples(list(samples)))
     try:
         send = push_to_gateway if replace else pushadd_to_gateway
-        send(settings.pushgateway_url, job=job, registry=registry, timeout=timeout)
+        send(
+            settings.pushgateway_url, job=job, registry=registry, timeout=timeout,
+            grouping_key=grouping or {},
+        )  # fmt: skip
     except OSError as exc:
         log.warning("pushgateway %s: %s", settings.pushgateway_url, exc)
         return False
