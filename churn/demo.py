@@ -123,8 +123,13 @@ def serve_and_ask(settings: Settings, ids: list[str], console: Console, interact
 
 
 def _sample_ids(settings: Settings, last_day: date) -> list[str]:
-    """Two users the online store knows: the first and the last id of the newest day."""
-    rows = _query(settings, f"SELECT min(user_id), max(user_id) FROM {_day(settings, last_day)}")
+    """Two users the online store knows and the model is for: the first and the last id
+    of the newest day among users active in the look-back (the scored population)."""
+    rows = _query(
+        settings,
+        f"SELECT min(user_id), max(user_id) FROM {_day(settings, last_day)} "
+        f"WHERE days_since_last_activity < {settings.active_lookback_days}",
+    )
     return list(rows[0])
 
 
