@@ -113,9 +113,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         holder = ModelHolder(settings, resolve)
         await asyncio.to_thread(holder.refresh)
         serving.online, serving.holder = online, holder
-        await warm_up(online, holder)
-        # Start-up leaves ~1M long-lived objects (Feast, pandas, sklearn); frozen, the
-        # collector stops re-scanning them: full collections took ~120 ms, the p99.
+        await warm_up(holder)
+        # Start-up leaves a few hundred thousand long-lived objects (Feast, pandas, sklearn);
+        # frozen, the collector stops re-scanning them: full collections took ~120 ms, the p99.
         gc.collect()
         gc.freeze()
         tasks = [asyncio.create_task(holder.watch()), asyncio.create_task(probe_readiness())]
@@ -150,16 +150,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.errors.labels(kind).inc()
         return json_response({"detail": detail}, status, headers)
 
-    async def warm_up(online: OnlineFeatures, holder: ModelHolder) -> None:
+    async def warm_up(holder: ModelHolder) -> None:
         """Open the Redis connection and run the scorer once, before the first request."""
         loaded = holder.current()
         if loaded is None:
             return
         loaded.scorer.explain_many([dict(loaded.scorer.references)])
-        try:
-            await online.fetch([READINESS_ID], loaded.plan)
-        except STORE_ERRORS as exc:
-            log.warning("online store not reachable at start-up: %s", type(exc).__name__)
+        if not await store_answers(loaded):
+            log.warning("online store not reachable at start-up")
 
     async def store_answers(loaded: Loaded) -> bool:
         try:
