@@ -23,11 +23,9 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -71,12 +69,6 @@ class Load:
     p50_ms: float
     p99_ms: float
     failed: int  # non-2xx responses and socket errors
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
@@ -222,18 +214,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write the figures here.")
     args = parser.parse_args()
 
-    from churn.redis_server import ensure_redis
-    from churn.settings import get_settings
-    from feature_repo.store import open_store
+    from runner import bench_settings
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
-    settings = ensure_redis(
-        get_settings(
-            data_dir=tmp / "data",
-            artifacts_dir=tmp / "artifacts",
-            feast_project=f"bench_{uuid.uuid4().hex[:8]}",
-        )
-    )
+    from feature_repo.store import open_store
+    from online_api.server import free_port
+
+    tmp, settings = bench_settings("bench-api-")
     env = os.environ | settings.as_env()
     env.pop("CHURN_API_TOKEN", None)
     servers: list[subprocess.Popen] = []

@@ -127,6 +127,21 @@ def run_stage(stage: str, users: int, days: int) -> dict:
     return out
 
 
+def bench_settings(prefix: str):  # -> tuple[Path, Settings]
+    """A temporary directory and settings of a benchmark's own: data, artifacts, Feast
+    project (the caller tears the project down and removes the directory)."""
+    from churn.redis_server import ensure_redis
+    from churn.settings import get_settings
+
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    settings = get_settings(
+        data_dir=tmp / "data",
+        artifacts_dir=tmp / "artifacts",
+        feast_project=f"bench_{uuid.uuid4().hex[:8]}",
+    )
+    return tmp, ensure_redis(settings)
+
+
 def main(stages: tuple[str, ...] = STAGES) -> None:
     """Run ``stages`` in order (each in its own process) and print their figures."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -138,18 +153,9 @@ def main(stages: tuple[str, ...] = STAGES) -> None:
         print(json.dumps(run_stage(args.stage, args.users, args.days)))
         return
 
-    from churn.redis_server import ensure_redis
-    from churn.settings import get_settings
     from feature_repo.store import open_store
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-features-"))
-    settings = ensure_redis(
-        get_settings(
-            data_dir=tmp / "data",
-            artifacts_dir=tmp / "artifacts",
-            feast_project=f"bench_{uuid.uuid4().hex[:8]}",
-        )
-    )
+    tmp, settings = bench_settings("bench-features-")
     env = settings.as_env()
     results: dict[str, dict] = {}
     try:

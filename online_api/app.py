@@ -81,10 +81,6 @@ class RequestMetrics:
             self.metrics.request(route, status, time.perf_counter() - start)
 
 
-class NoModelError(Exception):
-    """No production model is loaded."""
-
-
 # A scored user's response body, or (error kind, detail) when the user cannot be scored.
 Outcome = dict | tuple[str, str] | None
 
@@ -193,9 +189,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         Raises the store's error (the callers answer 503) when the read fails.
         """
-        loaded = serving.holder.current()  # type: ignore[union-attr]
-        if loaded is None:
-            raise NoModelError
+        # The callers checked that a model is loaded, and a loaded model is never unloaded.
+        loaded: Loaded = serving.holder.current()  # type: ignore[union-attr,assignment]
         start = time.perf_counter()
         rows = await serving.online.fetch(user_ids, loaded.plan)  # type: ignore[union-attr]
         metrics.fetch.observe(time.perf_counter() - start)
@@ -309,8 +304,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             outcome = await coalescer.submit(user_id)
         except STORE_ERRORS as exc:
             return unavailable(exc)
-        except NoModelError:
-            return no_model()
         if isinstance(outcome, tuple):
             return json_response({"detail": outcome[1]}, 404)
         return json_response(outcome)
@@ -335,8 +328,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             outcomes = await score_users(request.user_ids)
         except STORE_ERRORS as exc:
             return unavailable(exc)
-        except NoModelError:
-            return no_model()
         items = [
             {"user_id": u, "result": None, "error": outcome[0], "detail": outcome[1]}
             if isinstance(outcome, tuple) else {"user_id": u, "result": outcome}

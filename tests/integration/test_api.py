@@ -46,6 +46,15 @@ def serving(settings) -> Iterator[TestClient]:
         yield client
 
 
+@pytest.fixture
+def promoted(served):
+    """The served world with a production model (earlier tests may have switched it)."""
+    settings, result = served
+    if registry.production(settings.models_dir) is None:
+        force(settings, result.versions[result.best], "api test")
+    return settings, result
+
+
 def _newest_offline(settings) -> pd.DataFrame:
     glob = partitions.table_glob(settings.features_path)
     frame = duckdb.execute(f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true)").df()
@@ -158,12 +167,12 @@ def own_redis(tmp_path):
     stop()
 
 
-def test_redis_down_is_a_quick_503_and_the_service_recovers(served, own_redis):
+def test_redis_down_is_a_quick_503_and_the_service_recovers(promoted, own_redis):
     import time
 
     import redis
 
-    base, result = served
+    base, _ = promoted
     port, start, stop = own_redis
     settings = base.model_copy(
         update={
@@ -173,8 +182,6 @@ def test_redis_down_is_a_quick_503_and_the_service_recovers(served, own_redis):
     )
     apply_definitions(settings)
     materialize(settings, end=END)
-    if registry.production(settings.models_dir) is None:
-        force(settings, result.versions[result.best], "fault test")
     with serving(settings) as client:
         user = _newest_offline(settings).index[0]
         assert client.get(f"/users/{user}/churn-risk").status_code == 200
@@ -207,10 +214,8 @@ def test_redis_down_is_a_quick_503_and_the_service_recovers(served, own_redis):
             assert time.perf_counter() - began < 2.5, "the service did not recover after the stall"
 
 
-def test_batch_scores_many_in_one_call_and_reports_unknown_ids(served):
-    settings, result = served
-    if registry.production(settings.models_dir) is None:
-        force(settings, result.versions[result.best], "batch test")
+def test_batch_scores_many_in_one_call_and_reports_unknown_ids(promoted):
+    settings, _ = promoted
     with serving(settings) as client:
         users = list(_newest_offline(settings).index[:5])
         body = client.post("/churn-risk:batch", json={"user_ids": [*users, "nobody-here"]}).json()
@@ -228,10 +233,8 @@ def test_batch_scores_many_in_one_call_and_reports_unknown_ids(served):
         assert str(settings.api_batch_max) in too_many.json()["detail"]
 
 
-def test_bearer_token_guards_scoring_but_not_health_or_metrics(served):
-    settings, result = served
-    if registry.production(settings.models_dir) is None:
-        force(settings, result.versions[result.best], "auth test")
+def test_bearer_token_guards_scoring_but_not_health_or_metrics(promoted):
+    settings, _ = promoted
     guarded = settings.model_copy(update={"api_token": SecretStr("s3cret-token")})
     with serving(guarded) as client:
         user = _newest_offline(settings).index[0]
@@ -248,12 +251,10 @@ def test_bearer_token_guards_scoring_but_not_health_or_metrics(served):
 
 
 @pytest.fixture
-def api_schema(served):
+def api_schema(promoted):
     import schemathesis
 
-    settings, result = served
-    if registry.production(settings.models_dir) is None:
-        force(settings, result.versions[result.best], "fuzz test")
+    settings, _ = promoted
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(settings))
 
 
@@ -282,10 +283,8 @@ def test_openapi_fuzz_finds_no_500_and_no_schema_violation(api_schema):
     assert "POST /churn-risk:batch" in checked
 
 
-def test_promotion_during_a_stream_of_requests_fails_none(served):
-    settings, result = served
-    if registry.production(settings.models_dir) is None:
-        force(settings, result.versions[result.best], "stream test")
+def test_promotion_during_a_stream_of_requests_fails_none(promoted):
+    settings, result = promoted
     with serving(settings) as client:
         user = _newest_offline(settings).index[0]
         start = client.get("/model").json()["version"]
@@ -301,10 +300,8 @@ def test_promotion_during_a_stream_of_requests_fails_none(served):
         assert versions == {start, target}
 
 
-def test_features_older_than_the_view_ttl_are_a_404_that_says_so(served, tmp_path):
-    settings, result = served
-    if registry.production(settings.models_dir) is None:
-        force(settings, result.versions[result.best], "stale test")
+def test_features_older_than_the_view_ttl_are_a_404_that_says_so(promoted, tmp_path):
+    settings, _ = promoted
     # A registry of its own (teardown empties the whole registry), over the same features.
     update = {"data_dir": tmp_path, "feast_project": f"churntest_{uuid.uuid4().hex[:10]}"}
     stale = settings.model_copy(update=update)
@@ -355,7 +352,7 @@ def test_online_rows_equal_what_feast_get_online_features_returns(served):
         assert row.as_of == datetime.fromtimestamp(newest, UTC)
 
 
-def test_two_workers_switch_models_mid_stream_and_count_together(served, tmp_path):
+def test_two_workers_switch_models_mid_stream_and_count_together(promoted, tmp_path):
     """`churn serve --workers 2`: a promotion reaches both without a failed request, and
     /metrics, answered by either, counts the requests of both."""
     import os
@@ -368,9 +365,7 @@ def test_two_workers_switch_models_mid_stream_and_count_together(served, tmp_pat
 
     import httpx
 
-    settings, result = served
-    if registry.production(settings.models_dir) is None:
-        force(settings, result.versions[result.best], "workers test")
+    settings, result = promoted
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

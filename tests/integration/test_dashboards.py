@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ import yaml
 from churn.settings import Settings
 from feature_repo.store import open_store
 from online_api import server
+from tests.integration.services import installed, running
 from tests.integration.test_push import running_pushgateway
 from tests.integration.world import TODAY, build_world
 from tests.unit.test_alerts import ALERTS, CONFIG, DASHBOARDS, dashboard_queries
@@ -63,13 +63,6 @@ class Observed:
     log_dir: Path
 
 
-def prometheus_binary() -> str:
-    binary = shutil.which(PROMETHEUS) or f"/usr/bin/{PROMETHEUS}"
-    if not Path(binary).is_file():
-        pytest.skip(f"{PROMETHEUS} is not installed (the system deps install it)")
-    return binary
-
-
 def scrape_config(targets: dict[str, str]) -> dict:
     """The repo's prometheus.yml with its compose targets moved to loopback, a 1 s scrape
     and the repo's alert rules: the job names and honor_labels are the shipped ones."""
@@ -87,39 +80,13 @@ def scrape_config(targets: dict[str, str]) -> dict:
 @contextmanager
 def running_prometheus(log_dir: Path, targets: dict[str, str], port: int) -> Iterator[str]:
     """A Prometheus of this test's own on ``port`` (loopback), its TSDB in ``log_dir``."""
-    binary = prometheus_binary()
     config_path = log_dir / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(scrape_config(targets)))
-    log_path = log_dir / "prometheus.log"
     url = f"http://127.0.0.1:{port}"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [binary, f"--config.file={config_path}", f"--storage.tsdb.path={log_dir / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while not _answers(f"{url}/-/ready"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"prometheus did not start: {log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
+    command = [installed(PROMETHEUS), f"--config.file={config_path}",
+               f"--storage.tsdb.path={log_dir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"]  # fmt: skip
+    with running(command, f"{url}/-/ready", log_dir / "prometheus.log"):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def query(prometheus: str, promql: str) -> list[dict]:
@@ -181,7 +148,7 @@ def drive_traffic(api: str) -> tuple[int, dict[int, int]]:
 
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory, isolated_settings) -> Iterator[Observed]:
-    prometheus_binary()  # skip before building anything when it is missing
+    installed(PROMETHEUS)  # skip before building anything when it is missing
     tmp = tmp_path_factory.mktemp("dashboards")
     with ExitStack() as stack:
         gateway = stack.enter_context(running_pushgateway(tmp))

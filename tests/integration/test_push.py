@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import socket
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,6 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.push import Sample, push
+from online_api.server import free_port
+from tests.integration.services import installed, running
 
 pytestmark = pytest.mark.integration
 
@@ -25,50 +23,18 @@ PUSHGATEWAY = "prometheus-pushgateway"
 GATEWAY_OWN = ("push_time_seconds", "push_failure_time_seconds")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def running_pushgateway(log_dir: Path) -> Iterator[str]:
     """A pushgateway of this test's own on a free loopback port; its URL. Stopped on exit.
 
     ``--persistence.file=`` (empty) keeps it in memory: nothing of a test outlives it.
     """
-    binary = shutil.which(PUSHGATEWAY) or f"/usr/bin/{PUSHGATEWAY}"
-    if not Path(binary).is_file():
-        pytest.skip(f"{PUSHGATEWAY} is not installed (the system deps install it)")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log_path = log_dir / "pushgateway.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{PUSHGATEWAY} did not start: {log_path.read_text()[-2000:]}")
-            time.sleep(0.05)
+    command = [installed(PUSHGATEWAY), f"--web.listen-address=127.0.0.1:{port}",
+               "--persistence.file="]  # fmt: skip
+    with running(command, f"{url}/-/ready", log_dir / "pushgateway.log", timeout=15):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def pushed_samples(url: str, job: str) -> dict[tuple[str, tuple], float]:
