@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install system-deps demo test test-unit test-integration lint format bench-features bench-training bench-batch bench-api feast clean
+.PHONY: install system-deps demo test test-unit test-integration lint format bench-features bench-training bench-batch bench-spark bench-api feast clean
 
 install: $(VENV)/.installed
 
@@ -59,6 +59,10 @@ bench-training: install system-deps
 
 bench-batch: install system-deps
 	$(BIN)/python benchmarks/bench_batch.py
+
+# Both engines on the same 100k users: needs Java 17+ (the spark extra is in the dev install).
+bench-spark: install system-deps
+	$(BIN)/python benchmarks/bench_spark.py $(ARGS)
 
 # wrk is the load generator (api_load.py falls back to a Python one without it).
 bench-api: install system-deps

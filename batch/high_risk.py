@@ -13,8 +13,8 @@ import pandas as pd
 from churn.settings import Settings
 from feature_repo.spec import ENTITY_KEY
 from ingestion.contract import UNKNOWN
-from ingestion.prepare import validated_paths
-from ingestion.sql_engine import connect, quote_path
+from ingestion.prepare import EVENTS, USERS, register_validated
+from ingestion.sql_engine import Engine
 
 # Three billing months: monthly revenue = the successful payments of the 90 days before T / 3,
 # so a user billed on the 31st or retried after a failure is not counted twice or missed.
@@ -38,10 +38,10 @@ def select_high_risk(predictions: pd.DataFrame, top_k: int) -> pd.DataFrame:
     return predictions.loc[keep].sort_values("rank").reset_index(drop=True)
 
 
-def revenue_sql(users: str, events: str, as_of: datetime, selected: str = "selected") -> str:
+def revenue_sql(as_of: datetime, selected: str = "selected") -> str:
     """Plan and monthly revenue of the users in the relation ``selected`` (one ``user_id`` column).
 
-    ``users`` and ``events`` are quoted Parquet paths of the validated tables. Revenue is
+    Reads the validated ``USERS`` and ``EVENTS``. Revenue is
     the ``amount`` of ``payment_success`` events in [T - 90 days, T) / 3, as
     ``payments_ok`` and ``amount_paid`` count them in the daily table: failed payments
     earn nothing. Users without payments get 0, users missing from ``users`` get
@@ -51,7 +51,7 @@ def revenue_sql(users: str, events: str, as_of: datetime, selected: str = "selec
     return f"""
 WITH paid AS (
     SELECT user_id, sum(amount) AS amount
-    FROM read_parquet({events})
+    FROM {EVENTS}
     WHERE event_type = 'payment_success'
       AND event_time >= TIMESTAMPTZ '{start.isoformat()}'
       AND event_time < TIMESTAMPTZ '{as_of.isoformat()}'
@@ -63,7 +63,7 @@ SELECT
     coalesce(u.plan, '{UNKNOWN}') AS plan,
     coalesce(p.amount, 0) / {REVENUE_MONTHS} AS monthly_revenue
 FROM {selected} s
-LEFT JOIN read_parquet({users}) u ON u.user_id = s.{ENTITY_KEY}
+LEFT JOIN {USERS} u ON u.user_id = s.{ENTITY_KEY}
 LEFT JOIN paid p ON p.user_id = s.{ENTITY_KEY}
 """
 
@@ -83,11 +83,11 @@ def with_revenue(selected: pd.DataFrame, revenue: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("rank").reset_index(drop=True)[HIGH_RISK_COLUMNS]
 
 
-def high_risk_list(settings: Settings, predictions: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
+def high_risk_list(
+    settings: Settings, engine: Engine, predictions: pd.DataFrame, as_of: datetime
+) -> pd.DataFrame:
     """The list for ``high_risk.csv``: selection by rank and band, plan and revenue at T."""
     selected = select_high_risk(predictions, settings.top_k)
-    users, events = validated_paths(settings)
-    con = connect(settings)
-    con.register("selected", selected[[ENTITY_KEY]])
-    revenue = con.execute(revenue_sql(quote_path(users), quote_path(events), as_of)).df()
-    return with_revenue(selected, revenue)
+    register_validated(engine, settings)
+    engine.register_frame("selected", selected[[ENTITY_KEY]])
+    return with_revenue(selected, engine.frame(revenue_sql(as_of)))

@@ -27,10 +27,10 @@ from churn.atomic import atomic_dir, write_json, write_parquet, write_text
 from churn.risk import risk_bands
 from churn.settings import Settings
 from feature_repo.spec import ENTITY_KEY, FEATURE_VIEW, TIMESTAMP_FIELD
-from feature_repo.store import open_store
+from feature_repo.store import check_source_engine, open_store
 from ingestion import partitions
-from ingestion.prepare import MissingInputError, validated_paths
-from ingestion.sql_engine import connect, quote_path
+from ingestion.prepare import USER_DAILY, MissingInputError, register_table, validated_paths
+from ingestion.sql_engine import Engine, open_engine, utc_timestamps
 from monitor.push import Sample, push
 from training import registry
 from training.dataset import point_in_time_join
@@ -52,6 +52,7 @@ PREDICTION_COLUMNS = [
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 SKIPPED_EXAMPLES = 10
 PUSH_JOB = "churn_batch"
+USER_FEATURES = "user_features"
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,8 @@ def output_dir(settings: Settings, as_of: datetime) -> Path:
     return settings.predictions_dir / f"as_of={as_of:%Y-%m-%d}"
 
 
-def population_sql(daily_glob: str, as_of: date, lookback_days: int) -> str:
-    """Users with at least one active day in [T - lookback, T), sorted by id.
+def population_sql(as_of: date, lookback_days: int) -> str:
+    """Users of ``USER_DAILY`` with at least one active day in [T - lookback, T), sorted by id.
 
     The training population's rule (``training/labels.py``); ``date`` is the
     ``user_daily`` day, so day T itself (events at or after T) does not count.
@@ -113,7 +114,7 @@ def population_sql(daily_glob: str, as_of: date, lookback_days: int) -> str:
     first = as_of - timedelta(days=lookback_days)
     return f"""
 SELECT user_id AS {ENTITY_KEY}
-FROM read_parquet({quote_path(daily_glob)}, hive_partitioning = true)
+FROM {USER_DAILY}
 WHERE date >= DATE '{first}' AND date < DATE '{as_of}'
 GROUP BY user_id
 HAVING max(active) > 0
@@ -121,15 +122,15 @@ ORDER BY user_id
 """
 
 
-def features_as_of_sql(features_glob: str, as_of: datetime, ttl: timedelta) -> str:
-    """Per user, the stamp of the feature row Feast's join picks at T.
+def features_as_of_sql(as_of: datetime, ttl: timedelta) -> str:
+    """Per user of ``USER_FEATURES``, the stamp of the feature row Feast's join picks at T.
 
     The newest row with T - ttl ≤ ``event_timestamp`` ≤ T: Feast keeps a row while
     stamp + ttl ≥ T, so the TTL bound is inclusive, like the ≤ T bound.
     """
     return f"""
 SELECT user_id AS {ENTITY_KEY}, max({TIMESTAMP_FIELD}) AS features_as_of
-FROM read_parquet({quote_path(features_glob)})
+FROM {USER_FEATURES}
 WHERE {TIMESTAMP_FIELD} <= TIMESTAMPTZ '{as_of.isoformat()}'
   AND {TIMESTAMP_FIELD} >= TIMESTAMPTZ '{(as_of - ttl).isoformat()}'
 GROUP BY user_id
@@ -218,15 +219,25 @@ def score_population(
     names = [ref.split(":", 1)[1] for ref in refs]
     validated_paths(settings)  # the high-risk list reads them: fail before the long join
 
-    users = population(settings, as_of)
+    engine = open_engine(settings)
+    users = population(settings, engine, as_of)
     store = open_store(settings)
+    check_source_engine(store, settings)
     entity_rows = pd.DataFrame({ENTITY_KEY: users, TIMESTAMP_FIELD: pd.Timestamp(as_of)})
     if progress is not None:
         progress(0, 1)
-    joined = point_in_time_join(store, entity_rows, refs, progress=progress)
-    no_features = joined[names].isna().all(axis=1)
-    skipped = sorted(joined.loc[no_features, ENTITY_KEY])
-    features = joined.loc[~no_features, [ENTITY_KEY, *names]].reset_index(drop=True)
+    if engine.name == "spark":
+        from batch.spark_score import score_on_spark
+
+        features, risks, skipped = score_on_spark(engine, store, entity_rows, refs, model)
+        if progress is not None:
+            progress(1, 1)
+    else:
+        joined = point_in_time_join(store, entity_rows, refs, progress=progress)
+        no_features = joined[names].isna().all(axis=1)
+        skipped = sorted(joined.loc[no_features, ENTITY_KEY])
+        features = joined.loc[~no_features, [ENTITY_KEY, *names]].reset_index(drop=True)
+        risks = model.predict_proba(features[names])[:, 1] if len(features) else np.empty(0)
     # The registered view's TTL is the one Feast's join applied (settings may have moved on).
     ttl = store.get_feature_view(FEATURE_VIEW).ttl
     if features.empty:
@@ -241,10 +252,12 @@ def score_population(
             len(skipped), len(users), _days(ttl), as_of.isoformat(), ", ".join(skipped[:3]),
         )  # fmt: skip
 
-    risks = model.predict_proba(features[names])[:, 1]
     predictions = rank_scores(features[ENTITY_KEY], risks, settings)
     predictions = predictions.merge(
-        feature_stamps(settings, as_of, ttl), on=ENTITY_KEY, how="left", validate="one_to_one"
+        feature_stamps(settings, engine, as_of, ttl),
+        on=ENTITY_KEY,
+        how="left",
+        validate="one_to_one",
     )
     if predictions["features_as_of"].isna().any():
         raise ValueError(
@@ -254,7 +267,7 @@ def score_population(
         )
     predictions["model_version"] = version
     predictions = predictions[PREDICTION_COLUMNS]
-    high_risk = high_risk_list(settings, predictions, as_of)
+    high_risk = high_risk_list(settings, engine, predictions, as_of)
 
     target = output_dir(settings, as_of)
     # Staged beside predictions_dir, not in it: readers scan predictions_dir for as_of=*.
@@ -289,7 +302,7 @@ def score_population(
     return replace(result, pushed=push(settings, PUSH_JOB, batch_samples(result)))
 
 
-def population(settings: Settings, as_of: datetime) -> list[str]:
+def population(settings: Settings, engine: Engine, as_of: datetime) -> list[str]:
     """Ids of the users active in the lookback before T; errors name what to run."""
     days = partitions.partition_days(settings.user_daily_path)
     if not days:
@@ -301,14 +314,14 @@ def population(settings: Settings, as_of: datetime) -> list[str]:
             "user_daily ends on %s, before the day before T (%s): the lookback is cut short",
             days[-1], as_of.date(),
         )  # fmt: skip
-    sql = population_sql(
-        partitions.table_glob(settings.user_daily_path),
-        as_of.date(),
-        settings.active_lookback_days,
-    )
-    users = [row[0] for row in connect(settings).execute(sql).fetchall()]
+    first = as_of.date() - timedelta(days=settings.active_lookback_days)
+    lookback = [d for d in days if first <= d < as_of.date()]
+    users = []
+    if lookback:
+        register_table(engine, USER_DAILY, settings.user_daily_path, lookback)
+        sql = population_sql(as_of.date(), settings.active_lookback_days)
+        users = [row[0] for row in engine.rows(sql)]
     if not users:
-        first = as_of.date() - timedelta(days=settings.active_lookback_days)
         raise ValueError(
             f"nobody was active in [{first}, {as_of.date()}) in {settings.user_daily_path} "
             f"(its days: {days[0]} … {days[-1]}): nothing to score at {as_of.isoformat()}"
@@ -316,11 +329,27 @@ def population(settings: Settings, as_of: datetime) -> list[str]:
     return users
 
 
-def feature_stamps(settings: Settings, as_of: datetime, ttl: timedelta) -> pd.DataFrame:
-    """``user_id, features_as_of``: the stamp of each user's feature row used at T."""
-    sql = features_as_of_sql(partitions.table_glob(settings.features_path), as_of, ttl)
-    stamps = connect(settings).execute(sql).df()
-    stamps["features_as_of"] = pd.to_datetime(stamps["features_as_of"], utc=True)
+def feature_stamps(
+    settings: Settings, engine: Engine, as_of: datetime, ttl: timedelta
+) -> pd.DataFrame:
+    """``user_id, features_as_of``: the stamp of each user's feature row used at T.
+
+    Reads only the days whose rows are stamped (day + 1) within the TTL before T.
+    """
+    window = [
+        d
+        for d in partitions.partition_days(settings.features_path)
+        if as_of - ttl <= datetime(d.year, d.month, d.day, tzinfo=UTC) + timedelta(days=1) <= as_of
+    ]
+    if not window:
+        raise ValueError(
+            f"{settings.features_path} has no day stamped within {_days(ttl)} before "
+            f"{as_of.isoformat()}, yet Feast joined features: is the registry applied from "
+            "this data dir?"
+        )
+    register_table(engine, USER_FEATURES, settings.features_path, window)
+    stamps = engine.frame(features_as_of_sql(as_of, ttl))
+    stamps["features_as_of"] = utc_timestamps(stamps["features_as_of"])
     return stamps
 
 

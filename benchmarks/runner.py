@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -127,6 +128,55 @@ def run_stage(stage: str, users: int, days: int) -> dict:
     return out
 
 
+class TreePeak:
+    """The peak summed RSS of this process and its descendants, sampled every ``interval``.
+
+    A Spark stage's memory is mostly the JVM and its Python workers, children that
+    ``ru_maxrss`` of the stage process never sees.
+    """
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+
+    def __enter__(self) -> TreePeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.is_set():
+            self.peak_kb = max(self.peak_kb, tree_rss_kb(os.getpid()))
+            self._stop.wait(interval)
+
+
+def tree_rss_kb(root: int) -> int:
+    """RSS of ``root`` and every descendant, from /proc (kB)."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended while we looked
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        rss[pid] = int(fields[21]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo += [child for child, parent in parents.items() if parent == pid]
+    return total
+
+
 def bench_settings(prefix: str):  # -> tuple[Path, Settings]
     """A temporary directory and settings of a benchmark's own: data, artifacts, Feast
     project (the caller tears the project down and removes the directory)."""
@@ -142,6 +192,24 @@ def bench_settings(prefix: str):  # -> tuple[Path, Settings]
     return tmp, ensure_redis(settings)
 
 
+def run_stages(stages: tuple[str, ...], settings, users: int, days: int) -> dict[str, dict]:
+    """Run ``stages`` in order, each in a fresh process with ``settings``; their figures."""
+    results: dict[str, dict] = {}
+    for stage in stages:
+        print(f"… {stage} ({settings.engine})", file=sys.stderr, flush=True)
+        proc = subprocess.run(
+            [sys.executable, RUNNER, "--stage", stage, "--users", str(users), "--days", str(days)],
+            env={**os.environ, **settings.as_env()},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise SystemExit(f"{stage} ({settings.engine}) failed:\n{proc.stderr[-3000:]}")
+        results[stage] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return results
+
+
 def main(stages: tuple[str, ...] = STAGES) -> None:
     """Run ``stages`` in order (each in its own process) and print their figures."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -150,36 +218,17 @@ def main(stages: tuple[str, ...] = STAGES) -> None:
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
-        print(json.dumps(run_stage(args.stage, args.users, args.days)))
+        with TreePeak() as peak:
+            out = run_stage(args.stage, args.users, args.days)
+        out["peak_tree_mb"] = max(peak.peak_kb / 1024, out["peak_rss_mb"])
+        print(json.dumps(out))
         return
 
     from feature_repo.store import open_store
 
     tmp, settings = bench_settings("bench-features-")
-    env = settings.as_env()
-    results: dict[str, dict] = {}
     try:
-        for stage in stages:
-            print(f"… {stage}", file=sys.stderr, flush=True)
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--stage",
-                    stage,
-                    "--users",
-                    str(args.users),
-                    "--days",
-                    str(args.days),
-                ],
-                env={**os.environ, **env},
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if proc.returncode != 0:
-                raise SystemExit(f"{stage} failed:\n{proc.stderr[-3000:]}")
-            results[stage] = json.loads(proc.stdout.strip().splitlines()[-1])
+        results = run_stages(stages, settings, args.users, args.days)
     finally:
         try:
             open_store(settings).teardown()

@@ -207,19 +207,25 @@ def features_sql(
         datetime, typer.Option(formats=["%Y-%m-%d"], help="Last day to render for.")
     ] = datetime(2026, 1, 31),
 ) -> None:
-    """Print the SQL the feature specification renders (user_daily, then rolling features)."""
+    """Print the SQL the feature specification renders (user_daily, then rolling features).
+
+    In the engine's dialect: CHURN_ENGINE=spark prints the Spark SQL that runs.
+    """
     from ingestion.features import rolling_features_sql
     from ingestion.prepare import user_daily_sql
-    from ingestion.sql_engine import quote_path
 
     settings = _settings()
-    users = quote_path(settings.validated_dir / "users.parquet")
-    events = quote_path(settings.validated_dir / "events.parquet")
     first, last = first_day.date(), last_day.date()
-    print("-- user_daily\n" + user_daily_sql(users, events, first, last).strip() + ";\n")
-    daily = [str(settings.user_daily_path / "date=…" / "data_0.parquet")]
-    rolled = rolling_features_sql(daily, users, settings.windows, first, last, first)
-    print("-- user_features\n" + rolled.strip() + ";")
+    queries = {
+        "user_daily": user_daily_sql(first, last),
+        "user_features": rolling_features_sql(settings.windows, first, last, first),
+    }
+    for name, sql in queries.items():
+        if settings.engine == "spark":
+            from ingestion.spark_engine import to_spark
+
+            sql = to_spark(sql)
+        print(f"-- {name}\n{sql.strip()};\n")
 
 
 @features_app.command("apply")

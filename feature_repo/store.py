@@ -18,9 +18,11 @@ from pathlib import Path
 import ibis
 import yaml
 from feast import FeatureStore
+from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 from feast.repo_config import RepoConfig
 
 from churn.settings import Settings
+from feature_repo.spec import FEATURE_VIEW
 
 # Feast resets warning filters on import; ibis (inside Feast's DuckDB store) then
 # warns about a DuckDB API rename on every query. Not ours to fix, not news.
@@ -54,11 +56,30 @@ def repo_config(settings: Settings, redis_timeout_ms: int | None = None) -> Repo
     return config
 
 
+class EngineMismatchError(RuntimeError):
+    """The registry's offline source is for another engine than ``CHURN_ENGINE``."""
+
+
 def open_store(settings: Settings, redis_timeout_ms: int | None = None) -> FeatureStore:
     """A FeatureStore for these settings (the registry must exist: ``churn features apply``)."""
     _cap_offline_store_memory(settings)
     config = repo_config(settings, redis_timeout_ms)
     return FeatureStore(repo_path=str(settings.feature_repo_dir), config=config)
+
+
+def check_source_engine(store: FeatureStore, settings: Settings) -> None:
+    """Fail with what to run when the registry was applied under the other engine.
+
+    Feast's Spark store refuses a FileSource (and DuckDB a SparkSource) with an
+    error that does not say how to fix it.
+    """
+    source = store.get_feature_view(FEATURE_VIEW).batch_source
+    applied = "spark" if isinstance(source, SparkSource) else "duckdb"
+    if applied != settings.engine:
+        raise EngineMismatchError(
+            f"the Feast registry was applied with CHURN_ENGINE={applied}, this run uses "
+            f"{settings.engine}: run `churn features apply` with CHURN_ENGINE={settings.engine}"
+        )
 
 
 def _cap_offline_store_memory(settings: Settings) -> None:
@@ -115,6 +136,7 @@ def materialize(
     """
     end = end or datetime.now(UTC)
     store = open_store(settings)
+    check_source_engine(store, settings)
     if incremental:
         store.materialize_incremental(end_date=end)
         return None, end

@@ -23,8 +23,18 @@ from feature_repo.spec import (
     window_feature_name,
 )
 from ingestion import partitions
-from ingestion.prepare import SQL_TYPES, MissingInputError, validated_paths
-from ingestion.sql_engine import connect, quote_path
+from ingestion.prepare import (
+    SQL_TYPES,
+    USER_DAILY,
+    USERS,
+    MissingInputError,
+    count_rows,
+    register_table,
+    register_validated,
+)
+from ingestion.sql_engine import open_engine
+
+PREVIOUS = "previous_features"
 
 _PROFILE = [f.name for f in STATE_FEATURES if f.dtype == "string"]
 
@@ -38,21 +48,20 @@ class FeatureResult:
 
 
 def rolling_features_sql(
-    daily_files: list[str],
-    users: str,
     windows: tuple[int, ...],
     first_day: date,
     last_day: date,
     history_start: date,
-    previous: str | None = None,
+    previous: bool = False,
 ) -> str:
     """SQL for the feature rows of days [first_day, last_day], rendered from the spec.
 
-    ``daily_files`` must hold, for every user, contiguous ``user_daily`` rows from
-    ``max(window) - 1`` days before ``first_day`` (or from signup) to ``last_day``;
-    ``history_start`` is the first day of ``user_daily`` as a whole. ``previous``
-    (a Parquet file list of the day before ``first_day``) carries the last active
-    day forward when the history itself is not re-read.
+    Reads ``USERS`` and ``USER_DAILY``, which must hold, for every user, contiguous
+    rows from ``max(window) - 1`` days before ``first_day`` (or from signup) to
+    ``last_day``; ``history_start`` is the first day of ``user_daily`` as a whole.
+    With ``previous``, ``PREVIOUS`` (the feature rows of the day before ``first_day``)
+    carries the last active day forward when the history itself is not re-read.
+    DuckDB dialect (Spark runs its translation).
     """
     window_clauses = "".join(
         f",\n    w{w} AS (PARTITION BY user_id ORDER BY date "
@@ -94,18 +103,17 @@ def rolling_features_sql(
             f"AS {trend_feature_name(b, short, long)}"
             for b in TREND_BASES
         )
-    if previous is None:
+    if not previous:
         previous_anchor = "SELECT NULL::VARCHAR AS user_id, NULL::DATE AS anchor WHERE false"
     else:
         previous_anchor = (
             "SELECT user_id, CAST(date - days_since_last_activity * INTERVAL 1 DAY AS DATE) "
-            f"AS anchor FROM read_parquet({previous}, hive_partitioning = true)"
+            f"AS anchor FROM {PREVIOUS}"
         )
-    daily = "[" + ", ".join(quote_path(f) for f in daily_files) + "]"
     profile = ", ".join(f"u.{c}" for c in _PROFILE)
     return f"""
 WITH daily AS (
-    SELECT * FROM read_parquet({daily}, hive_partitioning = true)
+    SELECT * FROM {USER_DAILY}
 ),
 -- Distinct courses per window, exactly and without lists: a course touched on
 -- day d counts from d until it is touched again or leaves the window, so each
@@ -113,7 +121,7 @@ WITH daily AS (
 -- running sum of the steps is the distinct count.
 course_spans AS (
     SELECT user_id, date, lead(date) OVER (PARTITION BY user_id, course ORDER BY date) AS next_date
-    FROM (SELECT user_id, date, unnest({COURSES_COLUMN}) AS course FROM daily)
+    FROM (SELECT user_id, date, unnest({COURSES_COLUMN}) AS course FROM daily) AS touched
 ),
 course_steps AS (
     SELECT user_id, date, {step_sums}
@@ -149,7 +157,7 @@ SELECT
 FROM rolled r
 JOIN (
     SELECT user_id, CAST(signup_time AS DATE) AS signup_date, {", ".join(_PROFILE)}
-    FROM read_parquet({users})
+    FROM {USERS}
 ) u USING (user_id)
 LEFT JOIN previous_anchor p USING (user_id)
 WHERE r.date BETWEEN DATE '{first_day}' AND DATE '{last_day}'
@@ -162,20 +170,20 @@ def build_rolling_features(settings: Settings, as_of: date | None = None) -> Fea
     A daily run reads ``max(window)`` days of ``user_daily`` and the previous
     day's feature rows, so its cost does not grow with the length of history.
     """
-    users_path, _ = validated_paths(settings)
     days = partitions.partition_days(settings.user_daily_path)
     if not days:
         raise MissingInputError(
             f"{settings.user_daily_path} is empty: run `churn data prepare` first"
         )
     root = settings.features_path
-    con = connect(settings)
-    users = quote_path(users_path)
+    engine = open_engine(settings)
+    register_validated(engine, settings)
     if as_of is None:
         first_day, last_day = days[0], days[-1]
-        files = partitions.partition_files(settings.user_daily_path, days)
-        sql = rolling_features_sql(files, users, settings.windows, first_day, last_day, days[0])
-        partitions.write_table(con, sql, root)
+        register_table(engine, USER_DAILY, settings.user_daily_path, days)
+        engine.write_table(
+            rolling_features_sql(settings.windows, first_day, last_day, days[0]), root
+        )
     else:
         if as_of not in days:
             raise MissingInputError(
@@ -191,20 +199,15 @@ def build_rolling_features(settings: Settings, as_of: date | None = None) -> Fea
                 f"run `churn data prepare` for them first"
             )
         previous_day = as_of - timedelta(days=1)
-        previous_files = partitions.partition_files(root, [previous_day])
-        if not previous_files and previous_day >= days[0]:
+        has_previous = previous_day in partitions.partition_days(root)
+        if not has_previous and previous_day >= days[0]:
             raise MissingInputError(
                 f"features for {previous_day} are missing: build history first "
                 f"(`churn features build`) or run the missing days in order"
             )
-        previous = (
-            "[" + ", ".join(quote_path(f) for f in previous_files) + "]" if previous_files else None
-        )
-        files = partitions.partition_files(settings.user_daily_path, lookback)
-        sql = rolling_features_sql(files, users, settings.windows, as_of, as_of, days[0], previous)
-        partitions.write_day(con, sql, root, as_of)
-    rows = con.execute(
-        f"SELECT count(*) FROM read_parquet({quote_path(partitions.table_glob(root))}, "
-        f"hive_partitioning = true) WHERE date BETWEEN DATE '{first_day}' AND DATE '{last_day}'"
-    ).fetchone()[0]
-    return FeatureResult(first_day, last_day, rows, root)
+        if has_previous:
+            register_table(engine, PREVIOUS, root, [previous_day])
+        register_table(engine, USER_DAILY, settings.user_daily_path, lookback)
+        sql = rolling_features_sql(settings.windows, as_of, as_of, days[0], has_previous)
+        engine.write_day(sql, root, as_of)
+    return FeatureResult(first_day, last_day, count_rows(engine, root, first_day, last_day), root)

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import duckdb
-
 from churn.settings import Settings
 from feature_repo.spec import COURSES_COLUMN, COURSES_SQL, DAILY_COLUMNS
 from ingestion import partitions
-from ingestion.sql_engine import connect, quote_path
+from ingestion.sql_engine import Engine, open_engine
 
 SQL_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "string": "VARCHAR"}
+# The relations the SQL reads, registered by name on the engine.
+USERS, EVENTS, USER_DAILY = "validated_users", "validated_events", "user_daily"
 
 
 class MissingInputError(FileNotFoundError):
@@ -42,8 +42,23 @@ def validated_paths(settings: Settings) -> tuple[Path, Path]:
     return users, events
 
 
-def user_daily_sql(users: str, events: str, first_day: date, last_day: date) -> str:
-    """SQL for the ``user_daily`` rows of days [first_day, last_day], rendered from the spec."""
+def register_validated(engine: Engine, settings: Settings) -> None:
+    """The validated users and events as ``USERS`` and ``EVENTS`` (errors say what to run)."""
+    users, events = validated_paths(settings)
+    engine.register(USERS, [users])
+    engine.register(EVENTS, [events])
+
+
+def register_table(engine: Engine, name: str, root: Path, days: list[date]) -> None:
+    """Days ``days`` of a day-partitioned table as ``name``, with its ``date`` column."""
+    engine.register(name, partitions.partition_files(root, days), base=root)
+
+
+def user_daily_sql(first_day: date, last_day: date) -> str:
+    """SQL for the ``user_daily`` rows of days [first_day, last_day], rendered from the spec.
+
+    Reads ``USERS`` and ``EVENTS``; DuckDB dialect (Spark runs its translation).
+    """
     aggregates = ",\n        ".join(
         f"CAST({c.sql} AS {SQL_TYPES[c.dtype]}) AS {c.name}" for c in DAILY_COLUMNS
     )
@@ -53,14 +68,19 @@ def user_daily_sql(users: str, events: str, first_day: date, last_day: date) -> 
     return f"""
 WITH users AS (
     SELECT user_id, CAST(signup_time AS DATE) AS signup_date
-    FROM read_parquet({users})
+    FROM {USERS}
     WHERE CAST(signup_time AS DATE) <= DATE '{last_day}'
 ),
 spine AS (
-    SELECT user_id, CAST(unnest(generate_series(
-        greatest(signup_date, DATE '{first_day}'), DATE '{last_day}', INTERVAL 1 DAY
-    )) AS DATE) AS date
-    FROM users
+    -- The series is unnested in a subquery: Spark accepts a generator only at the top
+    -- of a select list, not inside the CAST back to DATE.
+    SELECT user_id, CAST(day AS DATE) AS date
+    FROM (
+        SELECT user_id, unnest(generate_series(
+            greatest(signup_date, DATE '{first_day}'), DATE '{last_day}', INTERVAL 1 DAY
+        )) AS day
+        FROM users
+    ) AS days
 ),
 daily AS (
     SELECT
@@ -68,7 +88,7 @@ daily AS (
         CAST(event_time AS DATE) AS date,
         {aggregates},
         {COURSES_SQL} AS {COURSES_COLUMN}
-    FROM read_parquet({events})
+    FROM {EVENTS}
     WHERE event_time >= TIMESTAMPTZ '{first_day} 00:00:00+00'
       AND event_time < TIMESTAMPTZ '{last_day + timedelta(days=1)} 00:00:00+00'
     GROUP BY ALL
@@ -83,13 +103,30 @@ LEFT JOIN daily d USING (user_id, date)
 """
 
 
-def default_last_day(con: duckdb.DuckDBPyConnection, events: str, now: datetime) -> date:
+def default_last_day(engine: Engine, now: datetime) -> date:
     """The last complete UTC day: yesterday, or the newest event's day if that is earlier."""
-    newest = con.execute(f"SELECT max(event_time) FROM read_parquet({events})").fetchone()[0]
-    yesterday = now.astimezone(UTC).date() - timedelta(days=1)
+    newest = engine.rows(f"SELECT CAST(max(event_time) AS DATE) FROM {EVENTS}")[0][0]
     if newest is None:
-        raise ValueError(f"{events} has no events")
-    return min(newest.astimezone(UTC).date(), yesterday)
+        raise ValueError(f"{EVENTS} has no events")
+    return min(newest, now.astimezone(UTC).date() - timedelta(days=1))
+
+
+def first_day(engine: Engine) -> date:
+    """History starts at the first event: users who signed up earlier get rows from then on."""
+    signup, event = engine.rows(
+        f"SELECT (SELECT CAST(min(signup_time) AS DATE) FROM {USERS}), "
+        f"(SELECT CAST(min(event_time) AS DATE) FROM {EVENTS})"
+    )[0]
+    return max(signup, event)
+
+
+def count_rows(engine: Engine, root: Path, first: date, last: date) -> int:
+    """Rows of a day-partitioned table in days [first, last], read back after a write."""
+    days = [d for d in partitions.partition_days(root) if first <= d <= last]
+    if not days:
+        return 0
+    register_table(engine, "written", root, days)
+    return engine.rows("SELECT count(*) FROM written")[0][0]
 
 
 def build_user_daily(
@@ -100,29 +137,14 @@ def build_user_daily(
     With ``as_of`` the run reads that day's events only and replaces that day's
     partition, so its cost grows with the new data, not with all data.
     """
-    users_path, events_path = validated_paths(settings)
-    users, events = quote_path(users_path), quote_path(events_path)
-    con = connect(settings)
+    engine = open_engine(settings)
+    register_validated(engine, settings)
     root = settings.user_daily_path
     if as_of is None:
-        last_day = default_last_day(con, events, now or datetime.now(UTC))
-        first_day = con.execute(
-            f"SELECT CAST(min(signup_time) AS DATE) FROM read_parquet({users})"
-        ).fetchone()[0]
-        first_day = max(first_day, _first_event_day(con, events))
-        partitions.write_table(con, user_daily_sql(users, events, first_day, last_day), root)
+        last = default_last_day(engine, now or datetime.now(UTC))
+        first = first_day(engine)
+        engine.write_table(user_daily_sql(first, last), root)
     else:
-        first_day = last_day = as_of
-        partitions.write_day(con, user_daily_sql(users, events, as_of, as_of), root, as_of)
-    rows = con.execute(
-        f"SELECT count(*) FROM read_parquet({quote_path(partitions.table_glob(root))}, "
-        f"hive_partitioning = true) WHERE date BETWEEN DATE '{first_day}' AND DATE '{last_day}'"
-    ).fetchone()[0]
-    return DailyResult(first_day, last_day, rows, root)
-
-
-def _first_event_day(con: duckdb.DuckDBPyConnection, events: str) -> date:
-    """History starts at the first event: users who signed up earlier get rows from then on."""
-    return con.execute(
-        f"SELECT CAST(min(event_time) AS DATE) FROM read_parquet({events})"
-    ).fetchone()[0]
+        first = last = as_of
+        engine.write_day(user_daily_sql(as_of, as_of), root, as_of)
+    return DailyResult(first, last, count_rows(engine, root, first, last), root)

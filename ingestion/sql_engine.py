@@ -1,10 +1,48 @@
-"""The DuckDB connection every SQL stage uses: UTC session, capped memory, spill dir."""
+"""The SQL engines the stages run on: DuckDB (embedded, default) or Spark (``CHURN_ENGINE``).
+
+The stages render their SQL once, in DuckDB's dialect, over relations registered by
+name (``register``), and hand it to an engine: DuckDB runs it as is, Spark runs its
+translation (``ingestion.spark_engine``). Tables are written day-partitioned
+(``<root>/date=YYYY-MM-DD/``) and swapped in atomically by both.
+"""
 
 from __future__ import annotations
 
-import duckdb
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Protocol
 
+import duckdb
+import pandas as pd
+
+from churn.atomic import atomic_dir
 from churn.settings import Settings
+from ingestion.partitions import PARTITION_COLUMN, partition_dir
+
+
+class Engine(Protocol):
+    """What a stage needs from an engine; both implementations take the same SQL."""
+
+    name: str
+
+    def register(self, name: str, paths: Sequence[Path | str], base: Path | None = None) -> None:
+        """Make Parquet files (or day directories under ``base``) queryable as ``name``."""
+
+    def register_frame(self, name: str, frame: pd.DataFrame) -> None:
+        """Make a (small) pandas frame queryable as ``name``."""
+
+    def rows(self, sql: str) -> list[tuple]:
+        """The rows of a (small) query."""
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        """A query's result as pandas."""
+
+    def write_table(self, sql: str, root: Path) -> None:
+        """Write the query (with a ``date`` column) as the whole table, replacing it atomically."""
+
+    def write_day(self, sql: str, root: Path, day: date) -> None:
+        """Write the query's rows of ``day`` as that day's partition; other days stay."""
 
 
 def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
@@ -24,3 +62,73 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
 def quote_path(path: object) -> str:
     """A path as a single-quoted SQL string literal."""
     return "'" + str(path).replace("'", "''") + "'"
+
+
+def utc_timestamps(values: pd.Series) -> pd.Series:
+    """Timestamps as DuckDB and the Parquet tables hold them: UTC, microseconds.
+
+    Spark hands them over naive (session zone UTC) in nanoseconds.
+    """
+    values = pd.to_datetime(values)
+    if values.dt.tz is None:
+        values = values.dt.tz_localize("UTC")
+    return values.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+
+
+def day_rows_sql(sql: str, day: date) -> str:
+    """The rows of ``day`` without the partition column (the directory name carries it)."""
+    return (
+        f"SELECT * EXCLUDE ({PARTITION_COLUMN}) FROM ({sql}) AS t "
+        f"WHERE {PARTITION_COLUMN} = DATE '{day}'"
+    )
+
+
+class DuckEngine:
+    """DuckDB in this process: the embedded default."""
+
+    name = "duckdb"
+
+    def __init__(self, settings: Settings) -> None:
+        self.con = connect(settings)
+
+    def register(self, name: str, paths: Sequence[Path | str], base: Path | None = None) -> None:
+        files = ", ".join(quote_path(p) for p in paths)
+        hive = ", hive_partitioning = true" if base is not None else ""
+        # fetchall() completes the statement: DuckDB refuses new work while a result is open.
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM read_parquet([{files}]{hive})"
+        ).fetchall()
+
+    def register_frame(self, name: str, frame: pd.DataFrame) -> None:
+        self.con.register(name, frame)
+
+    def rows(self, sql: str) -> list[tuple]:
+        return self.con.execute(sql).fetchall()
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        return self.con.execute(sql).df()
+
+    def write_table(self, sql: str, root: Path) -> None:
+        with atomic_dir(root) as tmp:
+            self.con.execute(
+                f"COPY ({sql}) TO {quote_path(tmp)} "
+                f"(FORMAT parquet, PARTITION_BY ({PARTITION_COLUMN}), OVERWRITE_OR_IGNORE)"
+            ).fetchall()
+
+    def write_day(self, sql: str, root: Path, day: date) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        # Stage beside the table, not inside it: Feast and the engines read every file under root.
+        with atomic_dir(partition_dir(root, day), staging=root.parent) as tmp:
+            self.con.execute(
+                f"COPY ({day_rows_sql(sql, day)}) TO {quote_path(tmp / 'data_0.parquet')} "
+                "(FORMAT parquet)"
+            ).fetchall()
+
+
+def open_engine(settings: Settings) -> Engine:
+    """The engine ``settings.engine`` names (Spark is imported only when asked for)."""
+    if settings.engine == "spark":
+        from ingestion.spark_engine import SparkEngine
+
+        return SparkEngine(settings)
+    return DuckEngine(settings)

@@ -16,7 +16,8 @@ from feast import FeatureStore
 
 from churn.settings import Settings
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
-from feature_repo.store import open_store
+from feature_repo.store import check_source_engine, open_store
+from ingestion.sql_engine import utc_timestamps
 
 FEATURE_SERVICE = "churn_model_v1"
 
@@ -65,7 +66,9 @@ def point_in_time_join(
         job = store.get_historical_features(entity_df=rows.iloc[lo:hi], features=refs)
         # Sorted per chunk: chunks follow each other in time, so the concat is sorted
         # without a second full-size copy.
-        parts.append(job.to_df().sort_values([TIMESTAMP_FIELD, ENTITY_KEY]))
+        part = job.to_df()
+        part[TIMESTAMP_FIELD] = utc_timestamps(part[TIMESTAMP_FIELD])  # Spark's come naive
+        parts.append(part.sort_values([TIMESTAMP_FIELD, ENTITY_KEY]))
         if progress is not None:
             progress(i + 1, len(bounds) - 1)
     if not parts:
@@ -85,6 +88,7 @@ def training_set(
     Feast; it is reported in ``missing``, never filled in.
     """
     store = open_store(settings)
+    check_source_engine(store, settings)
     refs = feature_refs(store, service)
     joined = point_in_time_join(store, labels, refs, progress=progress)
     names = [ref.split(":", 1)[1] for ref in refs]

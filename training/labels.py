@@ -17,8 +17,8 @@ import pandas as pd
 from churn.settings import Settings
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from ingestion import partitions
-from ingestion.prepare import MissingInputError
-from ingestion.sql_engine import connect, quote_path
+from ingestion.prepare import USER_DAILY, MissingInputError, register_table
+from ingestion.sql_engine import open_engine
 
 LABEL = "churned"
 
@@ -54,8 +54,8 @@ def asof_range(history: list[date], settings: Settings) -> AsOfRange:
     return AsOfRange(first, last, settings.asof_stride_days)
 
 
-def labels_sql(daily_glob: str, asof: AsOfRange, lookback: int, horizon: int) -> str:
-    """One row per (user, T) in the population, with the label, from ``user_daily``.
+def labels_sql(asof: AsOfRange, lookback: int, horizon: int) -> str:
+    """One row per (user, T) in the population, with the label, from ``USER_DAILY``.
 
     Row ``date`` = D - 1 holds the day before T; its lookback frame is days
     [T - lookback, T) and its horizon frame days [T, T + horizon).
@@ -72,7 +72,7 @@ WITH framed AS (
         sum(active) OVER (
             PARTITION BY user_id ORDER BY date ROWS BETWEEN 1 FOLLOWING AND {horizon} FOLLOWING
         ) AS active_days_after
-    FROM read_parquet({quote_path(daily_glob)}, hive_partitioning = true)
+    FROM {USER_DAILY}
     WHERE date BETWEEN DATE '{first_row - timedelta(days=lookback)}'
                    AND DATE '{last_row + timedelta(days=horizon)}'
 )
@@ -92,10 +92,7 @@ def build_labels(settings: Settings, asof: AsOfRange | None = None) -> pd.DataFr
     """Label rows (``user_id``, ``event_timestamp`` = T, ``churned``): Feast's entity dataframe."""
     history = partitions.partition_days(settings.user_daily_path)
     asof = asof or asof_range(history, settings)
-    sql = labels_sql(
-        partitions.table_glob(settings.user_daily_path),
-        asof,
-        settings.active_lookback_days,
-        settings.horizon_days,
-    )
-    return connect(settings).execute(sql).df()
+    engine = open_engine(settings)
+    register_table(engine, USER_DAILY, settings.user_daily_path, history)
+    sql = labels_sql(asof, settings.active_lookback_days, settings.horizon_days)
+    return engine.frame(sql)

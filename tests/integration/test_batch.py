@@ -30,7 +30,8 @@ from churn.risk import risk_bands
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import open_store
 from ingestion import partitions
-from ingestion.sql_engine import connect
+from ingestion.prepare import USER_DAILY, register_table
+from ingestion.sql_engine import DuckEngine
 from tests.integration.test_push import pushed_samples, running_pushgateway
 from tests.integration.world import build_world
 from training import registry
@@ -48,11 +49,16 @@ START = END.date() - timedelta(days=DAYS)
 TTL = timedelta(days=3)
 
 
+def _user_daily(settings) -> DuckEngine:
+    engine = DuckEngine(settings)
+    days = partitions.partition_days(settings.user_daily_path)
+    register_table(engine, USER_DAILY, settings.user_daily_path, days)
+    return engine
+
+
 def _population(settings) -> list[str]:
-    sql = population_sql(
-        partitions.table_glob(settings.user_daily_path), END.date(), settings.active_lookback_days
-    )
-    return [r[0] for r in connect(settings).execute(sql).fetchall()]
+    sql = population_sql(END.date(), settings.active_lookback_days)
+    return [r[0] for r in _user_daily(settings).rows(sql)]
 
 
 def _drop_feature_rows(settings, users: list[str], stamps: list[datetime]) -> None:
@@ -186,13 +192,8 @@ def test_users_without_features_are_counted_not_scored(scored):
 def test_population_is_the_training_population_at_t(scored):
     settings, result, *_ = scored
     day = END.date()
-    sql = labels_sql(
-        partitions.table_glob(settings.user_daily_path),
-        AsOfRange(day, day, 1),
-        settings.active_lookback_days,
-        settings.horizon_days,
-    )
-    labelled = connect(settings).execute(sql).df()
+    sql = labels_sql(AsOfRange(day, day, 1), settings.active_lookback_days, settings.horizon_days)
+    labelled = _user_daily(settings).frame(sql)
     assert sorted(labelled[ENTITY_KEY]) == _population(settings)
     assert result.population == len(labelled) > 150
 

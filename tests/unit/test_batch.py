@@ -18,6 +18,7 @@ from batch.high_risk import (
     with_revenue,
 )
 from batch.score import (
+    USER_FEATURES,
     BatchResult,
     batch_samples,
     features_as_of_sql,
@@ -28,8 +29,9 @@ from batch.score import (
     score_quantiles,
 )
 from churn.atomic import write_parquet
-from ingestion import partitions
-from ingestion.sql_engine import connect, quote_path
+from ingestion.partitions import partition_days
+from ingestion.prepare import EVENTS, USER_DAILY, USERS, register_table
+from ingestion.sql_engine import DuckEngine
 
 T = datetime(2026, 5, 2, tzinfo=UTC)
 D = T.date()
@@ -38,11 +40,16 @@ D = T.date()
 def _daily_table(root: Path, rows: list[tuple[str, date, int]], settings) -> None:
     """A tiny ``user_daily`` (user_id, date, active) written as the real table is."""
     frame = pd.DataFrame(rows, columns=["user_id", "date", "active"])
-    con = connect(settings)
-    con.register("rows", frame)
-    partitions.write_table(
-        con, "SELECT user_id, CAST(date AS DATE) AS date, active FROM rows", root
-    )
+    engine = DuckEngine(settings)
+    engine.register_frame("rows", frame)
+    engine.write_table("SELECT user_id, CAST(date AS DATE) AS date, active FROM rows", root)
+
+
+def _engine_with(settings, name: str, root: Path) -> DuckEngine:
+    """A DuckDB engine with the day-partitioned table at ``root`` registered as ``name``."""
+    engine = DuckEngine(settings)
+    register_table(engine, name, root, partition_days(root))
+    return engine
 
 
 def test_population_is_active_in_the_lookback_before_t(make_settings, tmp_path):
@@ -64,11 +71,10 @@ def test_population_is_active_in_the_lookback_before_t(make_settings, tmp_path):
         ("f_twice", day(3), 1),
     ]
     _daily_table(root, rows, settings)
-    sql = population_sql(partitions.table_glob(root), D, lookback_days=14)
-    users = [r[0] for r in connect(settings).execute(sql).fetchall()]
+    engine = _engine_with(settings, USER_DAILY, root)
+    users = [r[0] for r in engine.rows(population_sql(D, lookback_days=14))]
     assert users == ["a_yesterday", "b_first_day_of_lookback", "f_twice"]
-    shorter = population_sql(partitions.table_glob(root), D, lookback_days=13)
-    assert [r[0] for r in connect(settings).execute(shorter).fetchall()] == [
+    assert [r[0] for r in engine.rows(population_sql(D, lookback_days=13))] == [
         "a_yesterday",
         "f_twice",
     ]
@@ -94,8 +100,9 @@ def test_feature_stamp_is_the_newest_row_feast_may_serve(make_settings, tmp_path
     )
     for day, part in frame.groupby(frame["event_timestamp"].dt.date):
         write_parquet(part, tmp_path / "f" / f"date={day - timedelta(days=1)}" / "data_0.parquet")
-    sql = features_as_of_sql(partitions.table_glob(tmp_path / "f"), T, timedelta(days=3))
-    got = connect(settings).execute(sql).df().set_index("user_id")["features_as_of"]
+    engine = _engine_with(settings, USER_FEATURES, tmp_path / "f")
+    got = engine.frame(features_as_of_sql(T, timedelta(days=3)))
+    got = got.set_index("user_id")["features_as_of"]
     assert got.to_dict() == {
         "fresh": pd.Timestamp(stamp(0)),
         "at_ttl_edge": pd.Timestamp(stamp(3)),
@@ -150,7 +157,7 @@ def test_high_risk_is_the_top_k_plus_the_high_band(bands, top_k, expected):
     assert selected["rank"].tolist() == list(range(1, len(expected) + 1))
 
 
-def _contract_tables(tmp_path: Path) -> tuple[str, str]:
+def _contract_tables(tmp_path: Path) -> tuple[Path, Path]:
     users = pd.DataFrame(
         {
             "user_id": ["paid_a", "paid_b", "free_c", "paid_d"],
@@ -177,7 +184,7 @@ def _contract_tables(tmp_path: Path) -> tuple[str, str]:
     )
     write_parquet(users, tmp_path / "users.parquet")
     write_parquet(events, tmp_path / "events.parquet")
-    return quote_path(tmp_path / "users.parquet"), quote_path(tmp_path / "events.parquet")
+    return tmp_path / "users.parquet", tmp_path / "events.parquet"
 
 
 def test_revenue_columns(make_settings, tmp_path):
@@ -191,9 +198,11 @@ def test_revenue_columns(make_settings, tmp_path):
             "model_version": "v1",
         }
     )
-    con = connect(make_settings())
-    con.register("selected", selected[["user_id"]])
-    revenue = con.execute(revenue_sql(users, events, T)).df()
+    engine = DuckEngine(make_settings())
+    engine.register(USERS, [users])
+    engine.register(EVENTS, [events])
+    engine.register_frame("selected", selected[["user_id"]])
+    revenue = engine.frame(revenue_sql(T))
     out = with_revenue(selected, revenue)
     assert out.columns.tolist() == HIGH_RISK_COLUMNS
     rows = out.set_index("user_id")

@@ -354,6 +354,8 @@ for package in packages:
         sys.path.insert(0, root.__path__[0])
     modules += [m.name for m in pkgutil.walk_packages(root.__path__, package + ".")]
 for name in modules:
+    if name.endswith("spark_engine") or name.endswith("spark_score"):
+        continue  # CHURN_ENGINE=spark runs on a Spark image (docs/spark.md), not this one
     importlib.import_module(name)
 if "online_api.app" in modules:
     from churn.settings import get_settings

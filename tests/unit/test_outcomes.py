@@ -17,7 +17,7 @@ from rich.console import Console
 
 from churn.atomic import write_parquet
 from ingestion import partitions
-from ingestion.sql_engine import connect
+from ingestion.sql_engine import DuckEngine, connect
 from monitor.outcomes import (
     outcome_samples,
     print_outcomes,
@@ -72,12 +72,12 @@ def write_user_daily(settings, activity: dict[str, list[date]], last: date = LAS
     days = [FIRST + timedelta(days=i) for i in range((last - FIRST).days + 1)]
     rows = [(u, d, int(d in active)) for u, active in activity.items() for d in days]
     frame = pd.DataFrame(rows, columns=["user_id", "date", "active"])
-    con = connect(settings)
-    con.register("daily", frame)
-    partitions.write_table(
-        con, "SELECT user_id, date, CAST(active AS BIGINT) AS active FROM daily",
+    engine = DuckEngine(settings)
+    engine.register_frame("daily", frame)
+    engine.write_table(
+        "SELECT user_id, date, CAST(active AS BIGINT) AS active FROM daily",
         settings.user_daily_path,
-    )  # fmt: skip
+    )
 
 
 def predictions(users: list[str], seed: int, version: str = "v1") -> pd.DataFrame:
