@@ -27,7 +27,7 @@ from churn.atomic import atomic_dir, write_json, write_parquet, write_text
 from churn.risk import risk_bands
 from churn.settings import Settings
 from feature_repo.spec import ENTITY_KEY, FEATURE_VIEW, TIMESTAMP_FIELD
-from feature_repo.store import check_source_engine, open_store
+from feature_repo.store import open_offline_store
 from ingestion import partitions
 from ingestion.prepare import USER_DAILY, MissingInputError, register_table, validated_paths
 from ingestion.sql_engine import Engine, open_engine, utc_timestamps
@@ -221,8 +221,7 @@ def score_population(
 
     engine = open_engine(settings)
     users = population(settings, engine, as_of)
-    store = open_store(settings)
-    check_source_engine(store, settings)
+    store = open_offline_store(settings)
     entity_rows = pd.DataFrame({ENTITY_KEY: users, TIMESTAMP_FIELD: pd.Timestamp(as_of)})
     if progress is not None:
         progress(0, 1)

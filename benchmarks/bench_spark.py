@@ -18,7 +18,7 @@ import sys
 from runner import bench_settings, run_stages
 
 SHARED = ("generate", "validate")
-PER_ENGINE = ("prepare+features", "daily run", "apply", "labels+join")
+PER_ENGINE = ("prepare+features", "daily run", "apply", "materialize", "labels+join")
 BATCH = ("batch score", "batch score (all)")
 
 

@@ -67,12 +67,12 @@ def open_store(settings: Settings, redis_timeout_ms: int | None = None) -> Featu
     return FeatureStore(repo_path=str(settings.feature_repo_dir), config=config)
 
 
-def check_source_engine(store: FeatureStore, settings: Settings) -> None:
-    """Fail with what to run when the registry was applied under the other engine.
-
-    Feast's Spark store refuses a FileSource (and DuckDB a SparkSource) with an
-    error that does not say how to fix it.
+def open_offline_store(settings: Settings) -> FeatureStore:
+    """``open_store`` for the offline store's work (joins, materialize), checked against
+    the engine: Feast's Spark store refuses a FileSource (and DuckDB a SparkSource) with
+    an error that does not say how to fix it.
     """
+    store = open_store(settings)
     source = store.get_feature_view(FEATURE_VIEW).batch_source
     applied = "spark" if isinstance(source, SparkSource) else "duckdb"
     if applied != settings.engine:
@@ -80,6 +80,7 @@ def check_source_engine(store: FeatureStore, settings: Settings) -> None:
             f"the Feast registry was applied with CHURN_ENGINE={applied}, this run uses "
             f"{settings.engine}: run `churn features apply` with CHURN_ENGINE={settings.engine}"
         )
+    return store
 
 
 def _cap_offline_store_memory(settings: Settings) -> None:
@@ -135,8 +136,7 @@ def materialize(
     written after it. Returns the range loaded (start is None when incremental).
     """
     end = end or datetime.now(UTC)
-    store = open_store(settings)
-    check_source_engine(store, settings)
+    store = open_offline_store(settings)
     if incremental:
         store.materialize_incremental(end_date=end)
         return None, end

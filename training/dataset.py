@@ -16,7 +16,7 @@ from feast import FeatureStore
 
 from churn.settings import Settings
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
-from feature_repo.store import check_source_engine, open_store
+from feature_repo.store import open_offline_store
 from ingestion.sql_engine import utc_timestamps
 
 FEATURE_SERVICE = "churn_model_v1"
@@ -87,8 +87,7 @@ def training_set(
     A row whose user has no feature row inside the TTL comes back all-null from
     Feast; it is reported in ``missing``, never filled in.
     """
-    store = open_store(settings)
-    check_source_engine(store, settings)
+    store = open_offline_store(settings)
     refs = feature_refs(store, service)
     joined = point_in_time_join(store, labels, refs, progress=progress)
     names = [ref.split(":", 1)[1] for ref in refs]

@@ -18,7 +18,7 @@ import pandas as pd
 from churn.atomic import write_text
 from churn.settings import Settings
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
-from feature_repo.store import open_store
+from feature_repo.store import open_offline_store
 from training import registry
 from training.dataset import point_in_time_join
 from training.labels import LABEL
@@ -52,7 +52,7 @@ def score_on(settings: Settings, version: str, rows: pd.DataFrame) -> dict:
     names = [ref.split(":", 1)[1] for ref in metadata["feature_refs"]]
     if not set(names) <= set(rows.columns):
         entity = rows[[ENTITY_KEY, TIMESTAMP_FIELD, LABEL]]
-        rows = point_in_time_join(open_store(settings), entity, metadata["feature_refs"])
+        rows = point_in_time_join(open_offline_store(settings), entity, metadata["feature_refs"])
     scores = model.predict_proba(rows[names])[:, 1]
     return evaluate(rows[LABEL].to_numpy(), scores, k=settings.top_k)
 

@@ -2,8 +2,10 @@
 
     .venv/bin/python deploy/docker/pin_requirements.py
 
-writes ``requirements-ml.txt`` (churn-ml: the whole package, every job) and
-``requirements-api.txt`` (churn-api: what ``churn serve`` imports) beside this file.
+writes ``requirements-ml.txt`` (churn-ml: the whole package, every job),
+``requirements-api.txt`` (churn-api: what ``churn serve`` imports) and
+``requirements-spark.txt`` (churn-spark: the jobs plus the ``spark`` extra, for
+spark-submit) beside this file.
 Each is the dependency closure of the project's requirements in ``pyproject.toml``,
 resolved from the installed distributions' metadata (so the versions are those of
 ``pip freeze --exclude-editable``, the ones the test suite ran with), one
@@ -29,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 PYPROJECT = HERE.parent.parent / "pyproject.toml"
 ML_FILE = HERE / "requirements-ml.txt"
 API_FILE = HERE / "requirements-api.txt"
+SPARK_FILE = HERE / "requirements-spark.txt"
 
 # The API image leaves out what only the jobs import: the validation gates (pandera) and
 # the report charts (matplotlib). Feast keeps its redis extra (the online store) and its
@@ -45,11 +48,13 @@ HEADER = """\
 """
 
 
-def project_requirements(pyproject: Path = PYPROJECT) -> list[Requirement]:
-    """The project's runtime requirements plus those of ``EXTRAS``."""
+def project_requirements(
+    pyproject: Path = PYPROJECT, extras: tuple[str, ...] = EXTRAS
+) -> list[Requirement]:
+    """The project's runtime requirements plus those of ``extras``."""
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
     texts = list(project["dependencies"])
-    for extra in EXTRAS:
+    for extra in extras:
         texts += project.get("optional-dependencies", {}).get(extra, [])
     return [Requirement(text) for text in texts]
 
@@ -111,9 +116,14 @@ def main() -> int:
     requirements = project_requirements()
     ml = closure(requirements)
     api = closure(api_requirements(requirements))
+    spark = closure(project_requirements(extras=(*EXTRAS, "spark")))
     write_text(render(ml, "churn-ml", "the whole package (every job, churn schedule)"), ML_FILE)
     write_text(render(api, "churn-api", "what `churn serve` needs"), API_FILE)
-    print(f"{ML_FILE.name}: {len(ml)} pins; {API_FILE.name}: {len(api)} pins")
+    write_text(render(spark, "churn-spark", "the jobs on Spark (spark-submit)"), SPARK_FILE)
+    print(
+        f"{ML_FILE.name}: {len(ml)} pins; {API_FILE.name}: {len(api)} pins; "
+        f"{SPARK_FILE.name}: {len(spark)} pins"
+    )
     return 0
 
 

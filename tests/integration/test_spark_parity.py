@@ -18,8 +18,14 @@ import pandas as pd
 import pytest
 
 from batch.score import FEATURES_FILE, HIGH_RISK_FILE, PREDICTIONS_FILE, score_population
-from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
-from feature_repo.store import EngineMismatchError, apply_definitions, open_store
+from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD, feature_names
+from feature_repo.store import (
+    EngineMismatchError,
+    apply_definitions,
+    materialize,
+    online_feature_rows,
+    open_store,
+)
 from ingestion import partitions
 from ingestion.features import build_rolling_features
 from ingestion.generate import generate_demo_data, write_demo_data
@@ -133,6 +139,19 @@ def test_the_daily_run_of_one_day_is_the_same(engines):
         for name, s in (("duckdb", duck), ("spark", spark))
     }
     assert_same_rows(days["spark"], days["duckdb"])
+
+
+def test_materialized_online_features_are_the_same(engines):
+    """Feast's Spark store loads Redis with what DuckDB's loads (a Feast project each)."""
+    duck, spark = engines
+    users = sorted(_table(duck.features_path)[ENTITY_KEY].unique())
+    refs = [f"user_activity:{name}" for name in feature_names(duck.windows)]
+    online = {}
+    for settings in (duck, spark):
+        materialize(settings, end=TODAY)
+        online[settings.engine] = pd.DataFrame(online_feature_rows(settings, users, refs))
+    assert online["spark"][refs[0].split(":")[1]].notna().sum() > len(users) / 2
+    assert_same_rows(online["spark"], online["duckdb"])
 
 
 def test_point_in_time_training_set_is_the_same(engines):

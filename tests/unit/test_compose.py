@@ -33,7 +33,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKER = ROOT / "deploy" / "docker"
 BOOTSTRAP = DOCKER / "bootstrap.sh"
-IMAGES = ("ml", "api")
+IMAGES = ("ml", "api", "spark")
 BIN = Path(sys.executable).parent
 SECRET = re.compile(r"PASSWORD|TOKEN|SECRET|CREDENTIAL", re.IGNORECASE)
 # ${NAME}, ${NAME:-default}, ${NAME:?message}, ${NAME:+alt}; $${...} is escaped for the shell.
@@ -328,6 +328,15 @@ def test_pins_cover_the_project_requirements_and_the_api_is_a_subset():
     assert {name: ml.get(name) for name in api} == api, "the API pins differ from the ML pins"
     assert {"feast", "redis", "fastapi", "uvicorn", "scikit-learn"} <= set(api)
     assert not {"matplotlib", "pandera"} & set(api)
+    spark = pins("spark")
+    assert {name: spark.get(name) for name in ml} == ml, "the Spark pins differ from the ML pins"
+    for text in project["optional-dependencies"]["spark"]:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert requirement.specifier.contains(spark[name], prereleases=True), (
+            text,
+            spark.get(name),
+        )
 
 
 # Run in a fresh interpreter: modules of distributions that are not pinned for the image
@@ -354,8 +363,8 @@ for package in packages:
         sys.path.insert(0, root.__path__[0])
     modules += [m.name for m in pkgutil.walk_packages(root.__path__, package + ".")]
 for name in modules:
-    if name.endswith("spark_engine") or name.endswith("spark_score"):
-        continue  # CHURN_ENGINE=spark runs on a Spark image (docs/spark.md), not this one
+    if name.endswith(("spark_engine", "spark_score")) and "pyspark" not in pinned:
+        continue  # CHURN_ENGINE=spark runs in churn-spark (docs/spark.md), not in this image
     importlib.import_module(name)
 if "online_api.app" in modules:
     from churn.settings import get_settings
@@ -380,6 +389,16 @@ IMAGE_IMPORTS = {
     # Every module of the package, and the `feast` CLI that `churn features apply` runs.
     "ml": (
         ["feast.cli.cli"],
+        ["churn", "ingestion", "feature_repo", "training", "online_api", "batch", "monitor"],
+    ),
+    # The same, with the Spark modules and Feast's Spark offline store.
+    "spark": (
+        [
+            "feast.cli.cli",
+            "feast.infra.offline_stores.contrib.spark_offline_store.spark",
+            "ingestion.spark_engine",
+            "batch.spark_score",
+        ],
         ["churn", "ingestion", "feature_repo", "training", "online_api", "batch", "monitor"],
     ),
 }
