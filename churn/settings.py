@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="Root of every data table and the registry")
     artifacts_dir: Path = Field(Path("artifacts"), description="Models, reports, plots")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Online store (Redis URL)")
+    redis_cluster: bool = Field(
+        False,
+        description="CHURN_REDIS_URL is a node of a Redis Cluster (keys spread over its nodes)",
+    )
     redis_private_port: int = Field(
         6391, ge=1, le=65535, description="Port of the private redis-server started when needed"
     )
@@ -185,6 +189,15 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _cluster_has_no_databases(self) -> Settings:
+        if self.redis_cluster and urlparse(self.redis_url).path.lstrip("/") not in ("", "0"):
+            raise ValueError(
+                f"CHURN_REDIS_URL {self.redis_url!r} names a database, which a Redis Cluster "
+                "does not have: use redis://host:port (Feast projects keep environments apart)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:
         # Frozen model: resolve once so every stage sees the same absolute paths.
         object.__setattr__(self, "data_dir", self.data_dir.expanduser().resolve())
@@ -262,9 +275,10 @@ class Settings(BaseSettings):
         slow Redis must not hang a request); bulk jobs (materialize) must not.
         """
         parsed = urlparse(self.redis_url)
+        # One node is enough for a cluster: the client learns the others and the slots from it.
         parts = [f"{parsed.hostname}:{parsed.port or 6379}"]
-        db = parsed.path.lstrip("/") or "0"
-        parts.append(f"db={db}")
+        if not self.redis_cluster:
+            parts.append(f"db={parsed.path.lstrip('/') or '0'}")
         if parsed.password:
             parts.append(f"password={unquote(parsed.password)}")
         if parsed.username:
@@ -273,12 +287,10 @@ class Settings(BaseSettings):
             parts.append("ssl=true")
         if timeout_ms is not None:
             seconds = timeout_ms / 1000
-            # retry=null: redis-py's default retries 3 times with up to 10 s backoff.
-            parts += [
-                f"socket_timeout={seconds}",
-                f"socket_connect_timeout={seconds}",
-                "retry=null",
-            ]
+            parts += [f"socket_timeout={seconds}", f"socket_connect_timeout={seconds}"]
+            # No retries: redis-py's default retries 3 times with up to 10 s backoff. A
+            # cluster client retries per command instead, after a refresh of its slots.
+            parts.append("cluster_error_retry_attempts=0" if self.redis_cluster else "retry=null")
         return ",".join(parts)
 
     def as_env(self) -> dict[str, str]:
@@ -334,6 +346,7 @@ class Settings(BaseSettings):
             "CHURN_FEAST_REGISTRY_TYPE": "sql" if self.feast_registry_url else "file",
             "CHURN_FEAST_REGISTRY": self.feast_registry_url or str(self.registry_path),
             "CHURN_FEAST_REDIS": self.feast_redis_connection(),
+            "CHURN_FEAST_REDIS_TYPE": "redis_cluster" if self.redis_cluster else "redis",
             "CHURN_ONLINE_KEY_TTL_SECONDS": str(self.online_key_ttl_days * 86400),
         }
 

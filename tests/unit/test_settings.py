@@ -22,6 +22,8 @@ def test_windows_from_a_comma_list(monkeypatch):
         ("CHURN_HORIZON_DAYS", "0", "horizon_days"),
         ("CHURN_FEAST_PROJECT", "my-project!", "feast_project"),
         ("CHURN_DUCKDB_MEMORY_LIMIT", "lots", "duckdb_memory_limit"),
+        ("CHURN_ENGINE", "polars", "engine"),
+        ("CHURN_SPARK_DRIVER_MEMORY", "2 GB", "spark_driver_memory"),
     ],
 )
 def test_bad_values_fail_fast_and_say_which(monkeypatch, variable, value, named):
@@ -68,6 +70,30 @@ def test_redis_url_becomes_feast_connection_string(url, connection):
 def test_serving_connection_has_client_timeouts():
     connection = get_settings().feast_redis_connection(timeout_ms=100)
     assert connection.endswith(",socket_timeout=0.1,socket_connect_timeout=0.1,retry=null")
+
+
+def test_a_cluster_connection_has_no_database_and_no_retry_argument():
+    # redis-py's cluster client refuses `db` and `retry=None`.
+    settings = get_settings(redis_url="rediss://:pw@node-1:7000", redis_cluster=True)
+    assert settings.feast_redis_connection() == "node-1:7000,password=pw,ssl=true"
+    assert settings.feast_redis_connection(timeout_ms=100).endswith(
+        ",socket_timeout=0.1,socket_connect_timeout=0.1,cluster_error_retry_attempts=0"
+    )
+    assert settings.feast_env()["CHURN_FEAST_REDIS_TYPE"] == "redis_cluster"
+    assert get_settings().feast_env()["CHURN_FEAST_REDIS_TYPE"] == "redis"
+
+
+def test_a_cluster_url_naming_a_database_is_refused():
+    with pytest.raises(ValidationError, match="does not have"):
+        get_settings(redis_url="redis://node-1:7000/3", redis_cluster=True)
+
+
+def test_the_offline_store_follows_the_engine():
+    assert get_settings().offline_store() == {"type": "duckdb"}
+    spark = get_settings(engine="spark", spark_driver_memory="6g").offline_store()
+    assert spark["type"] == "spark"
+    assert spark["spark_conf"]["spark.driver.memory"] == "6g"
+    assert spark["spark_conf"]["spark.sql.session.timeZone"] == "UTC"
 
 
 def test_yaml_file_is_read_and_env_wins(tmp_path, monkeypatch):
