@@ -336,11 +336,26 @@ class Settings(BaseSettings):
             return {"type": "spark", "spark_conf": self.spark_conf()}
         return {"type": "duckdb"}
 
+    def batch_engine(self) -> dict[str, object]:
+        """The ``batch_engine`` block: who runs ``materialize``.
+
+        On Spark, the executors write to Redis partition by partition (Feast's Spark
+        compute engine) instead of the driver alone.
+        """
+        if self.engine == "spark":
+            return {
+                "type": "spark.engine",
+                "spark_conf": self.spark_conf(),
+                "partitions": self.spark_shuffle_partitions,
+            }
+        return {"type": "local"}
+
     def feast_env(self) -> dict[str, str]:
         """Variables that ``feature_repo/feature_store.yaml`` expands (``${CHURN_…}``)."""
         return {
             # JSON is YAML: the block goes in as one flow mapping.
             "CHURN_FEAST_OFFLINE_STORE": json.dumps(self.offline_store()),
+            "CHURN_FEAST_BATCH_ENGINE": json.dumps(self.batch_engine()),
             "CHURN_DATA_DIR": str(self.data_dir),
             "CHURN_FEAST_PROJECT": self.feast_project,
             "CHURN_FEAST_REGISTRY_TYPE": "sql" if self.feast_registry_url else "file",

@@ -101,12 +101,15 @@ class SparkEngine:
         return utc_frame(self.sql(sql))
 
     def write_table(self, sql: str, root: Path) -> None:
+        # Rows of a day gathered in one task: a file per day, not one per task and day.
+        rows = self.sql(sql).repartition(PARTITION_COLUMN)
         with atomic_dir(root) as tmp:
-            self.sql(sql).write.mode("overwrite").partitionBy(PARTITION_COLUMN).parquet(str(tmp))
+            rows.write.mode("overwrite").partitionBy(PARTITION_COLUMN).parquet(str(tmp))
 
     def write_day(self, sql: str, root: Path, day: date) -> None:
         root.mkdir(parents=True, exist_ok=True)
         # Stage beside the table, not inside it: Feast and the engines read every file under root.
+        # As many files as the last stage has tasks (adaptive execution merges small ones):
+        # coalesce(1) would run that whole stage, windows included, in one task.
         with atomic_dir(partition_dir(root, day), staging=root.parent) as tmp:
-            rows = self.sql(day_rows_sql(sql, day)).coalesce(1)
-            rows.write.mode("overwrite").parquet(str(tmp))
+            self.sql(day_rows_sql(sql, day)).write.mode("overwrite").parquet(str(tmp))
