@@ -15,10 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from feast import FeatureStore
 from rich.console import Console
 from rich.table import Table
 
@@ -216,7 +218,6 @@ def score_population(
         )
     model, metadata = registry.load_model(settings.models_dir, version)
     refs = metadata["feature_refs"]
-    names = [ref.split(":", 1)[1] for ref in refs]
     validated_paths(settings)  # the high-risk list reads them: fail before the long join
 
     engine = open_engine(settings)
@@ -228,15 +229,10 @@ def score_population(
     if engine.name == "spark":
         from batch.spark_score import score_on_spark
 
-        features, risks, skipped = score_on_spark(engine, store, entity_rows, refs, model)
-        if progress is not None:
-            progress(1, 1)
+        score = partial(score_on_spark, engine)
     else:
-        joined = point_in_time_join(store, entity_rows, refs, progress=progress)
-        no_features = joined[names].isna().all(axis=1)
-        skipped = sorted(joined.loc[no_features, ENTITY_KEY])
-        features = joined.loc[~no_features, [ENTITY_KEY, *names]].reset_index(drop=True)
-        risks = model.predict_proba(features[names])[:, 1] if len(features) else np.empty(0)
+        score = score_in_process
+    features, risks, skipped = score(store, entity_rows, refs, model, progress)
     # The registered view's TTL is the one Feast's join applied (settings may have moved on).
     ttl = store.get_feature_view(FEATURE_VIEW).ttl
     if features.empty:
@@ -299,6 +295,27 @@ def score_population(
         f"{as_of:%Y-%m-%d}", result.scored, result.skipped, result.high_risk, version,
     )  # fmt: skip
     return replace(result, pushed=push(settings, PUSH_JOB, batch_samples(result)))
+
+
+def score_in_process(
+    store: FeatureStore,
+    entity_rows: pd.DataFrame,
+    refs: list[str],
+    model: object,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """``(features, risks, skipped)``: Feast's join and ``predict_proba`` in this process.
+
+    ``features`` holds the rows as scored, by user id; users with no feature row
+    within the TTL are ``skipped`` (``batch.spark_score`` is the Spark counterpart).
+    """
+    names = [ref.split(":", 1)[1] for ref in refs]
+    joined = point_in_time_join(store, entity_rows, refs, progress=progress)
+    no_features = joined[names].isna().all(axis=1)
+    skipped = sorted(joined.loc[no_features, ENTITY_KEY])
+    features = joined.loc[~no_features, [ENTITY_KEY, *names]].reset_index(drop=True)
+    risks = model.predict_proba(features[names])[:, 1] if len(features) else np.empty(0)
+    return features, risks, skipped
 
 
 def population(settings: Settings, engine: Engine, as_of: datetime) -> list[str]:

@@ -7,7 +7,7 @@ writes the same files as the embedded path.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial, reduce
 from operator import or_
 
@@ -38,8 +38,10 @@ def score_on_spark(
     entity_rows: pd.DataFrame,
     refs: list[str],
     model: object,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
-    """``(features, risks, skipped)`` for ``entity_rows`` (user_id, event_timestamp = T).
+    """``(features, risks, skipped)`` for ``entity_rows`` (user_id, event_timestamp = T),
+    as ``batch.score.score_in_process`` returns them.
 
     ``features`` holds the rows as scored (user_id and the model's features, in
     ``refs`` order); users with no feature row within the TTL are ``skipped``.
@@ -58,4 +60,6 @@ def score_on_spark(
     frame = utc_frame(scored).sort_values(ENTITY_KEY, kind="stable").reset_index(drop=True)
     broadcast.unpersist()
     joined.unpersist()
+    if progress is not None:
+        progress(1, 1)
     return frame[[ENTITY_KEY, *names]], frame[SCORE].to_numpy(), skipped

@@ -72,6 +72,12 @@ def open_offline_store(settings: Settings) -> FeatureStore:
     the engine: Feast's Spark store refuses a FileSource (and DuckDB a SparkSource) with
     an error that does not say how to fix it.
     """
+    if settings.engine == "spark":
+        # Our session first, so that Feast's store and compute engine take it: theirs would
+        # start Python workers with the system python3, which has no Feast and no pandas.
+        from ingestion.spark_engine import spark_session
+
+        spark_session(settings)
     store = open_store(settings)
     source = store.get_feature_view(FEATURE_VIEW).batch_source
     applied = "spark" if isinstance(source, SparkSource) else "duckdb"

@@ -11,7 +11,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +25,6 @@ from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD, feature_names
 from feature_repo.store import (
     EngineMismatchError,
     apply_definitions,
-    materialize,
     online_feature_rows,
     open_store,
 )
@@ -142,13 +144,18 @@ def test_the_daily_run_of_one_day_is_the_same(engines):
 
 
 def test_materialized_online_features_are_the_same(engines):
-    """Feast's Spark store loads Redis with what DuckDB's loads (a Feast project each)."""
+    """Feast's Spark compute engine loads Redis with what the local one loads from DuckDB
+    (a Feast project each); run as the CLI, in a process that has started no Spark yet."""
     duck, spark = engines
     users = sorted(_table(duck.features_path)[ENTITY_KEY].unique())
     refs = [f"user_activity:{name}" for name in feature_names(duck.windows)]
     online = {}
     for settings in (duck, spark):
-        materialize(settings, end=TODAY)
+        subprocess.run(
+            [str(Path(sys.executable).with_name("churn")), "features", "materialize",
+             "--end", f"{TODAY:%Y-%m-%dT%H:%M:%S}"],
+            env=os.environ | settings.as_env(), check=True, capture_output=True, timeout=600,
+        )  # fmt: skip
         online[settings.engine] = pd.DataFrame(online_feature_rows(settings, users, refs))
     assert online["spark"][refs[0].split(":")[1]].notna().sum() > len(users) / 2
     assert_same_rows(online["spark"], online["duckdb"])

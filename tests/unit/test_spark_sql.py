@@ -59,3 +59,15 @@ def test_spark_submit_is_told_by_its_gateway(monkeypatch):
     assert not launched_by_spark_submit()
     monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "40000")
     assert launched_by_spark_submit()
+
+
+def test_features_sql_prints_the_spark_sql_under_the_spark_engine(tmp_path):
+    from typer.testing import CliRunner
+
+    from churn.cli import app
+
+    env = {"CHURN_DATA_DIR": str(tmp_path), "CHURN_ENGINE": "spark"}
+    result = CliRunner().invoke(app, ["features", "sql"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "EXPLODE(SEQUENCE(" in result.output
+    assert "unnest(" not in result.output
