@@ -29,13 +29,13 @@ from packaging.requirements import Requirement
 
 from churn.settings import Settings
 from tests.unit.test_compose import assert_churn_command, instructions, runtime_stage
+from tests.unit.test_k8s import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 SPARK = ROOT / "deploy" / "k8s" / "spark"
 BASE = ROOT / "deploy" / "k8s" / "base"
 CHURN_JOB = ROOT / "deploy" / "spark" / "churn_job.py"
 KUBECTL = shutil.which("kubectl")
-KUBERNETES_VERSION = "1.30.0"
 OPERATOR_API = "sparkoperator.k8s.io/v1beta2"
 APPLICATION_KINDS = ("SparkApplication", "ScheduledSparkApplication")
 ROLES = ("driver", "executor")
@@ -184,17 +184,6 @@ def copied_to(destination: str) -> list[str]:
             if words[-1] == destination:
                 sources += words[:-1]
     return sources
-
-
-def validate(path: Path) -> subprocess.CompletedProcess[str]:
-    """kubernetes-validate (offline schemas, strict: unknown fields are errors)."""
-    cli = Path(sys.executable).with_name("kubernetes-validate")
-    return subprocess.run(
-        [str(cli), "-k", KUBERNETES_VERSION, "--strict", "--quiet", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 def spark_pod(name: str, spec: dict, role: str) -> dict:
