@@ -39,22 +39,25 @@ NODES = 3
 def cluster(tmp_path_factory):
     """Ports of a three-master Redis Cluster that keeps nothing on disk but its node files."""
     root = tmp_path_factory.mktemp("cluster")
-    ports = [free_port() for _ in range(NODES)]
+    ports = _distinct_free_ports(2 * NODES)
+    ports, bus_ports = ports[:NODES], ports[NODES:]
     servers = []
     try:
-        for port in ports:
+        for port, bus in zip(ports, bus_ports, strict=True):
             node = root / str(port)
             node.mkdir()
+            # The bus port explicitly: the default, port + 10000, is past 65535 for high ports.
             servers.append(
                 subprocess.Popen(
-                    ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                     "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                     "--save", "", "--appendonly", "no", "--dir", str(node)],
+                    ["redis-server", "--port", str(port), "--cluster-port", str(bus),
+                     "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                     "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no",
+                     "--dir", str(node), "--logfile", str(node / "redis.log")],
                     stdout=subprocess.DEVNULL,
                 )
             )  # fmt: skip
-        for port in ports:
-            _wait(lambda port=port: redis.Redis(port=port).ping())
+        for port, server in zip(ports, servers, strict=True):
+            _wait(lambda port=port: redis.Redis(port=port).ping(), server, root / str(port))
         subprocess.run(
             ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
              "--cluster-replicas", "0", "--cluster-yes"],
@@ -70,12 +73,22 @@ def cluster(tmp_path_factory):
                 server.wait(timeout=10)
 
 
-def _wait(ready, timeout: float = 30) -> None:
+def _distinct_free_ports(count: int) -> list[int]:
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port())
+    return sorted(ports)
+
+
+def _wait(ready, server: subprocess.Popen | None = None, node=None, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while True:
         with contextlib.suppress(redis.RedisError):
             if ready():
                 return
+        if server is not None and server.poll() is not None:
+            log = (node / "redis.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"redis-server exited with {server.returncode}:\n{log}")
         if time.monotonic() > deadline:
             raise TimeoutError("the Redis Cluster did not come up")
         time.sleep(0.1)
