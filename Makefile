@@ -14,7 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # redis-server is needed only when no Redis answers at CHURN_REDIS_URL; the Pushgateway,
-# Prometheus (promtool) and kubectl (kustomize) for the deployment tests. As root we
+# Prometheus (promtool) and kubectl (kustomize) for the deployment tests; Java (17, or the
+# distribution's default, 21 on newer Debian) for Spark. As root we
 # install them, otherwise say what is missing (the tests that need them are skipped).
 system-deps:
 	@missing=""; \
@@ -22,6 +23,7 @@ system-deps:
 	command -v prometheus-pushgateway >/dev/null 2>&1 || missing="$$missing prometheus-pushgateway"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v kubectl >/dev/null 2>&1 || missing="$$missing $$(apt-cache show kubectl >/dev/null 2>&1 && echo kubectl || echo kubernetes-client)"; \
+	command -v java >/dev/null 2>&1 || missing="$$missing $$(apt-cache show openjdk-17-jre-headless >/dev/null 2>&1 && echo openjdk-17-jre-headless || echo default-jre-headless)"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing$$missing (apt-get)"; \
