@@ -156,6 +156,7 @@ class TreePeak:
 
 def tree_rss_kb(root: int) -> int:
     """RSS of ``root`` and every descendant, from /proc (kB)."""
+    page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
     parents: dict[int, int] = {}
     rss: dict[int, int] = {}
     for entry in os.scandir("/proc"):
@@ -168,7 +169,7 @@ def tree_rss_kb(root: int) -> int:
             continue  # the process ended while we looked
         pid = int(entry.name)
         parents[pid] = int(fields[1])
-        rss[pid] = int(fields[21]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+        rss[pid] = int(fields[21]) * page_kb
     total, todo = 0, [root]
     while todo:
         pid = todo.pop()

@@ -18,7 +18,6 @@ from pathlib import Path
 import ibis
 import yaml
 from feast import FeatureStore
-from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 from feast.repo_config import RepoConfig
 
 from churn.settings import Settings
@@ -72,6 +71,9 @@ def open_offline_store(settings: Settings) -> FeatureStore:
     the engine: Feast's Spark store refuses a FileSource (and DuckDB a SparkSource) with
     an error that does not say how to fix it.
     """
+    # Imported here: the API opens the store too, and never needs Spark's source class.
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
     if settings.engine == "spark":
         # Our session first, so that Feast's store and compute engine take it: theirs would
         # start Python workers with the system python3, which has no Feast and no pandas.

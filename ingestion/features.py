@@ -28,7 +28,6 @@ from ingestion.prepare import (
     USER_DAILY,
     USERS,
     MissingInputError,
-    count_rows,
     register_table,
     register_validated,
 )
@@ -210,4 +209,6 @@ def build_rolling_features(settings: Settings, as_of: date | None = None) -> Fea
         register_table(engine, USER_DAILY, settings.user_daily_path, lookback)
         sql = rolling_features_sql(settings.windows, as_of, as_of, days[0], has_previous)
         engine.write_day(sql, root, as_of)
-    return FeatureResult(first_day, last_day, count_rows(engine, root, first_day, last_day), root)
+    return FeatureResult(
+        first_day, last_day, partitions.count_rows(root, first_day, last_day), root
+    )

@@ -120,15 +120,6 @@ def first_day(engine: Engine) -> date:
     return max(signup, event)
 
 
-def count_rows(engine: Engine, root: Path, first: date, last: date) -> int:
-    """Rows of a day-partitioned table in days [first, last], read back after a write."""
-    days = [d for d in partitions.partition_days(root) if first <= d <= last]
-    if not days:
-        return 0
-    register_table(engine, "written", root, days)
-    return engine.rows("SELECT count(*) FROM written")[0][0]
-
-
 def build_user_daily(
     settings: Settings, as_of: date | None = None, now: datetime | None = None
 ) -> DailyResult:
@@ -147,4 +138,4 @@ def build_user_daily(
     else:
         first = last = as_of
         engine.write_day(user_daily_sql(as_of, as_of), root, as_of)
-    return DailyResult(first, last, count_rows(engine, root, first, last), root)
+    return DailyResult(first, last, partitions.count_rows(root, first, last), root)
