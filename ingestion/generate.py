@@ -47,6 +47,9 @@ COURSES = (
     "helm-201", "prometheus-101", "kafka-201", "spark-201", "ml-ops-201", "terraform-301",
 )  # fmt: skip
 PRICES = np.array([29.0, 49.0])
+# Paid users are billed every this many simulated days from their signup day, so the world
+# a seed draws never depends on where the calendar's month boundaries fall.
+BILLING_CYCLE_DAYS = 30
 _TYPE = {name: code for code, name in enumerate(EVENT_TYPES)}
 
 
@@ -95,8 +98,6 @@ def _draw_users(
         + rng.normal(0, 0.8, n)
     )
     drifting = rng.random(n) < 0.25
-    signup_date = signup_us.astype("datetime64[us]").astype("datetime64[D]")
-    dom = (signup_date - signup_date.astype("datetime64[M]")).astype(np.int64) + 1
     # Focus courses: weighted sampling without replacement via the Gumbel top-k trick.
     popularity = 1.0 / np.arange(1, len(COURSES) + 1) ** 0.8
     keys = np.log(popularity) + rng.gumbel(size=(n, len(COURSES)))
@@ -112,7 +113,7 @@ def _draw_users(
         "drift_rate": np.where(drifting, rng.uniform(0.02, 0.06, n), 0.0),
         # Pre-existing users start drifting inside the range, not before it (they'd be gone).
         "drift_start": np.maximum(signup_day, 0) + rng.uniform(7, 90, n),
-        "billing_dom": np.minimum(dom, 28),
+        "billing_phase": np.mod(signup_day, BILLING_CYCLE_DAYS),
         "price": PRICES[(rng.random(n) < 0.3).astype(int)],
         "focus": np.argsort(-keys, axis=1)[:, :3].astype(np.int16),
     }
@@ -129,6 +130,8 @@ def generate_demo_data(
 ) -> GeneratedData:
     """Simulate ``days`` UTC days from ``start`` (default: ending yesterday), seeded.
 
+    One seed is one world: ``start`` only shifts its timestamps (nothing follows the
+    calendar), so the demo trains on the same data whatever the date.
     Events fall in [start, start+days) 00:00 UTC. With ``scenario="drift"`` the world
     changes from ``drift_day`` (default two-thirds in): weaker sign-ups from a different
     channel mix, and half the watch time for everyone. ``drift_day`` is ignored otherwise.
@@ -192,10 +195,8 @@ def generate_demo_data(
         enrolls = np.where(
             is_signup, rng.random(m) < 0.85, active & (rng.random(m) < 0.01 + 0.04 * eng)
         )
-        dom = (start + timedelta(days=d)).day
-        due = pop["paid"][idx] & (
-            is_signup | ((pop["billing_dom"][idx] == dom) & ~is_signup) | (retry_day[idx] == d)
-        )
+        billing_day = (pop["billing_phase"][idx] == d % BILLING_CYCLE_DAYS) & ~is_signup
+        due = pop["paid"][idx] & (is_signup | billing_day | (retry_day[idx] == d))
         failed = due & (rng.random(m) < 0.02 + 0.2 * (1 - eng) ** 2)
         retry_day[idx[failed & (retry_day[idx] != d)]] = d + 3  # one retry, then give up
         last_fail[idx[failed]] = d
