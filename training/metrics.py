@@ -109,6 +109,29 @@ def reliability_curve(y_true: ArrayLike, prob: ArrayLike, bins: int = 10) -> pd.
     )
 
 
+def nightly_precision_at_k(
+    y_true: ArrayLike, score: ArrayLike, k: int, nights: ArrayLike | None = None
+) -> float:
+    """Mean over ``nights`` (each row's as-of time) of precision@K within that night.
+
+    The retention team calls the top K of each night's list, so that is the hit rate it
+    sees. Pooling several nights instead lets a few users who top every night fill the
+    whole top K, and the figure then swings with who they are. ``nights=None``: one night.
+    """
+    y, s = _labels_and_scores(y_true, score)
+    if nights is None:
+        return precision_at_k(y, s, min(k, y.size))
+    codes = pd.factorize(np.asarray(nights))[0]
+    if codes.shape != y.shape:
+        raise ValueError(f"nights must have one value per row, got {codes.shape} for {y.shape}")
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    per_night = [
+        precision_at_k(y[rows], s[rows], min(k, rows.size)) for rows in np.split(order, bounds)
+    ]
+    return float(np.mean(per_night))
+
+
 def evaluate(
     y_true: ArrayLike,
     score: ArrayLike,
@@ -116,10 +139,12 @@ def evaluate(
     k: int = 50,
     top: float = 0.05,
     is_probability: bool = True,
+    nights: ArrayLike | None = None,
 ) -> dict[str, float | int | None]:
     """Return the validation metrics used to compare models, as JSON-safe Python numbers.
 
-    Keys: rows, positives, base_rate, pr_auc (average precision), roc_auc, precision_at_k,
+    Keys: rows, positives, base_rate, pr_auc (average precision), roc_auc, precision_at_k
+    (the mean over ``nights`` of each night's top K, see ``nightly_precision_at_k``),
     precision_top, recall_top, brier (None unless ``score`` is a probability), k (as used:
     at most ``rows``) and top. A constant score gives roc_auc 0.5 and pr_auc = base_rate.
     Raises ValueError when ``y_true`` has a single class: both AUCs are then undefined.
@@ -144,7 +169,7 @@ def evaluate(
         # PR-AUC over the base rate: what the promotion floor is set on.
         "pr_auc_lift": float(average_precision_score(y, s)) / (positives / y.size),
         "roc_auc": float(roc_auc_score(y, s)),
-        "precision_at_k": precision_at_k(y, s, k_used),
+        "precision_at_k": nightly_precision_at_k(y, s, k, nights),
         "precision_top": float(precision_top),
         "recall_top": float(recall_top),
         "brier": float(brier_score_loss(y, s)) if is_probability else None,

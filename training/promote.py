@@ -54,7 +54,9 @@ def score_on(settings: Settings, version: str, rows: pd.DataFrame) -> dict:
         entity = rows[[ENTITY_KEY, TIMESTAMP_FIELD, LABEL]]
         rows = point_in_time_join(open_offline_store(settings), entity, metadata["feature_refs"])
     scores = model.predict_proba(rows[names])[:, 1]
-    return evaluate(rows[LABEL].to_numpy(), scores, k=settings.top_k)
+    return evaluate(
+        rows[LABEL].to_numpy(), scores, k=settings.top_k, nights=rows[TIMESTAMP_FIELD].to_numpy()
+    )
 
 
 def promote(

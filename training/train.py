@@ -113,14 +113,15 @@ def train_models(
     numeric, categorical = split_columns(frame, names)
     y_val = val[LABEL].to_numpy()
     k = settings.top_k
+    nights = val[TIMESTAMP_FIELD].to_numpy()
     references = {
-        "recency": evaluate(y_val, recency_score(val), k=k, is_probability=False),
-        "base_rate": evaluate(y_val, np.full(len(val), fit[LABEL].mean()), k=k),
+        "recency": evaluate(y_val, recency_score(val), k=k, is_probability=False, nights=nights),
+        "base_rate": evaluate(y_val, np.full(len(val), fit[LABEL].mean()), k=k, nights=nights),
     }
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {"recency": (y_val, recency_score(val))}
     oracle = oracle_score(val, settings.ground_truth_dir)
     if oracle is not None:
-        references["oracle"] = evaluate(y_val, oracle, k=k)
+        references["oracle"] = evaluate(y_val, oracle, k=k, nights=nights)
         curves["oracle (hidden state)"] = (y_val, oracle)
 
     models, scores, importances = {}, {}, {}
@@ -138,7 +139,7 @@ def train_models(
             pd.Series(importance.importances_mean, index=names),
             pd.Series(importance.importances_std, index=names),
         )
-    metrics = {kind: evaluate(y_val, scores[kind], k=k) for kind in MODEL_KINDS}
+    metrics = {kind: evaluate(y_val, scores[kind], k=k, nights=nights) for kind in MODEL_KINDS}
     for kind in MODEL_KINDS:
         if oracle is not None:
             metrics[kind]["oracle_roc_auc_ratio"] = (

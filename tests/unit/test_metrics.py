@@ -9,7 +9,13 @@ import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from training.metrics import evaluate, precision_at_k, reliability_curve, top_fraction
+from training.metrics import (
+    evaluate,
+    nightly_precision_at_k,
+    precision_at_k,
+    reliability_curve,
+    top_fraction,
+)
 
 # Ten users, three churners (rows 0, 3, 6); scores strictly decreasing by row.
 Y = np.array([1, 0, 0, 1, 0, 0, 1, 0, 0, 0])
@@ -216,3 +222,44 @@ def test_evaluate_single_class_raises(label: int, match: str) -> None:
 def test_bad_inputs_raise(y_true: list, score: list, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         precision_at_k(y_true, score, 1)
+
+
+def test_nightly_precision_is_the_mean_of_each_nights_top_k() -> None:
+    # Night a: top 2 are 1, 0 → 0.5. Night b: top 2 are 1, 1 → 1.0. Mean 0.75.
+    y = np.array([1, 0, 0, 1, 1, 0])
+    score = np.array([0.9, 0.8, 0.1, 0.5, 0.4, 0.3])
+    nights = np.array(["a", "a", "a", "b", "b", "b"])
+    assert nightly_precision_at_k(y, score, 2, nights) == pytest.approx(0.75)
+    # Pooled, night a's two high scores fill the list: 0.5.
+    assert precision_at_k(y, score, 2) == pytest.approx(0.5)
+    assert nightly_precision_at_k(y, score, 2) == pytest.approx(0.5)
+
+
+def test_nightly_precision_uses_all_of_a_night_smaller_than_k() -> None:
+    y = np.array([1, 0, 1, 1, 0])
+    score = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    nights = np.array([2, 2, 2, 1, 1])  # night 2: 2/3 over its 3 rows; night 1: 1/2
+    assert nightly_precision_at_k(y, score, 10, nights) == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert evaluate(y, score, k=10, nights=nights)["precision_at_k"] == pytest.approx(7 / 12)
+
+
+def test_one_user_topping_every_night_does_not_fill_the_nightly_list() -> None:
+    """Seven nights, one sure churner always on top: pooled P@7 is that user seven times."""
+    rng = np.random.default_rng(0)
+    nights = np.repeat(np.arange(7), 100)
+    y = (rng.random(700) < 0.1).astype(int)
+    score = rng.random(700) * 0.5
+    top_user = np.arange(7) * 100
+    y[top_user], score[top_user] = 1, 1.0
+    assert precision_at_k(y, score, 7) == 1.0
+    nightly = nightly_precision_at_k(y, score, 7, nights)
+    assert nightly < 0.5
+    assert nightly == pytest.approx(
+        np.mean([precision_at_k(y[n * 100 : n * 100 + 100], score[n * 100 : n * 100 + 100], 7)
+                 for n in range(7)])
+    )  # fmt: skip
+
+
+def test_nights_must_match_the_rows() -> None:
+    with pytest.raises(ValueError, match="one value per row"):
+        nightly_precision_at_k([0, 1], [0.1, 0.2], 1, [1, 2, 3])
