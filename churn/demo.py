@@ -7,7 +7,8 @@ two users, as the printed curl lines do.
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 from rich.console import Console
 from rich.table import Table
@@ -21,64 +22,125 @@ from ingestion import partitions
 from ingestion.features import build_rolling_features
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
+from ingestion.rules import ValidationReport
 from ingestion.sql_engine import connect, quote_path
 from ingestion.validate import print_report, run_validation
 from online_api import server
-from training import registry
-from training.promote import promote
-from training.train import train_models
+from training.promote import PromotionResult, promote
+from training.promotion import Decision
+from training.train import TrainResult, train_models
+
+
+@dataclass(frozen=True)
+class DemoBuild:
+    """What the demo pipeline built and decided, before anything is served."""
+
+    last_day: date
+    online_users: int
+    trained: TrainResult
+    promoted: PromotionResult
+
+
+class DemoInputError(Exception):
+    """The generated data failed a validation gate; ``report`` says which."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        super().__init__("the demo data failed validation")
+        self.report = report
+
+
+def build_demo(
+    settings: Settings,
+    users: int,
+    days: int,
+    log: StageLog,
+    now: datetime | None = None,
+    apply: bool = True,
+) -> DemoBuild:
+    """Every stage of the demo up to the gate, on ``days`` ending the day before ``now``.
+
+    ``now`` (default: the clock) is the demo's clock for every stage, so a run can be
+    replayed as of any date; the seed's world is the same whatever it is. ``apply=False``
+    skips ``feast apply`` when this data dir's registry already holds the definitions.
+    """
+    now = now or datetime.now(UTC)
+    start = now.astimezone(UTC).date() - timedelta(days=days)
+    with log.stage("generate", total=days) as progress:
+        data = generate_demo_data(
+            n_users=users, days=days, seed=settings.seed, start=start, progress=progress
+        )
+        write_demo_data(data, settings)
+    log.note(f"{len(data.users):,} users, {len(data.events):,} events")
+    with log.stage("validate"):
+        report = run_validation(settings, now=now)
+    if not report.passed:
+        raise DemoInputError(report)
+    log.note("all gates passed")
+    with log.stage("prepare user_daily"):
+        daily = build_user_daily(settings, now=now)
+    log.note(f"{daily.rows:,} user-days, {daily.first_day} … {daily.last_day}")
+    with log.stage("build features"):
+        built = build_rolling_features(settings)
+    log.note(f"{built.rows:,} rows × {len(feature_names(settings.windows))} features")
+    if apply:
+        with log.stage("feast apply"):
+            apply_definitions(settings)
+        log.note(f"project {settings.feast_project}")
+    with log.stage("feast materialize"):
+        materialize(settings, end=now)
+    online = _online_users(settings, built.last_day)
+    log.note(f"{online:,} users in the online store")
+    with log.stage("train"):
+        trained = train_models(settings, now=now)
+    log.note(f"{', '.join(f'{k} {v}' for k, v in trained.versions.items())}; best: {trained.best}")
+    with log.stage("promote"):
+        promoted = promote(settings, trained.versions[trained.best], now=now)
+    decision = promoted.decision
+    log.note(("promoted " if decision.promote else "refused ") + decision.candidate)
+    for reason in decision.reasons:
+        log.console.print(f"  {reason}")
+    return DemoBuild(built.last_day, online, trained, promoted)
 
 
 def run_demo(
     settings: Settings, users: int, days: int, console: Console, interactive: bool = False
 ) -> int:
-    """Run the pipeline on fresh demo data, then serve it; returns the process exit code."""
+    """Run the pipeline on fresh demo data, then serve it; returns the process exit code
+    (non-zero when a gate stops it, so no script takes a demo without a model for success)."""
     log = StageLog(console)
     try:
         settings = ensure_redis(settings, say=console.print)
     except RedisUnavailableError as exc:
         console.print(f"[red]{exc}[/red]")
         return 1
-    with log.stage("generate", total=days) as progress:
-        data = generate_demo_data(n_users=users, days=days, seed=settings.seed, progress=progress)
-        write_demo_data(data, settings)
-    log.note(f"{len(data.users):,} users, {len(data.events):,} events")
-    with log.stage("validate"):
-        report = run_validation(settings)
-    if not report.passed:
-        print_report(report, console)
+    try:
+        build = build_demo(settings, users, days, log)
+    except DemoInputError as exc:
+        print_report(exc.report, console)
         return 1
-    log.note("all gates passed")
-    with log.stage("prepare user_daily"):
-        daily = build_user_daily(settings)
-    log.note(f"{daily.rows:,} user-days, {daily.first_day} … {daily.last_day}")
-    with log.stage("build features"):
-        built = build_rolling_features(settings)
-    log.note(f"{built.rows:,} rows × {len(feature_names(settings.windows))} features")
-    with log.stage("feast apply"):
-        apply_definitions(settings)
-    log.note(f"project {settings.feast_project}")
-    with log.stage("feast materialize"):
-        materialize(settings)
-    online = _online_users(settings, built.last_day)
-    log.note(f"{online:,} users in the online store")
-    with log.stage("train"):
-        trained = train_models(settings)
-    log.note(f"{', '.join(f'{k} {v}' for k, v in trained.versions.items())}; best: {trained.best}")
-    with log.stage("promote"):
-        promoted = promote(settings, trained.versions[trained.best])
-    decision = promoted.decision
-    log.note(("promoted " if decision.promote else "refused ") + decision.candidate)
-    for reason in decision.reasons:
-        console.print(f"  {reason}")
     console.print(log.table("make demo"))
-    console.print(_summary(settings, online))
-    console.print(training_table(trained))
-    ids = _sample_ids(settings, built.last_day)
-    if registry.production(settings.models_dir) is None:
-        console.print("\nNo production model (the gate refused it): nothing to serve.")
-        return 0
-    return serve_and_ask(settings, ids, console, interactive=interactive)
+    console.print(_summary(settings, build.online_users))
+    console.print(training_table(build.trained))
+    decision = build.promoted.decision
+    if not decision.promote:
+        console.print(refusal_advice(decision))
+        return 1
+    return serve_and_ask(settings, _sample_ids(settings, build.last_day), console, interactive)
+
+
+def refusal_advice(decision: Decision) -> str:
+    """What a newcomer reads when the gate refuses the demo's model: the floors that failed
+    and the one command that serves it anyway."""
+    failed = [
+        reason.removeprefix("fail: ") for reason in decision.reasons if reason.startswith("fail")
+    ]
+    return (
+        f"\n[red]The gate refused {decision.candidate}[/red]: {'; '.join(failed)}.\n"
+        "Nothing is served. To serve this model anyway, as an operator's decision:\n"
+        f"  churn promote --force --version {decision.candidate} "
+        '--reason "demo: serve below the gate\'s floors"\n'
+        "then `churn serve`."
+    )
 
 
 def serve_and_ask(settings: Settings, ids: list[str], console: Console, interactive: bool) -> int:
@@ -177,5 +239,4 @@ def _summary(settings: Settings, online: int) -> Table:
 
 
 def _redis_where(settings: Settings) -> str:
-
     return f"{redact_url(settings.redis_url)} project {settings.feast_project}"
