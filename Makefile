@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install system-deps demo test test-unit test-integration lint format bench-features bench-training bench-batch bench-spark bench-api feast clean
+.PHONY: install system-deps demo test test-unit test-integration lint format bench-features bench-training bench-batch bench-spark bench-api demo-dates feast clean
 
 install: $(VENV)/.installed
 
@@ -73,6 +73,10 @@ bench-api: install system-deps
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
 	fi
 	$(BIN)/python benchmarks/api_load.py $(ARGS)
+
+# The demo's gate verdict and metrics on 14 consecutive end dates (the same world each).
+demo-dates: install system-deps
+	$(BIN)/python benchmarks/demo_dates.py $(ARGS)
 
 # Plain Feast with the current settings, e.g. make feast ARGS="materialize-incremental 2026-11-26T00:00:00"
 feast: install

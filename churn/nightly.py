@@ -29,16 +29,18 @@ FINDINGS = {("monitor", "drift"): {10: "drift warning", 20: "drift alert"},
 def nightly_steps(day: date) -> list[list[str]]:
     """The ``churn`` commands of the night that follows ``day`` (the day just ended).
 
+    Every dated step is pinned to ``day``, not to the clock: a night re-run after the next
+    midnight still loads and scores the features of ``day`` (stamped ``day`` + 1 00:00).
     Materialize reloads the view-TTL window (not ``--incremental``): a day built late or
     rebuilt after a fix reaches Redis as well.
     """
-    d = day.isoformat()
+    d, t = day.isoformat(), (day + timedelta(days=1)).isoformat()
     return [
         ["data", "validate"],
         ["data", "prepare", "--as-of", d],
         ["features", "build", "--as-of", d],
-        ["features", "materialize"],
-        ["batch", "score"],
+        ["features", "materialize", "--end", f"{t}T00:00:00"],
+        ["batch", "score", "--as-of", t],
         ["monitor", "drift"],
         ["monitor", "outcomes"],
         ["monitor", "skew"],

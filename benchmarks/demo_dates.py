@@ -1,0 +1,87 @@
+"""The default demo's gate verdict and validation metrics on consecutive end dates.
+
+python benchmarks/demo_dates.py [--dates 14] [--first 2026-11-27] [--users 2000] [--seed 42]
+
+Runs the demo pipeline without serving (``churn.demo.build_demo``) as of each date, at
+a different time of day each, with a registry of its own per date (each candidate meets
+the gate with no production model, as in ``make demo``), and prints one row per date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+from datetime import UTC, date, datetime, time, timedelta
+
+from rich.console import Console
+from rich.table import Table
+from runner import bench_settings
+
+from churn.cli import DEMO_DAYS, DEMO_USERS
+from churn.demo import build_demo
+from churn.progress import StageLog
+from feature_repo.store import open_store
+
+COLUMNS = {
+    "PR-AUC": "pr_auc",
+    "lift": "pr_auc_lift",
+    "ROC-AUC": "roc_auc",
+    "P@K": "precision_at_k",
+    "base rate": "base_rate",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dates", type=int, default=14)
+    parser.add_argument("--first", type=date.fromisoformat, default=datetime.now(UTC).date())
+    parser.add_argument("--users", type=int, default=DEMO_USERS)
+    parser.add_argument("--days", type=int, default=DEMO_DAYS)
+    parser.add_argument("--seed", type=int)
+    args = parser.parse_args()
+
+    tmp, base = bench_settings("demo-dates-")
+    if args.seed is not None:
+        base = base.model_copy(update={"seed": args.seed})
+    console = Console()
+    table = Table(title=f"make demo's world ({args.users:,} users × {args.days} days, "
+                        f"seed {base.seed}) as of {args.dates} consecutive days")  # fmt: skip
+    for header in ("run at (UTC)", "last day", "verdict", "best", *COLUMNS, "val rows"):
+        table.add_column(header, justify="left" if header in ("verdict", "best") else "right")
+    try:
+        for i in range(args.dates):
+            now = datetime.combine(
+                args.first + timedelta(days=i), time((5 * i) % 24, (17 * i) % 60), UTC
+            )
+            settings = base.model_copy(update={"artifacts_dir": tmp / f"artifacts-{i}"})
+            with console.status(f"{i + 1}/{args.dates}: the demo as of {now:%Y-%m-%d %H:%M}"):
+                log = StageLog(Console(file=io.StringIO()))
+                build = build_demo(settings, args.users, args.days, log, now=now, apply=i == 0)
+            trained, decision = build.trained, build.promoted.decision
+            metrics = trained.metrics[trained.best]
+            failed = [r.removeprefix("fail: ") for r in decision.reasons if r.startswith("fail")]
+            table.add_row(
+                f"{now:%Y-%m-%d %H:%M}",
+                str(build.last_day),
+                "promoted" if decision.promote else "refused: " + "; ".join(failed),
+                trained.best,
+                *(f"{metrics[key]:.3f}" for key in COLUMNS.values()),
+                f"{trained.rows['validation']:,}",
+            )
+            console.print(f"{now:%Y-%m-%d %H:%M}: {'promoted' if decision.promote else 'refused'}")
+    finally:
+        try:
+            open_store(base).teardown()
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    console.print(table)
+    floors = (
+        f"floors: lift ≥ {base.min_pr_auc_lift}, ROC-AUC ≥ {base.min_roc_auc}, "
+        f"P@K ≥ {base.min_precision_at_k} (K = {base.top_k} a night)"
+    )
+    console.print(floors)
+
+
+if __name__ == "__main__":
+    main()
