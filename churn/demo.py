@@ -105,8 +105,8 @@ def build_demo(
 def run_demo(
     settings: Settings, users: int, days: int, console: Console, interactive: bool = False
 ) -> int:
-    """Run the pipeline on fresh demo data, then serve it; returns the process exit code
-    (non-zero when a gate stops it, so no script takes a demo without a model for success)."""
+    """Run the pipeline on fresh demo data, then serve production; returns the exit code
+    (non-zero when nothing can be served, so no script takes that for a success)."""
     log = StageLog(console)
     try:
         settings = ensure_redis(settings, say=console.print)
@@ -123,8 +123,13 @@ def run_demo(
     console.print(training_table(build.trained))
     decision = build.promoted.decision
     if not decision.promote:
-        console.print(refusal_advice(decision))
-        return 1
+        if decision.production is None:
+            console.print(refusal_advice(decision))
+            return 1
+        # An earlier run's model passed the gate: it keeps serving, as it would in production.
+        console.print(
+            f"\nThe gate refused {decision.candidate}; production stays {decision.production}."
+        )
     return serve_and_ask(settings, _sample_ids(settings, build.last_day), console, interactive)
 
 

@@ -81,7 +81,9 @@ class Settings(BaseSettings):
     calibration_days: int = Field(
         4, ge=1, description="As-of days before the embargo held out to calibrate probabilities"
     )
-    top_k: int = Field(50, ge=1, description="K of precision@K: the retention team's list")
+    top_k: int = Field(
+        50, ge=1, description="K of precision@K: the retention team's list, per night"
+    )
     min_pr_auc_lift: float = Field(
         3.0, ge=1, description="Promotion floor: PR-AUC over the validation base rate"
     )

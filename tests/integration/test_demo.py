@@ -62,5 +62,14 @@ def test_a_refused_demo_names_the_floor_and_the_command_that_serves_it(tmp_path,
         result = CliRunner().invoke(app, args, env=settings.as_env())
         assert result.exit_code == 0, result.output
         assert registry.production(settings.models_dir) == version
+
+        # A second demo in the same place: its candidate is refused too, but there is a
+        # production model now, and that one serves.
+        console = Console(record=True, width=200)
+        code = run_demo(settings, users=300, days=DEMO_DAYS, console=console)
+        output = console.export_text()
+        assert code == 0, output
+        assert f"production stays {version}" in output
+        assert len(re.findall(r"→ churn_risk 0\.\d{3} \((low|medium|high)\)", output)) == 2
     finally:
         open_store(settings).teardown()
