@@ -177,9 +177,10 @@ def observed(tmp_path_factory, isolated_settings) -> Iterator[Observed]:
         # The night, as `churn nightly` runs it, plus a batch old enough for outcomes.
         old_batch = END.date() - timedelta(days=settings.horizon_days + 5)
         churn(settings, "features", "build")
-        churn(settings, "features", "materialize")
+        # Dated steps get the world's clock, as `churn nightly --day` pins them.
+        churn(settings, "features", "materialize", "--end", f"{END:%Y-%m-%dT%H:%M:%S}")
         churn(settings, "batch", "score", "--as-of", old_batch.isoformat())
-        churn(settings, "batch", "score")
+        churn(settings, "batch", "score", "--as-of", END.date().isoformat())
         churn(settings, "monitor", "drift", ok=(0, 10, 20))
         churn(settings, "monitor", "outcomes")
         churn(settings, "monitor", "skew", ok=(0, 3))
