@@ -45,6 +45,8 @@ def main() -> None:
     if args.seed is not None:
         base = base.model_copy(update={"seed": args.seed})
     console = Console()
+    if not console.is_terminal:  # a log file: wide enough for one line per date
+        console = Console(width=160)
     table = Table(title=f"make demo's world ({args.users:,} users × {args.days} days, "
                         f"seed {base.seed}) as of {args.dates} consecutive days")  # fmt: skip
     for header in ("run at (UTC)", "last day", "verdict", "best", *COLUMNS, "val rows"):
