@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from churn.jobs import job_run
+from churn.jobs import job_run, validation_samples
 from churn.progress import StageLog, training_table
 from churn.settings import Settings, get_settings
 
@@ -166,19 +166,24 @@ def data_ingest(
 def data_validate() -> None:
     """Run the validation gates; on failure exit 1 and change nothing downstream."""
     from ingestion.validate import print_report, run_validation
+    from monitor.push import push
 
     settings = _settings()
     log = StageLog(console)
-    with _user_errors(), log.stage("validate"):
-        report = run_validation(settings)
-    print_report(report, console)
-    if not report.passed:
-        console.print(
-            f"[red]Validation failed[/red]; report: {settings.reports_dir / 'validation'}"
-        )
-        raise typer.Exit(1)
+    with _user_errors(), job_run(settings, "validate"):
+        with log.stage("validate"):
+            report = run_validation(settings)
+        push(settings, "churn_validate", validation_samples(report))
+        print_report(report, console)
+        if not report.passed:
+            console.print(
+                f"[red]Validation failed[/red]; report: {settings.reports_dir / 'validation'}"
+            )
+            raise typer.Exit(1)
+    warned = f", {len(report.warnings)} warnings" if report.warnings else ""
     log.note(
-        f"passed: {report.stats.get('users', 0):,} users, {report.stats.get('events', 0):,} events"
+        f"passed: {report.stats.get('users', 0):,} users, "
+        f"{report.stats.get('events', 0):,} events{warned}"
     )
 
 

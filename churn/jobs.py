@@ -12,10 +12,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from churn.settings import Settings
 from ingestion import partitions
 from monitor.push import Sample, push
+
+if TYPE_CHECKING:  # pandera, which the rules import, costs every command's start-up
+    from ingestion.rules import ValidationReport
 
 SUCCESS = "churn_job_last_success_timestamp_seconds"
 FAILURE = "churn_job_last_failure_timestamp_seconds"
@@ -71,3 +75,32 @@ def online_freshness(settings: Settings, until: datetime) -> Sample:
     stamp = min(newest, until) if newest else None
     value = stamp.timestamp() if stamp else 0.0
     return Sample(FRESHNESS, value, "Newest feature timestamp loaded into the online store")
+
+
+def validation_samples(report: ValidationReport) -> list[Sample]:
+    """Rows breaking each rule, by severity (warnings let the run pass), and the rows dropped."""
+    samples = [
+        Sample(
+            "churn_validation_rule_rows",
+            f.count,
+            "Rows breaking a validation rule in the last run (severity warn lets it pass)",
+            {"rule": f.rule, "severity": severity},
+        )
+        for severity, failures in (("error", report.failures), ("warn", report.warnings))
+        for f in failures
+    ]
+    samples.append(
+        Sample(
+            "churn_validation_warnings",
+            len(report.warnings),
+            "Relaxed rules broken (or repeats dropped) in the last validation run",
+        )
+    )
+    samples.append(
+        Sample(
+            "churn_validation_dropped_events",
+            report.stats.get("dropped_duplicate_events", 0),
+            "Repeated events dropped by CHURN_DROP_DUPLICATE_EVENTS in the last run",
+        )
+    )
+    return samples

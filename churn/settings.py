@@ -67,6 +67,16 @@ class Settings(BaseSettings):
         gt=1,
         description="Volume gate: events within [prev/f, prev*f] of the last accepted run",
     )
+    validation_severity: Annotated[dict[str, Literal["error", "warn", "off"]], NoDecode] = Field(
+        default_factory=dict,
+        description="Validation rules relaxed from error to warn or off, e.g. "
+        "duplicate_events=warn,volume=off (the README lists the rules)",
+    )
+    drop_duplicate_events: bool = Field(
+        False,
+        description="Drop events that repeat another under a new id (keep the lowest event_id) "
+        "instead of failing duplicate_events",
+    )
     feature_ttl_days: int = Field(
         3, ge=1, description="Feast view TTL: a feature row older than this is not served"
     )
@@ -154,6 +164,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = [part for part in value.replace(" ", "").split(",") if part]
         return value
+
+    @field_validator("validation_severity", mode="before")
+    @classmethod
+    def _parse_severities(cls, value: object) -> object:
+        """``rule=severity`` pairs, comma-separated (environment) or a mapping (churn.yaml)."""
+        if not isinstance(value, str):
+            return value
+        pairs = [part for part in value.replace(" ", "").split(",") if part]
+        if bad := [part for part in pairs if part.count("=") != 1]:
+            raise ValueError(
+                f"CHURN_VALIDATION_SEVERITY wants rule=error|warn|off pairs, got {bad[0]!r}"
+            )
+        return dict(part.split("=") for part in pairs)
 
     @field_validator("windows")
     @classmethod
@@ -305,6 +328,8 @@ class Settings(BaseSettings):
                 text = value.get_secret_value()
             elif isinstance(value, tuple):
                 text = ",".join(map(str, value))
+            elif isinstance(value, dict):
+                text = ",".join(f"{k}={v}" for k, v in value.items())
             else:
                 text = str(value)
             env[f"CHURN_{name.upper()}"] = text

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -89,12 +89,17 @@ class RuleFailure:
 
 @dataclass
 class ValidationReport:
-    """Outcome of one validation run; ``stats`` describes the tables that were checked."""
+    """Outcome of one validation run; ``stats`` describes the tables that were checked.
+
+    ``failures`` are broken rules of severity error (any one fails the run); ``warnings``
+    are broken rules a user relaxed to warn, and the repeats dropped on request.
+    """
 
     passed: bool
     failures: list[RuleFailure]
     stats: dict
     checked_at: datetime
+    warnings: list[RuleFailure] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-ready form, as written to ``reports/validation/latest.json``."""
@@ -238,26 +243,51 @@ def _measure_event_type(t: _Inputs) -> RuleFailure | None:
     return _failure("measure_event_type", t.events, mask, message)
 
 
+def _repeat_candidates(events: pd.DataFrame, user_codes: np.ndarray) -> pd.DataFrame:
+    """Complete rows whose duplicate key's hash is shared: a cheap superset of the repeats.
+
+    ``user_codes`` is any integer code of ``user_id`` (equal ids, equal codes).
+    """
+    codes = [
+        user_codes,
+        events["event_time"].array.asi8,
+        pd.factorize(events["event_type"])[0],
+        pd.factorize(events["course_id"])[0],
+    ]
+    key = np.zeros(len(events), dtype=np.uint64)
+    for column_codes in codes:
+        key = key * np.uint64(0x100000001B3) ^ pd.util.hash_array(column_codes)
+    complete = events[list(REQUIRED_EVENT_COLUMNS)].notna().all(axis=1)
+    return events[complete & pd.Series(key, index=events.index).duplicated(keep=False)]
+
+
 def _duplicate_events(t: _Inputs) -> RuleFailure | None:
     """Same user, time, type and course under different event_ids: all such rows count.
 
     A hash of the key finds candidate rows cheaply; only those are compared exactly.
     """
     ev = t.events
-    codes = [
-        t.user_row,  # unknown users share -1: more candidates, still compared exactly
-        ev["event_time"].array.asi8,
-        pd.factorize(ev["event_type"])[0],
-        pd.factorize(ev["course_id"])[0],
-    ]
-    key = np.zeros(len(ev), dtype=np.uint64)
-    for column_codes in codes:
-        key = key * np.uint64(0x100000001B3) ^ pd.util.hash_array(column_codes)
-    complete = ev[list(REQUIRED_EVENT_COLUMNS)].notna().all(axis=1)
-    candidates = ev[complete & pd.Series(key, index=ev.index).duplicated(keep=False)]
+    # Unknown users share -1: more candidates, still compared exactly.
+    candidates = _repeat_candidates(ev, t.user_row)
     ids = candidates.groupby(DUPLICATE_KEY, dropna=False)["event_id"].transform("nunique")
     mask = ev.index.isin(candidates.index[ids.to_numpy() > 1])
     return _failure("duplicate_events", ev, mask, "{n} events repeat another under a new id")
+
+
+def drop_repeated_events(events: pd.DataFrame) -> tuple[pd.DataFrame, RuleFailure | None]:
+    """``events`` without the rows that repeat another (same user, time, type and course),
+    keeping the lowest ``event_id`` of each group; and a warning naming how many went.
+
+    For exports whose timestamps are coarser than the events (two orders on one day).
+    """
+    events = events.reset_index(drop=True)
+    candidates = _repeat_candidates(events, pd.factorize(events["user_id"])[0])
+    if candidates.empty:
+        return events, None
+    first = candidates.sort_values("event_id", kind="stable").duplicated(DUPLICATE_KEY)
+    drop = events.index.isin(first.index[first.to_numpy()])
+    message = "dropped {n} repeated events: same user, time, type and course as another under a new id (kept the lowest event_id)"
+    return events[~drop].reset_index(drop=True), _failure("duplicate_events", events, drop, message)
 
 
 def _future_timestamp(t: _Inputs) -> RuleFailure | None:
@@ -318,6 +348,38 @@ CROSS_RULES: dict[str, tuple[Callable[[_Inputs], RuleFailure | None], tuple[str,
 }
 
 
+# Every rule a report can name.
+RULES = (
+    "users_schema", "events_schema", "users_nulls", "events_nulls", "unique_user_id",
+    *VALUE_RULES.values(), *CROSS_RULES,
+)  # fmt: skip
+# Rules whose breach leaves tables the next stages would read wrongly (missing columns or
+# keys, users counted twice, events of nobody): always errors.
+STRICT_RULES = frozenset(
+    {"users_schema", "events_schema", "users_nulls", "events_nulls", "unique_user_id",
+     "referential_integrity"}
+)  # fmt: skip
+SEVERITIES = ("error", "warn", "off")
+
+
+def check_severities(severity: Mapping[str, str]) -> None:
+    """Raise ValueError naming the first unknown rule, unknown severity or strict rule."""
+    for rule, level in severity.items():
+        if rule not in RULES:
+            raise ValueError(
+                f"CHURN_VALIDATION_SEVERITY: no rule {rule!r}; rules: {', '.join(RULES)}"
+            )
+        if level not in SEVERITIES:
+            raise ValueError(
+                f"CHURN_VALIDATION_SEVERITY: {rule}={level!r}, expected error|warn|off"
+            )
+        if rule in STRICT_RULES and level != "error":
+            raise ValueError(
+                f"CHURN_VALIDATION_SEVERITY: {rule} cannot be relaxed: the next stages "
+                "cannot read tables that break it"
+            )
+
+
 def validate_tables(
     users: pd.DataFrame,
     events: pd.DataFrame,
@@ -326,13 +388,18 @@ def validate_tables(
     max_event_age_hours: float,
     volume_factor: float,
     previous: dict | None,
+    severity: Mapping[str, str] | None = None,
 ) -> ValidationReport:
     """Check raw users and events against every rule; pure (no I/O).
 
     ``now`` (naive means UTC) anchors freshness and future timestamps; ``previous``
     is the last accepted manifest (None: volume skipped). A rule whose inputs
     failed the schema gate is skipped and named in ``stats["skipped"]``.
+    ``severity`` relaxes rules (default error): a ``warn`` rule's breach is reported
+    in ``warnings`` and the run passes; an ``off`` rule is skipped.
     """
+    severity = dict(severity or {})
+    check_severities(severity)
     started = time.perf_counter()
     now = pd.Timestamp(now)
     now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
@@ -357,7 +424,9 @@ def validate_tables(
         *_pandera_failures("users", t.users, USERS_SCHEMA, bad),
         *_pandera_failures("events", t.events, EVENTS_SCHEMA, bad),
     ]
-    skipped = {}
+    skipped = {
+        rule: "off (CHURN_VALIDATION_SEVERITY)" for rule, lvl in severity.items() if lvl == "off"
+    }
     if not previous_events:
         skipped["volume"] = "no previous accepted run"
     if not max_event_age_hours:
@@ -367,7 +436,9 @@ def validate_tables(
             skipped.setdefault(name, f"schema failure in {', '.join(broken)}")
         if name not in skipped:
             failures.append(check(t))
-    failures = [f for f in failures if f is not None]
+    found = [f for f in failures if f is not None and f.rule not in skipped]
+    failures = [f for f in found if severity.get(f.rule, "error") == "error"]
+    warnings = [f for f in found if severity.get(f.rule) == "warn"]
     times_ok, types_ok = "events.event_time" not in bad, "events.event_type" not in bad
     stats = {
         "users": len(t.users),
@@ -381,4 +452,4 @@ def validate_tables(
         "skipped": skipped,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    return ValidationReport(not failures, failures, stats, now.to_pydatetime())
+    return ValidationReport(not failures, failures, stats, now.to_pydatetime(), warnings)

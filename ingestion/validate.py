@@ -20,7 +20,13 @@ from churn.atomic import atomic_dir, write_json, write_parquet
 from churn.settings import Settings
 from ingestion import contract
 from ingestion.ingest import read_arrow_strings
-from ingestion.rules import MAX_EXAMPLES, RuleFailure, ValidationReport, validate_tables
+from ingestion.rules import (
+    MAX_EXAMPLES,
+    RuleFailure,
+    ValidationReport,
+    drop_repeated_events,
+    validate_tables,
+)
 
 __all__ = ["RuleFailure", "ValidationReport", "print_report", "run_validation", "validate_tables"]
 
@@ -54,6 +60,9 @@ def run_validation(settings: Settings, now: datetime | None = None) -> Validatio
     manifest_path = settings.validated_dir / "manifest.json"
     previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
     users, events = read_arrow_strings(raw["users"]), read_arrow_strings(raw["events"])
+    dropped = None
+    if settings.drop_duplicate_events:
+        events, dropped = drop_repeated_events(events)
     report = validate_tables(
         users,
         events,
@@ -61,7 +70,11 @@ def run_validation(settings: Settings, now: datetime | None = None) -> Validatio
         max_event_age_hours=settings.max_event_age_hours,
         volume_factor=settings.volume_factor,
         previous=previous,
+        severity=settings.validation_severity,
     )
+    if dropped is not None:
+        report.warnings.insert(0, dropped)
+    report.stats["dropped_duplicate_events"] = dropped.count if dropped else 0
     report.stats["raw_files"] = {name: _fingerprint(path) for name, path in raw.items()}
     if report.passed:
         order = np.argsort(events["event_time"].to_numpy(dtype="datetime64[us]"), kind="stable")
@@ -90,10 +103,15 @@ def print_report(report: ValidationReport, console: Console) -> None:
     )
     for rule, reason in s.get("skipped", {}).items():
         console.print(Text(f"  skipped {rule}: {reason}", style="dim"))
-    if not report.failures:
-        return
-    table = Table("rule", "count", "message", "examples (up to 5)", show_lines=True)
-    for f in report.failures:
-        rows = "\n".join(json.dumps(row, default=str) for row in f.examples[:MAX_EXAMPLES])
-        table.add_row(Text(f.rule, style="bold"), str(f.count), Text(f.message), Text(rows))
-    console.print(table)
+    for title, failures, style in (
+        ("Warnings (relaxed rules: the run goes on)", report.warnings, "yellow"),
+        ("Errors", report.failures, "bold red"),
+    ):
+        if not failures:
+            continue
+        table = Table("rule", "count", "message", "examples (up to 5)", show_lines=True)
+        table.title = Text(title, style=style)
+        for f in failures:
+            rows = "\n".join(json.dumps(row, default=str) for row in f.examples[:MAX_EXAMPLES])
+            table.add_row(Text(f.rule, style=style), str(f.count), Text(f.message), Text(rows))
+        console.print(table)

@@ -7,8 +7,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -111,3 +114,27 @@ def test_the_gateway_is_stopped_on_exit(tmp_path):
         assert pushed_samples(url, "churn_test") == {}
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{url}/-/ready", timeout=1)
+
+
+def test_validation_warnings_reach_the_gateway_with_the_jobs_run(pushgateway, make_settings):
+    from typer.testing import CliRunner
+
+    from churn.cli import app
+    from ingestion.generate import generate_demo_data, write_demo_data
+
+    settings = make_settings(
+        pushgateway_url=pushgateway, validation_severity={"duplicate_events": "warn"}
+    )
+    data = generate_demo_data(n_users=40, days=20, seed=3, start=date(2026, 1, 1))
+    repeats = data.events.head(2).assign(event_id=["r1", "r2"])
+    write_demo_data(replace(data, events=pd.concat([data.events, repeats])), settings)
+
+    result = CliRunner().invoke(app, ["data", "validate"], env=settings.as_env())
+    assert result.exit_code == 0, result.output
+    pushed = pushed_samples(pushgateway, "churn_validate")
+    rows = ("churn_validation_rule_rows", (("rule", "duplicate_events"), ("severity", "warn")))
+    assert pushed[rows] == 4.0  # both rows of each repeated pair
+    assert pushed[("churn_validation_warnings", ())] == 1.0
+    assert pushed[("churn_validation_dropped_events", ())] == 0.0
+    run = ("churn_job_last_success_timestamp_seconds", (("kind", "job_run"),))
+    assert run in pushed  # the validate job's run, beside the nightly's other jobs

@@ -71,6 +71,26 @@ def test_failed_gate_exits_non_zero_and_names_the_rule(env, tmp_path):
     assert not (tmp_path / "data" / "validated").exists()
 
 
+def test_a_rule_relaxed_to_warn_passes_with_a_warning(env, tmp_path):
+    runner.invoke(
+        app, ["data", "generate", "--users", "50", "--days", "20", "--start", "2026-01-01"], env=env
+    )
+    events_path = tmp_path / "data" / "raw" / "events.parquet"
+    events = pd.read_parquet(events_path)
+    repeat = events.head(3).assign(event_id=["r1", "r2", "r3"])
+    pd.concat([events, repeat]).to_parquet(events_path)
+    assert runner.invoke(app, ["data", "validate"], env=env).exit_code == 1
+    relaxed = env | {"CHURN_VALIDATION_SEVERITY": "duplicate_events=warn"}
+    result = runner.invoke(app, ["data", "validate"], env=relaxed)
+    assert result.exit_code == 0, result.output
+    assert "Warnings" in result.output and "duplicate_events" in result.output
+    assert "1 warnings" in result.output
+    strict = env | {"CHURN_VALIDATION_SEVERITY": "referential_integrity=off"}
+    result = runner.invoke(app, ["data", "validate"], env=strict)
+    assert result.exit_code == 1
+    assert "referential_integrity cannot be relaxed" in result.output
+
+
 def test_ingest_a_csv_then_validate(env, tmp_path):
     users = tmp_path / "users.csv"
     users.write_text("user_id,signup_time,plan\nu1,2026-01-01 10:00:00,paid\n")

@@ -24,6 +24,8 @@ def test_windows_from_a_comma_list(monkeypatch):
         ("CHURN_DUCKDB_MEMORY_LIMIT", "lots", "duckdb_memory_limit"),
         ("CHURN_ENGINE", "polars", "engine"),
         ("CHURN_SPARK_DRIVER_MEMORY", "2 GB", "spark_driver_memory"),
+        ("CHURN_VALIDATION_SEVERITY", "duplicate_events:warn", "rule=error|warn|off pairs"),
+        ("CHURN_VALIDATION_SEVERITY", "volume=ignore", "validation_severity"),
     ],
 )
 def test_bad_values_fail_fast_and_say_which(monkeypatch, variable, value, named):
@@ -113,8 +115,23 @@ def test_yaml_file_is_read_and_env_wins(tmp_path, monkeypatch):
     assert settings.seed == 8
 
 
+def test_severities_from_a_comma_list_or_yaml(monkeypatch, tmp_path):
+    monkeypatch.setenv("CHURN_VALIDATION_SEVERITY", "duplicate_events=warn, volume=off")
+    assert get_settings().validation_severity == {"duplicate_events": "warn", "volume": "off"}
+    monkeypatch.delenv("CHURN_VALIDATION_SEVERITY")
+    assert get_settings().validation_severity == {}
+    assert get_settings(validation_severity={"freshness": "warn"}).validation_severity == {
+        "freshness": "warn"
+    }
+
+
 def test_as_env_round_trips(monkeypatch, tmp_path):
-    original = get_settings(data_dir=tmp_path, windows=(5, 50), horizon_days=45)
+    original = get_settings(
+        data_dir=tmp_path,
+        windows=(5, 50),
+        horizon_days=45,
+        validation_severity={"duplicate_events": "warn", "volume": "off"},
+    )
     for key, value in original.as_env().items():
         monkeypatch.setenv(key, value)
     assert get_settings() == original

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from churn.atomic import write_parquet
 from churn.settings import Settings, get_settings
 from ingestion import contract
 from ingestion.contract import contract_schema
+from ingestion.rules import RULES, STRICT_RULES, drop_repeated_events
 from ingestion.validate import print_report, run_validation, validate_tables
 
 NOW = pd.Timestamp("2025-03-01 12:00", tz="UTC")
@@ -294,3 +296,112 @@ def test_report_is_json_safe_and_printable_with_five_examples_at_most():
     json.dumps(report.to_dict())  # no numpy, NaN or Timestamp left
     text = console.export_text()
     assert "FAILED" in text and "allowed_event_types" in text and "'logout'" in text
+
+
+RELAXABLE = [g for g in GATES if g[2] not in STRICT_RULES]
+
+
+@pytest.mark.parametrize(
+    "break_tables, rule, count", [g[1:] for g in RELAXABLE], ids=[g[0] for g in RELAXABLE]
+)
+def test_a_rule_relaxed_to_warn_is_reported_and_the_run_passes(tmp_path, break_tables, rule, count):
+    settings = make_settings(tmp_path, validation_severity={rule: "warn"})
+    users, events = clean_tables()
+    write_raw(settings, users, events)
+    assert run_validation(settings, now=NOW).passed
+
+    write_raw(settings, *break_tables(users.copy(), events.copy()))
+    report = run_validation(settings, now=NOW)
+
+    assert report.passed
+    assert report.failures == []
+    assert {f.rule: f.count for f in report.warnings} == {rule: count}
+    saved = latest_report(settings)
+    assert saved["passed"] is True and [w["rule"] for w in saved["warnings"]] == [rule]
+    manifest = json.loads((settings.validated_dir / "manifest.json").read_text())
+    assert manifest["events"] == report.stats["events"]  # the relaxed tables were published
+
+
+@pytest.mark.parametrize(
+    "break_tables, rule", [g[1:3] for g in RELAXABLE], ids=[g[0] for g in RELAXABLE]
+)
+def test_a_rule_turned_off_is_skipped_and_says_so(tmp_path, break_tables, rule):
+    settings = make_settings(tmp_path, validation_severity={rule: "off"})
+    users, events = clean_tables()
+    write_raw(settings, users, events)
+    assert run_validation(settings, now=NOW).passed
+
+    write_raw(settings, *break_tables(users.copy(), events.copy()))
+    report = run_validation(settings, now=NOW)
+
+    assert report.passed and report.failures == [] and report.warnings == []
+    assert report.stats["skipped"][rule].startswith("off")
+
+
+def test_other_rules_stay_errors_when_one_is_relaxed(tmp_path):
+    users, events = clean_tables()
+    events = pd.concat([events, events[events.event_id == "e03"].assign(event_id="e99")])
+    events.loc[events.event_id == "e01", "event_type"] = "logout"
+    report = validate_tables(
+        users, events, now=NOW, max_event_age_hours=0, volume_factor=3.0, previous=None,
+        severity={"duplicate_events": "warn"},
+    )  # fmt: skip
+    assert not report.passed
+    assert [f.rule for f in report.failures] == ["allowed_event_types"]
+    assert [f.rule for f in report.warnings] == ["duplicate_events"]
+
+
+@pytest.mark.parametrize(
+    ("severity", "message"),
+    [
+        ({"users_schema": "warn"}, "users_schema cannot be relaxed"),
+        ({"referential_integrity": "off"}, "referential_integrity cannot be relaxed"),
+        ({"duplicate_event": "warn"}, "no rule 'duplicate_event'"),
+        ({"volume": "ignore"}, "volume='ignore', expected error|warn|off"),
+    ],
+)
+def test_a_severity_that_cannot_hold_names_the_problem(severity, message):
+    users, events = clean_tables()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        validate_tables(
+            users, events, now=NOW, max_event_age_hours=0, volume_factor=3.0, previous=None,
+            severity=severity,
+        )  # fmt: skip
+
+
+def test_every_rule_a_gate_breaks_is_listed():
+    assert {g[2] for g in GATES} == set(RULES)
+
+
+def test_repeats_are_dropped_keeping_the_lowest_event_id():
+    _, events = clean_tables()
+    repeat = events[events.event_id.isin(["e03", "e04"])]
+    events = pd.concat(
+        [repeat.assign(event_id=["e00", "e98"]), events, repeat.assign(event_id=["e97", "e99"])]
+    )
+    kept, warning = drop_repeated_events(events)
+    # e03's group: e00, e03 (e03's twin e97 too) → e00 stays; e04's: e04, e98, e99 → e04 stays.
+    assert sorted(kept["event_id"]) == sorted(["e00", *(r[0] for r in EVENT_ROWS if r[0] != "e03")])
+    assert warning.rule == "duplicate_events" and warning.count == 4
+    assert "dropped 4 repeated events" in warning.message
+    unchanged, none = drop_repeated_events(clean_tables()[1])
+    assert none is None and len(unchanged) == len(EVENT_ROWS)
+
+
+def test_dropping_repeats_publishes_the_rest_and_reports_the_count(tmp_path):
+    settings = make_settings(tmp_path, drop_duplicate_events=True)
+    users, events = clean_tables()
+    events = pd.concat([events, events[events.event_id == "e03"].assign(event_id="e99")])
+    write_raw(settings, users, events)
+
+    report = run_validation(settings, now=NOW)
+
+    assert report.passed
+    assert report.stats["dropped_duplicate_events"] == 1
+    assert [(w.rule, w.count) for w in report.warnings] == [("duplicate_events", 1)]
+    published = pq.read_table(settings.validated_dir / "events.parquet").column("event_id")
+    assert sorted(published.to_pylist()) == sorted(r[0] for r in EVENT_ROWS)
+    console = Console(record=True, width=200)
+    print_report(report, console)
+    text = console.export_text()
+    assert "Warnings" in text and "dropped 1 repeated events" in text
