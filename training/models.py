@@ -25,6 +25,16 @@ ModelKind = Literal["logistic", "boosted"]
 MODEL_KINDS: tuple[ModelKind, ...] = ("logistic", "boosted")
 
 
+def informative_features(frame: pd.DataFrame, names: list[str]) -> tuple[list[str], list[str]]:
+    """(kept, left out): a feature left out is null or one value on every row of ``frame``.
+
+    Such a column (no quizzes in a business that sells courses) teaches a model nothing and
+    makes the libraries warn; the model then asks the stores only for what it uses.
+    """
+    left_out = [n for n in names if frame[n].nunique(dropna=True) < 2]
+    return [n for n in names if n not in left_out], left_out
+
+
 def split_columns(frame: pd.DataFrame, names: list[str]) -> tuple[list[str], list[str]]:
     """(numeric, categorical) feature names, by the frame's dtypes."""
     categorical = [n for n in names if not pd.api.types.is_numeric_dtype(frame[n])]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import logging
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,9 +28,16 @@ from training import plots, registry
 from training.dataset import FEATURE_SERVICE, training_set
 from training.labels import LABEL, build_labels
 from training.metrics import evaluate
-from training.models import MODEL_KINDS, build_model, calibrate, split_columns
+from training.models import (
+    MODEL_KINDS,
+    build_model,
+    calibrate,
+    informative_features,
+    split_columns,
+)
 from training.references import oracle_score, recency_score, reference_bins
 
+log = logging.getLogger(__name__)
 VALIDATION_ROWS = "validation.parquet"
 LIBRARIES = ("scikit-learn", "feast", "pandas", "numpy", "duckdb", "pyarrow")
 # Permutation importance re-scores the rows once per feature and repeat: a seeded
@@ -109,7 +117,13 @@ def train_models(
     frame = data.frame
     split = time_split(list(frame[TIMESTAMP_FIELD]), settings)
     fit, cal, val = (_part(frame, t) for t in (split.fit, split.calibration, split.validation))
-    names = data.feature_names
+    names, left_out = informative_features(fit, data.feature_names)
+    if left_out:
+        log.warning(
+            "left out %d features that are null or constant in the training rows: %s",
+            len(left_out), ", ".join(left_out),
+        )  # fmt: skip
+    refs = [ref for ref in data.feature_refs if ref.split(":", 1)[1] in names]
     numeric, categorical = split_columns(frame, names)
     y_val = val[LABEL].to_numpy()
     k = settings.top_k
@@ -159,7 +173,8 @@ def train_models(
         "run": now.isoformat(),  # the versions one `churn train` stores share it
         "created_at": now.isoformat(),
         "feature_service": FEATURE_SERVICE,
-        "feature_refs": data.feature_refs,
+        "feature_refs": refs,
+        "left_out_features": left_out,
         "numeric_features": numeric,
         "categorical_features": categorical,
         "label": LABEL,
