@@ -124,7 +124,7 @@ def run_demo(
     decision = build.promoted.decision
     if not decision.promote:
         if decision.production is None:
-            console.print(refusal_advice(decision))
+            console.print(refusal_advice(decision), soft_wrap=True)  # the command stays one line
             return 1
         # An earlier run's model passed the gate: it keeps serving, as it would in production.
         console.print(
