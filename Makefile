@@ -43,7 +43,7 @@ test: install system-deps
 # tests start), so no test passes on some dates or times of day only: across the midnight
 # into March 2027, and at noon of a leap day. The servers keep the real clock, as the
 # machine's Redis does: Prometheus and the Pushgateway (Go reads the clock without libc),
-# and redis-server (it deadlocks under libfaketime), which a shim on PATH starts unfaked.
+# and redis-server and redis-cli (they hang under libfaketime), which shims on PATH run unfaked.
 # Override with make test-clock CLOCKS="2030-01-01T00:00:00".
 CLOCKS ?= 2027-02-28T23:45:00 2028-02-29T12:00:00
 test-clock: install system-deps
@@ -52,8 +52,10 @@ test-clock: install system-deps
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null; \
 	fi
 	@shim=$$(mktemp -d) && trap 'rm -rf "$$shim"' EXIT && \
-	printf '#!/bin/sh\nunset LD_PRELOAD FAKETIME\nexec %s "$$@"\n' "$$(command -v redis-server)" > "$$shim/redis-server" && \
-	chmod +x "$$shim/redis-server" && \
+	for tool in redis-server redis-cli; do \
+		printf '#!/bin/sh\nunset LD_PRELOAD FAKETIME\nexec %s "$$@"\n' "$$(command -v $$tool)" > "$$shim/$$tool"; \
+		chmod +x "$$shim/$$tool"; \
+	done && \
 	for at in $(CLOCKS); do \
 		offset=$$(( $$(date -ud "$$at" +%s) - $$(date -u +%s) )); \
 		echo "== the suite at $$at UTC (clock moved by $$offset s)"; \
