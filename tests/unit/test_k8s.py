@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -540,6 +539,22 @@ exit "${code:-0}"
 """
 
 
+# `date` in the pod, pinned to 2026-03-01 00:30 UTC: relative dates (-d yesterday) are
+# computed from it by the real date, so the job's UTC arithmetic is what is tested.
+PINNED_DATE = """#!/bin/bash
+now="2026-03-01 00:30 UTC"
+args=()
+relative=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -d) relative="$2"; shift 2 ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+exec /bin/date -d "$now $relative" "${args[@]}"
+"""
+
+
 def run_script(
     objs: list[dict], cronjob: str, tmp_path: Path, codes: dict[str, int]
 ) -> tuple[int, list[str], str]:
@@ -547,9 +562,9 @@ def run_script(
     (container,) = pod_template(named(objs, "CronJob", cronjob))["spec"]["containers"]
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    churn = bin_dir / "churn"
-    churn.write_text(FAKE_CHURN)
-    churn.chmod(0o755)
+    for name, script in (("churn", FAKE_CHURN), ("date", PINNED_DATE)):
+        (bin_dir / name).write_text(script)
+        (bin_dir / name).chmod(0o755)
     calls, codes_file = tmp_path / "calls", tmp_path / "codes"
     calls.write_text("")
     codes_file.write_text("".join(f"{k}={v}\n" for k, v in codes.items()))
@@ -595,9 +610,7 @@ def test_monitor_treats_drift_and_skew_findings_as_success_and_crashes_as_failur
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_features_builds_yesterday_utc_and_stops_at_the_first_failure(overlay, objects, tmp_path):
-    days = {(datetime.now(UTC) - timedelta(days=1)).date().isoformat()}
     code, calls, output = run_script(objects[overlay], "churn-features", tmp_path, {})
-    days.add((datetime.now(UTC) - timedelta(days=1)).date().isoformat())  # past midnight
     assert code == 0, output
     ingest = calls[:1] if overlay == "prod" else []
     if overlay == "prod":  # the portal's export first; dev validates the demo's raw tables
@@ -606,7 +619,7 @@ def test_features_builds_yesterday_utc_and_stops_at_the_first_failure(overlay, o
             " --events-file /data/incoming/events.parquet"
         ]
     day = calls[-2].rsplit(" ", 1)[-1]
-    assert day in days
+    assert day == "2026-02-28"  # the pod's clock is pinned half an hour into March 1 (UTC)
     assert calls[len(ingest) :] == [
         "data validate",
         f"data prepare --as-of {day}",
