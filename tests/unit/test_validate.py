@@ -301,17 +301,21 @@ def test_report_is_json_safe_and_printable_with_five_examples_at_most():
 RELAXABLE = [g for g in GATES if g[2] not in STRICT_RULES]
 
 
+def relaxed_run(tmp_path: Path, break_tables: Callable, rule: str, level: str):
+    """An accepted run, then the broken tables with ``rule`` at ``level``: (settings, report)."""
+    settings = make_settings(tmp_path, validation_severity={rule: level})
+    users, events = clean_tables()
+    write_raw(settings, users, events)
+    assert run_validation(settings, now=NOW).passed
+    write_raw(settings, *break_tables(users.copy(), events.copy()))
+    return settings, run_validation(settings, now=NOW)
+
+
 @pytest.mark.parametrize(
     "break_tables, rule, count", [g[1:] for g in RELAXABLE], ids=[g[0] for g in RELAXABLE]
 )
 def test_a_rule_relaxed_to_warn_is_reported_and_the_run_passes(tmp_path, break_tables, rule, count):
-    settings = make_settings(tmp_path, validation_severity={rule: "warn"})
-    users, events = clean_tables()
-    write_raw(settings, users, events)
-    assert run_validation(settings, now=NOW).passed
-
-    write_raw(settings, *break_tables(users.copy(), events.copy()))
-    report = run_validation(settings, now=NOW)
+    settings, report = relaxed_run(tmp_path, break_tables, rule, "warn")
 
     assert report.passed
     assert report.failures == []
@@ -326,13 +330,7 @@ def test_a_rule_relaxed_to_warn_is_reported_and_the_run_passes(tmp_path, break_t
     "break_tables, rule", [g[1:3] for g in RELAXABLE], ids=[g[0] for g in RELAXABLE]
 )
 def test_a_rule_turned_off_is_skipped_and_says_so(tmp_path, break_tables, rule):
-    settings = make_settings(tmp_path, validation_severity={rule: "off"})
-    users, events = clean_tables()
-    write_raw(settings, users, events)
-    assert run_validation(settings, now=NOW).passed
-
-    write_raw(settings, *break_tables(users.copy(), events.copy()))
-    report = run_validation(settings, now=NOW)
+    _, report = relaxed_run(tmp_path, break_tables, rule, "off")
 
     assert report.passed and report.failures == [] and report.warnings == []
     assert report.stats["skipped"][rule].startswith("off")
