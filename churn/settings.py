@@ -169,6 +169,8 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_severities(cls, value: object) -> object:
         """``rule=severity`` pairs, comma-separated (environment) or a mapping (churn.yaml)."""
+        if isinstance(value, dict):  # YAML reads a bare `off` as false
+            return {rule: "off" if level is False else level for rule, level in value.items()}
         if not isinstance(value, str):
             return value
         pairs = [part for part in value.replace(" ", "").split(",") if part]

@@ -115,6 +115,19 @@ def test_yaml_file_is_read_and_env_wins(tmp_path, monkeypatch):
     assert settings.seed == 8
 
 
+def test_severities_from_yaml_where_a_bare_off_is_false(tmp_path, monkeypatch):
+    config = tmp_path / "churn.yaml"
+    config.write_text("validation_severity:\n  duplicate_events: warn\n  volume: off\n")
+    from pydantic_settings import SettingsConfigDict
+
+    from churn.settings import Settings
+
+    class FromFile(Settings):
+        model_config = SettingsConfigDict(**{**Settings.model_config, "yaml_file": str(config)})
+
+    assert FromFile().validation_severity == {"duplicate_events": "warn", "volume": "off"}
+
+
 def test_severities_from_a_comma_list_or_yaml(monkeypatch, tmp_path):
     monkeypatch.setenv("CHURN_VALIDATION_SEVERITY", "duplicate_events=warn, volume=off")
     assert get_settings().validation_severity == {"duplicate_events": "warn", "volume": "off"}
