@@ -10,17 +10,15 @@ the gate with no production model, as in ``make demo``), and prints one row per 
 from __future__ import annotations
 
 import argparse
-import io
 import shutil
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 
 from rich.console import Console
 from rich.table import Table
 from runner import bench_settings
 
 from churn.cli import DEMO_DAYS, DEMO_USERS
-from churn.demo import build_demo
-from churn.progress import StageLog
+from churn.demo import replay_demo
 from feature_repo.store import open_store
 
 COLUMNS = {
@@ -51,27 +49,22 @@ def main() -> None:
                         f"seed {base.seed}) as of {args.dates} consecutive days")  # fmt: skip
     for header in ("run at (UTC)", "last day", "verdict", "best", *COLUMNS, "val rows"):
         table.add_column(header, justify="left" if header in ("verdict", "best") else "right")
+    replays = replay_demo(base, args.users, args.days, args.first, args.dates, tmp)
     try:
-        for i in range(args.dates):
-            now = datetime.combine(
-                args.first + timedelta(days=i), time((5 * i) % 24, (17 * i) % 60), UTC
-            )
-            settings = base.model_copy(update={"artifacts_dir": tmp / f"artifacts-{i}"})
-            with console.status(f"{i + 1}/{args.dates}: the demo as of {now:%Y-%m-%d %H:%M}"):
-                log = StageLog(Console(file=io.StringIO()))
-                build = build_demo(settings, args.users, args.days, log, now=now, apply=i == 0)
-            trained, decision = build.trained, build.promoted.decision
-            metrics = trained.metrics[trained.best]
-            failed = [r.removeprefix("fail: ") for r in decision.reasons if r.startswith("fail")]
-            table.add_row(
-                f"{now:%Y-%m-%d %H:%M}",
-                str(build.last_day),
-                "promoted" if decision.promote else "refused: " + "; ".join(failed),
-                trained.best,
-                *(f"{metrics[key]:.3f}" for key in COLUMNS.values()),
-                f"{trained.rows['validation']:,}",
-            )
-            console.print(f"{now:%Y-%m-%d %H:%M}: {'promoted' if decision.promote else 'refused'}")
+        with console.status(f"the demo as of {args.dates} days from {args.first}"):
+            for now, _, build in replays:
+                trained, decision = build.trained, build.promoted.decision
+                metrics = trained.metrics[trained.best]
+                verdict = "promoted" if decision.promote else "refused"
+                table.add_row(
+                    f"{now:%Y-%m-%d %H:%M}",
+                    str(build.last_day),
+                    verdict + ("" if decision.promote else ": " + "; ".join(decision.failed)),
+                    trained.best,
+                    *(f"{metrics[key]:.3f}" for key in COLUMNS.values()),
+                    f"{trained.rows['validation']:,}",
+                )
+                console.print(f"{now:%Y-%m-%d %H:%M}: {verdict}")
     finally:
         try:
             open_store(base).teardown()

@@ -7,8 +7,11 @@ two users, as the printed curl lines do.
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -102,6 +105,23 @@ def build_demo(
     return DemoBuild(built.last_day, online, trained, promoted)
 
 
+def replay_demo(
+    base: Settings, users: int, days: int, first: date, count: int, artifacts_root: Path
+) -> Iterator[tuple[datetime, Settings, DemoBuild]]:
+    """``build_demo`` as of ``count`` consecutive days from ``first``, each at another time
+    of day: the same world shifted, so every day must give the same metrics and verdict.
+
+    One data dir and Feast project (applied once); a registry per day under
+    ``artifacts_root``, so each candidate meets the gate as the demo's does, with no
+    production model. Stage output is not printed.
+    """
+    for i in range(count):
+        now = datetime.combine(first + timedelta(days=i), time((5 * i) % 24, (17 * i) % 60), UTC)
+        settings = base.model_copy(update={"artifacts_dir": artifacts_root / f"artifacts-{i}"})
+        log = StageLog(Console(file=io.StringIO()))
+        yield now, settings, build_demo(settings, users, days, log, now=now, apply=i == 0)
+
+
 def run_demo(
     settings: Settings, users: int, days: int, console: Console, interactive: bool = False
 ) -> int:
@@ -136,11 +156,8 @@ def run_demo(
 def refusal_advice(decision: Decision) -> str:
     """What a newcomer reads when the gate refuses the demo's model: the floors that failed
     and the one command that serves it anyway."""
-    failed = [
-        reason.removeprefix("fail: ") for reason in decision.reasons if reason.startswith("fail")
-    ]
     return (
-        f"\n[red]The gate refused {decision.candidate}[/red]: {'; '.join(failed)}.\n"
+        f"\n[red]The gate refused {decision.candidate}[/red]: {'; '.join(decision.failed)}.\n"
         "Nothing is served. To serve this model anyway, as an operator's decision:\n"
         f"  churn promote --force --version {decision.candidate} "
         '--reason "demo: serve below the gate\'s floors"\n'

@@ -55,6 +55,11 @@ class Decision:
     candidate: str
     production: str | None
 
+    @property
+    def failed(self) -> list[str]:
+        """The checks that failed, without their ``fail:`` prefix."""
+        return [r.removeprefix("fail: ") for r in self.reasons if r.startswith("fail: ")]
+
     def to_dict(self) -> dict:
         """Plain JSON-ready dict, for the promotion report and the CLI."""
         return asdict(self)

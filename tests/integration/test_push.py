@@ -14,7 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
 
+from churn.cli import app
+from ingestion.generate import generate_demo_data, write_demo_data
 from monitor.push import Sample, push
 from online_api.server import free_port
 from tests.integration.services import installed, running
@@ -117,11 +120,6 @@ def test_the_gateway_is_stopped_on_exit(tmp_path):
 
 
 def test_validation_warnings_reach_the_gateway_with_the_jobs_run(pushgateway, make_settings):
-    from typer.testing import CliRunner
-
-    from churn.cli import app
-    from ingestion.generate import generate_demo_data, write_demo_data
-
     settings = make_settings(
         pushgateway_url=pushgateway, validation_severity={"duplicate_events": "warn"}
     )

@@ -150,6 +150,12 @@ def test_every_check_is_reported_when_all_pass() -> None:
     ]
 
 
+def test_failed_lists_only_the_failed_checks() -> None:
+    decision = decide(CAND, metrics(precision_at_k=0.1, roc_auc=0.6), None, None, FLOORS, MARGIN)
+    assert decision.failed == ["ROC-AUC 0.600 < floor 0.700", "precision@K 0.100 < floor 0.400"]
+    assert decide(CAND, GOOD, None, None, FLOORS, MARGIN).failed == []
+
+
 def test_production_without_metrics_is_a_caller_error() -> None:
     with pytest.raises(ValueError, match="validation window"):
         decide(CAND, GOOD, PROD, None, FLOORS, MARGIN)
