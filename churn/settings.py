@@ -269,6 +269,11 @@ class Settings(BaseSettings):
         return self.tables_dir / "user_daily"
 
     @property
+    def user_courses_path(self) -> Path:
+        """The first day each user touched each course: the state of the lifetime course count."""
+        return self.tables_dir / "user_courses"
+
+    @property
     def features_path(self) -> Path:
         return self.data_dir / "features" / "user_features"
 

@@ -1,10 +1,11 @@
 """The feature specification, written once.
 
 ``ingestion.prepare`` renders the daily-table SQL from ``DAILY_COLUMNS``,
-``ingestion.features`` renders the rolling-window SQL from ``WINDOW_FEATURES``
-and ``STATE_FEATURES``, and ``feature_repo.features`` builds the Feast ``Field``
-schemas from ``feature_fields``. Changing the window list (``CHURN_WINDOWS``)
-changes the SQL and the Feast schema together, with no other edit.
+``ingestion.features`` renders the feature SQL from ``WINDOW_FEATURES``,
+``LIFETIME_FEATURES``, ``LAST_EVENT_FEATURES`` and ``STATE_FEATURES``, and
+``feature_repo.features`` builds the Feast ``Field`` schemas from ``feature_columns``.
+Changing the window list (``CHURN_WINDOWS``) or adding a feature here changes the
+SQL, the Feast schema, the online store and the API together, with no other edit.
 """
 
 from __future__ import annotations
@@ -43,6 +44,33 @@ class WindowFeature:
     sql: str
     dtype: Dtype
     description: str
+
+
+@dataclass(frozen=True)
+class LifetimeFeature:
+    """A total since the user's first day in the data, rendered as ``{name}_lifetime``.
+
+    Day D's total is day D−1's plus day D's ``daily`` column, so the nightly run reads
+    one new day, not the history. With ``rate``, also ``{name}_per_day_lifetime``: the
+    total per observed day of tenure (frequency, in RFM terms).
+    """
+
+    name: str
+    daily: str  # the ``user_daily`` column summed
+    dtype: Dtype
+    description: str
+    rate: bool = False
+
+
+@dataclass(frozen=True)
+class LastEventFeature:
+    """Days since the user's last day with ``daily`` > 0, as ``days_since_last_{name}``.
+
+    Null when there was none yet: "never paid" is not "paid long ago".
+    """
+
+    name: str
+    daily: str
 
 
 @dataclass(frozen=True)
@@ -128,25 +156,39 @@ COURSE_STEP = "course_step"
 COURSES_SQL = "list_distinct(list(course_id) FILTER (WHERE course_id IS NOT NULL))"
 
 
+# Sums of float columns are taken as decimals: exact and independent of the order of
+# additions, so a day's value is the same whether the full build rolls over the whole
+# history or the daily run adds one day to yesterday's (to the millionth).
+EXACT_SQL_TYPE = "DECIMAL(38, 6)"
+
+
 def _sum(column: str) -> str:
     return f"sum({column}) OVER {{w}}"
+
+
+def _exact_sum(column: str) -> str:
+    # Back to DOUBLE before any division: Spark would keep a decimal's scale, DuckDB not.
+    return f"CAST(sum(CAST({column} AS {EXACT_SQL_TYPE})) OVER {{w}} AS DOUBLE)"
 
 
 WINDOW_FEATURES: tuple[WindowFeature, ...] = (
     WindowFeature("active_days", _sum("active"), "int64", "days with learning activity"),
     WindowFeature("logins", _sum("logins"), "int64", "logins"),
     WindowFeature("videos", _sum("videos"), "int64", "videos watched"),
-    WindowFeature("watch_minutes", _sum("watch_minutes"), "float64", "minutes of video watched"),
+    WindowFeature(
+        "watch_minutes", _exact_sum("watch_minutes"), "float64", "minutes of video watched"
+    ),
     WindowFeature("quiz_attempts", _sum("quiz_attempts"), "int64", "quiz attempts"),
     WindowFeature(
         "quiz_score_mean",
-        "sum(quiz_score_sum) OVER {w} / nullif(sum(quiz_attempts) OVER {w}, 0)",
+        _exact_sum("quiz_score_sum") + " / nullif(sum(quiz_attempts) OVER {w}, 0)",
         "float64",
         "mean quiz score (null without attempts)",
     ),
     WindowFeature("enrolments", _sum("enrolments"), "int64", "course enrolments"),
     WindowFeature("payments_ok", _sum("payments_ok"), "int64", "successful payments"),
     WindowFeature("payments_failed", _sum("payments_failed"), "int64", "failed payments"),
+    WindowFeature("amount_paid", _exact_sum("amount_paid"), "float64", "amount successfully paid"),
     WindowFeature("tickets", _sum("tickets"), "int64", "support tickets"),
     WindowFeature(
         "distinct_courses",
@@ -160,6 +202,37 @@ WINDOW_FEATURES: tuple[WindowFeature, ...] = (
 # below 1 means the user is slowing down. Null when the long window is empty.
 TREND_BASES: tuple[str, ...] = ("active_days", "logins", "watch_minutes")
 
+# Lifetime engagement: the frequency and monetary value that windows of at most
+# max(CHURN_WINDOWS) days cannot see (a loyal customer's quiet month is not a new one's).
+LIFETIME_FEATURES: tuple[LifetimeFeature, ...] = (
+    LifetimeFeature("active_days", "active", "int64", "days with learning activity", rate=True),
+    LifetimeFeature("logins", "logins", "int64", "logins", rate=True),
+    LifetimeFeature("videos", "videos", "int64", "videos watched"),
+    LifetimeFeature(
+        "watch_minutes", "watch_minutes", "float64", "minutes of video watched", rate=True
+    ),
+    LifetimeFeature("quiz_attempts", "quiz_attempts", "int64", "quiz attempts"),
+    LifetimeFeature("enrolments", "enrolments", "int64", "course enrolments", rate=True),
+    LifetimeFeature("payments_ok", "payments_ok", "int64", "successful payments", rate=True),
+    LifetimeFeature("payments_failed", "payments_failed", "int64", "failed payments"),
+    LifetimeFeature("amount_paid", "amount_paid", "float64", "amount successfully paid", rate=True),
+    LifetimeFeature("tickets", "tickets", "int64", "support tickets"),
+)
+# Distinct courses since the first day: counted from the first day each user touched
+# each course (the ``user_courses`` table), because a sum of daily distinct counts
+# would count a course once per day it was touched.
+DISTINCT_COURSES_LIFETIME = "distinct_courses_lifetime"
+NEW_COURSES = "new_courses"  # courses first touched that day, per user
+
+LAST_EVENT_FEATURES: tuple[LastEventFeature, ...] = (
+    LastEventFeature("payment", "payments_ok"),
+    LastEventFeature("video", "videos"),
+    LastEventFeature("quiz", "quiz_attempts"),
+    LastEventFeature("ticket", "tickets"),
+)
+DAYS_SINCE_FIRST_ACTIVITY = "days_since_first_activity"
+MEAN_GAP = "mean_days_between_active_days"
+
 STATE_FEATURES: tuple[StateFeature, ...] = (
     StateFeature("days_since_last_activity", "int64", "days since the last active day (or signup)"),
     StateFeature("tenure_days", "int64", "days since signup"),
@@ -167,6 +240,18 @@ STATE_FEATURES: tuple[StateFeature, ...] = (
     StateFeature("country", "string", "country code or unknown"),
     StateFeature("acquisition_channel", "string", "how the user came, or unknown"),
 )
+
+
+def lifetime_feature_name(name: str) -> str:
+    return f"{name}_lifetime"
+
+
+def rate_feature_name(name: str) -> str:
+    return f"{name}_per_day_lifetime"
+
+
+def last_event_feature_name(name: str) -> str:
+    return f"days_since_last_{name}"
 
 
 def window_feature_name(name: str, window: int) -> str:
@@ -189,7 +274,38 @@ def feature_columns(windows: tuple[int, ...]) -> list[tuple[str, Dtype, str]]:
         for base in TREND_BASES:
             description = f"daily rate of {base}: last {short} days / last {long} days"
             columns.append((trend_feature_name(base, short, long), "float64", description))
+    columns.extend(lifetime_columns())
     columns.extend((f.name, f.dtype, f.description) for f in STATE_FEATURES)
+    return columns
+
+
+def lifetime_columns() -> list[tuple[str, Dtype, str]]:
+    """The features that look back to the user's first day, as (name, dtype, description)."""
+    since = "since the user's first day in the data"
+    columns: list[tuple[str, Dtype, str]] = [
+        (lifetime_feature_name(f.name), f.dtype, f"{f.description}, {since}")
+        for f in LIFETIME_FEATURES
+    ]
+    columns.append((DISTINCT_COURSES_LIFETIME, "int64", f"distinct courses touched, {since}"))
+    columns.extend(
+        (rate_feature_name(f.name), "float64", f"{f.description} per day, {since}")
+        for f in LIFETIME_FEATURES
+        if f.rate
+    )
+    columns.extend(
+        (
+            last_event_feature_name(f.name),
+            "int64",
+            f"days since the last day with {f.daily} (null if none)",
+        )
+        for f in LAST_EVENT_FEATURES
+    )
+    columns.append(
+        (DAYS_SINCE_FIRST_ACTIVITY, "int64", "days since the first active day (null if none)")
+    )
+    columns.append(
+        (MEAN_GAP, "float64", "mean days between active days (null before the second one)")
+    )
     return columns
 
 

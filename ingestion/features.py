@@ -11,14 +11,27 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from churn.settings import Settings
 from feature_repo.spec import (
     COURSE_STEP,
     COURSES_COLUMN,
+    DAYS_SINCE_FIRST_ACTIVITY,
+    DISTINCT_COURSES_LIFETIME,
+    EXACT_SQL_TYPE,
+    LAST_EVENT_FEATURES,
+    LIFETIME_FEATURES,
+    MEAN_GAP,
+    NEW_COURSES,
     STATE_FEATURES,
     TIMESTAMP_FIELD,
     TREND_BASES,
     WINDOW_FEATURES,
+    feature_names,
+    last_event_feature_name,
+    lifetime_feature_name,
+    rate_feature_name,
     trend_feature_name,
     window_feature_name,
 )
@@ -31,9 +44,11 @@ from ingestion.prepare import (
     register_table,
     register_validated,
 )
-from ingestion.sql_engine import open_engine
+from ingestion.sql_engine import Engine, open_engine
 
 PREVIOUS = "previous_features"
+USER_COURSES = "user_courses"  # (user_id, course, date): the first day a user touched a course
+SEEN_COURSES = "seen_courses"  # the user_courses rows of the days before a daily run's day
 
 _PROFILE = [f.name for f in STATE_FEATURES if f.dtype == "string"]
 
@@ -46,20 +61,69 @@ class FeatureResult:
     path: Path
 
 
+def user_courses_sql(first_day: date, last_day: date, seen: bool) -> str:
+    """The (user, course) pairs first touched in days [first_day, last_day] of ``USER_DAILY``.
+
+    With ``seen``, pairs already in ``SEEN_COURSES`` (touched on an earlier day) are left out,
+    so a daily run reads the pairs seen so far, not the history of daily rows.
+    """
+    unseen = (
+        f"LEFT JOIN {SEEN_COURSES} s ON s.user_id = t.user_id AND s.course = t.course "
+        "WHERE s.user_id IS NULL"
+        if seen
+        else ""
+    )
+    return f"""
+SELECT t.user_id, t.course, min(t.date) AS date
+FROM (
+    SELECT user_id, date, unnest({COURSES_COLUMN}) AS course
+    FROM {USER_DAILY}
+    WHERE date BETWEEN DATE '{first_day}' AND DATE '{last_day}'
+) AS t
+{unseen}
+GROUP BY t.user_id, t.course
+"""
+
+
+def _previous_columns(previous: bool) -> str:
+    """The previous day's row as the carried state: anchors (dates) and lifetime totals."""
+    anchors = {
+        "last_active": "days_since_last_activity",
+        "first_active": DAYS_SINCE_FIRST_ACTIVITY,
+        **{f"last_{f.name}": last_event_feature_name(f.name) for f in LAST_EVENT_FEATURES},
+    }
+    totals = {lifetime_feature_name(f.name): f.dtype for f in LIFETIME_FEATURES}
+    totals[DISTINCT_COURSES_LIFETIME] = "int64"
+    if not previous:
+        columns = ["NULL::VARCHAR AS user_id"]
+        columns += [f"NULL::DATE AS {name}" for name in anchors]
+        columns += [f"NULL::{SQL_TYPES[dtype]} AS {name}" for name, dtype in totals.items()]
+        return "SELECT " + ", ".join(columns) + " WHERE false"
+    columns = ["user_id"]
+    columns += [
+        f"CAST(date - {days} * INTERVAL 1 DAY AS DATE) AS {name}" for name, days in anchors.items()
+    ]
+    columns += list(totals)
+    return "SELECT " + ", ".join(columns) + f" FROM {PREVIOUS}"
+
+
 def rolling_features_sql(
     windows: tuple[int, ...],
     first_day: date,
     last_day: date,
     history_start: date,
     previous: bool = False,
+    courses: bool = True,
 ) -> str:
     """SQL for the feature rows of days [first_day, last_day], rendered from the spec.
 
     Reads ``USERS`` and ``USER_DAILY``, which must hold, for every user, contiguous
     rows from ``max(window) - 1`` days before ``first_day`` (or from signup) to
-    ``last_day``; ``history_start`` is the first day of ``user_daily`` as a whole.
+    ``last_day``, and ``USER_COURSES`` (unless not ``courses``: nobody touched a course)
+    for days [first_day, last_day]; ``history_start`` is the first day of ``user_daily``.
     With ``previous``, ``PREVIOUS`` (the feature rows of the day before ``first_day``)
-    carries the last active day forward when the history itself is not re-read.
+    carries the lifetime totals and the last and first days of each kind forward, so the
+    history itself is not re-read; without it they start at ``history_start``.
     DuckDB dialect (Spark runs its translation).
     """
     window_clauses = "".join(
@@ -67,11 +131,29 @@ def rolling_features_sql(
         f"ROWS BETWEEN {w - 1} PRECEDING AND CURRENT ROW)"
         for w in windows
     )
+    window_names = [window_feature_name(f.name, w) for w in windows for f in WINDOW_FEATURES]
     window_columns = ",\n        ".join(
         f"CAST({f.sql.format(w=f'w{w}', n=w)} AS {SQL_TYPES[f.dtype]}) "
         f"AS {window_feature_name(f.name, w)}"
         for w in windows
         for f in WINDOW_FEATURES
+    )
+    fresh = f"date >= DATE '{first_day}'"  # rows not yet in the previous day's totals
+    running_columns = ",\n        ".join(
+        [
+            f"sum(CASE WHEN {fresh} THEN CAST({f.daily} AS {_exact(f.dtype)}) ELSE 0 END) "
+            f"OVER running AS {f.name}_fresh"
+            for f in LIFETIME_FEATURES
+        ]
+        + [f"sum(CASE WHEN {fresh} THEN {NEW_COURSES} ELSE 0 END) OVER running AS courses_fresh"]
+        + [
+            f"max(CASE WHEN {f.daily} > 0 THEN date END) OVER running AS last_{f.name}_date"
+            for f in LAST_EVENT_FEATURES
+        ]
+        + [
+            "max(CASE WHEN active = 1 THEN date END) OVER running AS last_active_date",
+            "min(CASE WHEN active = 1 THEN date END) OVER running AS first_active_date",
+        ]
     )
     steps = "\n        UNION ALL\n        ".join(
         [
@@ -88,26 +170,54 @@ def rolling_features_sql(
     )
     step_sums = ", ".join(f"sum({COURSE_STEP}_{w}) AS {COURSE_STEP}_{w}" for w in windows)
     step_fill = ", ".join(f"coalesce(s.{COURSE_STEP}_{w}, 0) AS {COURSE_STEP}_{w}" for w in windows)
+    # Days observed so far: since signup, or since the history starts for older users.
+    observed = f"(date_diff('day', greatest(u.signup_date, DATE '{history_start}'), r.date) + 1)"
     trends = ""
     if len(windows) > 1:
         short, long = min(windows), max(windows)
         # Rates per observed day, so a user with 3 days of history is not read as slowing down.
-        observed = (
-            "least({w}, date_diff('day', greatest(u.signup_date, DATE '{start}'), r.date) + 1)"
-        )
         trends = "".join(
-            f",\n    (r.{window_feature_name(b, short)} / {observed.format(w=short, start=history_start)})"
-            f" / nullif(r.{window_feature_name(b, long)} / "
-            f"{observed.format(w=long, start=history_start)}, 0) "
+            f",\n    (r.{window_feature_name(b, short)} / least({short}, {observed}))"
+            f" / nullif(r.{window_feature_name(b, long)} / least({long}, {observed}), 0) "
             f"AS {trend_feature_name(b, short, long)}"
             for b in TREND_BASES
         )
-    if not previous:
-        previous_anchor = "SELECT NULL::VARCHAR AS user_id, NULL::DATE AS anchor WHERE false"
+    totals = ",\n    ".join(
+        f"CAST(coalesce(CAST(p.{lifetime_feature_name(f.name)} AS {_exact(f.dtype)}), 0) "
+        f"+ r.{f.name}_fresh AS {SQL_TYPES[f.dtype]}) AS {lifetime_feature_name(f.name)}"
+        for f in LIFETIME_FEATURES
+    )
+    last_events = ",\n    ".join(
+        f"CAST(date_diff('day', coalesce(r.last_{f.name}_date, p.last_{f.name}), r.date) "
+        f"AS BIGINT) AS {last_event_feature_name(f.name)}"
+        for f in LAST_EVENT_FEATURES
+    )
+    rates = {
+        rate_feature_name(
+            f.name
+        ): f"CAST({lifetime_feature_name(f.name)} AS DOUBLE) / observed_days"
+        for f in LIFETIME_FEATURES
+        if f.rate
+    }
+    mean_gap = (
+        f"CASE WHEN {lifetime_feature_name('active_days')} >= 2 THEN "
+        f"CAST({DAYS_SINCE_FIRST_ACTIVITY} - days_since_last_activity AS DOUBLE) "
+        f"/ ({lifetime_feature_name('active_days')} - 1) END"
+    )
+    computed = rates | {MEAN_GAP: mean_gap}
+    output = ",\n    ".join(
+        f"{computed[name]} AS {name}" if name in computed else name
+        for name in feature_names(windows)
+    )
+    if courses:
+        first_touches = (
+            f"SELECT user_id, date, count(*) AS {NEW_COURSES} FROM {USER_COURSES} "
+            f"WHERE date BETWEEN DATE '{first_day}' AND DATE '{last_day}' GROUP BY user_id, date"
+        )
     else:
-        previous_anchor = (
-            "SELECT user_id, CAST(date - days_since_last_activity * INTERVAL 1 DAY AS DATE) "
-            f"AS anchor FROM {PREVIOUS}"
+        first_touches = (
+            f"SELECT NULL::VARCHAR AS user_id, NULL::DATE AS date, NULL::BIGINT AS {NEW_COURSES} "
+            "WHERE false"
         )
     profile = ", ".join(f"u.{c}" for c in _PROFILE)
     return f"""
@@ -129,60 +239,85 @@ course_steps AS (
     )
     GROUP BY user_id, date
 ),
+first_touches AS ({first_touches}),
 stepped AS (
-    SELECT d.*, {step_fill}
-    FROM daily d LEFT JOIN course_steps s USING (user_id, date)
+    SELECT d.*, {step_fill}, coalesce(f.{NEW_COURSES}, 0) AS {NEW_COURSES}
+    FROM daily d
+    LEFT JOIN course_steps s USING (user_id, date)
+    LEFT JOIN first_touches f USING (user_id, date)
 ),
 rolled AS (
     SELECT
         user_id,
         date,
         {window_columns},
-        max(CASE WHEN active = 1 THEN date END) OVER running AS last_active_date
+        {running_columns}
     FROM stepped
     WINDOW
     running AS (PARTITION BY user_id ORDER BY date ROWS UNBOUNDED PRECEDING){window_clauses}
 ),
-previous_anchor AS ({previous_anchor})
-SELECT
+previous AS ({_previous_columns(previous)}),
+featured AS (
+    SELECT
     r.user_id,
     CAST(r.date + INTERVAL 1 DAY AS TIMESTAMPTZ) AS {TIMESTAMP_FIELD},
-    r.* EXCLUDE (user_id, date, last_active_date){trends},
-    CAST(date_diff('day', coalesce(r.last_active_date, p.anchor, u.signup_date), r.date) AS BIGINT)
-        AS days_since_last_activity,
+    {", ".join(f"r.{n}" for n in window_names)}{trends},
+    {totals},
+    CAST(coalesce(p.{DISTINCT_COURSES_LIFETIME}, 0) + r.courses_fresh AS BIGINT)
+        AS {DISTINCT_COURSES_LIFETIME},
+    {last_events},
+    CAST(date_diff('day', coalesce(p.first_active, r.first_active_date), r.date) AS BIGINT)
+        AS {DAYS_SINCE_FIRST_ACTIVITY},
+    CAST(date_diff('day', coalesce(r.last_active_date, p.last_active, u.signup_date), r.date)
+        AS BIGINT) AS days_since_last_activity,
     CAST(date_diff('day', u.signup_date, r.date) AS BIGINT) AS tenure_days,
     {profile},
+    {observed} AS observed_days,
     r.date
-FROM rolled r
-JOIN (
-    SELECT user_id, CAST(signup_time AS DATE) AS signup_date, {", ".join(_PROFILE)}
-    FROM {USERS}
-) u USING (user_id)
-LEFT JOIN previous_anchor p USING (user_id)
-WHERE r.date BETWEEN DATE '{first_day}' AND DATE '{last_day}'
+    FROM rolled r
+    JOIN (
+        SELECT user_id, CAST(signup_time AS DATE) AS signup_date, {", ".join(_PROFILE)}
+        FROM {USERS}
+    ) u USING (user_id)
+    LEFT JOIN previous p USING (user_id)
+    WHERE r.date BETWEEN DATE '{first_day}' AND DATE '{last_day}'
+)
+SELECT
+    user_id,
+    {TIMESTAMP_FIELD},
+    {output},
+    date
+FROM featured
 """
+
+
+def _exact(dtype: str) -> str:
+    """The type a lifetime total is summed in (``EXACT_SQL_TYPE`` for floats)."""
+    return EXACT_SQL_TYPE if dtype == "float64" else SQL_TYPES[dtype]
 
 
 def build_rolling_features(settings: Settings, as_of: date | None = None) -> FeatureResult:
     """Build the feature table: the whole history, or only day ``as_of`` (appended).
 
-    A daily run reads ``max(window)`` days of ``user_daily`` and the previous
-    day's feature rows, so its cost does not grow with the length of history.
+    A daily run reads ``max(window)`` days of ``user_daily``, the previous day's
+    feature rows (which carry the lifetime totals) and the (user, course) pairs seen
+    so far, so its cost does not grow with the length of history.
     """
     days = partitions.partition_days(settings.user_daily_path)
     if not days:
         raise MissingInputError(
             f"{settings.user_daily_path} is empty: run `churn data prepare` first"
         )
-    root = settings.features_path
+    root, courses_root = settings.features_path, settings.user_courses_path
     engine = open_engine(settings)
     register_validated(engine, settings)
     if as_of is None:
         first_day, last_day = days[0], days[-1]
         register_table(engine, USER_DAILY, settings.user_daily_path, days)
-        engine.write_table(
-            rolling_features_sql(settings.windows, first_day, last_day, days[0]), root
-        )
+        engine.write_table(user_courses_sql(first_day, last_day, seen=False), courses_root)
+        courses = _register_courses(engine, courses_root, partitions.partition_days(courses_root))
+        sql = rolling_features_sql(settings.windows, first_day, last_day, days[0], False, courses)
+        engine.write_table(sql, root)
     else:
         if as_of not in days:
             raise MissingInputError(
@@ -205,10 +340,36 @@ def build_rolling_features(settings: Settings, as_of: date | None = None) -> Fea
                 f"(`churn features build`) or run the missing days in order"
             )
         if has_previous:
+            _check_carries_lifetime(root, previous_day, courses_root)
             register_table(engine, PREVIOUS, root, [previous_day])
         register_table(engine, USER_DAILY, settings.user_daily_path, lookback)
-        sql = rolling_features_sql(settings.windows, as_of, as_of, days[0], has_previous)
+        seen = [d for d in partitions.partition_days(courses_root) if d < as_of]
+        if seen:
+            register_table(engine, SEEN_COURSES, courses_root, seen)
+        engine.write_day(user_courses_sql(as_of, as_of, seen=bool(seen)), courses_root, as_of)
+        courses = _register_courses(engine, courses_root, [as_of])
+        sql = rolling_features_sql(settings.windows, as_of, as_of, days[0], has_previous, courses)
         engine.write_day(sql, root, as_of)
     return FeatureResult(
         first_day, last_day, partitions.count_rows(root, first_day, last_day), root
     )
+
+
+def _register_courses(engine: Engine, root: Path, days: list[date]) -> bool:
+    """``USER_COURSES`` of ``days``; False (nothing registered) when no course was touched."""
+    if not partitions.partition_files(root, days):
+        return False
+    register_table(engine, USER_COURSES, root, days)
+    return True
+
+
+def _check_carries_lifetime(root: Path, previous_day: date, courses_root: Path) -> None:
+    """The previous day's rows must carry the lifetime totals the daily run adds to."""
+    files = partitions.partition_files(root, [previous_day])
+    if not courses_root.is_dir() or (
+        files and DISTINCT_COURSES_LIFETIME not in pq.read_schema(files[0]).names
+    ):
+        raise MissingInputError(
+            f"the features of {previous_day} in {root} were built without the lifetime "
+            "totals a daily run adds to: rebuild the history once with `churn features build`"
+        )

@@ -19,7 +19,12 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    OneHotEncoder,
+    OrdinalEncoder,
+    StandardScaler,
+)
 
 ModelKind = Literal["logistic", "boosted"]
 MODEL_KINDS: tuple[ModelKind, ...] = ("logistic", "boosted")
@@ -33,6 +38,20 @@ def informative_features(frame: pd.DataFrame, names: list[str]) -> tuple[list[st
     """
     left_out = [n for n in names if frame[n].nunique(dropna=True) < 2]
     return [n for n in names if n not in left_out], left_out
+
+
+def as_float(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numeric features as float64, every missing value NaN.
+
+    The stores hand nullable integers over in different guises (pandas' ``Int64`` with
+    ``pd.NA`` from Spark's Arrow, ``None`` in an object column from the online store);
+    the estimators take NaN only.
+    """
+    return frame.astype("float64")
+
+
+def _numeric_input() -> FunctionTransformer:
+    return FunctionTransformer(as_float, feature_names_out="one-to-one")
 
 
 def split_columns(frame: pd.DataFrame, names: list[str]) -> tuple[list[str], list[str]]:
@@ -50,7 +69,9 @@ def build_model(kind: ModelKind, numeric: list[str], categorical: list[str], see
                 (
                     "numeric",
                     make_pipeline(
-                        SimpleImputer(strategy="median", add_indicator=True), StandardScaler()
+                        _numeric_input(),
+                        SimpleImputer(strategy="median", add_indicator=True),
+                        StandardScaler(),
                     ),
                     numeric,
                 ),
@@ -65,7 +86,7 @@ def build_model(kind: ModelKind, numeric: list[str], categorical: list[str], see
     if kind == "boosted":
         columns = ColumnTransformer(
             [
-                ("numeric", "passthrough", numeric),
+                ("numeric", _numeric_input(), numeric),
                 (
                     "categorical",
                     make_pipeline(

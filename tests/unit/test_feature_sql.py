@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 import pandas as pd
@@ -148,6 +148,42 @@ EXPECTED = [
     ("u4", 11, "days_since_last_activity", 7),
     ("u4", 11, "watch_minutes_14d", 15.0),
     ("u4", 12, "days_since_last_activity", 0),
+    # Lifetime: since the first day in the data (2026-03-01), whatever the windows.
+    ("u1", 3, "active_days_lifetime", 2),
+    ("u1", 3, "quiz_attempts_lifetime", 2),
+    ("u1", 3, "amount_paid_lifetime", 29.0),
+    ("u1", 3, "distinct_courses_lifetime", 2),
+    ("u1", 3, "days_since_first_activity", 2),
+    ("u1", 3, "days_since_last_payment", 1),
+    ("u1", 3, "days_since_last_video", 2),
+    ("u1", 3, "days_since_last_quiz", 0),
+    ("u1", 3, "days_since_last_ticket", NAN),  # never: null, not "long ago"
+    ("u1", 3, "mean_days_between_active_days", 2.0),
+    ("u1", 10, "active_days_lifetime", 3),
+    ("u1", 10, "logins_lifetime", 2),
+    ("u1", 10, "payments_failed_lifetime", 1),
+    ("u1", 10, "distinct_courses_lifetime", 2),  # none in the last 7 days, still 2 ever
+    ("u1", 10, "active_days_per_day_lifetime", 3 / 10),
+    ("u1", 10, "amount_paid_per_day_lifetime", 29 / 10),
+    ("u1", 10, "amount_paid_7d", 0.0),  # day 2 left the window
+    ("u1", 10, "amount_paid_14d", 29.0),
+    ("u1", 10, "mean_days_between_active_days", (9 - 2) / (3 - 1)),
+    ("u2", 5, "active_days_lifetime", 0),
+    ("u2", 5, "days_since_first_activity", NAN),
+    ("u2", 5, "mean_days_between_active_days", NAN),
+    ("u2", 12, "days_since_first_activity", 6),
+    ("u2", 12, "mean_days_between_active_days", NAN),  # one active day: no gap yet
+    ("u3", 12, "tickets_lifetime", 1),
+    ("u3", 12, "days_since_last_ticket", 10),
+    ("u3", 12, "mean_days_between_active_days", 1.0),
+    ("u4", 3, "active_days_lifetime", 0),
+    ("u4", 3, "days_since_last_video", NAN),
+    ("u4", 12, "active_days_per_day_lifetime", 2 / 12),  # observed since the history starts
+    ("u4", 12, "watch_minutes_lifetime", 15.0),
+    ("u4", 12, "distinct_courses_lifetime", 1),
+    ("u4", 12, "days_since_last_video", 8),
+    ("u4", 12, "days_since_first_activity", 8),  # first active on day 4
+    ("u4", 12, "mean_days_between_active_days", 8.0),
 ]
 
 
@@ -203,7 +239,7 @@ def test_daily_run_equals_full_build(make_settings):
     daily = _read(settings.features_path)
     expected = full[full.date == pd.Timestamp(2026, 3, 12)].reset_index(drop=True)
     got = daily[daily.date == pd.Timestamp(2026, 3, 12)].reset_index(drop=True)
-    pd.testing.assert_frame_equal(got, expected)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
     assert len(got) == 4
 
 
@@ -229,20 +265,48 @@ def test_window_counts_match_a_brute_force_count(make_settings):
             assert getattr(row, f"logins_{w}d") == in_window.sum()
 
 
+def test_lifetime_features_match_a_brute_force_count(make_settings):
+    """Lifetime totals, recencies of each kind and distinct courses, straight from the events."""
+    from ingestion.generate import generate_demo_data
+
+    data = generate_demo_data(n_users=80, days=45, seed=5, start=date(2026, 1, 1))
+    settings = make_settings()
+    features = _build(settings, data.users, data.events)
+    events = data.events.assign(
+        day=data.events.event_time.dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize()
+    )
+    paid = events[events.event_type == "payment_success"]
+    for row in features.sample(400, random_state=2).itertuples(index=False):
+        mine = events[(events.user_id == row.user_id) & (events.day <= row.date)]
+        assert row.logins_lifetime == (mine.event_type == "login").sum()
+        assert row.distinct_courses_lifetime == mine.course_id.dropna().nunique()
+        mine_paid = paid[(paid.user_id == row.user_id) & (paid.day <= row.date)]
+        assert row.amount_paid_lifetime == pytest.approx(mine_paid.amount.sum())
+        if mine_paid.empty:
+            assert pd.isna(row.days_since_last_payment)
+        else:
+            assert row.days_since_last_payment == (row.date - mine_paid.day.max()).days
+
+
 def test_daily_runs_equal_the_full_build_on_a_generated_portal(make_settings):
-    """Three nightly runs in a row (with sign-ups, churn and courses) equal the full build."""
+    """Ten nightly runs in a row (with sign-ups, churn and courses) equal the full build.
+
+    Lifetime totals included: each night adds its day to the previous night's totals.
+    """
     from ingestion.generate import generate_demo_data
 
     data = generate_demo_data(n_users=150, days=50, seed=9, start=date(2026, 1, 1))
     settings = make_settings()
     full = _build(settings, data.users, data.events)
-    last_days = [date(2026, 2, 17), date(2026, 2, 18), date(2026, 2, 19)]
-    for root in (settings.user_daily_path, settings.features_path):
+    last_days = [date(2026, 2, 10) + timedelta(days=i) for i in range(10)]
+    for root in (settings.user_daily_path, settings.features_path, settings.user_courses_path):
         for day in last_days:
             shutil.rmtree(partitions.partition_dir(root, day))
     for day in last_days:
         build_user_daily(settings, as_of=day)
         build_rolling_features(settings, as_of=day)
     daily = _read(settings.features_path)
-    pd.testing.assert_frame_equal(daily.reset_index(drop=True), full.reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        daily.reset_index(drop=True), full.reset_index(drop=True), check_exact=True
+    )
     assert (full.date == pd.Timestamp(2026, 2, 19)).sum() > 100

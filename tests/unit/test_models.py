@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from training.models import informative_features
+from training.models import MODEL_KINDS, build_model, informative_features
 
 
 def test_null_and_constant_features_are_left_out_in_order():
@@ -28,3 +29,22 @@ def test_null_and_constant_features_are_left_out_in_order():
 def test_only_the_named_features_are_looked_at():
     frame = pd.DataFrame({"a": [1, 2], "b": [1, 1], "churned": [0, 0]})
     assert informative_features(frame, ["a"]) == (["a"], [])
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_a_null_integer_scores_the_same_in_every_guise(kind):
+    """Spark hands ``Int64`` with pd.NA, the online store ``None``: both score as NaN does."""
+    rng = np.random.default_rng(0)
+    n = 400
+    days = rng.integers(0, 60, n).astype(float)
+    days[rng.random(n) < 0.3] = np.nan  # never paid
+    frame = pd.DataFrame({"days_since_last_payment": days, "logins_7d": rng.poisson(3, n)})
+    labels = (rng.random(n) < 0.3).astype(int)
+    model = build_model(kind, list(frame.columns), [], seed=0).fit(frame, labels)
+    expected = model.predict_proba(frame)[:, 1]
+    guises = {
+        "Int64": frame.astype({"days_since_last_payment": "Int64"}),
+        "object": frame.astype({"days_since_last_payment": object}).replace({np.nan: None}),
+    }
+    for name, guise in guises.items():
+        np.testing.assert_array_equal(model.predict_proba(guise)[:, 1], expected, err_msg=name)

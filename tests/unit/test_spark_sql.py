@@ -12,7 +12,7 @@ from sqlglot.errors import UnsupportedError
 
 from batch.high_risk import revenue_sql
 from batch.score import features_as_of_sql, population_sql
-from ingestion.features import rolling_features_sql
+from ingestion.features import rolling_features_sql, user_courses_sql
 from ingestion.prepare import user_daily_sql
 from ingestion.spark_engine import launched_by_spark_submit, to_spark
 from training.labels import AsOfRange, labels_sql
@@ -24,6 +24,9 @@ RENDERED = {
     "user_daily": user_daily_sql(D, D + timedelta(days=30)),
     "features": rolling_features_sql((7, 14, 30), D, D + timedelta(days=30), D),
     "features, one day": rolling_features_sql((7, 30), D, D, D - timedelta(days=60), True),
+    "features, no courses": rolling_features_sql((7,), D, D, D, courses=False),
+    "user courses": user_courses_sql(D, D + timedelta(days=30), seen=False),
+    "user courses, one day": user_courses_sql(D, D, seen=True),
     "labels": labels_sql(AsOfRange(D, D + timedelta(days=3), 1), 14, 30),
     "population": population_sql(D, 14),
     "feature stamps": features_as_of_sql(T, timedelta(days=3)),
@@ -44,8 +47,9 @@ def test_duckdb_only_constructs_become_spark_ones():
     assert "ARRAY_DISTINCT(COLLECT_LIST(" in daily
     assert "TIMESTAMPTZ" not in daily
     features = to_spark(RENDERED["features"])
-    assert "EXCEPT (user_id, date, last_active_date)" in features
     assert "EXPLODE(courses)" in features
+    assert "CAST(NULL AS DATE)" in features  # DuckDB's NULL::DATE: no previous day
+    assert "DECIMAL(38, 6)" in features  # exact sums of floats
 
 
 def test_what_sqlglot_cannot_translate_is_refused_not_dropped():
