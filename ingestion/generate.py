@@ -303,7 +303,7 @@ def _learning_events(
     billing_day = (pop["billing_phase"][idx] == d % BILLING_CYCLE_DAYS) & ~day.is_signup
     due = pop["paid"][idx] & (day.is_signup | billing_day | (memory.retry_day[idx] == d))
     failed = due & (rng.random(m) < 0.02 + 0.2 * (1 - eng) ** 2)
-    memory.retry_day[idx[failed & (memory.retry_day[idx] != d)]] = d + 3  # one retry, then stop
+    memory.retry_day[idx[failed & (memory.retry_day[idx] != d)]] = d + 3  # one retry, then give up
     memory.last_fail[idx[failed]] = d
     tickets = rng.random(m) < 0.002 + 0.01 * (1 - eng) + 0.25 * (d - memory.last_fail[idx] <= 3)
     memory.last_ticket[idx[tickets]] = d
