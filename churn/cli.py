@@ -116,18 +116,24 @@ def data_generate(
         typer.Option(formats=["%Y-%m-%d"], help="First day (pins the range for reproducibility)."),
     ] = None,
     scenario: Annotated[
-        str, typer.Option(help="baseline, or drift: the world changes from --drift-day on.")
+        str,
+        typer.Option(
+            help="baseline; drift: the world changes from --drift-day on; purchases: a course "
+            "shop (enrolments and payments only, about half the recent buyers churn)."
+        ),
     ] = "baseline",
     drift_day: Annotated[
         int | None, typer.Option(help="Day index where the drift scenario starts.")
     ] = None,
 ) -> None:
     """Generate the demo portal's users and events (and the hidden ground truth)."""
-    from ingestion.generate import generate_demo_data, write_demo_data
+    from ingestion.generate import SCENARIOS, generate_demo_data, write_demo_data
 
     settings = _settings()
-    if scenario not in ("baseline", "drift"):
-        raise typer.BadParameter(f"--scenario must be baseline or drift, got {scenario!r}")
+    if scenario not in SCENARIOS:
+        raise typer.BadParameter(
+            f"--scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}"
+        )
     log = StageLog(console)
     with _user_errors(), log.stage("generate", total=days) as progress:
         data = generate_demo_data(

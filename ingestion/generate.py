@@ -4,6 +4,11 @@ Each user carries a hidden daily engagement (AR(1) on a logit scale around a per
 level, which drifts down for a share of users). Activity, payments, tickets and a daily
 churn hazard all follow it; a churned user emits nothing afterwards. The hidden state is
 returned only in ``truth_users``/``truth_daily`` (evaluation, never features).
+
+Scenario "purchases" is a course shop on the same hidden state: customers only buy courses
+(a payment, then the enrolment), so about half of those who bought in the last two weeks buy
+nothing in the next month, and how much a customer bought since their first day tells their
+stable propensity, which keeps them, better than the last month alone.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -46,11 +52,20 @@ COURSES = (
     "security-101", "ci-cd-101", "k8s-301", "aws-301", "python-301", "rust-101",
     "helm-201", "prometheus-101", "kafka-201", "spark-201", "ml-ops-201", "terraform-301",
 )  # fmt: skip
+COURSE_POPULARITY = 1.0 / np.arange(1, len(COURSES) + 1) ** 0.8
 PRICES = np.array([29.0, 49.0])
+# The shop (scenario "purchases") sells each course at its level's list price.
+COURSE_PRICES = np.array([{"1": 29.0, "2": 49.0, "3": 79.0}[c[-3]] for c in COURSES])
+PURCHASE_STEPS = ("payment_failed", "payment_success", "course_enroll")
+# A shop's customer buys on a day with probability sigmoid(hidden logit + this): about one
+# course every two months for a typical customer, about one a week for the keenest.
+BUY_SHIFT = -4.0
 # Paid users are billed every this many simulated days from their signup day, so the world
 # a seed draws never depends on where the calendar's month boundaries fall.
 BILLING_CYCLE_DAYS = 30
 _TYPE = {name: code for code, name in enumerate(EVENT_TYPES)}
+Scenario = Literal["baseline", "drift", "purchases"]
+SCENARIOS: tuple[str, ...] = get_args(Scenario)
 
 
 @dataclass(frozen=True)
@@ -72,10 +87,20 @@ def _is_payment(code: np.ndarray) -> np.ndarray:
 
 
 def _draw_users(
-    rng: np.random.Generator, n: int, days: int, start_us: int, drift_day: int | None
+    rng: np.random.Generator,
+    n: int,
+    days: int,
+    start_us: int,
+    drift_day: int | None,
+    existing_share: float,
 ) -> dict[str, np.ndarray]:
-    """Static per-user attributes; ids are assigned in signup order like an auto-increment."""
-    offset = np.where(rng.random(n) < 1 / 3, -rng.uniform(1, 365, n), rng.uniform(0, days, n))
+    """Static per-user attributes; ids are assigned in signup order like an auto-increment.
+
+    ``existing_share`` of the users signed up in the year before the range, the others in it.
+    """
+    offset = np.where(
+        rng.random(n) < existing_share, -rng.uniform(1, 365, n), rng.uniform(0, days, n)
+    )
     signup_us = np.sort(start_us + (offset * DAY_US).astype(np.int64))
     signup_day = np.floor_divide(signup_us - start_us, DAY_US)
     existing = signup_day < 0
@@ -99,8 +124,7 @@ def _draw_users(
     )
     drifting = rng.random(n) < 0.25
     # Focus courses: weighted sampling without replacement via the Gumbel top-k trick.
-    popularity = 1.0 / np.arange(1, len(COURSES) + 1) ** 0.8
-    keys = np.log(popularity) + rng.gumbel(size=(n, len(COURSES)))
+    keys = np.log(COURSE_POPULARITY) + rng.gumbel(size=(n, len(COURSES)))
     return {
         "signup_us": signup_us,
         "signup_day": signup_day,
@@ -119,12 +143,64 @@ def _draw_users(
     }
 
 
+@dataclass
+class _Memory:
+    """What a user's past does to today: the last failed payment and ticket, a pending
+    retry, and (a shop) the courses bought, one bit per course."""
+
+    last_fail: np.ndarray
+    last_ticket: np.ndarray
+    retry_day: np.ndarray
+    owned: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> _Memory:
+        never = np.full(n, -(10**6))
+        return cls(never, never.copy(), np.full(n, -1), np.zeros(n, np.int64))
+
+
+@dataclass(frozen=True)
+class _Day:
+    """One simulated day of the users alive on it: hidden logit ``x``, their [lo, hi) windows."""
+
+    d: int
+    idx: np.ndarray
+    x: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    is_signup: np.ndarray
+
+
+EventChunk = tuple[np.ndarray, ...]
+
+
+@dataclass(frozen=True)
+class _World:
+    """What a scenario decides: the share of users who signed up before the simulated range,
+    how the hidden deviation moves (AR(1): ``fresh_sd`` on a user's first day, then
+    ``persistence`` and ``step_sd``), and what a user does on a day."""
+
+    existing_share: float
+    fresh_sd: float
+    persistence: float
+    step_sd: float
+    events: Callable[[np.random.Generator, dict[str, np.ndarray], _Day, _Memory], EventChunk]
+
+
+def _world(scenario: Scenario, drift_day: int | None) -> _World:
+    """The portal (baseline, drift), or the shop: an established customer base, mostly
+    bought before the range, whose propensity drifts slowly (a half-life of about a month)."""
+    if scenario == "purchases":
+        return _World(0.6, 0.5, 0.98, 0.1, _purchase_events)
+    return _World(1 / 3, 0.7, 0.9, 0.3, partial(_learning_events, drift_day=drift_day))
+
+
 def generate_demo_data(
     n_users: int = 2000,
     days: int = 120,
     seed: int = 42,
     start: date | None = None,
-    scenario: Literal["baseline", "drift"] = "baseline",
+    scenario: Scenario = "baseline",
     drift_day: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> GeneratedData:
@@ -135,88 +211,161 @@ def generate_demo_data(
     Events fall in [start, start+days) 00:00 UTC. With ``scenario="drift"`` the world
     changes from ``drift_day`` (default two-thirds in): weaker sign-ups from a different
     channel mix, and half the watch time for everyone. ``drift_day`` is ignored otherwise.
+    ``scenario="purchases"`` is a course shop instead of a portal: enrolments and payments
+    only, a slower hidden state, and about half the active customers buy nothing in a month.
     """
     if n_users < 1 or days < 1:
         raise ValueError(f"need n_users >= 1 and days >= 1, got {n_users=} {days=}")
-    if scenario not in ("baseline", "drift"):
-        raise ValueError(f"scenario must be 'baseline' or 'drift', got {scenario!r}")
+    if scenario not in SCENARIOS:
+        raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
     if scenario == "drift":
         drift_day = days * 2 // 3 if drift_day is None else drift_day
         if not 0 <= drift_day < days:
             raise ValueError(f"drift_day must be in [0, {days}), got {drift_day}")
     else:
         drift_day = None
+    world = _world(scenario, drift_day)
     start = start or datetime.now(UTC).date() - timedelta(days=days)
     start_us = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp()) * 10**6
     rng = np.random.default_rng(seed)
-    pop = _draw_users(rng, n_users, days, start_us, drift_day)
+    pop = _draw_users(rng, n_users, days, start_us, drift_day, world.existing_share)
     z = np.zeros(n_users)  # AR(1) deviation from the user's level, logit scale
     started = np.zeros(n_users, bool)
     churn_us = np.full(n_users, NO_CHURN)
-    last_fail = np.full(n_users, -(10**6))
-    last_ticket = np.full(n_users, -(10**6))
-    retry_day = np.full(n_users, -1)
-    events: list[tuple[np.ndarray, ...]] = []
+    memory = _Memory.empty(n_users)
+    events: list[EventChunk] = []
     daily: list[tuple[np.ndarray, ...]] = []
     for d in range(days):
         day_us = start_us + d * DAY_US
         idx = np.flatnonzero((pop["signup_day"] <= d) & (churn_us == NO_CHURN))
         m = len(idx)
         fresh = ~started[idx]
-        z[idx] = np.where(fresh, rng.normal(0, 0.7, m), 0.9 * z[idx] + rng.normal(0, 0.3, m))
+        z[idx] = np.where(
+            fresh,
+            rng.normal(0, world.fresh_sd, m),
+            world.persistence * z[idx] + rng.normal(0, world.step_sd, m),
+        )
         started[idx] = True
         age = np.maximum(day_us - pop["signup_us"][idx], 0) / DAY_US
         decline = pop["drift_rate"][idx] * np.clip(d - pop["drift_start"][idx], 0, 60)
         # Logit engagement: level + new-user honeymoon (fades over ~2 weeks) - drift + AR noise.
         x = pop["base"][idx] + 0.6 * np.exp(-age / 14) - decline + z[idx]
-        eng = _sigmoid(x)
-        # Daily churn probability: low engagement, a failed payment (14 d) or a ticket (7 d)
-        # raise it; paying users stay longer. Multiplicative, capped so it stays a probability.
-        hazard = np.minimum(
-            0.0024
-            * np.exp(-1.3 * (x + 0.3))
-            * np.where(pop["paid"][idx], 0.5, 1.0)
-            * np.where(d - last_fail[idx] <= 14, 3.0, 1.0)
-            * np.where(d - last_ticket[idx] <= 7, 1.5, 1.0),
-            0.5,
-        )
         lo = np.maximum(day_us, pop["signup_us"][idx])
+        is_signup = pop["signup_day"][idx] == d
+        hazard = _churn_hazard(pop, d, idx, x, memory)
         churned = rng.random(m) < hazard
         # Churn strictly after the day's window opens, so every kept event precedes it.
         churn_at = lo + 1 + (rng.random(m) * (day_us + DAY_US - lo - 1)).astype(np.int64)
         hi = np.where(churned, churn_at, day_us + DAY_US)
         churn_us[idx[churned]] = hi[churned]
-        is_signup = pop["signup_day"][idx] == d
-        # Steeper than engagement itself: disengaged users go quiet before they leave.
-        active = is_signup | (rng.random(m) < _sigmoid(1.6 * x + 0.1))
-        logins = np.where(active, 1 + rng.poisson(1.5 * eng), 0)
-        videos = np.where(active, rng.poisson(logins * (0.25 + 0.8 * eng)), 0)
-        quizzes = np.where(active, rng.poisson(0.1 + 0.5 * eng), 0)
-        enrolls = np.where(
-            is_signup, rng.random(m) < 0.85, active & (rng.random(m) < 0.01 + 0.04 * eng)
-        )
-        billing_day = (pop["billing_phase"][idx] == d % BILLING_CYCLE_DAYS) & ~is_signup
-        due = pop["paid"][idx] & (is_signup | billing_day | (retry_day[idx] == d))
-        failed = due & (rng.random(m) < 0.02 + 0.2 * (1 - eng) ** 2)
-        retry_day[idx[failed & (retry_day[idx] != d)]] = d + 3  # one retry, then give up
-        last_fail[idx[failed]] = d
-        tickets = rng.random(m) < 0.002 + 0.01 * (1 - eng) + 0.25 * (d - last_fail[idx] <= 3)
-        last_ticket[idx[tickets]] = d
-        counts = {
-            "login": logins,
-            "video_watch": videos,
-            "quiz_attempt": quizzes,
-            "course_enroll": enrolls,
-            "payment_success": due & ~failed,
-            "payment_failed": failed,
-            "support_ticket": tickets,
-        }
-        watch_factor = 0.5 if drift_day is not None and d >= drift_day else 1.0
-        events.append(_emit_events(rng, pop, idx, counts, lo, hi, x, watch_factor))
-        daily.append((idx.astype(np.int32), np.full(m, d, np.int32), eng, hazard))
+        events.append(world.events(rng, pop, _Day(d, idx, x, lo, hi, is_signup), memory))
+        daily.append((idx.astype(np.int32), np.full(m, d, np.int32), _sigmoid(x), hazard))
         if progress is not None:
             progress(d + 1, days)
     return _assemble(pop, start, churn_us, events, daily)
+
+
+def _churn_hazard(
+    pop: dict[str, np.ndarray], d: int, idx: np.ndarray, x: np.ndarray, memory: _Memory
+) -> np.ndarray:
+    """Daily churn probability: low engagement, a failed payment (14 d) or a ticket (7 d)
+    raise it; paying users stay longer. Multiplicative, capped so it stays a probability."""
+    return np.minimum(
+        0.0024
+        * np.exp(-1.3 * (x + 0.3))
+        * np.where(pop["paid"][idx], 0.5, 1.0)
+        * np.where(d - memory.last_fail[idx] <= 14, 3.0, 1.0)
+        * np.where(d - memory.last_ticket[idx] <= 7, 1.5, 1.0),
+        0.5,
+    )
+
+
+def _learning_events(
+    rng: np.random.Generator,
+    pop: dict[str, np.ndarray],
+    day: _Day,
+    memory: _Memory,
+    drift_day: int | None,
+) -> EventChunk:
+    """A day on the portal: learning follows engagement, paid plans are billed every
+    ``BILLING_CYCLE_DAYS`` (a failure is retried once, 3 days later), tickets follow trouble."""
+    d, idx, x = day.d, day.idx, day.x
+    m = len(idx)
+    eng = _sigmoid(x)
+    # Steeper than engagement itself: disengaged users go quiet before they leave.
+    active = day.is_signup | (rng.random(m) < _sigmoid(1.6 * x + 0.1))
+    logins = np.where(active, 1 + rng.poisson(1.5 * eng), 0)
+    videos = np.where(active, rng.poisson(logins * (0.25 + 0.8 * eng)), 0)
+    quizzes = np.where(active, rng.poisson(0.1 + 0.5 * eng), 0)
+    enrolls = np.where(
+        day.is_signup, rng.random(m) < 0.85, active & (rng.random(m) < 0.01 + 0.04 * eng)
+    )
+    billing_day = (pop["billing_phase"][idx] == d % BILLING_CYCLE_DAYS) & ~day.is_signup
+    due = pop["paid"][idx] & (day.is_signup | billing_day | (memory.retry_day[idx] == d))
+    failed = due & (rng.random(m) < 0.02 + 0.2 * (1 - eng) ** 2)
+    memory.retry_day[idx[failed & (memory.retry_day[idx] != d)]] = d + 3  # one retry, then give up
+    memory.last_fail[idx[failed]] = d
+    tickets = rng.random(m) < 0.002 + 0.01 * (1 - eng) + 0.25 * (d - memory.last_fail[idx] <= 3)
+    memory.last_ticket[idx[tickets]] = d
+    counts = {
+        "login": logins,
+        "video_watch": videos,
+        "quiz_attempt": quizzes,
+        "course_enroll": enrolls,
+        "payment_success": due & ~failed,
+        "payment_failed": failed,
+        "support_ticket": tickets,
+    }
+    watch_factor = 0.5 if drift_day is not None and d >= drift_day else 1.0
+    return _emit_events(rng, pop, idx, counts, day.lo, day.hi, x, watch_factor)
+
+
+def _purchase_events(
+    rng: np.random.Generator, pop: dict[str, np.ndarray], day: _Day, memory: _Memory
+) -> EventChunk:
+    """A day in the shop: a purchase is a payment, then the enrolment in the course bought.
+
+    Customers buy (at most once a day) at a rate set by their hidden propensity, and their
+    first course on signup day. A card is declined at a fixed rate, whatever the customer;
+    half of those retry at once and pay, the others buy nothing. A customer does not buy a
+    course twice (unless they own them all). Amounts are the course's list price.
+    """
+    idx = day.idx
+    m = len(idx)
+    buys = np.where(
+        day.is_signup, rng.random(m) < 0.85, rng.random(m) < _sigmoid(day.x + BUY_SHIFT)
+    )
+    declined = buys & (rng.random(m) < 0.06)
+    pays = buys & (~declined | (rng.random(m) < 0.5))
+    memory.last_fail[idx[declined]] = day.d
+    pos = np.flatnonzero(buys)
+    owner = idx[pos]
+    course = _unowned_course(rng, memory.owned[owner])
+    bought = pays[pos]
+    memory.owned[owner[bought]] |= np.left_shift(1, course[bought].astype(np.int64))
+    # Declined attempt, payment, enrolment: in that order inside the customer's window.
+    lo, hi = day.lo[pos, None], day.hi[pos, None]
+    times = lo + (np.sort(rng.random((len(pos), 3)), axis=1) * (hi - lo)).astype(np.int64)
+    steps = np.array([_TYPE[t] for t in PURCHASE_STEPS], np.int8)
+    keep = np.concatenate([declined[pos], bought, bought])
+    row = np.tile(np.arange(len(pos)), len(steps))[keep]
+    code = np.repeat(steps, len(pos))[keep]
+    on_course = code == _TYPE["course_enroll"]  # payments carry no course, as on the portal
+    return (
+        owner[row].astype(np.int32),
+        times.T.ravel()[keep],
+        code,
+        np.where(on_course, course[row], -1).astype(np.int16),
+        np.where(on_course, np.nan, COURSE_PRICES[course[row]]),
+    )
+
+
+def _unowned_course(rng: np.random.Generator, owned: np.ndarray) -> np.ndarray:
+    """One course per buyer by popularity among those they do not own yet (Gumbel-max)."""
+    keys = np.log(COURSE_POPULARITY) + rng.gumbel(size=(len(owned), len(COURSES)))
+    has = ((owned[:, None] >> np.arange(len(COURSES))) & 1).astype(bool)
+    has &= ~has.all(axis=1, keepdims=True)
+    return np.argmax(np.where(has, -np.inf, keys), axis=1)
 
 
 def _emit_events(
@@ -228,7 +377,7 @@ def _emit_events(
     hi: np.ndarray,
     x: np.ndarray,
     watch_factor: float,
-) -> tuple[np.ndarray, ...]:
+) -> EventChunk:
     """One day's events as columns (user index, time µs, type code, course code, value).
 
     Times are uniform in each user's [lo, hi) window (signup and churn cut the day). Course

@@ -41,6 +41,23 @@ def test_stages_run_in_order_from_the_cli(env, tmp_path):
         assert result.exit_code == 0, (step, result.output)
 
 
+def test_the_purchases_scenario_writes_a_shop_the_gates_accept(env, tmp_path):
+    generate = ["data", "generate", "--users", "200", "--days", "40", "--start", "2026-01-01"]
+    result = runner.invoke(app, [*generate, "--scenario", "purchases"], env=env)
+    assert result.exit_code == 0, result.output
+    events = pd.read_parquet(tmp_path / "data" / "raw" / "events.parquet")
+    assert set(events["event_type"]) == {"course_enroll", "payment_success", "payment_failed"}
+    result = runner.invoke(app, ["data", "validate"], env=env)
+    assert result.exit_code == 0, result.output
+
+
+def test_an_unknown_scenario_is_refused_with_the_choices(env, tmp_path):
+    result = runner.invoke(app, ["data", "generate", "--scenario", "shop"], env=env)
+    assert result.exit_code == 2
+    assert "baseline, drift, purchases" in result.output
+    assert not (tmp_path / "data" / "raw").exists()
+
+
 def test_validate_without_raw_data_says_what_to_run(env):
     result = runner.invoke(app, ["data", "validate"], env=env)
     assert result.exit_code == 1

@@ -10,20 +10,28 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from churn.settings import get_settings
+from churn.settings import Settings, get_settings
 from ingestion.contract import (
+    ACTIVE_EVENT_TYPES,
     EVENT_COLUMNS,
     EVENT_TYPES,
     MAX_WATCH_MINUTES,
     QUIZ_SCORE_RANGE,
     USER_COLUMNS,
 )
-from ingestion.generate import COURSES, GeneratedData, generate_demo_data, write_demo_data
+from ingestion.generate import (
+    COURSE_PRICES,
+    COURSES,
+    GeneratedData,
+    generate_demo_data,
+    write_demo_data,
+)
 
 START = date(2024, 3, 1)
 DAYS = 60
 T0 = pd.Timestamp(START, tz="UTC")
 T_END = T0 + pd.Timedelta(days=DAYS)
+SHOP_EVENT_TYPES = {"course_enroll", "payment_success", "payment_failed"}
 DTYPES = {
     "string": pd.api.types.is_string_dtype,
     "double": pd.api.types.is_float_dtype,
@@ -39,6 +47,57 @@ def data() -> GeneratedData:
 @pytest.fixture(scope="module")
 def drift() -> GeneratedData:
     return generate_demo_data(n_users=300, days=DAYS, seed=7, start=START, scenario="drift")
+
+
+@pytest.fixture(scope="module")
+def shop() -> GeneratedData:
+    return generate_demo_data(n_users=300, days=DAYS, seed=7, start=START, scenario="purchases")
+
+
+@pytest.fixture(scope="module")
+def big_shop() -> GeneratedData:
+    """The shop with room for a few as-of days: the longest window before, the horizon after."""
+    return generate_demo_data(n_users=1500, days=150, seed=7, start=START, scenario="purchases")
+
+
+@pytest.fixture(scope="module", params=["data", "shop"])
+def world(request: pytest.FixtureRequest) -> GeneratedData:
+    """Each world, for what the contract promises whatever the scenario."""
+    return request.getfixturevalue(request.param)
+
+
+def _population(data: GeneratedData, asof_days: range) -> pd.DataFrame:
+    """The scored population on the product's default settings, from the events alone.
+
+    One row per (user, T = START + t days) active in the lookback before T, with the label
+    (no active day in [T, T + horizon)) and the user's active days in the 30 days before T
+    and since the first simulated day.
+    """
+    lookback = Settings.model_fields["active_lookback_days"].default
+    horizon = Settings.model_fields["horizon_days"].default
+    active = data.events[data.events["event_type"].isin(ACTIVE_EVENT_TYPES)]
+    days = pd.DataFrame(
+        {"user_id": active["user_id"], "day": (active["event_time"] - T0).dt.days}
+    ).drop_duplicates()
+
+    def active_days(first: int, last: int) -> pd.Series:
+        """Active days per user in days [first, last) of the range (users with none left out)."""
+        return days[days["day"].between(first, last - 1)].groupby("user_id").size()
+
+    rows = []
+    for t in asof_days:
+        recent = active_days(t - lookback, t)
+        rows.append(
+            pd.DataFrame(
+                {
+                    "t": t,
+                    "churned": active_days(t, t + horizon).reindex(recent.index).isna(),
+                    "last_30d": active_days(t - 30, t).reindex(recent.index),
+                    "lifetime": active_days(0, t).reindex(recent.index),
+                }
+            )
+        )
+    return pd.concat(rows)
 
 
 def _with_lifetimes(data: GeneratedData) -> pd.DataFrame:
@@ -60,38 +119,46 @@ def test_same_seed_gives_identical_frames_and_another_seed_does_not() -> None:
 
 @pytest.mark.parametrize(("frame", "columns"), [("users", USER_COLUMNS), ("events", EVENT_COLUMNS)])
 def test_columns_and_types_follow_the_contract(
-    data: GeneratedData, frame: str, columns: dict[str, str]
+    world: GeneratedData, frame: str, columns: dict[str, str]
 ) -> None:
-    table = getattr(data, frame)
+    table = getattr(world, frame)
     assert list(table.columns) == list(columns)
     for name, kind in columns.items():
         assert DTYPES[kind](table[name].dtype), (name, table[name].dtype)
 
 
-def test_hidden_state_stays_out_of_the_raw_tables(data: GeneratedData) -> None:
-    hidden = (set(data.truth_users.columns) | set(data.truth_daily.columns)) - {"user_id"}
-    assert hidden.isdisjoint(data.users.columns)
-    assert hidden.isdisjoint(data.events.columns)
-    assert {"churn_time"} <= set(data.truth_users.columns)
-    assert list(data.truth_daily.columns) == ["user_id", "day", "engagement", "hazard"]
+def test_hidden_state_stays_out_of_the_raw_tables(world: GeneratedData) -> None:
+    hidden = (set(world.truth_users.columns) | set(world.truth_daily.columns)) - {"user_id"}
+    assert hidden.isdisjoint(world.users.columns)
+    assert hidden.isdisjoint(world.events.columns)
+    assert {"churn_time"} <= set(world.truth_users.columns)
+    assert list(world.truth_daily.columns) == ["user_id", "day", "engagement", "hazard"]
 
 
-def test_events_fall_in_the_range_sorted_with_unique_ids(data: GeneratedData) -> None:
-    events = data.events
+def test_events_fall_in_the_range_sorted_with_unique_ids(world: GeneratedData) -> None:
+    events = world.events
     assert events["event_time"].min() >= T0
     assert events["event_time"].max() < T_END
     assert events["event_time"].is_monotonic_increasing
     assert events["event_id"].is_unique
-    assert set(events["event_type"]) == set(EVENT_TYPES)
-    assert set(events["user_id"]) <= set(data.users["user_id"])
+    assert set(events["user_id"]) <= set(world.users["user_id"])
 
 
-def test_no_event_before_signup_or_at_or_after_churn(data: GeneratedData) -> None:
-    joined = _with_lifetimes(data)
+@pytest.mark.parametrize(
+    ("world_name", "event_types"), [("data", set(EVENT_TYPES)), ("shop", SHOP_EVENT_TYPES)]
+)
+def test_each_world_emits_its_event_types(
+    request: pytest.FixtureRequest, world_name: str, event_types: set[str]
+) -> None:
+    assert set(request.getfixturevalue(world_name).events["event_type"]) == event_types
+
+
+def test_no_event_before_signup_or_at_or_after_churn(world: GeneratedData) -> None:
+    joined = _with_lifetimes(world)
     assert (joined["event_time"] >= joined["signup_time"]).all()
     churned = joined["churn_time"].notna()
     assert (joined.loc[churned, "event_time"] < joined.loc[churned, "churn_time"]).all()
-    assert data.truth_users["churn_time"].dropna().lt(T_END).all()
+    assert world.truth_users["churn_time"].dropna().lt(T_END).all()
 
 
 @pytest.mark.parametrize(
@@ -104,9 +171,9 @@ def test_no_event_before_signup_or_at_or_after_churn(data: GeneratedData) -> Non
     ],
 )
 def test_values_only_on_their_event_types_and_in_range(
-    data: GeneratedData, column: str, event_types: set[str], low: float | None, high: float | None
+    world: GeneratedData, column: str, event_types: set[str], low: float | None, high: float | None
 ) -> None:
-    events = data.events
+    events = world.events
     owns = events["event_type"].isin(event_types)
     assert events.loc[owns, column].notna().all()
     assert events.loc[~owns, column].isna().all()
@@ -128,18 +195,18 @@ def test_signups_spread_over_the_period_with_full_timestamps(data: GeneratedData
     assert signup.dt.floor("D").ne(signup).all()
 
 
-def test_truth_daily_has_one_row_per_user_per_day_alive(data: GeneratedData) -> None:
-    users = data.users.merge(data.truth_users, on="user_id")
+def test_truth_daily_has_one_row_per_user_per_day_alive(world: GeneratedData) -> None:
+    users = world.users.merge(world.truth_users, on="user_id")
     first = np.maximum((users["signup_time"] - T0).dt.days, 0)
     last = ((users["churn_time"] - T0).dt.days).fillna(DAYS - 1).astype(int)
     expected = pd.Series((last - first + 1).to_numpy(), index=users["user_id"])
-    counts = data.truth_daily.groupby("user_id").size()
+    counts = world.truth_daily.groupby("user_id").size()
     pd.testing.assert_series_equal(
         counts.reindex(expected.index, fill_value=0), expected, check_names=False
     )
-    assert not data.truth_daily.duplicated(["user_id", "day"]).any()
-    assert data.truth_daily["engagement"].between(0, 1).all()
-    assert data.truth_daily["hazard"].between(0, 1).all()
+    assert not world.truth_daily.duplicated(["user_id", "day"]).any()
+    assert world.truth_daily["engagement"].between(0, 1).all()
+    assert world.truth_daily["hazard"].between(0, 1).all()
 
 
 def test_churners_were_less_engaged_and_paying_users_churn_less(data: GeneratedData) -> None:
@@ -185,6 +252,65 @@ def test_drift_changes_the_world_only_from_drift_day(
     assert social[cohort].mean() > social[~cohort].mean()
 
 
+def test_the_shop_on_default_settings_loses_about_half_its_recent_buyers(
+    big_shop: GeneratedData,
+) -> None:
+    """High churn on the product's defaults: of the customers who bought in the 14 days
+    before T, 40-60 % buy nothing in [T, T+30). Only purchases happen in the shop."""
+    population = _population(big_shop, range(45, 121, 15))
+    assert population["t"].value_counts().min() > 150
+    assert 0.40 <= population["churned"].mean() <= 0.60
+    assert set(big_shop.events["event_type"]) == SHOP_EVENT_TYPES
+
+
+def test_what_a_customer_bought_since_day_one_tells_beyond_the_last_month(
+    big_shop: GeneratedData,
+) -> None:
+    """The stable propensity shows in lifetime purchases: among recent buyers with one
+    purchase in the last 30 days, first-timers leave more often than regulars."""
+    population = _population(big_shop, range(45, 121, 15))
+    once = population[population["last_30d"] == 1]
+    first_timers, regulars = once[once["lifetime"] == 1], once[once["lifetime"] >= 3]
+    assert min(len(first_timers), len(regulars)) > 100
+    assert first_timers["churned"].mean() > regulars["churned"].mean() + 0.1
+
+
+def test_the_hidden_propensity_drives_buying_and_staying(big_shop: GeneratedData) -> None:
+    daily, truth = big_shop.truth_daily, big_shop.truth_users.set_index("user_id")
+    alive = daily.groupby("user_id").size()
+    long = alive[alive >= 60].index  # enough days to see a buying rate
+    enrolments = big_shop.events[big_shop.events["event_type"] == "course_enroll"]
+    per_day = enrolments.groupby("user_id").size().reindex(long, fill_value=0) / alive[long]
+    engagement = daily.groupby("user_id")["engagement"].mean()[long]
+    assert np.corrcoef(engagement, per_day)[0, 1] > 0.5
+    churned = truth["churn_time"].notna()
+    level = truth["base_engagement"]
+    assert level[churned].mean() < level[~churned].mean()
+    assert np.corrcoef(daily["engagement"], daily["hazard"])[0, 1] < 0
+
+
+def test_a_purchase_is_a_payment_then_the_enrolment_at_the_course_list_price(
+    big_shop: GeneratedData,
+) -> None:
+    events = big_shop.events.assign(day=(big_shop.events["event_time"] - T0).dt.days)
+    key = ["user_id", "day"]
+    enrolled = events[events["event_type"] == "course_enroll"]
+    paid = events[events["event_type"] == "payment_success"]
+    assert not enrolled.duplicated(key).any()  # at most one purchase a day
+    purchase = enrolled.merge(paid, on=key, suffixes=("", "_paid"), validate="one_to_one")
+    assert len(purchase) == len(enrolled) == len(paid)
+    assert (purchase["event_time_paid"] < purchase["event_time"]).all()
+    price = dict(zip(COURSES, COURSE_PRICES, strict=True))
+    assert purchase["amount_paid"].eq(purchase["course_id"].map(price).astype(float)).all()
+    declined = events[events["event_type"] == "payment_failed"]
+    retried = declined.merge(paid, on=key, suffixes=("", "_paid"))
+    assert (retried["event_time"] < retried["event_time_paid"]).all()
+    assert 0 < len(retried) < len(declined)  # some retry at once, the others buy nothing
+    # No course bought twice, until a customer owns them all.
+    catalogue = enrolled[enrolled.groupby("user_id").cumcount() < len(COURSES)]
+    assert not catalogue.duplicated(["user_id", "course_id"]).any()
+
+
 def test_progress_is_reported_once_per_simulated_day() -> None:
     calls: list[tuple[int, int]] = []
     generate_demo_data(n_users=20, days=5, start=START, progress=lambda d, t: calls.append((d, t)))
@@ -200,12 +326,13 @@ def test_default_range_ends_with_yesterday() -> None:
     assert events.max() < after
 
 
+@pytest.mark.parametrize("scenario", ["baseline", "purchases"])
 @pytest.mark.parametrize("later", [date(2024, 4, 17), date(2027, 2, 28), date(2023, 12, 31)])
-def test_one_seed_is_one_world_whatever_the_start(later: date) -> None:
+def test_one_seed_is_one_world_whatever_the_start(later: date, scenario: str) -> None:
     """The demo trains on the same data on every date: a start only shifts the timestamps
     (month lengths and billing days used to change the draws, and so the gate's verdict)."""
-    first = generate_demo_data(n_users=400, days=90, seed=11, start=START)
-    moved = generate_demo_data(n_users=400, days=90, seed=11, start=later)
+    first = generate_demo_data(n_users=400, days=90, seed=11, start=START, scenario=scenario)
+    moved = generate_demo_data(n_users=400, days=90, seed=11, start=later, scenario=scenario)
     shift = pd.Timedelta(days=(later - START).days)
     columns = {
         "users": ["signup_time"],
