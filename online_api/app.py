@@ -2,7 +2,11 @@
 
 The service fetches the user's online features through Feast (the feature
 service of the production model), scores them with the compiled production
-model and answers with the risk, its band and the factors behind it.
+model and answers with the risk, its band and the factors behind it. A user
+outside the scored population (no activity in the ``active_lookback_days``
+before the features' day, ``training.labels.in_population``) is answered
+``lapsed`` with the days since the last activity and no risk: the model learned
+only from the population, so its probability for anyone else is an extrapolation.
 
 The request path is async end to end and does no per-request set-up: the
 FeatureStore is opened, the model compiled and its feature service resolved at
@@ -33,7 +37,16 @@ from online_api.coalescer import Coalescer
 from online_api.metrics import ApiMetrics, api_metrics
 from online_api.model_holder import Loaded, ModelHolder
 from online_api.online_features import FeatureRow, OnlineFeatures
-from online_api.schemas import BatchRequest, BatchResponse, ChurnRisk, Problem
+from online_api.schemas import (
+    ANSWER_EXAMPLES,
+    BatchRequest,
+    BatchResponse,
+    ChurnRisk,
+    Problem,
+    with_example_nulls,
+)
+from training.labels import POPULATION_FEATURES, in_population
+from training.references import RECENCY
 
 log = logging.getLogger(__name__)
 UserId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -81,7 +94,7 @@ class RequestMetrics:
             self.metrics.request(route, status, time.perf_counter() - start)
 
 
-# A scored user's response body, or (error kind, detail) when the user cannot be scored.
+# A found user's response body, or (error kind, detail) when the user cannot be answered.
 Outcome = dict | tuple[str, str] | None
 
 
@@ -104,7 +117,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         online = await asyncio.to_thread(OnlineFeatures, settings)
 
         def resolve(metadata: dict):  # type: ignore[no-untyped-def]
-            return online.plan(metadata["feature_service"], metadata["feature_refs"])
+            # The population rule's features are read whether or not the model uses them.
+            refs = metadata["feature_refs"]
+            return online.plan(metadata["feature_service"], refs, also=POPULATION_FEATURES)
 
         holder = ModelHolder(settings, resolve)
         await asyncio.to_thread(holder.refresh)
@@ -126,6 +141,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await online.aclose()
 
     app = FastAPI(title="churn risk", version="1", description=__doc__, lifespan=lifespan)
+    generate_openapi = app.openapi  # builds the document once, then returns the same dict
+    app.openapi = lambda: with_example_nulls(generate_openapi())  # type: ignore[method-assign]
     app.add_middleware(RequestMetrics, metrics=metrics)
 
     async def require_token(
@@ -231,28 +248,50 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def results(
         user_ids: list[str], rows: list[FeatureRow], loaded: Loaded, now: datetime
     ) -> list[dict]:
-        """Score, explain and record the rows of found users, in one vectorised pass."""
-        start = time.perf_counter()
-        risks, factors = loaded.scorer.explain_many([row.values for row in rows])
-        metrics.inference.observe(time.perf_counter() - start)
+        """Answer the found users: score and explain, in one vectorised pass, those in the
+        population; answer the others lapsed, never scored. Each answer is counted."""
+        lookback = settings.active_lookback_days
+        recency = [row.values[RECENCY] for row in rows]
+        inside = [in_population(days, lookback) for days in recency]
+        # The scorer reads only the model's features from a row, not the rule's extras.
+        scored = [row.values for row, ok in zip(rows, inside, strict=True) if ok]
+        risks: list[float] = []
+        factors: list[list] = []
+        if scored:
+            start = time.perf_counter()
+            values, reasons = loaded.scorer.explain_many(scored)
+            metrics.inference.observe(time.perf_counter() - start)
+            risks, factors = values.tolist(), reasons
+        answers = iter(zip(risks, factors, strict=True))
         out = []
-        for user_id, row, risk, reasons in zip(
-            user_ids, rows, risks.tolist(), factors, strict=True
-        ):
-            band = risk_band(risk, settings)
+        for user_id, row, days, ok in zip(user_ids, rows, recency, inside, strict=True):
             age = (now - row.as_of).total_seconds() if row.as_of is not None else None
-            metrics.served(risk, band, age)
-            out.append({
+            body = {
                 "user_id": user_id,
-                "churn_risk": risk,
-                "risk_band": band,
+                "status": "scored" if ok else "lapsed",
+                "churn_risk": None,
+                "risk_band": None,
+                "days_since_last_activity": days,
                 "model_version": loaded.scorer.version,
                 "features_as_of": row.as_of,
-                "top_factors": [
-                    {"feature": f.feature, "value": f.value, "effect": f.effect} for f in reasons
-                ],
+                "top_factors": None,
                 "served_at": now,
-            })  # fmt: skip
+            }
+            if ok:
+                risk, reasons = next(answers)
+                band = risk_band(risk, settings)
+                metrics.served(risk, band, age)
+                body |= {
+                    "churn_risk": risk,
+                    "risk_band": band,
+                    "top_factors": [
+                        {"feature": f.feature, "value": f.value, "effect": f.effect}
+                        for f in reasons
+                    ],
+                }
+            else:
+                metrics.lapsed(age)
+            out.append(body)
         return out
 
     @app.get("/health")
@@ -292,11 +331,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get(
         "/users/{user_id}/churn-risk",
         response_model=ChurnRisk,
-        responses={404: {"model": Problem}, 503: {"model": Problem}},
+        responses={200: {"content": {"application/json": {"examples": ANSWER_EXAMPLES}}},
+                   404: {"model": Problem}, 503: {"model": Problem}},
         dependencies=guarded,
-    )
+    )  # fmt: skip
     async def churn_risk(user_id: UserId) -> Response:
-        """How likely this user is to have no learning activity over the horizon."""
+        """How likely this user is to have no learning activity over the horizon; a user
+        outside the scored population is answered ``lapsed``, with no risk."""
         loaded = serving_model()
         if isinstance(loaded, Response):
             return loaded
@@ -315,7 +356,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=guarded,
     )
     async def churn_risk_batch(request: BatchRequest) -> Response:
-        """Risks of many users in one online-store round trip; unknown ids reported per item."""
+        """Answers of many users in one online-store round trip, each as the single endpoint
+        gives it (scored or lapsed); unknown ids reported per item."""
         if len(request.user_ids) > settings.api_batch_max:
             return problem(
                 413, "batch_too_large",

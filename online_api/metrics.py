@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import os
 from functools import cache
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from online_api.schemas import AnswerStatus
 
 PREFIX = "churn_api_"
 # A service that answers in about a millisecond needs buckets below it.
 LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 ERROR_KINDS = ("not_found", "stale_features", "store_unavailable", "no_model", "unauthorized",
                "batch_too_large")  # fmt: skip
+ANSWER_STATUSES: tuple[str, ...] = get_args(AnswerStatus)
 
 
 class ApiMetrics:
@@ -53,6 +57,12 @@ class ApiMetrics:
             buckets=tuple(i / 20 for i in range(1, 21)), registry=r,
         )  # fmt: skip
         self.bands = Counter("churn_api_risk_band", "Served risk bands", ["band"], registry=r)
+        self.answers = Counter(
+            "churn_api_answers", "Users answered, by status: scored (a risk) or lapsed "
+            "(outside the scored population, no risk)", ["status"], registry=r,
+        )  # fmt: skip
+        for status in ANSWER_STATUSES:  # both exported from the start: rate() needs a zero
+            self.answers.labels(status)
         self.feature_age = Histogram(
             "churn_api_feature_age_seconds", "Age of the features served",
             buckets=(3600, 6 * 3600, 12 * 3600, 24 * 3600, 36 * 3600, 48 * 3600, 72 * 3600),
@@ -91,7 +101,18 @@ class ApiMetrics:
         if band not in self._children:
             self._children[band] = (self.bands.labels(band),)
         self._children[band][0].inc()
+        self._answered("scored", age_seconds)
         self.score.observe(risk)
+
+    def lapsed(self, age_seconds: float | None) -> None:
+        """One user answered as outside the scored population (no risk)."""
+        self._answered("lapsed", age_seconds)
+
+    def _answered(self, status: str, age_seconds: float | None) -> None:
+        key = ("answers", status)
+        if key not in self._children:
+            self._children[key] = (self.answers.labels(status),)
+        self._children[key][0].inc()
         if age_seconds is not None:
             self.feature_age.observe(age_seconds)
 

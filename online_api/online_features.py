@@ -10,6 +10,7 @@ than the read itself (see docs/performance.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -52,11 +53,13 @@ class OnlineFeatures:
     def __init__(self, settings: Settings, store: FeatureStore | None = None) -> None:
         self.store = store or open_store(settings, redis_timeout_ms=settings.api_redis_timeout_ms)
 
-    def plan(self, feature_service: str, refs: list[str]) -> Plan:
-        """Resolve ``refs`` (``view:feature``) of ``feature_service`` in the registry.
+    def plan(self, feature_service: str, refs: list[str], also: Sequence[str] = ()) -> Plan:
+        """Resolve ``refs`` (``view:feature``) of ``feature_service`` in the registry, plus
+        ``also``: refs serving reads for itself, from their feature view, whether or not
+        the model uses them (rows then carry them beside the model's features).
 
-        Raises ValueError when the service does not serve them: such a model cannot
-        be served from this feature store.
+        Raises ValueError when the service does not serve ``refs`` or a view lacks one
+        of ``also``: such a model cannot be served from this feature store.
         """
         service = self.store.get_feature_service(feature_service)
         served = {
@@ -70,10 +73,14 @@ class OnlineFeatures:
                 f"feature service {feature_service!r} does not serve {', '.join(missing[:5])}"
             )
         by_view: dict[str, list[str]] = {}
-        for ref in refs:
+        for ref in [*refs, *(ref for ref in also if ref not in refs)]:
             view, name = ref.split(":", 1)
             by_view.setdefault(view, []).append(name)
         views = tuple((self.store.get_feature_view(v), tuple(n)) for v, n in by_view.items())
+        for view, names in views:
+            absent = sorted(set(names) - {f.name for f in view.features})
+            if absent:
+                raise ValueError(f"feature view {view.name!r} has no {', '.join(absent)}")
         ttls = [view.ttl for view, _ in views if view.ttl and view.ttl > timedelta(0)]
         return Plan(views, min(ttls, default=None))
 

@@ -2,6 +2,8 @@
 
 Population at T: users who signed up before T and were active at least once in
 the ``active_lookback_days`` before T; those already gone are not the question.
+``labels_sql`` asks it of ``user_daily``, ``in_population`` of one feature row (the
+API's question), ``batch.score.population_sql`` of the nightly list.
 Label: ``churned`` = 1 when the user has no learning activity in [T, T + horizon).
 Features at T use events before T (the row of day T-1, stamped T), so every
 event is either in the features or in the label window, never both or neither.
@@ -15,12 +17,15 @@ from datetime import date, timedelta
 import pandas as pd
 
 from churn.settings import Settings
-from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
+from feature_repo.spec import ENTITY_KEY, FEATURE_VIEW, TIMESTAMP_FIELD
 from ingestion import partitions
 from ingestion.prepare import USER_DAILY, MissingInputError, register_table
 from ingestion.sql_engine import open_engine
+from training.references import RECENCY
 
 LABEL = "churned"
+# The online features ``in_population`` reads: serving fetches them whatever the model uses.
+POPULATION_FEATURES = (f"{FEATURE_VIEW}:{RECENCY}",)
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,25 @@ WHERE date BETWEEN DATE '{first_row}' AND DATE '{last_row}'
   AND active_days_before > 0
 ORDER BY {TIMESTAMP_FIELD}, {ENTITY_KEY}
 """
+
+
+def in_population(days_since_last_activity: int, active_lookback_days: int) -> bool:
+    """Whether the feature row of day D puts its user in the population at T = D + 1 00:00 UTC.
+
+    The row says the user was last active on day D - ``days_since_last_activity``;
+    the population wants an active day in [T - lookback, T), the days D - lookback + 1
+    … D: so in iff ``days_since_last_activity < active_lookback_days``. (A user never
+    active counts from the signup day; ``labels_sql`` leaves such a user out, this
+    rule lets them in while the signup is inside the lookback.)
+    """
+    if active_lookback_days < 1:
+        raise ValueError(f"active_lookback_days must be at least 1, got {active_lookback_days}")
+    if days_since_last_activity is None or days_since_last_activity < 0:
+        raise ValueError(
+            "days_since_last_activity must be a count of days (0 or more), "
+            f"got {days_since_last_activity!r}"
+        )
+    return days_since_last_activity < active_lookback_days
 
 
 def build_labels(settings: Settings, asof: AsOfRange | None = None) -> pd.DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,12 +15,16 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from feature_repo.spec import FEATURE_VIEW
 from feature_repo.store import apply_definitions, materialize, open_store
 from ingestion import partitions
 from online_api.app import create_app
+from online_api.schemas import LAPSED_EXAMPLE, SCORED_EXAMPLE, BatchResponse, ChurnRisk
 from tests.integration.world import build_world
 from training import registry
+from training.models import build_model, calibrate, split_columns
 from training.promote import force
+from training.references import RECENCY, reference_bins
 from training.train import train_models
 
 pytestmark = pytest.mark.integration
@@ -81,10 +86,13 @@ def test_scores_equal_the_offline_score_of_the_same_row(served):
         model, metadata = registry.load_model(settings.models_dir, version)
         names = [r.split(":", 1)[1] for r in metadata["feature_refs"]]
         newest = _newest_offline(settings)
-        users = sorted(np.random.default_rng(0).choice(newest.index, size=25, replace=False))
+        # The scored population (lapsed users get no risk: test_users_outside_the_population_…).
+        active = newest.index[newest["days_since_last_activity"] < settings.active_lookback_days]
+        users = sorted(np.random.default_rng(0).choice(active, size=25, replace=False))
         expected = model.predict_proba(newest.loc[users, names])[:, 1]
         for user, want in zip(users, expected, strict=True):
             body = client.get(f"/users/{user}/churn-risk").json()
+            assert body["status"] == "scored", user
             assert body["churn_risk"] == pytest.approx(want, abs=1e-6), user
             assert body["model_version"] == version
             assert body["risk_band"] in ("low", "medium", "high")
@@ -426,3 +434,164 @@ def test_two_workers_switch_models_mid_stream_and_count_together(promoted, tmp_p
     )
     assert counted and float(counted.group(1)) == sent
     assert re.search(rf'churn_api_model_info\{{kind="\w+",version="{target}"\}} 1\.0', text)
+
+
+def _answers(client: TestClient) -> dict[str, float]:
+    """``churn_api_answers_total`` by status, as /metrics reports it now."""
+    text = client.get("/metrics").text
+    found = re.findall(r'^churn_api_answers_total\{status="(\w+)"\} (\S+)$', text, re.MULTILINE)
+    return {status: float(value) for status, value in found}
+
+
+def _population_cases(settings) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The newest offline rows, two users outside the population (one exactly at the
+    look-back: last active on D - lookback) and two inside (one at its edge, D - lookback + 1)."""
+    newest = _newest_offline(settings)
+    days, lookback = newest["days_since_last_activity"], settings.active_lookback_days
+    lapsed = [days[days == lookback].index[0], days[days > 90].index[0]]
+    scored = [days[days == lookback - 1].index[0], days[days == 0].index[0]]
+    return newest, lapsed, scored
+
+
+def test_users_outside_the_population_are_answered_lapsed_without_a_risk(promoted):
+    settings, _ = promoted
+    newest, lapsed, scored = _population_cases(settings)
+    with serving(settings) as client:
+        before = _answers(client)
+        single = {user: client.get(f"/users/{user}/churn-risk") for user in lapsed + scored}
+        after_single = _answers(client)
+        batch = client.post("/churn-risk:batch", json={"user_ids": lapsed + scored}).json()
+        after_batch = _answers(client)
+
+    assert {user: r.status_code for user, r in single.items()} == dict.fromkeys(single, 200)
+    bodies = {user: r.json() for user, r in single.items()}
+    for user, body in bodies.items():
+        ChurnRisk.model_validate(body)  # the documented shape, and status agrees with the risk
+        assert body["days_since_last_activity"] == int(newest.loc[user, "days_since_last_activity"])
+        assert body["features_as_of"].startswith(str(newest.loc[user, "event_timestamp"].date()))
+    for user in lapsed:
+        assert bodies[user]["status"] == "lapsed", user
+        assert bodies[user]["churn_risk"] is None
+        assert bodies[user]["risk_band"] is None
+        assert bodies[user]["top_factors"] is None
+    for user in scored:
+        assert bodies[user]["status"] == "scored", user
+        assert 0.0 <= bodies[user]["churn_risk"] <= 1.0
+        assert bodies[user]["risk_band"] in ("low", "medium", "high")
+
+    # The batch answers each user as the single endpoint does.
+    items = {item["user_id"]: item for item in batch["results"]}
+    assert list(items) == lapsed + scored
+    for user, body in bodies.items():
+        got = items[user]["result"]
+        assert items[user].get("error") is None
+        assert got["churn_risk"] == pytest.approx(body["churn_risk"], abs=1e-12)
+        same = ("served_at", "churn_risk", "top_factors")
+        assert {k: v for k, v in got.items() if k not in same} == {
+            k: v for k, v in body.items() if k not in same
+        }
+        if body["top_factors"] is None:
+            assert got["top_factors"] is None
+        else:
+            assert [f["feature"] for f in got["top_factors"]] == [
+                f["feature"] for f in body["top_factors"]
+            ]
+
+    assert after_single["lapsed"] - before["lapsed"] == len(lapsed)
+    assert after_single["scored"] - before["scored"] == len(scored)
+    assert after_batch["lapsed"] - after_single["lapsed"] == len(lapsed)
+    assert after_batch["scored"] - after_single["scored"] == len(scored)
+
+
+def test_the_api_scores_exactly_the_users_of_the_nightly_list(promoted):
+    """The nightly population at T (``batch.score.population``) is who the API scores from
+    the row of day T - 1; everyone else the online store knows is answered lapsed."""
+    from batch.score import population
+    from ingestion.sql_engine import open_engine
+
+    settings, _ = promoted
+    users = sorted(_newest_offline(settings).index)
+    assert len(users) <= settings.api_batch_max
+    with serving(settings) as client:
+        results = client.post("/churn-risk:batch", json={"user_ids": users}).json()["results"]
+    status = {item["user_id"]: item["result"]["status"] for item in results}
+    nightly = set(population(settings, open_engine(settings), END))
+    assert {user for user, s in status.items() if s == "scored"} == nightly
+    assert {user for user, s in status.items() if s == "lapsed"} == set(users) - nightly
+    assert nightly and set(users) - nightly  # both answers occur in this world
+
+
+def test_openapi_documents_the_status_and_both_answers(served):
+    settings, _ = served
+    schema = TestClient(create_app(settings)).get("/openapi.json").json()
+    risk = schema["components"]["schemas"]["ChurnRisk"]
+    status = risk["properties"]["status"]
+    assert status["enum"] == ["scored", "lapsed"]
+    assert "outside the scored population" in status["description"]
+    assert "CHURN_ACTIVE_LOOKBACK_DAYS" in status["description"]
+    assert {"status", "churn_risk", "risk_band", "days_since_last_activity",
+            "top_factors"} <= set(risk["required"])  # fmt: skip
+    for field in ("churn_risk", "risk_band", "top_factors"):
+        assert {"type": "null"} in risk["properties"][field]["anyOf"], field
+        assert "null when lapsed" in risk["properties"][field]["description"], field
+    assert risk["properties"]["days_since_last_activity"]["type"] == "integer"
+    assert [example["status"] for example in risk["examples"]] == ["scored", "lapsed"]
+    for example in risk["examples"]:
+        ChurnRisk.model_validate(example)
+    single = schema["paths"]["/users/{user_id}/churn-risk"]["get"]["responses"]["200"]
+    content = single["content"]["application/json"]
+    assert content["schema"] == {"$ref": "#/components/schemas/ChurnRisk"}
+    assert set(content["examples"]) == {"scored", "lapsed"}
+    for name, example in content["examples"].items():
+        assert ChurnRisk.model_validate(example["value"]).status == name
+    # The nulls are in the document (FastAPI would leave them out), as the API sends them.
+    assert content["examples"]["lapsed"]["value"]["churn_risk"] is None
+    batch_example = schema["components"]["schemas"]["BatchResponse"]["examples"][0]
+    assert BatchResponse.model_validate(batch_example).results[2].result is None
+    item = schema["components"]["schemas"]["BatchItem"]["properties"]["result"]
+    assert {"$ref": "#/components/schemas/ChurnRisk"} in item["anyOf"]
+    with pytest.raises(ValueError, match="lapsed answer has no churn_risk"):
+        ChurnRisk.model_validate(LAPSED_EXAMPLE | {"churn_risk": 0.9999994})
+    with pytest.raises(ValueError, match="scored answer has churn_risk"):
+        ChurnRisk.model_validate(SCORED_EXAMPLE | {"churn_risk": None})
+
+
+def test_a_model_that_leaves_out_the_recency_is_served_its_features_and_answers_lapsed(promoted):
+    """``days_since_last_activity`` is read for the population rule even when the model
+    leaves it out, and the model still gets only its own features."""
+    settings, result = promoted
+    newest, lapsed, scored = _population_cases(settings)
+    best = registry.load_metadata(settings.models_dir, result.versions[result.best])
+    names = [r.split(":", 1)[1] for r in best["feature_refs"] if r.split(":", 1)[1] != RECENCY]
+    frame = newest[names]
+    label = (newest["active_days_7d"] == 0).astype(int)  # any learnable target will do
+    numeric, categorical = split_columns(frame, names)
+    fitted = build_model("logistic", numeric, categorical, seed=0).fit(frame, label)
+    model = calibrate(fitted, frame, label)
+    version = registry.new_version(END, uuid.uuid4().hex)
+    registry.save_model(settings.models_dir, version, model, {
+        "created_at": END, "model_kind": "logistic", "feature_service": best["feature_service"],
+        "feature_refs": [f"{FEATURE_VIEW}:{name}" for name in names],
+        "numeric_features": numeric, "categorical_features": categorical,
+        "reference_bins": reference_bins(frame, numeric, categorical),
+        "left_out_features": [RECENCY],
+    })  # fmt: skip
+    force(settings, version, "a model without the recency")
+    try:
+        with serving(settings) as client:
+            assert client.get("/model").json()["version"] == version
+            bodies = {u: client.get(f"/users/{u}/churn-risk").json() for u in lapsed + scored}
+    finally:
+        force(settings, result.versions[result.best], "api test")
+    expected = model.predict_proba(newest.loc[scored, names])[:, 1]
+    for user, want in zip(scored, expected, strict=True):
+        assert bodies[user]["status"] == "scored"
+        assert bodies[user]["model_version"] == version
+        assert bodies[user]["churn_risk"] == pytest.approx(want, abs=1e-6), user
+        assert {f["feature"] for f in bodies[user]["top_factors"]} <= set(names)
+    for user in lapsed:
+        assert bodies[user]["status"] == "lapsed", user
+        assert bodies[user]["churn_risk"] is None
+        assert bodies[user]["days_since_last_activity"] == int(
+            newest.loc[user, "days_since_last_activity"]
+        )

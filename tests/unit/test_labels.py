@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
 from churn.atomic import write_parquet
+from churn.settings import Settings
+from ingestion import partitions
+from ingestion.features import build_rolling_features
 from ingestion.prepare import build_user_daily
-from training.labels import LABEL, AsOfRange, asof_range, build_labels
+from training.labels import LABEL, AsOfRange, asof_range, build_labels, in_population
 
 T = pd.Timestamp("2026-04-01", tz="UTC")
 HORIZON = 10
@@ -47,7 +51,8 @@ EVENTS = [
 
 
 @pytest.fixture
-def labels(make_settings) -> pd.DataFrame:
+def portal(make_settings) -> Settings:
+    """The hand-made portal's settings, with ``user_daily`` built."""
     settings = make_settings(windows=(7,), horizon_days=HORIZON, active_lookback_days=5)
     users = pd.DataFrame(
         {
@@ -62,7 +67,12 @@ def labels(make_settings) -> pd.DataFrame:
     write_parquet(users, settings.validated_dir / "users.parquet")
     write_parquet(_events(EVENTS), settings.validated_dir / "events.parquet")
     build_user_daily(settings, now=datetime(2026, 6, 1, tzinfo=UTC))
-    return build_labels(settings).set_index(["user_id", "event_timestamp"])
+    return settings
+
+
+@pytest.fixture
+def labels(portal) -> pd.DataFrame:
+    return build_labels(portal).set_index(["user_id", "event_timestamp"])
 
 
 @pytest.mark.parametrize(
@@ -98,3 +108,60 @@ def test_too_short_a_history_says_so(make_settings):
     settings = make_settings(windows=(30,), horizon_days=30)
     with pytest.raises(ValueError, match="at least max\\(window\\) \\+ horizon = 60 days"):
         asof_range([date(2026, 1, 1), date(2026, 1, 31)], settings)
+
+
+@pytest.mark.parametrize(
+    ("days_since", "lookback", "inside"),
+    [
+        (0, 14, True),  # active on D, the day before T
+        (1, 14, True),
+        (13, 14, True),  # active on D - 13 = T - 14: the first day of [T - 14, T)
+        (14, 14, False),  # active on T - 15: one day before the lookback
+        (15, 14, False),
+        (98, 14, False),  # the demo user of the issue
+        (0, 1, True),  # a one-day lookback holds day D alone
+        (1, 1, False),
+        (4, 5, True),
+        (5, 5, False),
+    ],
+)
+def test_in_population_by_days_since_last_activity(days_since, lookback, inside):
+    assert in_population(days_since, lookback) is inside
+
+
+@pytest.mark.parametrize(
+    ("days_since", "lookback", "message"),
+    [
+        (-1, 14, "days_since_last_activity must be a count of days"),
+        (None, 14, "days_since_last_activity must be a count of days"),
+        (3, 0, "active_lookback_days must be at least 1, got 0"),
+    ],
+)
+def test_in_population_refuses_what_is_no_count_of_days(days_since, lookback, message):
+    with pytest.raises(ValueError, match=message):
+        in_population(days_since, lookback)
+
+
+def test_in_population_of_the_feature_rows_is_the_labelled_population(portal, labels):
+    """The row-level rule the API applies and ``labels_sql`` agree at every as-of time,
+    but for a user never active: the feature counts from the signup day, so the rule
+    lets ``late`` (no active day since its signup at T) in for the lookback's 5 days."""
+    build_rolling_features(portal)
+    glob = partitions.table_glob(portal.features_path)
+    rows = duckdb.execute(
+        "SELECT user_id, event_timestamp, days_since_last_activity "
+        f"FROM read_parquet('{glob}', hive_partitioning = true)"
+    ).df()
+    rows["event_timestamp"] = pd.to_datetime(rows["event_timestamp"], utc=True)
+    asked = labels.index.get_level_values("event_timestamp").unique()
+    rows = rows[rows["event_timestamp"].isin(asked)]
+    ruled = {
+        (user, stamp)
+        for user, stamp, days in rows.itertuples(index=False)
+        if in_population(days, portal.active_lookback_days)
+    }
+    never_active = {("late", T + pd.Timedelta(days=k)) for k in range(1, 6)}
+    assert ruled == set(labels.index) | never_active
+    assert not never_active & set(labels.index)
+    assert ("at_end", pd.Timestamp("2026-04-16", tz="UTC")) in ruled  # 04-11 + 5 days: still in
+    assert ("at_end", pd.Timestamp("2026-04-17", tz="UTC")) not in ruled

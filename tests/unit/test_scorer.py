@@ -101,6 +101,17 @@ def test_top_factors_are_positive_and_sorted(trained, rows, kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_features_the_model_does_not_use_do_not_reach_it(trained, rows, kind: str) -> None:
+    """The API's rows carry what the population rule reads beside the model's features."""
+    scorer = Scorer.from_model(*trained[kind])
+    extra = [row | {"not_a_model_feature": 10**6, "another": "x"} for row in rows[:50]]
+    risks, factors = scorer.explain_many(rows[:50], n=len(NAMES))
+    extra_risks, extra_factors = scorer.explain_many(extra, n=len(NAMES))
+    np.testing.assert_array_equal(extra_risks, risks)
+    assert extra_factors == factors
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
 def test_raising_a_risky_feature_raises_its_factor(trained, kind: str) -> None:
     scorer = Scorer.from_model(*trained[kind])
     typical = dict(scorer.references)
