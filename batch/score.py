@@ -113,9 +113,8 @@ def population_sql(as_of: date, lookback_days: int) -> str:
     The training population's rule (``training/labels.py``); ``date`` is the
     ``user_daily`` day, so day T itself (events at or after T) does not count.
     The API asks the same of one feature row (``training.labels.in_population`` on
-    the row of day T - 1: ``days_since_last_activity < lookback_days``), scores the
-    users of this list and answers everyone else ``lapsed``; the two differ only for
-    a user never active, whom the row counts from the signup day.
+    the row of day T - 1: ever active and ``days_since_last_activity < lookback_days``),
+    scores the users of this list and answers everyone else ``lapsed``.
     """
     first = as_of - timedelta(days=lookback_days)
     return f"""

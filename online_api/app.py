@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from churn.risk import risk_band
 from churn.settings import Settings, get_settings
+from feature_repo.spec import DAYS_SINCE_FIRST_ACTIVITY
 from online_api.coalescer import Coalescer
 from online_api.metrics import ApiMetrics, api_metrics
 from online_api.model_holder import Loaded, ModelHolder
@@ -252,7 +253,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         population; answer the others lapsed, never scored. Each answer is counted."""
         lookback = settings.active_lookback_days
         recency = [row.values[RECENCY] for row in rows]
-        inside = [in_population(days, lookback) for days in recency]
+        inside = [
+            in_population(days, row.values[DAYS_SINCE_FIRST_ACTIVITY], lookback)
+            for days, row in zip(recency, rows, strict=True)
+        ]
         # The scorer reads only the model's features from a row, not the rule's extras.
         scored = [row.values for row, ok in zip(rows, inside, strict=True) if ok]
         risks: list[float] = []

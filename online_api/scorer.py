@@ -50,7 +50,9 @@ class _Logistic:
     """Imputer → scaler → one-hot → logistic regression, as arrays (unfolded, as sklearn does)."""
 
     def __init__(self, pipeline, categories: list[list]) -> None:
-        imputer, scaler = pipeline[0].named_transformers_["numeric"]
+        # (as_float →) imputer → scaler: the arrays are floats already; models trained
+        # before as_float existed have no such step.
+        *_, imputer, scaler = pipeline[0].named_transformers_["numeric"]
         coef, self.intercept = pipeline[-1].coef_[0], float(pipeline[-1].intercept_[0])
         # A column all-NaN at fit has no median: SimpleImputer drops it from its output.
         self.kept = np.flatnonzero(~np.isnan(imputer.statistics_))

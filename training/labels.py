@@ -17,7 +17,12 @@ from datetime import date, timedelta
 import pandas as pd
 
 from churn.settings import Settings
-from feature_repo.spec import ENTITY_KEY, FEATURE_VIEW, TIMESTAMP_FIELD
+from feature_repo.spec import (
+    DAYS_SINCE_FIRST_ACTIVITY,
+    ENTITY_KEY,
+    FEATURE_VIEW,
+    TIMESTAMP_FIELD,
+)
 from ingestion import partitions
 from ingestion.prepare import USER_DAILY, MissingInputError, register_table
 from ingestion.sql_engine import open_engine
@@ -25,7 +30,10 @@ from training.references import RECENCY
 
 LABEL = "churned"
 # The online features ``in_population`` reads: serving fetches them whatever the model uses.
-POPULATION_FEATURES = (f"{FEATURE_VIEW}:{RECENCY}",)
+POPULATION_FEATURES = (
+    f"{FEATURE_VIEW}:{RECENCY}",
+    f"{FEATURE_VIEW}:{DAYS_SINCE_FIRST_ACTIVITY}",
+)
 
 
 @dataclass(frozen=True)
@@ -93,22 +101,31 @@ ORDER BY {TIMESTAMP_FIELD}, {ENTITY_KEY}
 """
 
 
-def in_population(days_since_last_activity: int, active_lookback_days: int) -> bool:
+def in_population(
+    days_since_last_activity: int,
+    days_since_first_activity: int | None,
+    active_lookback_days: int,
+) -> bool:
     """Whether the feature row of day D puts its user in the population at T = D + 1 00:00 UTC.
 
-    The row says the user was last active on day D - ``days_since_last_activity``;
-    the population wants an active day in [T - lookback, T), the days D - lookback + 1
-    … D: so in iff ``days_since_last_activity < active_lookback_days``. (A user never
-    active counts from the signup day; ``labels_sql`` leaves such a user out, this
-    rule lets them in while the signup is inside the lookback.)
+    The population wants an active day in [T - lookback, T), the days D - lookback + 1 … D.
+    A user never active (``days_since_first_activity`` null) is out; ``days_since_last_activity``
+    then counts from the signup day and says nothing about activity. Otherwise the user was
+    last active on day D - ``days_since_last_activity``: in iff that is < the lookback.
     """
     if active_lookback_days < 1:
         raise ValueError(f"active_lookback_days must be at least 1, got {active_lookback_days}")
-    if days_since_last_activity is None or days_since_last_activity < 0:
+    if (
+        days_since_last_activity is None
+        or pd.isna(days_since_last_activity)
+        or (days_since_last_activity < 0)
+    ):
         raise ValueError(
             "days_since_last_activity must be a count of days (0 or more), "
             f"got {days_since_last_activity!r}"
         )
+    if days_since_first_activity is None or pd.isna(days_since_first_activity):
+        return False
     return days_since_last_activity < active_lookback_days
 
 

@@ -126,7 +126,14 @@ def test_too_short_a_history_says_so(make_settings):
     ],
 )
 def test_in_population_by_days_since_last_activity(days_since, lookback, inside):
-    assert in_population(days_since, lookback) is inside
+    assert in_population(days_since, 30, lookback) is inside
+
+
+@pytest.mark.parametrize("never", [None, float("nan"), pd.NA])
+def test_a_user_never_active_is_out_whatever_the_signup(never):
+    """Counted from the signup day, days_since_last_activity would let them in."""
+    assert in_population(0, never, 14) is False
+    assert in_population(3, 3, 14) is True
 
 
 @pytest.mark.parametrize(
@@ -139,17 +146,16 @@ def test_in_population_by_days_since_last_activity(days_since, lookback, inside)
 )
 def test_in_population_refuses_what_is_no_count_of_days(days_since, lookback, message):
     with pytest.raises(ValueError, match=message):
-        in_population(days_since, lookback)
+        in_population(days_since, 30, lookback)
 
 
 def test_in_population_of_the_feature_rows_is_the_labelled_population(portal, labels):
     """The row-level rule the API applies and ``labels_sql`` agree at every as-of time,
-    but for a user never active: the feature counts from the signup day, so the rule
-    lets ``late`` (no active day since its signup at T) in for the lookback's 5 days."""
+    ``late`` included (signed up at T, never active: out, though its signup is recent)."""
     build_rolling_features(portal)
     glob = partitions.table_glob(portal.features_path)
     rows = duckdb.execute(
-        "SELECT user_id, event_timestamp, days_since_last_activity "
+        "SELECT user_id, event_timestamp, days_since_last_activity, days_since_first_activity "
         f"FROM read_parquet('{glob}', hive_partitioning = true)"
     ).df()
     rows["event_timestamp"] = pd.to_datetime(rows["event_timestamp"], utc=True)
@@ -157,11 +163,12 @@ def test_in_population_of_the_feature_rows_is_the_labelled_population(portal, la
     rows = rows[rows["event_timestamp"].isin(asked)]
     ruled = {
         (user, stamp)
-        for user, stamp, days in rows.itertuples(index=False)
-        if in_population(days, portal.active_lookback_days)
+        for user, stamp, days, first in rows.itertuples(index=False)
+        if in_population(days, first, portal.active_lookback_days)
     }
-    never_active = {("late", T + pd.Timedelta(days=k)) for k in range(1, 6)}
-    assert ruled == set(labels.index) | never_active
-    assert not never_active & set(labels.index)
+    assert ruled == set(labels.index)
+    assert ("late", T + pd.Timedelta(days=1)) in set(
+        zip(rows.user_id, rows.event_timestamp, strict=True)
+    )
     assert ("at_end", pd.Timestamp("2026-04-16", tz="UTC")) in ruled  # 04-11 + 5 days: still in
     assert ("at_end", pd.Timestamp("2026-04-17", tz="UTC")) not in ruled
