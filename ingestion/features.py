@@ -139,20 +139,32 @@ def rolling_features_sql(
         for f in WINDOW_FEATURES
     )
     fresh = f"date >= DATE '{first_day}'"  # rows not yet in the previous day's totals
+    # Over the rows read, per user: what the previous day's row does not hold yet (the
+    # totals of the days from first_day on) and the last and first days of each kind.
+    # A one-day run outputs day first_day's rows only, and everything before that day is
+    # in the previous row (or there is nothing before it), so its own row is enough: no
+    # running window over the look-back.
+    one_day = first_day == last_day
+
+    def running(aggregate: str, expression: str) -> str:
+        return expression if one_day else f"{aggregate}({expression}) OVER running"
+
     running_columns = ",\n        ".join(
         [
-            f"sum(CASE WHEN {fresh} THEN CAST({f.daily} AS {_exact(f.dtype)}) ELSE 0 END) "
-            f"OVER running AS {f.name}_fresh"
+            running(
+                "sum", f"CASE WHEN {fresh} THEN CAST({f.daily} AS {_exact(f.dtype)}) ELSE 0 END"
+            )
+            + f" AS {f.name}_fresh"
             for f in LIFETIME_FEATURES
         ]
-        + [f"sum(CASE WHEN {fresh} THEN {NEW_COURSES} ELSE 0 END) OVER running AS courses_fresh"]
+        + [running("sum", f"CASE WHEN {fresh} THEN {NEW_COURSES} ELSE 0 END") + " AS courses_fresh"]
         + [
-            f"max(CASE WHEN {f.daily} > 0 THEN date END) OVER running AS last_{f.name}_date"
+            running("max", f"CASE WHEN {f.daily} > 0 THEN date END") + f" AS last_{f.name}_date"
             for f in LAST_EVENT_FEATURES
         ]
         + [
-            "max(CASE WHEN active = 1 THEN date END) OVER running AS last_active_date",
-            "min(CASE WHEN active = 1 THEN date END) OVER running AS first_active_date",
+            running("max", "CASE WHEN active = 1 THEN date END") + " AS last_active_date",
+            running("min", "CASE WHEN active = 1 THEN date END") + " AS first_active_date",
         ]
     )
     steps = "\n        UNION ALL\n        ".join(
