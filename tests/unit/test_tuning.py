@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import timedelta
 
 import pandas as pd
 import pytest
+from rich.console import Console
 
+from churn.progress import tuning_table
 from churn.settings import Settings
 from feature_repo.spec import TIMESTAMP_FIELD
 from tests.unit.synthetic import user_frame
 from training.labels import LABEL
 from training.models import DEFAULT_PARAMS, MODEL_KINDS, build_model, split_columns
-from training.tuning import GRIDS, Fold, Trial, best_trial, candidates, time_folds, tune
+from training.train import TrainResult
+from training.tuning import GRIDS, Fold, Trial, Tuning, best_trial, candidates, time_folds, tune
 
 DAY0 = pd.Timestamp("2026-03-01", tz="UTC")
 
@@ -197,3 +201,23 @@ def test_folds_with_one_class_are_left_out(fit_rows) -> None:
     tuning = tune("logistic", rows, ["logins_7d"], ["plan"], horizon_days=30, budget=2, seed=1)
     assert first_fold not in tuning.folds
     assert len(tuning.folds) == 2
+
+
+def test_the_console_table_shows_what_was_chosen() -> None:
+    folds = [Fold(days(0), days(31)), Fold(days(0, 1), days(32))]
+    tuned = Tuning("logistic", 2, folds, [Trial({"C": 0.3}, [0.2, 0.3]),
+                                          Trial({"C": 0.03}, [0.3, 0.4])], {"C": 0.03})  # fmt: skip
+    skipped = Tuning(
+        "boosted", 4, [], [], DEFAULT_PARAMS["boosted"], "21 fit as-of times hold no fold"
+    )
+    result = TrainResult({}, {}, {}, None, {}, {}, 0, {"logistic": tuned, "boosted": skipped})
+    console = Console(record=True, width=200)
+    console.print(tuning_table(result))
+    text = console.export_text()
+    cells = r"logistic\s*│\s*2\s*│\s*2\s*│\s*0\.250\s*│\s*0\.350\s*│\s*C=0\.03\s"
+    assert re.search(cells, text), text
+    assert (
+        "learning_rate=0.05 max_leaf_nodes=31 min_samples_leaf=100 l2_regularization=1 (defaults)"
+        in text
+    )
+    assert "not tuned: 21 fit as-of times hold no fold" in text
