@@ -23,7 +23,7 @@ from feature_repo.store import open_store
 
 COLUMNS = {
     "PR-AUC": "pr_auc",
-    "lift": "pr_auc_lift",
+    "skill": "pr_auc_skill",
     "ROC-AUC": "roc_auc",
     "P@K": "precision_at_k",
     "base rate": "base_rate",
@@ -47,7 +47,8 @@ def main() -> None:
         console = Console(width=160)
     table = Table(title=f"make demo's world ({args.users:,} users × {args.days} days, "
                         f"seed {base.seed}) as of {args.dates} consecutive days")  # fmt: skip
-    for header in ("run at (UTC)", "last day", "verdict", "best", *COLUMNS, "val rows"):
+    for header in ("run at (UTC)", "last day", "verdict", "best", *COLUMNS, "recency PR/ROC",
+                   "val rows"):  # fmt: skip
         table.add_column(header, justify="left" if header in ("verdict", "best") else "right")
     replays = replay_demo(base, args.users, args.days, args.first, args.dates, tmp)
     try:
@@ -55,6 +56,7 @@ def main() -> None:
             for now, _, build in replays:
                 trained, decision = build.trained, build.promoted.decision
                 metrics = trained.metrics[trained.best]
+                recency = trained.references["recency"]
                 verdict = "promoted" if decision.promote else "refused"
                 table.add_row(
                     f"{now:%Y-%m-%d %H:%M}",
@@ -62,6 +64,7 @@ def main() -> None:
                     verdict + ("" if decision.promote else ": " + "; ".join(decision.failed)),
                     trained.best,
                     *(f"{metrics[key]:.3f}" for key in COLUMNS.values()),
+                    f"{recency['pr_auc']:.3f} / {recency['roc_auc']:.3f}",
                     f"{trained.rows['validation']:,}",
                 )
                 console.print(f"{now:%Y-%m-%d %H:%M}: {verdict}")
@@ -71,11 +74,10 @@ def main() -> None:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     console.print(table)
-    floors = (
-        f"floors: lift ≥ {base.min_pr_auc_lift}, ROC-AUC ≥ {base.min_roc_auc}, "
-        f"P@K ≥ {base.min_precision_at_k} (K = {base.top_k} a night)"
+    console.print(
+        f"gate: ROC-AUC ≥ {base.min_roc_auc}, PR-AUC skill ≥ {base.min_pr_auc_skill}, "
+        f"PR-AUC and ROC-AUC ≥ recency's + {base.recency_margin} (P@K: K = {base.top_k} a night)"
     )
-    console.print(floors)
 
 
 if __name__ == "__main__":

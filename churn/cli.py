@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 
 from churn.jobs import job_run, validation_samples
-from churn.progress import StageLog, training_table
+from churn.progress import StageLog, training_table, tuning_table
 from churn.settings import Settings, get_settings
 
 app = typer.Typer(help="Churn prediction on a Feast feature store.", no_args_is_help=True)
@@ -303,6 +303,7 @@ def train() -> None:
         result = train_models(settings)
     log.note(f"{result.rows} rows, {result.missing} without features; best: {result.best}")
     console.print(training_table(result))
+    console.print(tuning_table(result))
 
 
 @app.command("promote")

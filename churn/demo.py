@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from churn.progress import StageLog, training_table
+from churn.progress import StageLog, training_table, tuning_table
 from churn.redis_server import RedisUnavailableError, ensure_redis, redact_url
 from churn.settings import Settings
 from feature_repo.spec import FEATURE_VIEW, feature_names
@@ -141,6 +141,7 @@ def run_demo(
     console.print(log.table("make demo"))
     console.print(_summary(settings, build.online_users))
     console.print(training_table(build.trained))
+    console.print(tuning_table(build.trained))
     decision = build.promoted.decision
     if not decision.promote:
         if decision.production is None:
@@ -154,13 +155,13 @@ def run_demo(
 
 
 def refusal_advice(decision: Decision) -> str:
-    """What a newcomer reads when the gate refuses the demo's model: the floors that failed
+    """What a newcomer reads when the gate refuses the demo's model: the checks that failed
     and the one command that serves it anyway."""
     return (
         f"\n[red]The gate refused {decision.candidate}[/red]: {'; '.join(decision.failed)}.\n"
         "Nothing is served. To serve this model anyway, as an operator's decision:\n"
         f"  churn promote --force --version {decision.candidate} "
-        '--reason "demo: serve below the gate\'s floors"\n'
+        '--reason "demo: serve what the gate refused"\n'
         "then `churn serve`."
     )
 

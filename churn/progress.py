@@ -68,6 +68,23 @@ class StageLog:
         return table
 
 
+def tuning_table(result: TrainResult) -> Table:
+    """What each model kind's search tried on the fit rows' time-ordered folds, and chose."""
+    table = Table(title="Tuning: time-ordered folds of the fit rows (mean PR-AUC over the folds)")
+    for header in ("model", "tried", "folds", "defaults", "chosen", "parameters"):
+        table.add_column(header, justify="left" if header in ("model", "parameters") else "right")
+    for kind, tuning in result.tuning.items():
+        if tuning.skipped is not None:
+            table.add_row(kind, "0", "0", "—", "—", f"{tuning.chosen_text} (defaults)")
+            table.caption = f"not tuned: {tuning.skipped}"  # the same fit rows for both kinds
+            continue
+        best = max(trial.mean_pr_auc for trial in tuning.trials)
+        table.add_row(kind, str(len(tuning.trials)), str(len(tuning.folds)),
+                      f"{tuning.trials[0].mean_pr_auc:.3f}", f"{best:.3f}",
+                      tuning.chosen_text)  # fmt: skip
+    return table
+
+
 def training_table(result: TrainResult) -> Table:
     """Validation metrics of the trained models beside the references, one row each."""
     columns = {

@@ -94,13 +94,28 @@ class Settings(BaseSettings):
     top_k: int = Field(
         50, ge=1, description="K of precision@K: the retention team's list, per night"
     )
-    min_pr_auc_lift: float = Field(
-        3.0, ge=1, description="Promotion floor: PR-AUC over the validation base rate"
-    )
     min_roc_auc: float = Field(0.70, ge=0, le=1, description="Promotion floor: ROC-AUC")
-    min_precision_at_k: float = Field(0.40, ge=0, le=1, description="Promotion floor: precision@K")
+    min_pr_auc_skill: float = Field(
+        0.15,
+        ge=0,
+        lt=1,
+        description="Promotion floor: PR-AUC skill, (PR-AUC - base rate) / (1 - base rate), "
+        "the share of the possible gain over a random ranking",
+    )
+    recency_margin: float = Field(
+        0.005,
+        ge=0,
+        description="A candidate must beat the recency-only reference's PR-AUC and ROC-AUC "
+        "by this much",
+    )
     promotion_margin: float = Field(
         0.005, ge=0, description="A candidate must beat production's PR-AUC by this much"
+    )
+    tuning_budget: int = Field(
+        4,
+        ge=1,
+        le=6,
+        description="Configurations tried per model kind on time-ordered folds (1 = defaults only)",
     )
     api_host: str = Field("127.0.0.1", description="Where `churn serve` listens")
     api_port: int = Field(8000, ge=1, le=65535, description="Port of `churn serve`")

@@ -132,6 +132,18 @@ def nightly_precision_at_k(
     return float(np.mean(per_night))
 
 
+def pr_auc_skill(pr_auc: float, base_rate: float) -> float:
+    """``(PR-AUC − base rate) / (1 − base rate)``: the share of the possible gain over a random
+    ranking (0 random, 1 perfect, below 0 worse than random).
+
+    PR-AUC / base rate cannot reach 2 once half the users churn; this share has the same
+    range at every base rate, so one floor fits every business. Needs a base rate below 1.
+    """
+    if not 0 <= base_rate < 1:
+        raise ValueError(f"base_rate must be in [0, 1), got {base_rate}")
+    return (pr_auc - base_rate) / (1 - base_rate)
+
+
 def evaluate(
     y_true: ArrayLike,
     score: ArrayLike,
@@ -143,7 +155,8 @@ def evaluate(
 ) -> dict[str, float | int | None]:
     """Return the validation metrics used to compare models, as JSON-safe Python numbers.
 
-    Keys: rows, positives, base_rate, pr_auc (average precision), roc_auc, precision_at_k
+    Keys: rows, positives, base_rate, pr_auc (average precision), pr_auc_lift (PR-AUC over
+    the base rate), pr_auc_skill (see ``pr_auc_skill``), roc_auc, precision_at_k
     (the mean over ``nights`` of each night's top K, see ``nightly_precision_at_k``),
     precision_top, recall_top, brier (None unless ``score`` is a probability), k (as used:
     at most ``rows``) and top. A constant score gives roc_auc 0.5 and pr_auc = base_rate.
@@ -161,13 +174,15 @@ def evaluate(
         raise ValueError("is_probability=True but scores fall outside [0, 1]")
     k_used = min(k, y.size)
     precision_top, recall_top = top_fraction(y, s, top)
+    base_rate = positives / y.size
+    pr_auc = float(average_precision_score(y, s))
     return {
         "rows": int(y.size),
         "positives": positives,
-        "base_rate": positives / y.size,
-        "pr_auc": float(average_precision_score(y, s)),
-        # PR-AUC over the base rate: what the promotion floor is set on.
-        "pr_auc_lift": float(average_precision_score(y, s)) / (positives / y.size),
+        "base_rate": base_rate,
+        "pr_auc": pr_auc,
+        "pr_auc_lift": pr_auc / base_rate,
+        "pr_auc_skill": pr_auc_skill(pr_auc, base_rate),  # what the promotion floor is set on
         "roc_auc": float(roc_auc_score(y, s)),
         "precision_at_k": nightly_precision_at_k(y, s, k, nights),
         "precision_top": float(precision_top),

@@ -28,6 +28,16 @@ from sklearn.preprocessing import (
 
 ModelKind = Literal["logistic", "boosted"]
 MODEL_KINDS: tuple[ModelKind, ...] = ("logistic", "boosted")
+# What tuning may change, and the values used when it does not (training.tuning's first try).
+DEFAULT_PARAMS: dict[ModelKind, dict[str, float]] = {
+    "logistic": {"C": 0.3},
+    "boosted": {
+        "learning_rate": 0.05,
+        "max_leaf_nodes": 31,
+        "min_samples_leaf": 100,
+        "l2_regularization": 1.0,
+    },
+}
 
 
 def informative_features(frame: pd.DataFrame, names: list[str]) -> tuple[list[str], list[str]]:
@@ -60,8 +70,25 @@ def split_columns(frame: pd.DataFrame, names: list[str]) -> tuple[list[str], lis
     return [n for n in names if n not in categorical], categorical
 
 
-def build_model(kind: ModelKind, numeric: list[str], categorical: list[str], seed: int) -> Pipeline:
-    """An unfitted pipeline that takes the feature frame as Feast returns it."""
+def build_model(
+    kind: ModelKind,
+    numeric: list[str],
+    categorical: list[str],
+    seed: int,
+    params: dict[str, float] | None = None,
+) -> Pipeline:
+    """An unfitted pipeline that takes the feature frame as Feast returns it.
+
+    ``params`` (the tuned ones) replace the kind's ``DEFAULT_PARAMS`` by name; a name that is
+    not among them is an error, so a typo never trains a model on a silent default.
+    """
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
+    chosen = DEFAULT_PARAMS[kind] | (params or {})
+    if unknown := sorted(set(chosen) - set(DEFAULT_PARAMS[kind])):
+        raise ValueError(
+            f"unknown {kind} parameters {unknown}; expected some of {sorted(DEFAULT_PARAMS[kind])}"
+        )
     fill_unknown = SimpleImputer(strategy="constant", fill_value="unknown")
     if kind == "logistic":
         columns = ColumnTransformer(
@@ -82,33 +109,32 @@ def build_model(kind: ModelKind, numeric: list[str], categorical: list[str], see
                 ),
             ]
         )
-        return make_pipeline(columns, LogisticRegression(max_iter=5000, C=0.3))
-    if kind == "boosted":
-        columns = ColumnTransformer(
-            [
-                ("numeric", _numeric_input(), numeric),
-                (
-                    "categorical",
-                    make_pipeline(
-                        fill_unknown,
-                        OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
-                    ),
-                    categorical,
+        return make_pipeline(columns, LogisticRegression(max_iter=5000, C=chosen["C"]))
+    columns = ColumnTransformer(
+        [
+            ("numeric", _numeric_input(), numeric),
+            (
+                "categorical",
+                make_pipeline(
+                    fill_unknown,
+                    OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
                 ),
-            ]
-        )
-        is_categorical = np.r_[np.zeros(len(numeric), bool), np.ones(len(categorical), bool)]
-        booster = HistGradientBoostingClassifier(
-            learning_rate=0.05,
-            max_iter=200,
-            min_samples_leaf=100,
-            l2_regularization=1.0,
-            categorical_features=is_categorical,
-            early_stopping=False,  # a random inner split would make training non-deterministic
-            random_state=seed,
-        )
-        return make_pipeline(columns, booster)
-    raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
+                categorical,
+            ),
+        ]
+    )
+    is_categorical = np.r_[np.zeros(len(numeric), bool), np.ones(len(categorical), bool)]
+    booster = HistGradientBoostingClassifier(
+        learning_rate=chosen["learning_rate"],
+        max_leaf_nodes=int(chosen["max_leaf_nodes"]),
+        min_samples_leaf=int(chosen["min_samples_leaf"]),
+        l2_regularization=chosen["l2_regularization"],
+        max_iter=200,
+        categorical_features=is_categorical,
+        early_stopping=False,  # a random inner split would make training non-deterministic
+        random_state=seed,
+    )
+    return make_pipeline(columns, booster)
 
 
 def calibrate(model: Pipeline, features: pd.DataFrame, labels: pd.Series) -> CalibratedClassifierCV:

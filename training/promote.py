@@ -23,7 +23,7 @@ from training import registry
 from training.dataset import point_in_time_join
 from training.labels import LABEL
 from training.metrics import evaluate
-from training.promotion import Decision, Floors, decide
+from training.promotion import Decision, Gate, decide
 from training.train import VALIDATION_ROWS
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ class PromotionResult:
     decision: Decision
     candidate_metrics: dict
     production_metrics: dict | None
+    references: dict | None
 
 
 def latest_candidate(settings: Settings) -> str:
@@ -74,14 +75,17 @@ def promote(
         production_metrics = candidate_metrics  # same model, same rows: decide() refuses it
     elif current is not None:
         production_metrics = score_on(settings, current, rows)
+    # The references were evaluated on the same validation rows when the candidate was trained.
+    references = metadata.get("references")
     decision = decide(
-        candidate, candidate_metrics, current, production_metrics,
-        Floors.from_settings(settings), settings.promotion_margin,
+        candidate, candidate_metrics, references, current, production_metrics,
+        Gate.from_settings(settings),
     )  # fmt: skip
     if decision.promote:
         registry.set_production(models_dir, candidate, "; ".join(decision.reasons), now)
-    _record(settings, decision, candidate_metrics, production_metrics, now)
-    return PromotionResult(decision, candidate_metrics, production_metrics)
+    result = PromotionResult(decision, candidate_metrics, production_metrics, references)
+    _record(settings, result, now)
+    return result
 
 
 def force(settings: Settings, version: str, reason: str, now: datetime | None = None) -> None:
@@ -90,19 +94,15 @@ def force(settings: Settings, version: str, reason: str, now: datetime | None = 
     log.warning("production forced to %s without the gate: %s", version, reason)
 
 
-def _record(
-    settings: Settings,
-    decision: Decision,
-    candidate_metrics: dict,
-    production_metrics: dict | None,
-    now: datetime | None,
-) -> None:
+def _record(settings: Settings, result: PromotionResult, now: datetime | None) -> None:
     """Log the decision and keep it next to the registry (one JSON file per decision)."""
+    decision = result.decision
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
     payload = decision.to_dict() | {
         "decided_at": stamp,
-        "candidate_metrics": candidate_metrics,
-        "production_metrics": production_metrics,
+        "candidate_metrics": result.candidate_metrics,
+        "production_metrics": result.production_metrics,
+        "references": result.references,
     }
     # Decisions at the same instant (a test clock, two operators) must not overwrite each other.
     name = f"{stamp}-{decision.candidate}-{uuid.uuid4().hex[:6]}.json"

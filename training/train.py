@@ -1,9 +1,10 @@
-"""``churn train``: labels → point-in-time training set → two calibrated models → registry.
+"""``churn train``: labels → point-in-time training set → two tuned, calibrated models → registry.
 
 Time-aware split over the as-of times T: validation is the newest
 ``validation_days`` T; training ends at least one horizon before validation
 starts (an embargo: no training label looks into the validation period); the
-last ``calibration_days`` of training are held out to calibrate.
+last ``calibration_days`` of training are held out to calibrate. Each model kind's
+parameters are searched on time-ordered folds of the fit part alone (``training.tuning``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import hashlib
 import importlib.metadata
 import logging
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +36,7 @@ from training.models import (
     split_columns,
 )
 from training.references import oracle_score, recency_score, reference_bins
+from training.tuning import Tuning, tune
 
 log = logging.getLogger(__name__)
 VALIDATION_ROWS = "validation.parquet"
@@ -75,6 +76,7 @@ class TrainResult:
     rows: dict[str, int]
     positive_rate: dict[str, float]
     missing: int
+    tuning: dict[str, Tuning] = field(default_factory=dict)
     best: str = field(default="")
 
 
@@ -106,13 +108,19 @@ def fingerprint(frame: pd.DataFrame) -> str:
 
 
 def train_models(
-    settings: Settings,
-    now: datetime | None = None,
-    stage: Callable[[str], object] | None = None,
+    settings: Settings, now: datetime | None = None, labels: pd.DataFrame | None = None
 ) -> TrainResult:
-    """Train, calibrate, evaluate and register both models; returns what was stored."""
+    """Tune, train, calibrate, evaluate and register both models; returns what was stored.
+
+    ``labels`` (default: ``build_labels(settings)``) are the label rows, in the frame
+    ``build_labels`` returns: a test passes them permuted to check the gate refuses a model
+    that learned nothing.
+    """
     now = now or datetime.now(UTC)
-    labels = build_labels(settings)
+    if labels is None:
+        labels = build_labels(settings)
+    elif missing := [c for c in (ENTITY_KEY, TIMESTAMP_FIELD, LABEL) if c not in labels.columns]:
+        raise ValueError(f"labels lack the columns {missing}: pass the frame build_labels returns")
     data = training_set(settings, labels)
     frame = data.frame
     split = time_split(list(frame[TIMESTAMP_FIELD]), settings)
@@ -138,9 +146,13 @@ def train_models(
         references["oracle"] = evaluate(y_val, oracle, k=k, nights=nights)
         curves["oracle (hidden state)"] = (y_val, oracle)
 
-    models, scores, importances = {}, {}, {}
+    models, scores, importances, tuning = {}, {}, {}, {}
     for kind in MODEL_KINDS:
-        model = build_model(kind, numeric, categorical, settings.seed).fit(fit[names], fit[LABEL])
+        tuning[kind] = tune(kind, fit, numeric, categorical, settings.horizon_days,
+                            settings.tuning_budget, settings.seed)  # fmt: skip
+        log.info("%s: %s", kind, tuning[kind].summary())
+        model = build_model(kind, numeric, categorical, settings.seed, tuning[kind].chosen)
+        model.fit(fit[names], fit[LABEL])
         calibrated = calibrate(model, cal[names], cal[LABEL])
         models[kind] = calibrated
         scores[kind] = calibrated.predict_proba(val[names])[:, 1]
@@ -205,6 +217,7 @@ def train_models(
             metadata = shared | {
                 "model_kind": kind,
                 "metrics": metrics[kind],
+                "tuning": tuning[kind].to_dict(),
                 "score_reference_bins": score_bins["score"],
                 "importance": importances[kind][0].sort_values(ascending=False).to_dict(),
             }
@@ -213,7 +226,7 @@ def train_models(
             versions[kind] = version
     best = max(MODEL_KINDS, key=lambda kind: metrics[kind]["pr_auc"])
     return TrainResult(
-        versions, metrics, references, split, rows, positive_rate, len(data.missing), best
+        versions, metrics, references, split, rows, positive_rate, len(data.missing), tuning, best
     )
 
 

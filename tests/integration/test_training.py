@@ -22,8 +22,10 @@ from ingestion.validate import run_validation
 from training import registry
 from training.dataset import feature_refs, training_set
 from training.labels import LABEL, build_labels
+from training.models import DEFAULT_PARAMS
 from training.promote import force, promote
 from training.train import VALIDATION_ROWS, train_models
+from training.tuning import FOLDS, GRIDS
 
 pytestmark = pytest.mark.integration
 
@@ -73,6 +75,13 @@ def test_two_versions_are_registered_with_their_metadata(trained):
         assert 0 < meta["positive_rate"]["validation"] < 0.5
         assert {"recency", "base_rate", "oracle"} <= set(meta["references"])
         assert meta["metrics"]["oracle_roc_auc_ratio"] > 0
+        assert meta["metrics"]["pr_auc_skill"] > 0
+        # 120 days leave 21 fit days: too few for a fold a horizon (30 days) long.
+        tuning = meta["tuning"]
+        assert tuning["chosen"] == DEFAULT_PARAMS[kind]
+        assert tuning["trials"] == [] and tuning["folds"] == []
+        assert tuning["skipped"].startswith("21 fit as-of times hold no fold")
+        assert result.tuning[kind].chosen == DEFAULT_PARAMS[kind]
 
 
 def test_embargo_separates_training_from_validation(trained):
@@ -97,6 +106,37 @@ def test_training_is_deterministic(built, trained):
         (tmp / "again" / "models", again.versions["logistic"]),
     )]  # fmt: skip
     assert meta[0]["fingerprint"] == meta[1]["fingerprint"]
+
+
+def test_tuning_searches_time_ordered_folds_of_the_fit_rows_only(built):
+    """A 7-day horizon leaves enough fit days for folds: the search runs and is recorded."""
+    tmp, settings = built
+    settings = settings.model_copy(
+        update={"horizon_days": 7, "tuning_budget": 3, "artifacts_dir": tmp / "tuned"}
+    )
+    result = train_models(settings, now=NOW)
+    fit_end = max(result.split.fit)
+    for kind, version in result.versions.items():
+        tuning = registry.load_metadata(settings.models_dir, version)["tuning"]
+        assert tuning["skipped"] is None
+        assert [t["params"] for t in tuning["trials"]] == tuning["grid"] == GRIDS[kind][:3]
+        assert len(tuning["folds"]) == FOLDS
+        for fold in tuning["folds"]:
+            train_end = pd.Timestamp(fold["train"][1])
+            test_start, test_end = (pd.Timestamp(t) for t in fold["test"])
+            assert train_end + timedelta(days=7) <= test_start  # the embargo, as time_split's
+            assert test_end <= fit_end  # never a calibration or a validation row
+        best = max(tuning["trials"], key=lambda t: t["mean_pr_auc"])
+        assert tuning["chosen"] == best["params"]
+        assert best["mean_pr_auc"] >= tuning["trials"][0]["mean_pr_auc"]  # defaults first
+        assert result.tuning[kind].chosen == tuning["chosen"]
+
+
+def test_labels_without_the_label_column_are_refused(built):
+    _, settings = built
+    labels = build_labels(settings).drop(columns=[LABEL])
+    with pytest.raises(ValueError, match=r"labels lack the columns \['churned'\]"):
+        train_models(settings, now=NOW, labels=labels)
 
 
 def test_joined_values_are_the_newest_offline_row_at_or_before_t(built):
@@ -171,15 +211,19 @@ def test_future_events_change_no_settled_training_row(tmp_path, isolated_setting
 
 def test_promotion_gate_end_to_end(trained):
     settings, result = trained
-    settings = settings.model_copy(
-        update={"min_pr_auc_lift": 1.0, "min_roc_auc": 0.5, "min_precision_at_k": 0.0}
-    )
     best = result.versions[result.best]
     other = next(v for k, v in result.versions.items() if k != result.best)
+    # On a portal of 600 users, neither model ranks better than the days since the last
+    # activity: the gate refuses the best one, with the reference's numbers.
     first = promote(settings, best, now=NOW)
-    assert first.decision.promote, first.decision.reasons
-    assert registry.production(settings.models_dir) == best
-    # The weaker model is scored against production on the same validation rows: refused.
+    assert not first.decision.promote
+    assert any(r.startswith("does not beat the recency reference: PR-AUC")
+               for r in first.decision.failed), first.decision.reasons  # fmt: skip
+    assert first.references == registry.load_metadata(settings.models_dir, best)["references"]
+    assert registry.production(settings.models_dir) is None
+    # An operator serves it anyway; the weaker model is scored against it on the same
+    # validation rows, and refused.
+    force(settings, best, "test", now=NOW)
     worse = promote(settings, other, now=NOW)
     assert not worse.decision.promote
     assert any(r.startswith("fail: does not beat production") for r in worse.decision.reasons)
@@ -193,8 +237,12 @@ def test_promotion_gate_end_to_end(trained):
     again = promote(settings, best, now=NOW)
     assert not again.decision.promote
     assert f"fail: candidate {best} already is production" in again.decision.reasons
-    decisions = list((settings.models_dir / "decisions").glob("*.json"))
+    decisions = [
+        json.loads(path.read_text()) for path in (settings.models_dir / "decisions").glob("*.json")
+    ]
     assert len(decisions) == 3
+    assert all(d["references"]["recency"]["rows"] == d["candidate_metrics"]["rows"]
+               for d in decisions)  # fmt: skip
 
 
 def test_promote_cli_prints_reasons_and_exits_non_zero_when_refused(trained, tmp_path):

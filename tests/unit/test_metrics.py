@@ -12,6 +12,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 from training.metrics import (
     evaluate,
     nightly_precision_at_k,
+    pr_auc_skill,
     precision_at_k,
     reliability_curve,
     top_fraction,
@@ -143,10 +144,11 @@ def test_evaluate_keys_and_values_match_sklearn() -> None:
     y, prob = _dataset()
     result = evaluate(y, prob, k=50, top=0.05)
     assert set(result) == {
-        "rows", "positives", "base_rate", "pr_auc", "pr_auc_lift", "roc_auc", "precision_at_k",
-        "precision_top", "recall_top", "brier", "k", "top",
+        "rows", "positives", "base_rate", "pr_auc", "pr_auc_lift", "pr_auc_skill", "roc_auc",
+        "precision_at_k", "precision_top", "recall_top", "brier", "k", "top",
     }  # fmt: skip
     assert result["pr_auc_lift"] == pytest.approx(result["pr_auc"] / y.mean())
+    assert result["pr_auc_skill"] == pytest.approx((result["pr_auc"] - y.mean()) / (1 - y.mean()))
     assert result["rows"] == 500
     assert result["positives"] == int(y.sum())
     assert result["base_rate"] == pytest.approx(y.mean())
@@ -163,20 +165,22 @@ def test_evaluate_keys_and_values_match_sklearn() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "score", "roc_auc", "pr_auc", "precision_at_3"),
+    ("name", "score", "roc_auc", "pr_auc", "skill", "precision_at_3"),
     [
-        ("perfect", Y * 0.8 + 0.1, 1.0, 1.0, 1.0),
+        ("perfect", Y * 0.8 + 0.1, 1.0, 1.0, 1.0, 1.0),
         # churners last: the only precision step is at recall 1, so AP = base rate
-        ("reversed", 1 - (Y * 0.8 + 0.1), 0.0, 0.3, 0.0),
-        ("constant", np.full(10, 0.5), 0.5, 0.3, 0.3),
+        ("reversed", 1 - (Y * 0.8 + 0.1), 0.0, 0.3, 0.0, 0.0),
+        ("constant", np.full(10, 0.5), 0.5, 0.3, 0.0, 0.3),
     ],
 )
 def test_evaluate_reference_scores(
-    name: str, score: np.ndarray, roc_auc: float, pr_auc: float, precision_at_3: float
-) -> None:
+    name: str, score: np.ndarray, roc_auc: float, pr_auc: float, skill: float,
+    precision_at_3: float,
+) -> None:  # fmt: skip
     result = evaluate(Y, score, k=3, top=0.3)
     assert result["roc_auc"] == pytest.approx(roc_auc), name
     assert result["pr_auc"] == pytest.approx(pr_auc), name
+    assert result["pr_auc_skill"] == pytest.approx(skill, abs=1e-12), name
     assert result["precision_at_k"] == pytest.approx(precision_at_3), name
     assert result["precision_top"] == pytest.approx(precision_at_3), name
 
@@ -263,3 +267,25 @@ def test_one_user_topping_every_night_does_not_fill_the_nightly_list() -> None:
 def test_nights_must_match_the_rows() -> None:
     with pytest.raises(ValueError, match="one value per row"):
         nightly_precision_at_k([0, 1], [0.1, 0.2], 1, [1, 2, 3])
+
+
+@pytest.mark.parametrize(
+    ("pr_auc", "base_rate", "skill"),
+    [
+        (0.382, 0.103, 0.311),  # the demo world's logistic model
+        (0.71, 0.52, 0.396),  # a real export where half the users churn (lift 1.37 at most 1.92)
+        (0.52, 0.52, 0.0),  # random at a high base rate
+        (1.0, 0.52, 1.0),  # perfect at a high base rate
+        (0.05, 0.10, -0.056),  # worse than random
+    ],
+)
+def test_pr_auc_skill_has_the_same_range_at_every_base_rate(
+    pr_auc: float, base_rate: float, skill: float
+) -> None:
+    assert pr_auc_skill(pr_auc, base_rate) == pytest.approx(skill, abs=5e-4)
+
+
+@pytest.mark.parametrize("base_rate", [1.0, -0.1])
+def test_pr_auc_skill_needs_a_base_rate_below_one(base_rate: float) -> None:
+    with pytest.raises(ValueError, match="base_rate"):
+        pr_auc_skill(0.5, base_rate)
