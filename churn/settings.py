@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     top_k: int = Field(
         50, ge=1, description="K of precision@K: the retention team's list, per night"
     )
-    min_roc_auc: float = Field(0.70, ge=0, le=1, description="Promotion floor: ROC-AUC")
+    min_roc_auc: float = Field(0.60, ge=0, le=1, description="Promotion floor: ROC-AUC")
     min_pr_auc_skill: float = Field(
         0.15,
         ge=0,

@@ -27,7 +27,11 @@ END = datetime(2026, 6, 1, tzinfo=UTC)  # the world is the same on every date: o
 # Scenario → (users, days, seed).
 WORLDS = {
     "baseline": (600, 120, 42),
+    "purchases": (2000, 120, 42),  # a shop: enrolments and payments only, half churn
 }
+# How far the promoted model must beat recency-only on ROC-AUC, beyond the gate's margin:
+# on the shop, lifetime frequency and monetary value are the signal recency lacks.
+ROC_GAIN_OVER_RECENCY = {"baseline": 0.0, "purchases": 0.05}
 
 
 @pytest.fixture(scope="module", params=sorted(WORLDS))
@@ -36,7 +40,7 @@ def world(request, tmp_path_factory, isolated_settings):
     settings = isolated_settings(tmp_path_factory.mktemp(request.param))
     build_world(settings, users, days, end=END, seed=seed, online=False, scenario=request.param)
     try:
-        yield settings
+        yield request.param, settings
     finally:
         open_store(settings).teardown()
 
@@ -52,14 +56,18 @@ def shuffled_within_each_night(labels: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 
 def test_a_good_model_is_promoted(world):
-    settings = world.model_copy(update={"artifacts_dir": world.artifacts_dir / "real"})
+    scenario, built = world
+    settings = built.model_copy(update={"artifacts_dir": built.artifacts_dir / "real"})
     trained = train_models(settings, now=END)
     result = promote(settings, trained.versions[trained.best], now=END)
     assert result.decision.promote, result.decision.reasons
+    gain = trained.metrics[trained.best]["roc_auc_over_recency"]
+    assert gain >= ROC_GAIN_OVER_RECENCY[scenario], trained.metrics
 
 
 def test_a_model_trained_on_shuffled_labels_is_refused(world):
-    settings = world.model_copy(update={"artifacts_dir": world.artifacts_dir / "shuffled"})
+    _, built = world
+    settings = built.model_copy(update={"artifacts_dir": built.artifacts_dir / "shuffled"})
     labels = build_labels(settings)
     shuffled = shuffled_within_each_night(labels, settings.seed)
     nightly = [frame.groupby(TIMESTAMP_FIELD)[LABEL].sum() for frame in (labels, shuffled)]
