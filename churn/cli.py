@@ -319,7 +319,7 @@ def promote(
     ] = False,
     reason: Annotated[str, typer.Option(help="Why, for --force and --rollback.")] = "operator",
 ) -> None:
-    """Promote a candidate through the gate (floors, and beating production), or restore one."""
+    """Promote a candidate through the gate (floors, beating recency and production), or restore one."""
     from training import promote as promotion
     from training import registry
 
