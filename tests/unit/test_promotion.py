@@ -360,7 +360,9 @@ def test_the_default_gate_passes_the_good_models_and_refuses_random_at_both_base
     make_settings,
 ) -> None:
     gate = Gate.from_settings(make_settings())
-    assert gate == GATE
+    assert gate == Gate(
+        min_roc_auc=0.60, min_pr_auc_skill=0.15, recency_margin=0.005, production_margin=0.005
+    )
     for good, references in ((GOOD, REFERENCES), (HIGH_CHURN, HIGH_CHURN_REFERENCES)):
         assert decide(CAND, good, references, None, None, gate).promote, good
     high_churn_random = at_base_rate(pr_auc=0.52, roc_auc=0.5, base_rate=0.52)
