@@ -141,7 +141,22 @@ class Settings(BaseSettings):
     )
     psi_warn: float = Field(0.1, gt=0, description="Drift: PSI from here on is a warning")
     drift_ignore_features: Annotated[tuple[str, ...], NoDecode] = Field(
-        ("tenure_days",),
+        # feature_repo.spec.ageing_features(), written out: settings import no stage.
+        (
+            "tenure_days",
+            "days_since_first_activity",
+            "active_days_lifetime",
+            "logins_lifetime",
+            "videos_lifetime",
+            "watch_minutes_lifetime",
+            "quiz_attempts_lifetime",
+            "enrolments_lifetime",
+            "payments_ok_lifetime",
+            "payments_failed_lifetime",
+            "amount_paid_lifetime",
+            "tickets_lifetime",
+            "distinct_courses_lifetime",
+        ),
         description="Drift: features that grow with time by nature; PSI reported, not counted",
     )
     psi_alert: float = Field(0.25, gt=0, description="Drift: PSI from here on is an alert")

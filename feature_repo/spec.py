@@ -242,6 +242,21 @@ STATE_FEATURES: tuple[StateFeature, ...] = (
 )
 
 
+def ageing_features() -> tuple[str, ...]:
+    """Features the calendar moves whatever users do: tenure and the totals since the first day.
+
+    Their distribution shifts as the history grows, so drift shows them but does not count
+    them (``CHURN_DRIFT_IGNORE_FEATURES``'s default, kept equal to this by a test); the rates
+    per day of tenure do not age and are counted.
+    """
+    return (
+        "tenure_days",
+        DAYS_SINCE_FIRST_ACTIVITY,
+        *(lifetime_feature_name(f.name) for f in LIFETIME_FEATURES),
+        DISTINCT_COURSES_LIFETIME,
+    )
+
+
 def lifetime_feature_name(name: str) -> str:
     return f"{name}_lifetime"
 

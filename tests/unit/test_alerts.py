@@ -241,3 +241,23 @@ def test_grafana_variables_are_substituted_or_refused():
 def _exported(metric: str, exported: set[str]) -> bool:
     bases = [metric] + [metric.removesuffix(s) for s in SERIES_SUFFIXES if metric.endswith(s)]
     return any(base in exported for base in bases)
+
+
+def test_the_drift_alert_leaves_out_exactly_the_features_that_age():
+    """The alert's matcher, the setting's default and the spec name the same features."""
+    from churn.settings import get_settings
+    from feature_repo.spec import ageing_features, feature_names
+
+    rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    expr = next(
+        rule["expr"]
+        for group in rules["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") == "ChurnFeatureDriftAlert"
+    )
+    matcher = re.search(r'feature!~"([^"]+)"', expr).group(1)
+    names = feature_names((7, 14, 30))
+    left_out = {n for n in names if re.fullmatch(matcher, n)}  # PromQL regexes are anchored
+    assert left_out == set(ageing_features())
+    assert get_settings().drift_ignore_features == ageing_features()
+    assert "amount_paid_per_day_lifetime" not in left_out  # rates do not age
