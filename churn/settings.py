@@ -144,7 +144,6 @@ class Settings(BaseSettings):
         # feature_repo.spec.ageing_features(), written out: settings import no stage.
         (
             "tenure_days",
-            "days_since_first_activity",
             "active_days_lifetime",
             "logins_lifetime",
             "videos_lifetime",
@@ -156,6 +155,18 @@ class Settings(BaseSettings):
             "amount_paid_lifetime",
             "tickets_lifetime",
             "distinct_courses_lifetime",
+            "active_days_per_day_lifetime",
+            "logins_per_day_lifetime",
+            "watch_minutes_per_day_lifetime",
+            "enrolments_per_day_lifetime",
+            "payments_ok_per_day_lifetime",
+            "amount_paid_per_day_lifetime",
+            "days_since_last_payment",
+            "days_since_last_video",
+            "days_since_last_quiz",
+            "days_since_last_ticket",
+            "days_since_first_activity",
+            "mean_days_between_active_days",
         ),
         description="Drift: features that grow with time by nature; PSI reported, not counted",
     )

@@ -243,18 +243,14 @@ STATE_FEATURES: tuple[StateFeature, ...] = (
 
 
 def ageing_features() -> tuple[str, ...]:
-    """Features the calendar moves whatever users do: tenure and the totals since the first day.
+    """Features the calendar moves whatever users do: tenure, and every feature that looks
+    back to the user's first day in the data (totals, rates, the last and first days).
 
-    Their distribution shifts as the history grows, so drift shows them but does not count
-    them (``CHURN_DRIFT_IGNORE_FEATURES``'s default, kept equal to this by a test); the rates
-    per day of tenure do not age and are counted.
+    Their distribution shifts as the history grows (a user enrols most on the first days, so
+    even a rate per day of tenure falls with tenure), so drift shows them but does not count
+    them (``CHURN_DRIFT_IGNORE_FEATURES``'s default, kept equal to this by a test).
     """
-    return (
-        "tenure_days",
-        DAYS_SINCE_FIRST_ACTIVITY,
-        *(lifetime_feature_name(f.name) for f in LIFETIME_FEATURES),
-        DISTINCT_COURSES_LIFETIME,
-    )
+    return ("tenure_days", *(name for name, _, _ in lifetime_columns()))
 
 
 def lifetime_feature_name(name: str) -> str:

@@ -41,7 +41,9 @@ def test_fourteen_end_dates_give_the_same_metrics_and_the_same_refusal(tmp_path,
         decision = build.promoted.decision
         assert decision.reasons == first.promoted.decision.reasons, now
         assert not decision.promote
-        assert [r.split(":")[0] for r in decision.failed] == [
+        # Trailing recency on both metrics; with 67 features on 300 users, the skill too.
+        assert [r.split(":")[0].split(" 0.")[0] for r in decision.failed] == [
+            "PR-AUC skill",
             "does not beat the recency reference",
             "does not beat the recency reference",
         ], decision.reasons

@@ -130,7 +130,10 @@ def test_drift_retrains_and_the_api_serves_the_promoted_model(drifted):
 
 def test_without_drift_the_loop_leaves_production_alone(steady):
     before = registry.production(steady.models_dir)
-    assert drift_report(steady).status != "alert"
+    report = drift_report(steady)
+    assert report.status != "alert", {
+        name: round(f.psi, 3) for name, f in report.features.items() if report.level(name) != "ok"
+    } | {"score": report.score_psi}
     decision = retrain_if_needed(steady, now=END)
     assert decision.triggers == []
     assert decision.candidate is None

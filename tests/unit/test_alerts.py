@@ -260,4 +260,4 @@ def test_the_drift_alert_leaves_out_exactly_the_features_that_age():
     left_out = {n for n in names if re.fullmatch(matcher, n)}  # PromQL regexes are anchored
     assert left_out == set(ageing_features())
     assert get_settings().drift_ignore_features == ageing_features()
-    assert "amount_paid_per_day_lifetime" not in left_out  # rates do not age
+    assert "days_since_last_activity" not in left_out  # recency is the model's first signal
