@@ -243,16 +243,24 @@ def test_daily_run_equals_full_build(make_settings):
     assert len(got) == 4
 
 
-def test_window_counts_match_a_brute_force_count(make_settings):
-    """Every row of a generated portal against counts taken straight from the events."""
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(feature rows, events with their UTC ``day``) of a small generated portal."""
     from ingestion.generate import generate_demo_data
 
+    tmp = tmp_path_factory.mktemp("generated")
+    settings = get_settings(data_dir=tmp / "data", artifacts_dir=tmp / "artifacts")
     data = generate_demo_data(n_users=80, days=45, seed=5, start=date(2026, 1, 1))
-    settings = make_settings()
     features = _build(settings, data.users, data.events)
     events = data.events.assign(
         day=data.events.event_time.dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize()
     )
+    return features, events
+
+
+def test_window_counts_match_a_brute_force_count(generated):
+    """Every row of a generated portal against counts taken straight from the events."""
+    features, events = generated
     touched = events.dropna(subset=["course_id"])[["user_id", "day", "course_id"]]
     logins = events[events.event_type == "login"][["user_id", "day"]]
     rows = features.sample(400, random_state=1)
@@ -265,16 +273,9 @@ def test_window_counts_match_a_brute_force_count(make_settings):
             assert getattr(row, f"logins_{w}d") == in_window.sum()
 
 
-def test_lifetime_features_match_a_brute_force_count(make_settings):
+def test_lifetime_features_match_a_brute_force_count(generated):
     """Lifetime totals, recencies of each kind and distinct courses, straight from the events."""
-    from ingestion.generate import generate_demo_data
-
-    data = generate_demo_data(n_users=80, days=45, seed=5, start=date(2026, 1, 1))
-    settings = make_settings()
-    features = _build(settings, data.users, data.events)
-    events = data.events.assign(
-        day=data.events.event_time.dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize()
-    )
+    features, events = generated
     paid = events[events.event_type == "payment_success"]
     for row in features.sample(400, random_state=2).itertuples(index=False):
         mine = events[(events.user_id == row.user_id) & (events.day <= row.date)]
