@@ -69,8 +69,10 @@ class StageLog:
 
 
 def tuning_table(result: TrainResult) -> Table:
-    """What each model kind's search tried on the fit rows' time-ordered folds, and chose."""
-    table = Table(title="Tuning: time-ordered folds of the fit rows (mean PR-AUC over the folds)")
+    """What each model kind's search tried on the fit rows' folds, and chose."""
+    table = Table(
+        title="Tuning: forward, user-disjoint folds of the fit rows (mean PR-AUC over the folds)"
+    )
     for header in ("model", "tried", "folds", "defaults", "chosen", "parameters"):
         table.add_column(header, justify="left" if header in ("model", "parameters") else "right")
     for kind, tuning in result.tuning.items():

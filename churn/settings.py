@@ -115,7 +115,7 @@ class Settings(BaseSettings):
         4,
         ge=1,
         le=6,
-        description="Configurations tried per model kind on time-ordered folds (1 = defaults only)",
+        description="Configurations tried per model kind on forward, user-disjoint folds (1 = defaults only)",
     )
     api_host: str = Field("127.0.0.1", description="Where `churn serve` listens")
     api_port: int = Field(8000, ge=1, le=65535, description="Port of `churn serve`")

@@ -4,7 +4,7 @@ Time-aware split over the as-of times T: validation is the newest
 ``validation_days`` T; training ends at least one horizon before validation
 starts (an embargo: no training label looks into the validation period); the
 last ``calibration_days`` of training are held out to calibrate. Each model kind's
-parameters are searched on time-ordered folds of the fit part alone (``training.tuning``).
+parameters are searched on forward, user-disjoint folds of the fit part alone (``training.tuning``).
 """
 
 from __future__ import annotations
@@ -148,8 +148,7 @@ def train_models(
 
     models, scores, importances, tuning = {}, {}, {}, {}
     for kind in MODEL_KINDS:
-        tuning[kind] = tune(kind, fit, numeric, categorical, settings.horizon_days,
-                            settings.tuning_budget, settings.seed)  # fmt: skip
+        tuning[kind] = tune(kind, fit, numeric, categorical, settings.tuning_budget, settings.seed)
         log.info("%s: %s", kind, tuning[kind].summary())
         model = build_model(kind, numeric, categorical, settings.seed, tuning[kind].chosen)
         model.fit(fit[names], fit[LABEL])

@@ -22,7 +22,6 @@ from ingestion.validate import run_validation
 from training import registry
 from training.dataset import feature_refs, training_set
 from training.labels import LABEL, build_labels
-from training.models import DEFAULT_PARAMS
 from training.promote import force, promote
 from training.train import VALIDATION_ROWS, train_models
 from training.tuning import FOLDS, GRIDS
@@ -76,12 +75,6 @@ def test_two_versions_are_registered_with_their_metadata(trained):
         assert {"recency", "base_rate", "oracle"} <= set(meta["references"])
         assert meta["metrics"]["oracle_roc_auc_ratio"] > 0
         assert meta["metrics"]["pr_auc_skill"] > 0
-        # 120 days leave 21 fit days: too few for a fold a horizon (30 days) long.
-        tuning = meta["tuning"]
-        assert tuning["chosen"] == DEFAULT_PARAMS[kind]
-        assert tuning["trials"] == [] and tuning["folds"] == []
-        assert tuning["skipped"].startswith("21 fit as-of times hold no fold")
-        assert result.tuning[kind].chosen == DEFAULT_PARAMS[kind]
 
 
 def test_embargo_separates_training_from_validation(trained):
@@ -108,24 +101,24 @@ def test_training_is_deterministic(built, trained):
     assert meta[0]["fingerprint"] == meta[1]["fingerprint"]
 
 
-def test_tuning_searches_time_ordered_folds_of_the_fit_rows_only(built):
-    """A 7-day horizon leaves enough fit days for folds: the search runs and is recorded."""
-    tmp, settings = built
-    settings = settings.model_copy(
-        update={"horizon_days": 7, "tuning_budget": 3, "artifacts_dir": tmp / "tuned"}
-    )
-    result = train_models(settings, now=NOW)
+def test_tuning_searches_forward_folds_of_the_fit_rows_only(trained):
+    """120 days leave 21 fit days: each fold trains on 14 and tests on the newest 7."""
+    settings, result = trained
     fit_end = max(result.split.fit)
     for kind, version in result.versions.items():
         tuning = registry.load_metadata(settings.models_dir, version)["tuning"]
         assert tuning["skipped"] is None
-        assert [t["params"] for t in tuning["trials"]] == tuning["grid"] == GRIDS[kind][:3]
-        assert len(tuning["folds"]) == FOLDS
+        budget = settings.tuning_budget
+        assert [t["params"] for t in tuning["trials"]] == tuning["grid"] == GRIDS[kind][:budget]
+        assert [fold["test_users"] for fold in tuning["folds"]] == [
+            f"group {g} of {FOLDS}" for g in range(FOLDS)
+        ]
         for fold in tuning["folds"]:
-            train_end = pd.Timestamp(fold["train"][1])
+            train_start, train_end = (pd.Timestamp(t) for t in fold["train"])
             test_start, test_end = (pd.Timestamp(t) for t in fold["test"])
-            assert train_end + timedelta(days=7) <= test_start  # the embargo, as time_split's
-            assert test_end <= fit_end  # never a calibration or a validation row
+            assert train_start == min(result.split.fit)
+            assert train_end + timedelta(days=1) == test_start  # forward, no gap needed
+            assert test_end == fit_end  # never a calibration or a validation row
         best = max(tuning["trials"], key=lambda t: t["mean_pr_auc"])
         assert tuning["chosen"] == best["params"]
         assert best["mean_pr_auc"] >= tuning["trials"][0]["mean_pr_auc"]  # defaults first

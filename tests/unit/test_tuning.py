@@ -1,9 +1,9 @@
-"""The search on time-ordered folds: the folds' embargo, the grid and budget, the choice."""
+"""The search on forward, user-disjoint folds: the folds, the grid and budget, the choice."""
 
 from __future__ import annotations
 
-import itertools
 import re
+import zlib
 from datetime import timedelta
 
 import pandas as pd
@@ -12,12 +12,22 @@ from rich.console import Console
 
 from churn.progress import tuning_table
 from churn.settings import Settings
-from feature_repo.spec import TIMESTAMP_FIELD
+from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from tests.unit.synthetic import user_frame
 from training.labels import LABEL
 from training.models import DEFAULT_PARAMS, MODEL_KINDS, build_model, split_columns
 from training.train import TrainResult
-from training.tuning import GRIDS, Fold, Trial, Tuning, best_trial, candidates, time_folds, tune
+from training.tuning import (
+    GRIDS,
+    Fold,
+    Trial,
+    Tuning,
+    best_trial,
+    candidates,
+    forward_folds,
+    tune,
+    user_groups,
+)
 
 DAY0 = pd.Timestamp("2026-03-01", tz="UTC")
 
@@ -27,54 +37,49 @@ def days(*offsets: int) -> list[pd.Timestamp]:
 
 
 @pytest.mark.parametrize(
-    ("case", "times", "folds"),
+    ("case", "times", "train", "test"),
     [
         (
-            # Test times need 7 train times a horizon (30 days) before them: day 36 on.
-            "45 daily times: three blocks of three test days",
-            days(*range(45)),
-            [
-                Fold(days(*range(7)), days(36, 37, 38)),
-                Fold(days(*range(10)), days(39, 40, 41)),
-                Fold(days(*range(13)), days(42, 43, 44)),
-            ],
+            "the demo's 21 fit times: 14 before, 7 tested",
+            days(*range(21)),
+            range(14),
+            range(14, 21),
         ),
-        (
-            "fewer test times than folds: one fold each",
-            days(*range(38)),
-            [Fold(days(*range(7)), days(36)), Fold(days(*range(8)), days(37))],
-        ),
+        ("10 times: the newest 3 tested", days(*range(10)), range(7), range(7, 10)),
         (
             "every other day: times, not days, are counted",
-            days(*range(0, 50, 2)),
-            [
-                Fold(days(*range(0, 14, 2)), days(42, 44)),
-                Fold(days(*range(0, 18, 2)), days(46)),
-                Fold(days(*range(0, 20, 2)), days(48)),
-            ],
+            days(*range(0, 30, 2)),
+            range(0, 20, 2),
+            range(20, 30, 2),
         ),
-        ("21 times (the demo's fit part) hold no fold", days(*range(21)), []),
-        ("one horizon and a day too few", days(*range(36)), []),
-        (
-            "unsorted and repeated times",
-            days(*reversed(range(38)), 5, 36),
-            [Fold(days(*range(7)), days(36)), Fold(days(*range(8)), days(37))],
-        ),
+        ("unsorted and repeated times", days(*reversed(range(10)), 5, 9), range(7), range(7, 10)),
+        ("9 times leave 6 before the newest third: too few", days(*range(9)), None, None),
+        ("one time", days(0), None, None),
     ],
 )
-def test_time_folds(case: str, times: list[pd.Timestamp], folds: list[Fold]) -> None:
-    found = time_folds(times, horizon_days=30, folds=3, min_train_times=7)
-    assert found == folds, case
-    for fold in found:  # the embargo of time_split: training labels end before the test times
-        assert max(fold.train) + timedelta(days=30) <= min(fold.test)
-    for earlier, later in itertools.pairwise(found):  # an expanding window
-        assert set(earlier.train) <= set(later.train)
-        assert max(earlier.test) < min(later.test)
+def test_forward_folds(case: str, times: list[pd.Timestamp], train, test) -> None:
+    found = forward_folds(times, folds=3, min_train_times=7)
+    if train is None:
+        assert found == [], case
+        return
+    assert found == [Fold(g, days(*train), days(*test)) for g in range(3)], case
+    for fold in found:  # forward: every training time precedes every test time
+        assert max(fold.train) < min(fold.test)
+
+
+def test_user_groups_are_stable_and_balanced() -> None:
+    users = pd.Series([f"u{i:06d}" for i in range(3000)])
+    groups = user_groups(users)
+    assert groups.tolist() == user_groups(users.iloc[::-1]).tolist()[::-1]  # per id, not order
+    assert set(groups) == {0, 1, 2}
+    assert all(900 < (groups == g).sum() < 1100 for g in range(3))
+    assert user_groups(pd.Series(["u000001"])).tolist() == [zlib.crc32(b"u000001") % 3]
 
 
 def test_fold_describe() -> None:
-    fold = Fold(days(0, 1), days(40))
+    fold = Fold(2, days(0, 1), days(40))
     assert fold.describe() == {
+        "test_users": "group 2 of 3",
         "train": ["2026-03-01 00:00:00+00:00", "2026-03-02 00:00:00+00:00"],
         "test": ["2026-04-10 00:00:00+00:00", "2026-04-10 00:00:00+00:00"],
     }
@@ -94,7 +99,7 @@ def test_the_grid_starts_with_the_defaults_and_every_entry_builds(kind) -> None:
     ("kind", "budget", "tried"),
     [
         ("logistic", 1, [{"C": 0.3}]),
-        ("logistic", 3, [{"C": 0.3}, {"C": 0.03}, {"C": 3.0}]),
+        ("logistic", 3, [{"C": 0.3}, {"C": 0.01}, {"C": 3.0}]),
         ("boosted", 2, GRIDS["boosted"][:2]),
         ("boosted", 6, GRIDS["boosted"]),
     ],
@@ -139,10 +144,11 @@ def test_best_trial_of_nothing_is_an_error() -> None:
 
 
 def timed_users(times: int, per_time: int = 120) -> pd.DataFrame:
-    """Synthetic users asked on ``times`` consecutive days, as fit rows look."""
+    """The same synthetic users asked on ``times`` consecutive days, as fit rows look."""
     frames = []
     for i in range(times):
         frame = user_frame(per_time, seed=100 + i)
+        frame[ENTITY_KEY] = [f"u{j:06d}" for j in range(per_time)]
         frame[TIMESTAMP_FIELD] = DAY0 + timedelta(days=i)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
@@ -154,16 +160,16 @@ def fit_rows() -> pd.DataFrame:
 
 
 def test_tune_tries_the_budget_on_the_folds_and_keeps_the_best(fit_rows) -> None:
-    numeric, categorical = split_columns(fit_rows, [c for c in fit_rows if c not in (
-        LABEL, TIMESTAMP_FIELD)])  # fmt: skip
-    tuning = tune("logistic", fit_rows, numeric, categorical, horizon_days=30, budget=4, seed=1)
+    features = [c for c in fit_rows if c not in (ENTITY_KEY, LABEL, TIMESTAMP_FIELD)]
+    numeric, categorical = split_columns(fit_rows, features)
+    tuning = tune("logistic", fit_rows, numeric, categorical, budget=4, seed=1)
     assert tuning.skipped is None
     assert [t.params for t in tuning.trials] == candidates("logistic", 4)
-    assert tuning.folds == time_folds(list(fit_rows[TIMESTAMP_FIELD].unique()), 30)
+    assert tuning.folds == forward_folds(list(fit_rows[TIMESTAMP_FIELD].unique()))
     assert all(len(t.fold_pr_auc) == 3 for t in tuning.trials)
     assert tuning.chosen == best_trial(tuning.trials).params
     assert max(t.mean_pr_auc for t in tuning.trials) >= tuning.trials[0].mean_pr_auc
-    again = tune("logistic", fit_rows, numeric, categorical, horizon_days=30, budget=4, seed=1)
+    again = tune("logistic", fit_rows, numeric, categorical, budget=4, seed=1)
     assert again == tuning  # deterministic
     record = tuning.to_dict()
     assert record["grid"] == candidates("logistic", 4)
@@ -178,16 +184,16 @@ def test_tune_tries_the_budget_on_the_folds_and_keeps_the_best(fit_rows) -> None
         ("budget 1", 45, 1, "budget 1: the defaults only"),
         (
             "too short a fit part",
-            21,
+            9,
             4,
-            "21 fit as-of times hold no fold: a fold trains on at least 7 as-of times that end "
-            "30 days (the horizon) before its test times",
+            "9 fit as-of times hold no fold: a fold trains on at least 7 as-of times before its "
+            "test times (the newest third), and both hold churners and stayers",
         ),
     ],
 )
 def test_tune_falls_back_to_the_defaults(case: str, times: int, budget: int, skipped: str) -> None:
     rows = timed_users(times, per_time=40)
-    tuning = tune("logistic", rows, ["logins_7d"], ["plan"], horizon_days=30, budget=budget, seed=1)
+    tuning = tune("logistic", rows, ["logins_7d"], ["plan"], budget=budget, seed=1)
     assert tuning.skipped == skipped, case
     assert tuning.chosen == DEFAULT_PARAMS["logistic"]
     assert tuning.trials == [] and tuning.folds == []
@@ -196,15 +202,18 @@ def test_tune_falls_back_to_the_defaults(case: str, times: int, budget: int, ski
 
 def test_folds_with_one_class_are_left_out(fit_rows) -> None:
     rows = fit_rows.copy()
-    first_fold = time_folds(list(rows[TIMESTAMP_FIELD].unique()), 30)[0]
-    rows.loc[rows[TIMESTAMP_FIELD].isin(first_fold.test), LABEL] = 0  # no churner to rank
-    tuning = tune("logistic", rows, ["logins_7d"], ["plan"], horizon_days=30, budget=2, seed=1)
+    first_fold = forward_folds(list(rows[TIMESTAMP_FIELD].unique()))[0]
+    tested = (user_groups(rows[ENTITY_KEY]) == first_fold.group) & rows[TIMESTAMP_FIELD].isin(
+        first_fold.test
+    )
+    rows.loc[tested, LABEL] = 0  # no churner to rank among the first group's test rows
+    tuning = tune("logistic", rows, ["logins_7d"], ["plan"], budget=2, seed=1)
     assert first_fold not in tuning.folds
     assert len(tuning.folds) == 2
 
 
 def test_the_console_table_shows_what_was_chosen() -> None:
-    folds = [Fold(days(0), days(31)), Fold(days(0, 1), days(32))]
+    folds = [Fold(0, days(0), days(31)), Fold(1, days(0), days(31))]
     tuned = Tuning("logistic", 2, folds, [Trial({"C": 0.3}, [0.2, 0.3]),
                                           Trial({"C": 0.03}, [0.3, 0.4])], {"C": 0.03})  # fmt: skip
     skipped = Tuning(
