@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install system-deps demo test test-clock test-unit test-integration lint format bench-features bench-training bench-batch bench-spark bench-api demo-dates feast clean
+.PHONY: install system-deps demo test test-clock test-unit test-integration lint format bench-features bench-training bench-batch bench-spark bench-api bench-models demo-dates feast clean
 
 install: $(VENV)/.installed
 
@@ -103,6 +103,10 @@ bench-api: install system-deps
 # The demo's gate verdict and metrics on 14 consecutive end dates (the same world each).
 demo-dates: install system-deps
 	$(BIN)/python benchmarks/demo_dates.py $(ARGS)
+
+# Both demo worlds' model tables beside the references and the observable ceiling (seed 42).
+bench-models: install system-deps
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/model_quality.py $(ARGS)
 
 # Plain Feast with the current settings, e.g. make feast ARGS="materialize-incremental 2026-11-26T00:00:00"
 feast: install

@@ -32,6 +32,10 @@ FOLDS = 3
 # A fold trains on at least this many as-of times: fewer teach a model too little to
 # rank configurations by. The newest third of the times are the test times.
 MIN_TRAIN_TIMES = 7
+# The search sees at most about this many fit rows, whole users drawn at random: it ranks a
+# few configurations, which a sample does as well, and 100k users would otherwise make a
+# nightly retrain fit every configuration on a million rows three times.
+MAX_TUNING_ROWS = 200_000
 # Tried in this order, the defaults first; a budget of B tries the first B. Logistic: the
 # regularisation strength, both ends of the range first. Boosted: simpler trees first
 # (users repeat across as-of days, so a fit part holds fewer independent rows than it
@@ -143,6 +147,17 @@ def user_groups(users: pd.Series, groups: int = FOLDS) -> np.ndarray:
     return users.astype(str).map(lambda u: zlib.crc32(u.encode()) % groups).to_numpy()
 
 
+def sample_users(rows: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    """``rows`` of a seeded random share of the users, about ``max_rows`` in all; every row
+    of a user drawn is kept (a fold splits users, never a user's rows)."""
+    if len(rows) <= max_rows:
+        return rows
+    users = np.sort(rows[ENTITY_KEY].unique())
+    keep = max(1, len(users) * max_rows // len(rows))
+    drawn = np.random.default_rng(seed).choice(users, keep, replace=False)
+    return rows[rows[ENTITY_KEY].isin(drawn)]
+
+
 def forward_folds(
     times: list[pd.Timestamp], folds: int = FOLDS, min_train_times: int = MIN_TRAIN_TIMES
 ) -> list[Fold]:
@@ -184,6 +199,7 @@ def tune(
     defaults = grid[0]
     if budget == 1:
         return Tuning(kind, budget, [], [], defaults, "budget 1: the defaults only")
+    fit = sample_users(fit, MAX_TUNING_ROWS, seed)
     groups = user_groups(fit[ENTITY_KEY])
     parts = [
         (fold, _fold_rows(fit, groups, fold))

@@ -2,9 +2,10 @@
 
 The default world's promotion is `test_demo`'s; here the pipeline (without serving) runs
 as of 14 consecutive days at different times of day, on a world small enough to be quick.
-On a portal that small neither model ranks better than the days since the last activity,
-for a reason the test checks (both trail the recency reference on PR-AUC and on ROC-AUC,
-so no margin lets them pass), and the gate refuses it on every date.
+On a portal that small the best model (tuned: C=0.01) ranks a little better than the days
+since the last activity by ROC-AUC but worse by PR-AUC, for a reason the test checks (it
+trails the recency reference's PR-AUC by about four margins), and the gate refuses it on
+every date.
 """
 
 from __future__ import annotations
@@ -41,16 +42,14 @@ def test_fourteen_end_dates_give_the_same_metrics_and_the_same_refusal(tmp_path,
         decision = build.promoted.decision
         assert decision.reasons == first.promoted.decision.reasons, now
         assert not decision.promote
-        # Trailing recency on both metrics; with 67 features on 300 users, the skill too.
-        assert [r.split(":")[0].split(" 0.")[0] for r in decision.failed] == [
-            "PR-AUC skill",
-            "does not beat the recency reference",
-            "does not beat the recency reference",
+        # Trailing recency on PR-AUC (0.297 vs 0.316); every other check passes.
+        assert [r.split(":")[0] for r in decision.failed] == [
+            "does not beat the recency reference"
         ], decision.reasons
+        assert "PR-AUC" in decision.failed[0], decision.reasons
 
-    # The refusal's reason, not luck: the best model trails the one-feature rule on both
-    # metrics (so no margin lets it pass), on PR-AUC by far more than a rounding.
+    # The refusal's reason, not luck: the best model trails the one-feature rule's PR-AUC
+    # by far more than a rounding or the margin (0.005).
     best = first.trained.metrics[first.trained.best]
     recency = first.trained.references["recency"]
-    assert best["pr_auc"] < recency["pr_auc"] - 0.02, (best, recency)
-    assert best["roc_auc"] < recency["roc_auc"], (best, recency)
+    assert best["pr_auc"] < recency["pr_auc"] - 0.01, (best, recency)

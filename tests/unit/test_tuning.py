@@ -25,6 +25,7 @@ from training.tuning import (
     best_trial,
     candidates,
     forward_folds,
+    sample_users,
     tune,
     user_groups,
 )
@@ -74,6 +75,16 @@ def test_user_groups_are_stable_and_balanced() -> None:
     assert set(groups) == {0, 1, 2}
     assert all(900 < (groups == g).sum() < 1100 for g in range(3))
     assert user_groups(pd.Series(["u000001"])).tolist() == [zlib.crc32(b"u000001") % 3]
+
+
+def test_sample_users_keeps_whole_users_up_to_about_max_rows(fit_rows) -> None:
+    assert sample_users(fit_rows, len(fit_rows), seed=1) is fit_rows  # small enough: untouched
+    sample = sample_users(fit_rows, 1800, seed=1)  # 45 times × 120 users: 40 users, 1,800 rows
+    assert sample[ENTITY_KEY].nunique() == 40
+    assert len(sample) == 1800
+    assert (sample.groupby(ENTITY_KEY).size() == 45).all()  # every row of a user drawn
+    assert sample.equals(sample_users(fit_rows, 1800, seed=1))  # seeded
+    assert not sample.equals(sample_users(fit_rows, 1800, seed=2))
 
 
 def test_fold_describe() -> None:
