@@ -174,8 +174,13 @@ class Settings(BaseSettings):
     max_model_age_days: int = Field(
         30, ge=1, description="Retrain when the production model is older than this"
     )
-    realized_pr_auc_lift_floor: float = Field(
-        2.0, ge=1, description="Retrain when realized PR-AUC over its base rate falls below this"
+    realized_pr_auc_skill_floor: float = Field(
+        0.10,
+        ge=0,
+        lt=1,
+        description="Retrain when realized PR-AUC skill, (PR-AUC - base rate) / (1 - base rate), "
+        "falls below this; under min_pr_auc_skill so noise around a model the gate passed "
+        "does not retrain",
     )
     skew_sample: int = Field(
         1000, ge=1, description="Users sampled by the online/offline skew check"

@@ -28,7 +28,7 @@ from ingestion import partitions
 from ingestion.prepare import MissingInputError
 from ingestion.sql_engine import connect, quote_path
 from monitor.push import Sample
-from training.metrics import evaluate, reliability_curve
+from training.metrics import evaluate, pr_auc_skill, reliability_curve
 
 BATCH_PREFIX = "as_of="
 PREDICTIONS_FILE = "predictions.parquet"
@@ -47,7 +47,8 @@ class DateOutcome:
     positives: int
     base_rate: float
     pr_auc: float
-    pr_auc_lift: float
+    pr_auc_lift: float  # information only: capped at 1 / base_rate
+    pr_auc_skill: float  # what the retraining trigger and the alert compare to their floor
     roc_auc: float
     precision_at_k: float
     k: int
@@ -171,6 +172,7 @@ def outcome_of(
         base_rate=float(metrics["base_rate"]),
         pr_auc=float(metrics["pr_auc"]),
         pr_auc_lift=float(metrics["pr_auc_lift"]),
+        pr_auc_skill=float(metrics["pr_auc_skill"]),
         roc_auc=float(metrics["roc_auc"]),
         precision_at_k=float(metrics["precision_at_k"]),
         k=int(metrics["k"]),
@@ -230,29 +232,40 @@ def realized_outcomes(settings: Settings) -> OutcomesReport:
 
 
 def read_history(path: Path) -> dict[str, dict]:
-    """Records by batch date; ValueError (naming the file) rather than overwrite a broken one."""
+    """Records by batch date; ValueError (naming the file) rather than overwrite a broken one.
+
+    Records written before ``pr_auc_skill`` existed get it from their PR-AUC and base rate.
+    """
     if not path.exists():
         return {}
     try:
         records = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(records, list):
             raise ValueError("expected a list of records")
-        return {str(r["as_of"]): r for r in records}
+        return {str(r["as_of"]): with_skill(r) for r in records}
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path} is not an outcomes history ({exc}): move it aside") from exc
+
+
+def with_skill(record: dict) -> dict:
+    """``record`` with ``pr_auc_skill``, computed when an older record lacks it."""
+    if "pr_auc_skill" in record:
+        return record
+    return record | {"pr_auc_skill": pr_auc_skill(record["pr_auc"], record["base_rate"])}
 
 
 def print_outcomes(report: OutcomesReport, console: Console) -> None:
     """One row per evaluated batch date, the newest date's calibration, and what is pending."""
     table = Table(
-        "as of", "model", "rows", "base rate", "PR-AUC", "lift", "ROC-AUC", "P@K", "Brier",
+        "as of", "model", "rows", "base rate", "PR-AUC", "skill", "lift", "ROC-AUC", "P@K",
+        "Brier",
         title=f"Realized performance (user_daily up to {report.last_complete_day})",
     )  # fmt: skip
     for o in report.evaluated:
         table.add_row(
             str(o.as_of), o.model_version, str(o.rows), f"{o.base_rate:.3f}", f"{o.pr_auc:.3f}",
-            f"{o.pr_auc_lift:.2f}", f"{o.roc_auc:.3f}", f"{o.precision_at_k:.3f} (K={o.k})",
-            f"{o.brier:.4f}",
+            f"{o.pr_auc_skill:.3f}", f"{o.pr_auc_lift:.2f}", f"{o.roc_auc:.3f}",
+            f"{o.precision_at_k:.3f} (K={o.k})", f"{o.brier:.4f}",
         )  # fmt: skip
     if report.evaluated:
         console.print(table)
@@ -286,6 +299,7 @@ def outcome_samples(report: OutcomesReport) -> list[Sample]:
     as_of = datetime.combine(o.as_of, datetime.min.time(), UTC).timestamp()
     values = [
         ("churn_realized_pr_auc", o.pr_auc, "Realized PR-AUC of the newest evaluated batch"),
+        ("churn_realized_pr_auc_skill", o.pr_auc_skill, "Realized (PR-AUC - base) / (1 - base)"),
         ("churn_realized_pr_auc_lift", o.pr_auc_lift, "Realized PR-AUC over its base rate"),
         ("churn_realized_roc_auc", o.roc_auc, "Realized ROC-AUC of the newest evaluated batch"),
         ("churn_realized_precision_at_k", o.precision_at_k, "Realized precision among the top K"),

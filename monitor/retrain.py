@@ -1,9 +1,11 @@
 """``churn monitor retrain-if-needed``: the loop that renews the model without a person.
 
 Three triggers, each in settings: drift at alert level on the newest batch, realized
-PR-AUC over its base rate below ``realized_pr_auc_lift_floor`` on the newest date whose
-horizon has passed, and a production model older than ``max_model_age_days``. When any
-fires, a candidate is trained on the newest data and handed to the same gate as
+PR-AUC skill, (PR-AUC - base rate) / (1 - base rate), below ``realized_pr_auc_skill_floor``
+on the newest date whose horizon has passed, and a production model older than
+``max_model_age_days``. Skill, not lift (PR-AUC / base rate), as in the promotion gate: lift
+cannot exceed 1 / base rate, so at a high churn rate a lift floor would fire every night.
+When any fires, a candidate is trained on the newest data and handed to the same gate as
 ``churn promote``: the loop never promotes past it. Every decision, retrain or not, is
 logged and kept in ``monitoring/retrain/history.jsonl``.
 """
@@ -29,7 +31,7 @@ class Evidence:
     drift_status: str | None = None  # ok | warn | alert, of the newest batch
     drift_as_of: str | None = None
     drifted_features: list[str] = field(default_factory=list)
-    realized_lift: float | None = None  # PR-AUC / base rate, newest evaluated batch date
+    realized_skill: float | None = None  # PR-AUC skill, newest evaluated batch date
     realized_as_of: str | None = None
     model_age_days: float | None = None
 
@@ -52,10 +54,10 @@ def triggers(evidence: Evidence, settings: Settings) -> list[str]:
     if evidence.drift_status == "alert":
         features = ", ".join(evidence.drifted_features[:5])
         out.append(f"drift alert on the batch of {evidence.drift_as_of} ({features})")
-    floor = settings.realized_pr_auc_lift_floor
-    if evidence.realized_lift is not None and evidence.realized_lift < floor:
+    floor = settings.realized_pr_auc_skill_floor
+    if evidence.realized_skill is not None and evidence.realized_skill < floor:
         out.append(
-            f"realized PR-AUC lift {evidence.realized_lift:.2f} < {floor:.2f} "
+            f"realized PR-AUC skill {evidence.realized_skill:.2f} < {floor:.2f} "
             f"on the batch of {evidence.realized_as_of}"
         )
     if (
@@ -94,7 +96,7 @@ def gather_evidence(settings: Settings, production: str, now: datetime) -> Evide
     else:
         latest = outcomes.latest
         if latest is not None:
-            evidence = _with(evidence, realized_lift=latest.pr_auc_lift,
+            evidence = _with(evidence, realized_skill=latest.pr_auc_skill,
                              realized_as_of=str(latest.as_of))  # fmt: skip
     return evidence
 
@@ -144,8 +146,8 @@ def _with(evidence: Evidence, **changes: object) -> Evidence:
 
 def _summary(evidence: Evidence) -> str:
     parts = [f"drift {evidence.drift_status or 'unknown'}"]
-    lift = evidence.realized_lift
-    parts.append(f"realized lift {lift:.2f}" if lift is not None else "no realized outcomes yet")
+    skill = evidence.realized_skill
+    parts.append(f"realized skill {skill:.2f}" if skill is not None else "no realized outcomes yet")
     if evidence.model_age_days is not None:
         parts.append(f"model {evidence.model_age_days:.0f} days old")
     return ", ".join(parts)

@@ -261,3 +261,22 @@ def test_the_drift_alert_leaves_out_exactly_the_features_that_age():
     assert left_out == set(ageing_features())
     assert get_settings().drift_ignore_features == ageing_features()
     assert "days_since_last_activity" not in left_out  # recency is the model's first signal
+
+
+def test_the_realized_alert_and_panel_use_the_retraining_floor():
+    """Alert, dashboard line and CHURN_REALIZED_PR_AUC_SKILL_FLOOR's default agree, on skill:
+    a lift floor could never be met once half the users churn."""
+    from churn.settings import get_settings
+
+    floor = get_settings().realized_pr_auc_skill_floor
+    expr = alert_rules()["ChurnRealizedPrAucLow"]["expr"]
+    threshold = re.fullmatch(r"churn_realized_pr_auc_skill < ([0-9.]+)", expr.strip())
+    assert threshold and float(threshold.group(1)) == floor, expr
+    model = next(p for p in DASHBOARDS if p.stem == "churn-model")
+    panel = next(
+        p for p in data_panels(load_dashboard(model)) if p["title"] == "Realized PR-AUC skill"
+    )
+    assert [t["expr"] for t in panel["targets"]] == ["churn_realized_pr_auc_skill"]
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in steps] == [None, floor]
+    assert panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] == "line"

@@ -21,6 +21,7 @@ from ingestion.sql_engine import DuckEngine, connect
 from monitor.outcomes import (
     outcome_samples,
     print_outcomes,
+    read_history,
     realized_labels_sql,
     realized_outcomes,
 )
@@ -152,10 +153,13 @@ def test_metrics_equal_evaluate_on_the_same_arrays(settings):
         y = np.array([expected_label(u, outcome.as_of) for u in frame["user_id"]])
         want = evaluate(y, frame["churn_risk"].to_numpy(), k=10)
         assert 0 < want["positives"] < len(y)  # both classes: a meaningful check
-        for key in ("rows", "positives", "base_rate", "pr_auc", "roc_auc", "precision_at_k",
-                    "brier", "k"):  # fmt: skip
+        for key in ("rows", "positives", "base_rate", "pr_auc", "pr_auc_skill", "roc_auc",
+                    "precision_at_k", "brier", "k"):  # fmt: skip
             assert getattr(outcome, key) == pytest.approx(want[key], abs=1e-12), key
         assert outcome.pr_auc_lift == pytest.approx(want["pr_auc"] / want["base_rate"])
+        assert outcome.pr_auc_skill == pytest.approx(
+            (want["pr_auc"] - want["base_rate"]) / (1 - want["base_rate"])
+        )
         assert sum(row["count"] for row in outcome.calibration) == len(y)
         for row in outcome.calibration:
             in_bin = (frame["churn_risk"] >= row["bin_low"]) & (
@@ -185,6 +189,23 @@ def test_history_is_idempotent_and_recomputed(settings):
     assert records[0]["model_version"] == "v9"
     assert records[0]["pr_auc"] == report.evaluated[0].pr_auc
     assert records[1] == json.loads(first)[1]  # untouched input, same figures
+
+
+def test_an_older_history_record_without_skill_still_loads(settings):
+    """Histories written before pr_auc_skill existed: the skill comes from PR-AUC and base
+    rate, and a rewrite keeps every old figure beside it."""
+    path = settings.monitoring_dir / "outcomes" / "history.json"
+    old = {"as_of": "2026-03-01", "model_version": "v0", "horizon_days": HORIZON,
+           "rows": 100, "positives": 52, "base_rate": 0.52, "pr_auc": 0.70,
+           "pr_auc_lift": 0.70 / 0.52, "roc_auc": 0.7, "precision_at_k": 0.8, "k": 10,
+           "brier": 0.2, "calibration": []}  # fmt: skip
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps([old]))
+    assert read_history(path)["2026-03-01"]["pr_auc_skill"] == pytest.approx(0.375)
+
+    realized_outcomes(settings)  # no batch of 03-01 any more: the record is kept, upgraded
+    kept = json.loads(path.read_text())[0]
+    assert kept == old | {"pr_auc_skill": pytest.approx(0.375)}
 
 
 def test_history_keeps_dates_whose_batch_was_removed(settings):
@@ -250,6 +271,7 @@ def test_samples_are_the_newest_evaluated_date(settings):
     samples = {s.name: s for s in outcome_samples(report)}
     assert set(samples) == {
         "churn_realized_pr_auc",
+        "churn_realized_pr_auc_skill",
         "churn_realized_pr_auc_lift",
         "churn_realized_roc_auc",
         "churn_realized_precision_at_k",
@@ -259,6 +281,7 @@ def test_samples_are_the_newest_evaluated_date(settings):
     }
     assert all(s.labels == {"model_version": "v2"} for s in samples.values())
     assert samples["churn_realized_pr_auc"].value == latest.pr_auc
+    assert samples["churn_realized_pr_auc_skill"].value == latest.pr_auc_skill
     assert samples["churn_realized_pr_auc_lift"].value == latest.pr_auc_lift
     assert samples["churn_realized_brier"].value == latest.brier
     assert samples["churn_realized_as_of_timestamp_seconds"].value == (
@@ -273,4 +296,5 @@ def test_printed_table_names_dates_models_and_pending(settings):
     text = console.export_text()
     assert "2026-03-10" in text and "v1" in text and "v2" in text
     assert f"{report.latest.pr_auc:.3f}" in text
+    assert "skill" in text and f"{report.latest.pr_auc_skill:.3f}" in text
     assert "pending 2026-03-13: needs user_daily up to 2026-03-17" in text
