@@ -25,6 +25,15 @@ from pydantic_settings import (
 )
 
 FEATURE_REPO_DIR = Path(__file__).resolve().parent.parent / "feature_repo"
+# Variables that once meant something: set, they stop the run rather than be ignored, since
+# whoever set one expects it to act. The value says what replaces it.
+RETIRED = {
+    "CHURN_MIN_PR_AUC_LIFT": "CHURN_MIN_PR_AUC_SKILL, (PR-AUC - base rate) / (1 - base rate): "
+    "a lift cannot reach 2 once half the users churn",
+    "CHURN_MIN_PRECISION_AT_K": "nothing: precision@K is reported, not gated",
+    "CHURN_REALIZED_PR_AUC_LIFT_FLOOR": "CHURN_REALIZED_PR_AUC_SKILL_FLOOR (a skill, as the "
+    "gate's; 0.10 by default)",
+}
 
 
 class Settings(BaseSettings):
@@ -267,6 +276,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"CHURN_REDIS_URL {self.redis_url!r} names a database, which a Redis Cluster "
                 "does not have: use redis://host:port (Feast projects keep environments apart)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _no_retired_variables(self) -> Settings:
+        if found := sorted(name for name in RETIRED if name in os.environ):
+            raise ValueError(
+                "; ".join(f"{name} is no longer read: use {RETIRED[name]}" for name in found)
             )
         return self
 

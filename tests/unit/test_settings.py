@@ -26,6 +26,13 @@ def test_windows_from_a_comma_list(monkeypatch):
         ("CHURN_SPARK_DRIVER_MEMORY", "2 GB", "spark_driver_memory"),
         ("CHURN_VALIDATION_SEVERITY", "duplicate_events:warn", "rule=error|warn|off pairs"),
         ("CHURN_VALIDATION_SEVERITY", "volume=ignore", "validation_severity"),
+        ("CHURN_MIN_PR_AUC_LIFT", "3", "CHURN_MIN_PR_AUC_LIFT is no longer read: use CHURN_MIN_PR"),
+        ("CHURN_MIN_PRECISION_AT_K", "0.4", "CHURN_MIN_PRECISION_AT_K is no longer read"),
+        (
+            "CHURN_REALIZED_PR_AUC_LIFT_FLOOR",
+            "2",
+            "CHURN_REALIZED_PR_AUC_LIFT_FLOOR is no longer read: use CHURN_REALIZED_PR_AUC_SKILL",
+        ),
     ],
 )
 def test_bad_values_fail_fast_and_say_which(monkeypatch, variable, value, named):
