@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install system-deps demo test test-clock test-unit test-integration lint format bench-features bench-training bench-batch bench-spark bench-api bench-models demo-dates feast clean
+.PHONY: install system-deps demo test test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-api bench-models demo-dates feast clean
 
 install: $(VENV)/.installed
 
@@ -67,6 +67,11 @@ test-clock: install system-deps
 
 test-unit: install
 	OMP_NUM_THREADS=1 $(BIN)/pytest tests/unit
+
+# The deployment files, offline: compose, the Dockerfiles, the Kubernetes and Spark manifests
+# (kubectl's kustomize), the alert rules (promtool) and the dashboards' JSON.
+test-deploy: install system-deps
+	OMP_NUM_THREADS=1 $(BIN)/pytest -m deploy
 
 test-integration: install system-deps
 	OMP_NUM_THREADS=1 $(BIN)/pytest -m integration

@@ -31,10 +31,10 @@ import yaml
 from churn.settings import Settings
 from feature_repo.store import open_store
 from online_api import server
+from tests.deploy.test_alerts import ALERTS, CONFIG, DASHBOARDS, dashboard_queries
 from tests.integration.services import installed, running
 from tests.integration.test_push import running_pushgateway
 from tests.integration.world import TODAY, build_world
-from tests.unit.test_alerts import ALERTS, CONFIG, DASHBOARDS, dashboard_queries
 from training.promote import force
 from training.train import train_models
 

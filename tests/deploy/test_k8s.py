@@ -19,7 +19,10 @@ import yaml
 from churn.settings import Settings
 
 KUBECTL = shutil.which("kubectl")
-pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl (with kustomize) is not on PATH")
+pytestmark = [
+    pytest.mark.deploy,
+    pytest.mark.skipif(KUBECTL is None, reason="kubectl (with kustomize) is not on PATH"),
+]
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 SECRET_TEMPLATE = K8S / "base" / "secret.example.yaml"

@@ -28,8 +28,10 @@ import yaml
 from packaging.requirements import Requirement
 
 from churn.settings import Settings
-from tests.unit.test_compose import assert_churn_command, instructions, runtime_stage
-from tests.unit.test_k8s import validate
+from tests.deploy.test_compose import assert_churn_command, instructions, runtime_stage
+from tests.deploy.test_k8s import validate
+
+pytestmark = pytest.mark.deploy
 
 ROOT = Path(__file__).resolve().parents[2]
 SPARK = ROOT / "deploy" / "k8s" / "spark"

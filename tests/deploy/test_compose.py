@@ -28,6 +28,8 @@ from packaging.utils import canonicalize_name
 
 from churn.cli import app
 
+pytestmark = pytest.mark.deploy
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
