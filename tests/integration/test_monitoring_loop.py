@@ -9,7 +9,6 @@ promotion by itself. Without drift the same loop leaves production alone.
 from __future__ import annotations
 
 import json
-import time as clock
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
@@ -24,6 +23,7 @@ from ingestion.validate import run_validation
 from monitor.drift import drift_report
 from monitor.retrain import retrain_if_needed
 from online_api.app import create_app
+from tests.integration.services import wait_until
 from training import registry
 from training.promote import force
 from training.train import train_models
@@ -118,9 +118,12 @@ def test_drift_retrains_and_the_api_serves_the_promoted_model(drifted):
         assert not decision.promoted or beats
         assert decision.promoted, f"the retrained model was refused: {decision.gate_reasons}"
         assert registry.production(drifted.models_dir) == decision.candidate
-        deadline = clock.monotonic() + 5
-        while client.get("/model").json()["version"] != decision.candidate:
-            assert clock.monotonic() < deadline, "the API did not pick up the new model"
+        wait_until(
+            "the API to pick up the new model",
+            lambda: client.get("/model").json()["version"],
+            timeout=5,
+            done=lambda served: served == decision.candidate,
+        )
         user = client.post("/churn-risk:batch", json={"user_ids": ["u000001", "u000002"]})
         served = [i["result"] for i in user.json()["results"] if i["result"]]
         assert served and all(r["model_version"] == decision.candidate for r in served)

@@ -19,8 +19,7 @@ from typer.testing import CliRunner
 from churn.cli import app
 from ingestion.generate import generate_demo_data, write_demo_data
 from monitor.push import Sample, push
-from online_api.server import free_port
-from tests.integration.services import installed, running
+from tests.integration.services import free_port, installed, running
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import shutil
 import subprocess
-import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -20,7 +21,7 @@ import redis
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import materialize, online_feature_rows, open_store
 from online_api.online_features import OnlineFeatures
-from online_api.server import free_port
+from tests.integration.services import free_port, wait_until
 from tests.integration.world import TODAY, build_world
 from training.dataset import FEATURE_SERVICE, feature_refs
 
@@ -39,7 +40,7 @@ NODES = 3
 def cluster(tmp_path_factory):
     """Ports of a three-master Redis Cluster that keeps nothing on disk but its node files."""
     root = tmp_path_factory.mktemp("cluster")
-    ports = _distinct_free_ports(2 * NODES)
+    ports = [free_port() for _ in range(2 * NODES)]
     ports, bus_ports = ports[:NODES], ports[NODES:]
     servers = []
     try:
@@ -57,13 +58,21 @@ def cluster(tmp_path_factory):
                 )
             )  # fmt: skip
         for port, server in zip(ports, servers, strict=True):
-            _wait(lambda port=port: redis.Redis(port=port).ping(), server, root / str(port))
+            check = _answering(port, server, root / str(port))
+            wait_until(f"redis-server on {port}", check, 30, ignore=(redis.RedisError,))
         subprocess.run(
             ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
              "--cluster-replicas", "0", "--cluster-yes"],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
-        _wait(lambda: redis.Redis(port=ports[0]).cluster("info")["cluster_state"] == "ok")
+        first = redis.Redis(port=ports[0])
+        wait_until(
+            "the Redis Cluster's state to be ok",
+            lambda: first.cluster("info")["cluster_state"],
+            30,
+            done=lambda state: state == "ok",
+            ignore=(redis.RedisError,),
+        )
         yield ports
     finally:
         for server in servers:
@@ -73,25 +82,17 @@ def cluster(tmp_path_factory):
                 server.wait(timeout=10)
 
 
-def _distinct_free_ports(count: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < count:
-        ports.add(free_port())
-    return sorted(ports)
+def _answering(port: int, server: subprocess.Popen, node: Path) -> Callable[[], bool]:
+    """A ping of the node on ``port``; fails fast with its log if its redis-server exited."""
+    client = redis.Redis(port=port)
 
-
-def _wait(ready, server: subprocess.Popen | None = None, node=None, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(redis.RedisError):
-            if ready():
-                return
-        if server is not None and server.poll() is not None:
+    def check() -> bool:
+        if server.poll() is not None:
             log = (node / "redis.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"redis-server exited with {server.returncode}:\n{log}")
-        if time.monotonic() > deadline:
-            raise TimeoutError("the Redis Cluster did not come up")
-        time.sleep(0.1)
+            pytest.fail(f"redis-server on {port} exited with {server.returncode}:\n{log}")
+        return client.ping()
+
+    return check
 
 
 @pytest.fixture(scope="module")

@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 
 import pytest
 import redis
 
 from churn.redis_server import RedisUnavailableError, ensure_redis, ping, redact_url
 from churn.settings import get_settings
+from tests.integration.services import free_port
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
 def test_starts_a_private_redis_when_none_answers(tmp_path):
-    dead, private = _free_port(), _free_port()
+    dead, private = free_port(), free_port()
     settings = get_settings(
         data_dir=tmp_path, redis_url=f"redis://127.0.0.1:{dead}/0", redis_private_port=private
     )
@@ -45,8 +39,8 @@ def test_no_redis_and_no_binary_says_how_to_get_one(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server here
     settings = get_settings(
         data_dir=tmp_path,
-        redis_url=f"redis://:hunter2@127.0.0.1:{_free_port()}/0",
-        redis_private_port=_free_port(),
+        redis_url=f"redis://:hunter2@127.0.0.1:{free_port()}/0",
+        redis_private_port=free_port(),
     )
     with pytest.raises(RedisUnavailableError, match="apt-get install redis-server") as error:
         ensure_redis(settings)
