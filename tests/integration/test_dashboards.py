@@ -12,18 +12,17 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 import yaml
@@ -32,16 +31,16 @@ from churn.settings import Settings
 from feature_repo.store import open_store
 from online_api import server
 from tests.deploy.test_alerts import ALERTS, CONFIG, DASHBOARDS, dashboard_queries
-from tests.integration.services import installed, running
+from tests.integration.services import free_port, installed, running, wait_until
 from tests.integration.test_push import running_pushgateway
 from tests.integration.world import TODAY, build_world
 from training.promote import force
 from training.train import train_models
 
 pytestmark = pytest.mark.integration
-T = TypeVar("T")
 
 PROMETHEUS = "prometheus"
+DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 CHURN = str(Path(sys.executable).with_name("churn"))
 END = TODAY
 USERS, DAYS = 300, 120
@@ -61,6 +60,7 @@ class Observed:
     prometheus: str  # base URL
     api: str
     log_dir: Path
+    evaluation_interval: float  # seconds, from the configuration Prometheus runs with
 
 
 def scrape_config(targets: dict[str, str]) -> dict:
@@ -77,11 +77,18 @@ def scrape_config(targets: dict[str, str]) -> dict:
     return config
 
 
+def seconds(duration: str) -> float:
+    """A Prometheus duration (``1s``, ``1m30s``, ``500ms``) in seconds."""
+    parts = re.findall(r"(\d+)(ms|[smhdwy])", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, f"not a duration: {duration}"
+    return sum(int(n) * DURATION_UNITS[u] for n, u in parts)
+
+
 @contextmanager
-def running_prometheus(log_dir: Path, targets: dict[str, str], port: int) -> Iterator[str]:
+def running_prometheus(log_dir: Path, config: dict, port: int) -> Iterator[str]:
     """A Prometheus of this test's own on ``port`` (loopback), its TSDB in ``log_dir``."""
     config_path = log_dir / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(scrape_config(targets)))
+    config_path.write_text(yaml.safe_dump(config))
     url = f"http://127.0.0.1:{port}"
     command = [installed(PROMETHEUS), f"--config.file={config_path}",
                f"--storage.tsdb.path={log_dir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"]  # fmt: skip
@@ -101,21 +108,19 @@ def query(prometheus: str, promql: str) -> list[dict]:
     return data["result"] if data["resultType"] == "vector" else [{"value": data["result"]}]
 
 
-def eventually(check: Callable[[], T], timeout: float) -> T | None:
-    """Poll ``check()`` until it returns something truthy (then that), at most ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.5)
-    return result
+def prometheus_now(prometheus: str) -> float:
+    """Prometheus' own clock (``make test-clock`` moves this process's clock, not its)."""
+    return float(query(prometheus, "time()")[0]["value"][0])
 
 
-def wait_for(what: str, check: Callable[[], T], timeout: float = 60) -> T:
-    result = eventually(check, timeout)
-    if result is None:
-        pytest.fail(f"waited {timeout:.0f} s for {what}")
-    return result
+def rule_groups(prometheus: str) -> list[dict]:
+    with urllib.request.urlopen(f"{prometheus}/api/v1/rules", timeout=10) as response:
+        return json.loads(response.read())["data"]["groups"]
+
+
+def evaluated_at(group: dict) -> float:
+    """When the group was last evaluated, in Unix seconds (year 1 if never)."""
+    return datetime.fromisoformat(group["lastEvaluation"]).timestamp()
 
 
 def churn(settings: Settings, *args: str, ok: tuple[int, ...] = (0,)) -> None:
@@ -158,7 +163,7 @@ def observed(tmp_path_factory, isolated_settings) -> Iterator[Observed]:
         result = train_models(settings, now=END)
         force(settings, result.versions[result.best], "dashboard test")
 
-        api_port, prometheus_port = server.free_port(), server.free_port()
+        api_port, prometheus_port = free_port(), free_port()
         api = f"http://127.0.0.1:{api_port}"
         api_log = tmp / "api.log"
         process = server.start(settings, api_port, api_log)
@@ -169,7 +174,8 @@ def observed(tmp_path_factory, isolated_settings) -> Iterator[Observed]:
             "pushgateway:9091": gateway.removeprefix("http://"),
             "localhost:9090": f"127.0.0.1:{prometheus_port}",
         }
-        prometheus = stack.enter_context(running_prometheus(tmp, targets, prometheus_port))
+        config = scrape_config(targets)
+        prometheus = stack.enter_context(running_prometheus(tmp, config, prometheus_port))
 
         sent, statuses = drive_traffic(api)
         assert statuses.get(200, 0) > 0 and statuses.get(404, 0) > 0, statuses
@@ -186,18 +192,25 @@ def observed(tmp_path_factory, isolated_settings) -> Iterator[Observed]:
         churn(settings, "monitor", "skew", ok=(0, 3))
         churn(settings, "monitor", "retrain-if-needed")
 
-        wait_for(
+        wait_until(
             "every job's last success in Prometheus",
-            lambda: len(query(prometheus, "churn_job_last_success_timestamp_seconds")) >= len(JOBS),
+            lambda: query(prometheus, "churn_job_last_success_timestamp_seconds"),
+            timeout=60,
+            interval=0.5,
+            done=lambda series: len(series) >= len(JOBS),
         )
         # Fresh traffic, so the rate() panels have something in their window.
         more, _ = drive_traffic(api)
         scoring = f'sum(churn_api_requests_total{{route="{SCORING_ROUTE}"}})'
-        wait_for(
+        wait_until(
             f"Prometheus to scrape all {sent + more} scoring requests",
-            lambda: (r := query(prometheus, scoring)) and float(r[0]["value"][1]) >= sent + more,
+            lambda: query(prometheus, scoring),
+            timeout=60,
+            interval=0.5,
+            done=lambda r: r and float(r[0]["value"][1]) >= sent + more,
         )
-        yield Observed(prometheus, api, tmp)
+        interval = seconds(config["global"]["evaluation_interval"])
+        yield Observed(prometheus, api, tmp, interval)
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
@@ -220,13 +233,13 @@ def test_alert_rules_are_loaded_and_healthy(observed):
         for rule in group["rules"]
     }
 
-    def evaluated() -> list[dict]:
-        with urllib.request.urlopen(f"{observed.prometheus}/api/v1/rules", timeout=10) as r:
-            groups = json.loads(r.read())["data"]["groups"]
-        rules = [rule for group in groups for rule in group["rules"]]
-        return rules if all(rule["health"] != "unknown" for rule in rules) else []
-
-    rules = wait_for("every rule to be evaluated", evaluated, timeout=30)
+    rules = wait_until(
+        "every rule to be evaluated",
+        lambda: [rule for group in rule_groups(observed.prometheus) for rule in group["rules"]],
+        timeout=30,
+        interval=0.5,
+        done=lambda rules: rules and all(rule["health"] != "unknown" for rule in rules),
+    )
     assert {r["name"] for r in rules if r["type"] == "alerting"} == expected
     unhealthy = [(r["name"], r["health"], r.get("lastError")) for r in rules if r["health"] != "ok"]
     assert not unhealthy
@@ -242,9 +255,29 @@ def test_both_targets_are_scraped_and_jobs_keep_their_labels(observed):
 
 
 def test_a_healthy_night_raises_no_availability_or_freshness_alert(observed):
-    selector = f'ALERTS{{alertname=~"{"|".join(NEVER_HERE)}"}}'
-
-    # Pending ones count: "for" only delays the page, the condition is already wrong.
-    if eventually(lambda: not query(observed.prometheus, selector), timeout=15) is None:
-        raised = [s["metric"] for s in query(observed.prometheus, selector)]
-        pytest.fail(f"alerts raised on a healthy portal: {raised}")
+    """From when the night's data is in, through a full evaluation interval, no alert of
+    ``NEVER_HERE`` is pending or firing: pending ones count, as ``for`` only delays the page
+    while the condition is already wrong."""
+    names = "|".join(NEVER_HERE)
+    since = prometheus_now(observed.prometheus)  # the fixture waited for the data
+    interval = observed.evaluation_interval
+    wait_until(
+        f"every rule group's evaluation {interval:g} s after {since} (Unix s)",
+        lambda: {g["name"]: evaluated_at(g) for g in rule_groups(observed.prometheus)},
+        timeout=30 * interval,
+        interval=interval / 4,
+        done=lambda evaluated: evaluated and min(evaluated.values()) >= since + interval,
+    )
+    groups = rule_groups(observed.prometheus)
+    raised = [
+        (rule["name"], rule["state"])
+        for group in groups
+        for rule in group["rules"]
+        if rule["name"] in NEVER_HERE and rule["state"] != "inactive"
+    ]
+    assert not raised, f"alerts raised on a healthy portal: {raised}"
+    # And at no evaluation in between: every pending or firing one leaves an ALERTS sample.
+    window_ms = int((prometheus_now(observed.prometheus) - since) * 1000)  # inside (since, now]
+    alerts = f'ALERTS{{alertname=~"{names}"}}'
+    seen = query(observed.prometheus, f"count_over_time({alerts}[{window_ms}ms])")
+    assert not seen, f"alerts raised on a healthy portal: {[s['metric'] for s in seen]}"
