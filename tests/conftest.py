@@ -1,4 +1,5 @@
-"""Shared fixtures: isolated settings per test, and a real Redis for integration tests."""
+"""Shared fixtures: isolated settings per test, a real Redis and a real PostgreSQL for
+integration tests."""
 
 from __future__ import annotations
 
@@ -7,21 +8,27 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from churn.redis_server import RedisUnavailableError, ensure_redis
+from churn.redis_server import RedisUnavailableError, ensure_redis, redact_url
 from churn.settings import Settings, get_settings
+
+# The servers the suite runs against: kept from the developer's environment.
+REDIS_URL_VARIABLE = "CHURN_REDIS_URL"
+POSTGRES_URL_VARIABLE = "CHURN_TEST_POSTGRES_URL"
+LOCAL_POSTGRES_URL = "postgresql://root@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _clean_environment() -> Iterator[None]:
     """Tests state their settings: a developer's CHURN_* variables must not change them.
 
-    CHURN_REDIS_URL stays, so the suite can run against the Redis of the machine.
+    CHURN_REDIS_URL and CHURN_TEST_POSTGRES_URL stay: they name the servers of the machine.
     """
     with pytest.MonkeyPatch.context() as patch:
         for key in list(os.environ):
-            if key.startswith("CHURN_") and key != "CHURN_REDIS_URL":
+            if key.startswith("CHURN_") and key not in (REDIS_URL_VARIABLE, POSTGRES_URL_VARIABLE):
                 patch.delenv(key)
         yield
 
@@ -70,3 +77,18 @@ def isolated_settings(redis_url: str):
         return get_settings(**(values | overrides))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A PostgreSQL on which a test may create a database of its own (and drop only that):
+    $CHURN_TEST_POSTGRES_URL, else the local one. Fails the test run if it does not answer."""
+    url = os.environ.get(POSTGRES_URL_VARIABLE, LOCAL_POSTGRES_URL)
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        pytest.fail(
+            f"no PostgreSQL answers at {redact_url(url)}: set {POSTGRES_URL_VARIABLE} to one "
+            f"on which the tests may create databases ({exc})"
+        )
+    return url

@@ -7,7 +7,9 @@ projects, so the test creates a database for itself and drops it afterwards.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -21,26 +23,23 @@ from ingestion.validate import run_validation
 
 pytestmark = pytest.mark.integration
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
 
 @pytest.fixture
-def database():
-    try:
-        admin = psycopg.connect(ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {ADMIN}: {exc}")
+def database(postgres_url: str) -> Iterator[str]:
+    """The libpq URL of a database made for this test on the test PostgreSQL, dropped after."""
     name = f"churntest_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield urlsplit(postgres_url)._replace(path=f"/{name}").geturl()
+        finally:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def test_apply_and_serve_with_the_sql_registry(tmp_path, isolated_settings, database):
-    settings = isolated_settings(tmp_path, feast_registry_url=database)
+    # SQLAlchemy's URL names the driver.
+    registry_url = urlsplit(database)._replace(scheme="postgresql+psycopg").geturl()
+    settings = isolated_settings(tmp_path, feast_registry_url=registry_url)
     start = date(2026, 1, 1)
     write_demo_data(generate_demo_data(n_users=60, days=30, seed=2, start=start), settings)
     assert run_validation(settings).passed
@@ -49,7 +48,7 @@ def test_apply_and_serve_with_the_sql_registry(tmp_path, isolated_settings, data
     apply_definitions(settings)
     try:
         assert not settings.registry_path.exists()  # nothing went to the file registry
-        with psycopg.connect(database.replace("+psycopg", "")) as conn:
+        with psycopg.connect(database) as conn:
             names = conn.execute(
                 "SELECT feature_view_name FROM feature_views WHERE project_id = %s",
                 (settings.feast_project,),
