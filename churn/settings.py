@@ -67,7 +67,11 @@ class Settings(BaseSettings):
     windows: Annotated[tuple[int, ...], NoDecode] = Field(
         (7, 14, 30), description="Rolling windows in days (comma list)"
     )
-    seed: int = Field(42, description="Seed of the demo data generator")
+    seed: int = Field(
+        42,
+        description="Seed of every random draw: the demo data, the models and their tuning "
+        "sample, the importance sample, the skew check's users",
+    )
     max_event_age_hours: float = Field(
         48.0, ge=0, description="Freshness gate: newest event at most this old (0 = off)"
     )

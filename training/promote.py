@@ -27,7 +27,6 @@ from training.promotion import Decision, Gate, decide
 from training.train import VALIDATION_ROWS
 
 log = logging.getLogger(__name__)
-DECISIONS = "decisions.jsonl"
 
 
 @dataclass(frozen=True)
