@@ -14,6 +14,7 @@ directory when none is set); ``exposition`` follows whatever mode is in force.
 from __future__ import annotations
 
 import os
+import time
 from functools import cache
 from typing import get_args
 
@@ -133,6 +134,35 @@ class _Ours:
 
     def collect(self):  # type: ignore[no-untyped-def]
         return (m for m in self._collector.collect() if m.name.startswith(PREFIX))
+
+
+class RequestMetrics:
+    """ASGI middleware: count and time each request by route template and status.
+
+    Plain ASGI, not ``@app.middleware``: Starlette's BaseHTTPMiddleware costs more
+    per request than the whole scoring path.
+    """
+
+    def __init__(self, app, metrics: ApiMetrics) -> None:  # type: ignore[no-untyped-def]
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def send_status(message) -> None:  # type: ignore[no-untyped-def]
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.request(route, status, time.perf_counter() - start)
 
 
 @cache

@@ -44,6 +44,7 @@ class ModelHolder:
         self._loaded: Loaded | None = None
         self._seen: tuple[float, int, int] | None = None
         self._lock = threading.Lock()
+        self.checks = 0  # completed ``refresh`` calls: tests wait on it, not on a clock
 
     def current(self) -> Loaded | None:
         """The model to score with now (None before any production model exists)."""
@@ -51,6 +52,12 @@ class ModelHolder:
 
     def refresh(self) -> None:
         """Load the aliased version if the alias changed since the last look."""
+        try:
+            self._load_if_moved()
+        finally:
+            self.checks += 1
+
+    def _load_if_moved(self) -> None:
         try:
             stat = self._alias.stat()
         except FileNotFoundError:

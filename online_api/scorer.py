@@ -199,7 +199,9 @@ class Scorer:
 
     def __init__(self, model: CalibratedClassifierCV, metadata: dict) -> None:
         if len(model.calibrated_classifiers_) != 1 or model.method != "sigmoid":
-            raise ValueError("expected one sigmoid calibrator (FrozenEstimator, as train.py)")
+            raise ValueError(
+                "expected one sigmoid calibrator (FrozenEstimator, as training.models.calibrate)"
+            )
         calibrated = model.calibrated_classifiers_[0]
         pipeline = calibrated.estimator.estimator
         columns = {name: list(cols) for name, _, cols in pipeline[0].transformers_}

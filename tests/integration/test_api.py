@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -28,6 +30,7 @@ from training.references import RECENCY, reference_bins
 from training.train import train_models
 
 pytestmark = pytest.mark.integration
+HANG_GUARD_SECONDS = 120  # waits end on a state or a counter; this only turns a hang into a failure
 
 DAYS = 120
 # Ending today: the API refuses features older than the view's TTL, as the offline join does.
@@ -128,10 +131,28 @@ def test_promotion_is_picked_up_without_a_restart(served):
         first = client.get("/model").json()["version"]
         other = next(v for v in result.versions.values() if v != first)
         force(settings, other, "hot reload test")
-        deadline = datetime.now() + timedelta(seconds=5)
-        while client.get("/model").json()["version"] != other:
-            assert datetime.now() < deadline, "the new production model was not picked up"
+        _after_a_whole_check(client.app.state.service.holder)
+        assert client.get("/model").json()["version"] == other
         assert client.get("/users/nobody-here/churn-risk").status_code == 404
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Until ``condition()``; the bound only stops a hang, it measures nothing."""
+    import time
+
+    give_up = time.monotonic() + HANG_GUARD_SECONDS
+    while not condition():
+        assert time.monotonic() < give_up, f"{what}: still not after {HANG_GUARD_SECONDS} s"
+        time.sleep(0.01)
+
+
+def _after_a_whole_check(holder) -> None:
+    """Until the holder's watch has run a whole check of the alias begun after this call.
+
+    Checks run one after another: the second to end after now began after now.
+    """
+    seen = holder.checks
+    _wait_for(lambda: holder.checks >= seen + 2, "the holder stopped checking the alias")
 
 
 @pytest.fixture
@@ -176,8 +197,6 @@ def own_redis(tmp_path):
 
 
 def test_redis_down_is_a_quick_503_and_the_service_recovers(promoted, own_redis):
-    import time
-
     import redis
 
     base, _ = promoted
@@ -193,33 +212,45 @@ def test_redis_down_is_a_quick_503_and_the_service_recovers(promoted, own_redis)
     with serving(settings) as client:
         user = _newest_offline(settings).index[0]
         assert client.get(f"/users/{user}/churn-risk").status_code == 200
+        # Quick by construction: client timeouts of CHURN_API_REDIS_TIMEOUT_MS, no retries
+        # (redis-py's default retries with a backoff of up to 10 s).
+        online_store = client.app.state.service.online.store.provider.online_store
+        pool = online_store._client_async.connection_pool
+        seconds = settings.api_redis_timeout_ms / 1000
+        assert pool.connection_kwargs["socket_timeout"] == seconds
+        assert pool.connection_kwargs["socket_connect_timeout"] == seconds
+        assert pool.make_connection().retry.get_retries() == 0
 
         stop()
-        began = time.perf_counter()
+        failed = _store_errors(client)
         down = client.get(f"/users/{user}/churn-risk")
-        elapsed = time.perf_counter() - began
         assert down.status_code == 503
         assert down.headers["Retry-After"] == "1"
-        assert elapsed < 2.0, f"a dead Redis took {elapsed:.2f} s to report"
+        assert _store_errors(client) == failed + 1
         assert client.get("/ready").status_code == 503
 
         start()  # an empty Redis: reload the features, as the nightly job would
         materialize(settings, end=END)
-        began = time.perf_counter()
-        while client.get(f"/users/{user}/churn-risk").status_code != 200:
-            assert time.perf_counter() - began < 1.0, "the service did not recover within a second"
+        statuses = [client.get(f"/users/{user}/churn-risk").status_code for _ in range(3)]
+        # A pooled connection to the stopped server fails once, then is replaced.
+        assert statuses[-1] == 200 and set(statuses) <= {200, 503}, statuses
         assert client.get("/ready").status_code == 200
 
-        # A slow Redis: every client's commands wait 1.5 s. The client timeout answers first.
-        redis.Redis(port=port).client_pause(1500)
-        began = time.perf_counter()
+        # A stalled Redis: every client's commands wait 3 s, much longer than the client
+        # timeout, so a 503 (not a late 200) says the timeout answered first.
+        redis.Redis(port=port).client_pause(3000)
         slow = client.get(f"/users/{user}/churn-risk")
-        elapsed = time.perf_counter() - began
         assert slow.status_code == 503
         assert slow.headers["Retry-After"] == "1"
-        assert elapsed < 0.5, f"a stalled Redis took {elapsed:.2f} s to report"
-        while client.get(f"/users/{user}/churn-risk").status_code != 200:
-            assert time.perf_counter() - began < 2.5, "the service did not recover after the stall"
+        redis.Redis(port=port).ping()  # answered once the pause is over
+        statuses = [client.get(f"/users/{user}/churn-risk").status_code for _ in range(3)]
+        assert statuses[-1] == 200 and set(statuses) <= {200, 503}, statuses
+
+
+def _store_errors(client: TestClient) -> float:
+    text = client.get("/metrics").text
+    found = re.search(r'^churn_api_errors_total\{kind="store_unavailable"\} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
 
 
 def test_batch_scores_many_in_one_call_and_reports_unknown_ids(promoted):
@@ -407,11 +438,13 @@ def test_two_workers_switch_models_mid_stream_and_count_together(promoted, tmp_p
                 statuses.append(response.status_code)
                 versions.append(response.json().get("model_version"))
             force(settings, target, "switch under two workers")
-            switched = time.monotonic()
-            while time.monotonic() - switched < 3:  # "within a few seconds"
+            # Until each worker has served the new model (and no longer the old one).
+            give_up = time.monotonic() + HANG_GUARD_SECONDS
+            while not _all_switched(metrics_dir, workers=2, old=start, new=target):
                 response = client.get(f"/users/{user}/churn-risk")
                 statuses.append(response.status_code)
                 versions.append(response.json().get("model_version"))
+                assert time.monotonic() < give_up, "a worker never switched to the new model"
             after = []
             for _ in range(100):
                 response = client.get(f"/users/{user}/churn-risk")
@@ -434,6 +467,29 @@ def test_two_workers_switch_models_mid_stream_and_count_together(promoted, tmp_p
     )
     assert counted and float(counted.group(1)) == sent
     assert re.search(rf'churn_api_model_info\{{kind="\w+",version="{target}"\}} 1\.0', text)
+
+
+def _all_switched(metrics_dir: Path, workers: int, old: str, new: str) -> bool:
+    """Whether each of ``workers`` worker processes has answered with model ``new`` since it
+    last answered with ``old``, read per process from the prometheus multiprocess files:
+    ``churn_api_ready`` (set by every worker at start-up) names the workers,
+    ``churn_api_model_info`` what each has served."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    def values(kind: str, metric: str) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for path in metrics_dir.glob(f"gauge_{kind}_*.db"):
+            pid = path.stem.rsplit("_", 1)[1]
+            for key, value, _, _ in MmapedDict.read_all_values_from_file(str(path)):
+                name, _, labels, _ = json.loads(key)
+                if name == metric:
+                    out.setdefault(pid, {})[labels.get("version", "")] = value
+        return out
+
+    ready, served = values("min", "churn_api_ready"), values("max", "churn_api_model_info")
+    return len(ready) == workers and all(
+        served.get(pid, {}).get(new) == 1.0 and served[pid].get(old, 0.0) == 0.0 for pid in ready
+    )
 
 
 def _answers(client: TestClient) -> dict[str, float]:

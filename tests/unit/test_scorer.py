@@ -182,3 +182,18 @@ def test_explain_many_equals_rescoring_each_feature_at_its_reference(trained, ro
         assert [f.feature for f in got] == want
         for f in got:
             assert f.effect == pytest.approx(effects[f.feature], abs=1e-12)
+
+
+def test_a_model_not_calibrated_as_training_does_is_refused_naming_where_that_is(trained):
+    """The refusal names the function that builds a servable model, and that function exists."""
+    import copy
+    import importlib
+
+    model, metadata = trained["logistic"]
+    isotonic = copy.copy(model)
+    isotonic.method = "isotonic"
+    with pytest.raises(ValueError, match="sigmoid calibrator") as refused:
+        Scorer(isotonic, metadata)
+    named = str(refused.value).split("as ", 1)[1].rstrip(")")
+    module, function = named.rsplit(".", 1)
+    assert callable(getattr(importlib.import_module(module), function)), named
