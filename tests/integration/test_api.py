@@ -22,6 +22,7 @@ from feature_repo.store import apply_definitions, materialize, open_store
 from ingestion import partitions
 from online_api.app import create_app
 from online_api.schemas import LAPSED_EXAMPLE, SCORED_EXAMPLE, BatchResponse, ChurnRisk
+from tests.integration.services import free_port, wait_until
 from tests.integration.world import build_world
 from training import registry
 from training.models import build_model, calibrate, split_columns
@@ -138,12 +139,7 @@ def test_promotion_is_picked_up_without_a_restart(served):
 
 def _wait_for(condition: Callable[[], bool], what: str) -> None:
     """Until ``condition()``; the bound only stops a hang, it measures nothing."""
-    import time
-
-    give_up = time.monotonic() + HANG_GUARD_SECONDS
-    while not condition():
-        assert time.monotonic() < give_up, f"{what}: still not after {HANG_GUARD_SECONDS} s"
-        time.sleep(0.01)
+    wait_until(what, condition, HANG_GUARD_SECONDS, interval=0.01)
 
 
 def _after_a_whole_check(holder) -> None:
@@ -158,19 +154,14 @@ def _after_a_whole_check(holder) -> None:
 @pytest.fixture
 def own_redis(tmp_path):
     """A redis-server of this test's own, which the test may stop and start again."""
-    import contextlib
     import shutil
-    import socket
     import subprocess
-    import time
 
     import redis
 
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server not installed")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
 
     def start() -> None:
         subprocess.run(
@@ -178,14 +169,8 @@ def own_redis(tmp_path):
              "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
             check=True, capture_output=True,
         )  # fmt: skip
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                if redis.Redis(port=port).ping():
-                    return
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
+        wait_until("redis-server to answer", redis.Redis(port=port).ping, HANG_GUARD_SECONDS,
+                   interval=0.05, ignore=(redis.ConnectionError,))  # fmt: skip
 
     def stop() -> None:
         with contextlib.suppress(redis.ConnectionError):
@@ -396,18 +381,14 @@ def test_two_workers_switch_models_mid_stream_and_count_together(promoted, tmp_p
     /metrics, answered by either, counts the requests of both."""
     import os
     import re
-    import socket
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     import httpx
 
     settings, result = promoted
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     metrics_dir = tmp_path / "metrics"
     env = os.environ | settings.as_env() | {
         "CHURN_MODEL_RELOAD_SECONDS": "0.2", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
@@ -422,14 +403,13 @@ def test_two_workers_switch_models_mid_stream_and_count_together(promoted, tmp_p
     # No keep-alive: every request is a new connection, so both workers take requests.
     with httpx.Client(base_url=base, limits=httpx.Limits(max_keepalive_connections=0)) as client:
         try:
-            deadline = time.monotonic() + 90
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get("/ready").status_code == 200:
-                        break
+
+            def ready() -> bool:
                 assert server.poll() is None, (tmp_path / "serve.log").read_text()
-                assert time.monotonic() < deadline, "churn serve did not become ready"
-                time.sleep(0.2)
+                return client.get("/ready").status_code == 200
+
+            wait_until("churn serve to be ready", ready, HANG_GUARD_SECONDS, interval=0.2,
+                       ignore=(httpx.TransportError,))  # fmt: skip
             start = client.get("/model").json()["version"]
             target = next(v for v in result.versions.values() if v != start)
             statuses, versions, sent = [], [], 0
@@ -439,12 +419,15 @@ def test_two_workers_switch_models_mid_stream_and_count_together(promoted, tmp_p
                 versions.append(response.json().get("model_version"))
             force(settings, target, "switch under two workers")
             # Until each worker has served the new model (and no longer the old one).
-            give_up = time.monotonic() + HANG_GUARD_SECONDS
-            while not _all_switched(metrics_dir, workers=2, old=start, new=target):
+
+            def switched() -> bool:
                 response = client.get(f"/users/{user}/churn-risk")
                 statuses.append(response.status_code)
                 versions.append(response.json().get("model_version"))
-                assert time.monotonic() < give_up, "a worker never switched to the new model"
+                return _all_switched(metrics_dir, workers=2, old=start, new=target)
+
+            wait_until("each worker to serve the new model", switched, HANG_GUARD_SECONDS,
+                       interval=0)  # fmt: skip
             after = []
             for _ in range(100):
                 response = client.get(f"/users/{user}/churn-risk")
