@@ -118,12 +118,12 @@ def test_drift_retrains_and_the_api_serves_the_promoted_model(drifted):
         assert not decision.promoted or beats
         assert decision.promoted, f"the retrained model was refused: {decision.gate_reasons}"
         assert registry.production(drifted.models_dir) == decision.candidate
-        wait_until(
-            "the API to pick up the new model",
-            lambda: client.get("/model").json()["version"],
-            timeout=5,
-            done=lambda served: served == decision.candidate,
-        )
+        # A whole check of the alias that began after the promotion; the bound only stops a hang.
+        holder = client.app.state.service.holder
+        seen = holder.checks
+        wait_until("two more checks of the production alias", lambda: holder.checks >= seen + 2,
+                   timeout=120)  # fmt: skip
+        assert client.get("/model").json()["version"] == decision.candidate
         user = client.post("/churn-risk:batch", json={"user_ids": ["u000001", "u000002"]})
         served = [i["result"] for i in user.json()["results"] if i["result"]]
         assert served and all(r["model_version"] == decision.candidate for r in served)
