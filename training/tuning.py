@@ -32,9 +32,10 @@ FOLDS = 3
 # A fold trains on at least this many as-of times: fewer teach a model too little to
 # rank configurations by. The newest third of the times are the test times.
 MIN_TRAIN_TIMES = 7
-# The search sees at most about this many fit rows, whole users drawn at random: it ranks a
-# few configurations, which a sample does as well, and 100k users would otherwise make a
-# nightly retrain fit every configuration on a million rows three times.
+# The search sees at most about this many fit rows, whole users drawn at random, or 100k
+# users would make a retrain fit every configuration on a million rows three times. The
+# cost: parameters in absolute units (min_samples_leaf, C) are chosen for the sample's size,
+# and at 100k users they cost 0.004 PR-AUC (docs/performance.md).
 MAX_TUNING_ROWS = 200_000
 # Tried in this order, the defaults first; a budget of B tries the first B. Logistic: the
 # regularisation strength, both ends of the range first. Boosted: simpler trees first
