@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install system-deps demo test test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-api bench-models demo-dates feast clean
+.PHONY: install demo-deps system-deps demo test test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-api bench-models demo-dates feast clean
 
 install: $(VENV)/.installed
 
@@ -13,27 +13,34 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-# redis-server is needed only when no Redis answers at CHURN_REDIS_URL; the Pushgateway,
-# Prometheus (promtool) and kubectl (kustomize) for the deployment tests; Java (17, or the
-# distribution's default, 21 on newer Debian) for Spark. As root we
-# install them, otherwise say what is missing (the tests that need them are skipped).
-system-deps:
-	@missing=""; \
-	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
-	command -v prometheus-pushgateway >/dev/null 2>&1 || missing="$$missing prometheus-pushgateway"; \
-	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
-	command -v kubectl >/dev/null 2>&1 || missing="$$missing $$(apt-cache show kubectl >/dev/null 2>&1 && echo kubectl || echo kubernetes-client)"; \
-	command -v java >/dev/null 2>&1 || missing="$$missing $$(apt-cache show openjdk-17-jre-headless >/dev/null 2>&1 && echo openjdk-17-jre-headless || echo default-jre-headless)"; \
+# Debian packages $(1) (a shell word list, empty when nothing is missing): as root we install
+# them, otherwise say what is missing (the tests that need them are skipped).
+define apt_install
+	@missing="$$(echo $(strip $(1)))"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "installing$$missing (apt-get)"; \
+			echo "installing $$missing (apt-get)"; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "note: not installed:$$missing (tests that need them are skipped)"; \
+			echo "note: not installed: $$missing (not root: what needs them is skipped or fails saying so)"; \
 		fi; \
 	fi
+endef
 
-demo: install system-deps
+# The demo needs a Redis: the one at CHURN_REDIS_URL, or a private redis-server it starts.
+demo-deps:
+	$(call apt_install,$$(command -v redis-server >/dev/null 2>&1 || echo redis-server))
+
+# The tests and benchmarks need more: the Pushgateway, Prometheus (promtool) and kubectl
+# (kustomize) for the deployment tests; Java (17, or the distribution's default, 21 on
+# newer Debian) for Spark.
+system-deps: demo-deps
+	$(call apt_install,$$(command -v prometheus-pushgateway >/dev/null 2>&1 || echo prometheus-pushgateway) \
+		$$(command -v promtool >/dev/null 2>&1 || echo prometheus) \
+		$$(command -v kubectl >/dev/null 2>&1 || (apt-cache show kubectl >/dev/null 2>&1 && echo kubectl || echo kubernetes-client)) \
+		$$(command -v java >/dev/null 2>&1 || (apt-cache show openjdk-17-jre-headless >/dev/null 2>&1 && echo openjdk-17-jre-headless || echo default-jre-headless)))
+
+demo: install demo-deps
 	$(BIN)/churn demo
 
 # One OpenMP/BLAS thread per process: the suite runs servers and CLIs beside the models, and
