@@ -3,8 +3,9 @@ observable ceiling.
 
 python benchmarks/model_quality.py [--users 2000] [--days 120] [--scenario baseline purchases]
 
-Each world is seed 42 as of a pinned clock (the same rows on any date): generate, validate,
-prepare, features, feast apply, train both models (tuning included), and the gate's verdict.
+Each world is seed 42 as of a pinned clock (the same rows on any date), through the demo's
+own stages up to the gate (``churn.demo.build_demo``: both models trained and tuned, and the
+gate's verdict).
 The table holds validation PR-AUC, ROC-AUC, the precision of the top 5 %, the mean nightly
 precision@K and ROC-AUC over the oracle's, for both models and the references.
 
@@ -18,9 +19,10 @@ feature can close it.
 from __future__ import annotations
 
 import argparse
+import io
 import tempfile
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -28,49 +30,32 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from churn.demo import build_demo
+from churn.progress import StageLog
+from churn.redis_server import ensure_redis
 from churn.settings import Settings, get_settings
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
-from feature_repo.store import apply_definitions, open_store
-from ingestion.features import build_rolling_features
-from ingestion.generate import SCENARIOS, generate_demo_data, write_demo_data
-from ingestion.prepare import build_user_daily
-from ingestion.sql_engine import connect, quote_path
-from ingestion.validate import run_validation
+from feature_repo.store import open_store
+from ingestion import partitions
+from ingestion.generate import SCENARIOS
+from ingestion.prepare import USER_DAILY, register_table
+from ingestion.sql_engine import open_engine
 from training.dataset import training_set
 from training.labels import LABEL, build_labels
 from training.metrics import evaluate
 from training.models import build_model, informative_features, split_columns
-from training.promote import promote
-from training.train import TrainResult, time_split, train_models
+from training.train import TrainResult, time_split
 
 NOW = datetime(2026, 11, 27, 6, tzinfo=UTC)
 DAILY_LAGS = {"active": None, "logins": 14, "payments_failed": 14, "tickets": 14}
 
 
-def build_world(settings: Settings, users: int, days: int, scenario: str) -> None:
-    """Every stage up to training, on the seed's world ending the day before ``NOW``."""
-    start = NOW.date() - timedelta(days=days)
-    data = generate_demo_data(users, days, settings.seed, start=start, scenario=scenario)
-    write_demo_data(data, settings)
-    report = run_validation(settings, now=NOW)
-    if not report.passed:
-        raise SystemExit(f"validation failed: {[f.rule for f in report.failures]}")
-    build_user_daily(settings, now=NOW)
-    build_rolling_features(settings)
-    apply_definitions(settings)
-
-
 def daily_lags(settings: Settings, rows: pd.DataFrame) -> pd.DataFrame:
     """For each (user, T): the user's day T-k, one column per metric and k (0 when idle)."""
-    daily = (
-        connect(settings)
-        .sql(
-            f"SELECT {ENTITY_KEY}, date, {', '.join(DAILY_LAGS)} "
-            f"FROM read_parquet({quote_path(settings.user_daily_path / '**' / '*.parquet')}, "
-            "hive_partitioning = true)"
-        )
-        .df()
-    )
+    engine = open_engine(settings)
+    days = partitions.partition_days(settings.user_daily_path)
+    register_table(engine, USER_DAILY, settings.user_daily_path, days)
+    daily = engine.frame(f"SELECT {ENTITY_KEY}, date, {', '.join(DAILY_LAGS)} FROM {USER_DAILY}")
     first = pd.Timestamp(daily["date"].min())
     users = {u: i for i, u in enumerate(sorted(daily[ENTITY_KEY].unique()))}
     width = (pd.Timestamp(daily["date"].max()) - first).days + 1
@@ -134,14 +119,13 @@ def main() -> None:
                 data_dir=Path(tmp) / "data",
                 artifacts_dir=Path(tmp) / "artifacts",
                 feast_project=f"quality_{uuid.uuid4().hex[:8]}",
-                max_event_age_hours=0,
             )
+            settings = ensure_redis(settings, say=console.print)  # the demo materializes
             try:
-                with console.status(f"{scenario}: building the world"):
-                    build_world(settings, args.users, args.days, scenario)
-                with console.status(f"{scenario}: training"):
-                    result = train_models(settings, now=NOW)
-                    decision = promote(settings, result.versions[result.best], now=NOW).decision
+                with console.status(f"{scenario}: the demo's stages up to the gate"):
+                    log = StageLog(Console(file=io.StringIO()))
+                    built = build_demo(settings, args.users, args.days, log, NOW, scenario=scenario)
+                result, decision = built.trained, built.promoted.decision
                 with console.status(f"{scenario}: the observable ceiling"):
                     top = ceiling(settings, result)
             finally:

@@ -23,7 +23,7 @@ from feature_repo.spec import FEATURE_VIEW, feature_names
 from feature_repo.store import apply_definitions, materialize, online_feature_rows
 from ingestion import partitions
 from ingestion.features import build_rolling_features
-from ingestion.generate import generate_demo_data, write_demo_data
+from ingestion.generate import Scenario, generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
 from ingestion.rules import ValidationReport
 from ingestion.sql_engine import connect, quote_path
@@ -59,18 +59,25 @@ def build_demo(
     log: StageLog,
     now: datetime | None = None,
     apply: bool = True,
+    scenario: Scenario = "baseline",
 ) -> DemoBuild:
     """Every stage of the demo up to the gate, on ``days`` ending the day before ``now``.
 
     ``now`` (default: the clock) is the demo's clock for every stage, so a run can be
     replayed as of any date; the seed's world is the same whatever it is. ``apply=False``
     skips ``feast apply`` when this data dir's registry already holds the definitions.
+    ``scenario`` is the generator's world (``benchmarks/model_quality.py`` runs each).
     """
     now = now or datetime.now(UTC)
     start = now.astimezone(UTC).date() - timedelta(days=days)
     with log.stage("generate", total=days) as progress:
         data = generate_demo_data(
-            n_users=users, days=days, seed=settings.seed, start=start, progress=progress
+            n_users=users,
+            days=days,
+            seed=settings.seed,
+            start=start,
+            scenario=scenario,
+            progress=progress,
         )
         write_demo_data(data, settings)
     log.note(f"{len(data.users):,} users, {len(data.events):,} events")

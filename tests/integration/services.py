@@ -62,6 +62,15 @@ def wait_until(
         time.sleep(min(interval, remaining))
 
 
+def after_a_whole_check(holder, timeout: float = 120) -> None:
+    """Until the API's model holder has run a whole check of the production alias begun
+    after this call (checks run one after another: the second to end began after now).
+    The bound only turns a hang into a failure."""
+    seen = holder.checks
+    wait_until("the holder to check the production alias twice more",
+               lambda: holder.checks >= seen + 2, timeout, interval=0.01)  # fmt: skip
+
+
 def installed(name: str) -> str:
     """The binary's path; skips the test when the system deps have not installed it."""
     binary = shutil.which(name) or f"/usr/bin/{name}"

@@ -6,7 +6,7 @@ import contextlib
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from feature_repo.store import apply_definitions, materialize, open_store
 from ingestion import partitions
 from online_api.app import create_app
 from online_api.schemas import LAPSED_EXAMPLE, SCORED_EXAMPLE, BatchResponse, ChurnRisk
-from tests.integration.services import free_port, wait_until
+from tests.integration.services import after_a_whole_check, free_port, wait_until
 from tests.integration.world import build_world
 from training import registry
 from training.models import build_model, calibrate, split_columns
@@ -132,23 +132,9 @@ def test_promotion_is_picked_up_without_a_restart(served):
         first = client.get("/model").json()["version"]
         other = next(v for v in result.versions.values() if v != first)
         force(settings, other, "hot reload test")
-        _after_a_whole_check(client.app.state.service.holder)
+        after_a_whole_check(client.app.state.service.holder)
         assert client.get("/model").json()["version"] == other
         assert client.get("/users/nobody-here/churn-risk").status_code == 404
-
-
-def _wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Until ``condition()``; the bound only stops a hang, it measures nothing."""
-    wait_until(what, condition, HANG_GUARD_SECONDS, interval=0.01)
-
-
-def _after_a_whole_check(holder) -> None:
-    """Until the holder's watch has run a whole check of the alias begun after this call.
-
-    Checks run one after another: the second to end after now began after now.
-    """
-    seen = holder.checks
-    _wait_for(lambda: holder.checks >= seen + 2, "the holder stopped checking the alias")
 
 
 @pytest.fixture

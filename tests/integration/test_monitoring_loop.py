@@ -23,7 +23,7 @@ from ingestion.validate import run_validation
 from monitor.drift import drift_report
 from monitor.retrain import retrain_if_needed
 from online_api.app import create_app
-from tests.integration.services import wait_until
+from tests.integration.services import after_a_whole_check
 from training import registry
 from training.promote import force
 from training.train import train_models
@@ -118,11 +118,7 @@ def test_drift_retrains_and_the_api_serves_the_promoted_model(drifted):
         assert not decision.promoted or beats
         assert decision.promoted, f"the retrained model was refused: {decision.gate_reasons}"
         assert registry.production(drifted.models_dir) == decision.candidate
-        # A whole check of the alias that began after the promotion; the bound only stops a hang.
-        holder = client.app.state.service.holder
-        seen = holder.checks
-        wait_until("two more checks of the production alias", lambda: holder.checks >= seen + 2,
-                   timeout=120)  # fmt: skip
+        after_a_whole_check(client.app.state.service.holder)
         assert client.get("/model").json()["version"] == decision.candidate
         user = client.post("/churn-risk:batch", json={"user_ids": ["u000001", "u000002"]})
         served = [i["result"] for i in user.json()["results"] if i["result"]]
