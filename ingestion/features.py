@@ -131,106 +131,16 @@ def rolling_features_sql(
         f"ROWS BETWEEN {w - 1} PRECEDING AND CURRENT ROW)"
         for w in windows
     )
-    window_names = [window_feature_name(f.name, w) for w in windows for f in WINDOW_FEATURES]
     window_columns = ",\n        ".join(
         f"CAST({f.sql.format(w=f'w{w}', n=w)} AS {SQL_TYPES[f.dtype]}) "
         f"AS {window_feature_name(f.name, w)}"
         for w in windows
         for f in WINDOW_FEATURES
     )
-    fresh = f"date >= DATE '{first_day}'"  # rows not yet in the previous day's totals
-    # Over the rows read, per user: what the previous day's row does not hold yet (the
-    # totals of the days from first_day on) and the last and first days of each kind.
-    # A one-day run outputs day first_day's rows only, and everything before that day is
-    # in the previous row (or there is nothing before it), so its own row is enough: no
-    # running window over the look-back.
-    one_day = first_day == last_day
-
-    def running(aggregate: str, expression: str) -> str:
-        return expression if one_day else f"{aggregate}({expression}) OVER running"
-
-    running_columns = ",\n        ".join(
-        [
-            running(
-                "sum", f"CASE WHEN {fresh} THEN CAST({f.daily} AS {_exact(f.dtype)}) ELSE 0 END"
-            )
-            + f" AS {f.name}_fresh"
-            for f in LIFETIME_FEATURES
-        ]
-        + [running("sum", f"CASE WHEN {fresh} THEN {NEW_COURSES} ELSE 0 END") + " AS courses_fresh"]
-        + [
-            running("max", f"CASE WHEN {f.daily} > 0 THEN date END") + f" AS last_{f.name}_date"
-            for f in LAST_EVENT_FEATURES
-        ]
-        + [
-            running("max", "CASE WHEN active = 1 THEN date END") + " AS last_active_date",
-            running("min", "CASE WHEN active = 1 THEN date END") + " AS first_active_date",
-        ]
-    )
-    steps = "\n        UNION ALL\n        ".join(
-        [
-            "SELECT user_id, date, "
-            + ", ".join(f"1 AS {COURSE_STEP}_{w}" for w in windows)
-            + " FROM course_spans"
-        ]
-        + [
-            f"SELECT user_id, least(next_date, date + {w}), "
-            + ", ".join(f"{-1 if v == w else 0}" for v in windows)
-            + " FROM course_spans"
-            for w in windows
-        ]
-    )
-    step_sums = ", ".join(f"sum({COURSE_STEP}_{w}) AS {COURSE_STEP}_{w}" for w in windows)
-    step_fill = ", ".join(f"coalesce(s.{COURSE_STEP}_{w}, 0) AS {COURSE_STEP}_{w}" for w in windows)
+    window_names = [window_feature_name(f.name, w) for w in windows for f in WINDOW_FEATURES]
+    steps, step_sums, step_fill = _course_steps(windows)
     # Days observed so far: since signup, or since the history starts for older users.
     observed = f"(date_diff('day', greatest(u.signup_date, DATE '{history_start}'), r.date) + 1)"
-    trends = ""
-    if len(windows) > 1:
-        short, long = min(windows), max(windows)
-        # Rates per observed day, so a user with 3 days of history is not read as slowing down.
-        trends = "".join(
-            f",\n    (r.{window_feature_name(b, short)} / least({short}, {observed}))"
-            f" / nullif(r.{window_feature_name(b, long)} / least({long}, {observed}), 0) "
-            f"AS {trend_feature_name(b, short, long)}"
-            for b in TREND_BASES
-        )
-    totals = ",\n    ".join(
-        f"CAST(coalesce(CAST(p.{lifetime_feature_name(f.name)} AS {_exact(f.dtype)}), 0) "
-        f"+ r.{f.name}_fresh AS {SQL_TYPES[f.dtype]}) AS {lifetime_feature_name(f.name)}"
-        for f in LIFETIME_FEATURES
-    )
-    last_events = ",\n    ".join(
-        f"CAST(date_diff('day', coalesce(r.last_{f.name}_date, p.last_{f.name}), r.date) "
-        f"AS BIGINT) AS {last_event_feature_name(f.name)}"
-        for f in LAST_EVENT_FEATURES
-    )
-    rates = {
-        rate_feature_name(
-            f.name
-        ): f"CAST({lifetime_feature_name(f.name)} AS DOUBLE) / observed_days"
-        for f in LIFETIME_FEATURES
-        if f.rate
-    }
-    mean_gap = (
-        f"CASE WHEN {lifetime_feature_name('active_days')} >= 2 THEN "
-        f"CAST({DAYS_SINCE_FIRST_ACTIVITY} - days_since_last_activity AS DOUBLE) "
-        f"/ ({lifetime_feature_name('active_days')} - 1) END"
-    )
-    computed = rates | {MEAN_GAP: mean_gap}
-    output = ",\n    ".join(
-        f"{computed[name]} AS {name}" if name in computed else name
-        for name in feature_names(windows)
-    )
-    if courses:
-        first_touches = (
-            f"SELECT user_id, date, count(*) AS {NEW_COURSES} FROM {USER_COURSES} "
-            f"WHERE date BETWEEN DATE '{first_day}' AND DATE '{last_day}' GROUP BY user_id, date"
-        )
-    else:
-        first_touches = (
-            f"SELECT NULL::VARCHAR AS user_id, NULL::DATE AS date, NULL::BIGINT AS {NEW_COURSES} "
-            "WHERE false"
-        )
     profile = ", ".join(f"u.{c}" for c in _PROFILE)
     return f"""
 WITH daily AS (
@@ -251,7 +161,7 @@ course_steps AS (
     )
     GROUP BY user_id, date
 ),
-first_touches AS ({first_touches}),
+first_touches AS ({_first_touches_sql(first_day, last_day, courses)}),
 stepped AS (
     SELECT d.*, {step_fill}, coalesce(f.{NEW_COURSES}, 0) AS {NEW_COURSES}
     FROM daily d
@@ -263,7 +173,7 @@ rolled AS (
         user_id,
         date,
         {window_columns},
-        {running_columns}
+        {_running_columns(first_day, last_day)}
     FROM stepped
     WINDOW
     running AS (PARTITION BY user_id ORDER BY date ROWS UNBOUNDED PRECEDING){window_clauses}
@@ -273,11 +183,11 @@ featured AS (
     SELECT
     r.user_id,
     CAST(r.date + INTERVAL 1 DAY AS TIMESTAMPTZ) AS {TIMESTAMP_FIELD},
-    {", ".join(f"r.{n}" for n in window_names)}{trends},
-    {totals},
+    {", ".join(f"r.{n}" for n in window_names)}{_trend_columns(windows, observed)},
+    {_lifetime_columns()},
     CAST(coalesce(p.{DISTINCT_COURSES_LIFETIME}, 0) + r.courses_fresh AS BIGINT)
         AS {DISTINCT_COURSES_LIFETIME},
-    {last_events},
+    {_last_event_columns()},
     CAST(date_diff('day', coalesce(p.first_active, r.first_active_date), r.date) AS BIGINT)
         AS {DAYS_SINCE_FIRST_ACTIVITY},
     CAST(date_diff('day', coalesce(r.last_active_date, p.last_active, u.signup_date), r.date)
@@ -297,10 +207,129 @@ featured AS (
 SELECT
     user_id,
     {TIMESTAMP_FIELD},
-    {output},
+    {_output_columns(windows)},
     date
 FROM featured
 """
+
+
+def _running_columns(first_day: date, last_day: date) -> str:
+    """Per user, over the rows read: what the previous day's row does not hold yet (the
+    totals of the days from ``first_day`` on) and the last and first days of each kind.
+
+    A one-day run outputs day ``first_day``'s rows only, and everything before that day is
+    in the previous row (or there is nothing before it), so its own row is enough: no
+    running window over the look-back.
+    """
+    fresh = f"date >= DATE '{first_day}'"  # rows not yet in the previous day's totals
+    one_day = first_day == last_day
+
+    def running(aggregate: str, expression: str) -> str:
+        return expression if one_day else f"{aggregate}({expression}) OVER running"
+
+    return ",\n        ".join(
+        [
+            running(
+                "sum", f"CASE WHEN {fresh} THEN CAST({f.daily} AS {_exact(f.dtype)}) ELSE 0 END"
+            )
+            + f" AS {f.name}_fresh"
+            for f in LIFETIME_FEATURES
+        ]
+        + [running("sum", f"CASE WHEN {fresh} THEN {NEW_COURSES} ELSE 0 END") + " AS courses_fresh"]
+        + [
+            running("max", f"CASE WHEN {f.daily} > 0 THEN date END") + f" AS last_{f.name}_date"
+            for f in LAST_EVENT_FEATURES
+        ]
+        + [
+            running("max", "CASE WHEN active = 1 THEN date END") + " AS last_active_date",
+            running("min", "CASE WHEN active = 1 THEN date END") + " AS first_active_date",
+        ]
+    )
+
+
+def _course_steps(windows: tuple[int, ...]) -> tuple[str, str, str]:
+    """The +1/-1 steps of each course touch per window, their sums, and their fill."""
+    steps = "\n        UNION ALL\n        ".join(
+        [
+            "SELECT user_id, date, "
+            + ", ".join(f"1 AS {COURSE_STEP}_{w}" for w in windows)
+            + " FROM course_spans"
+        ]
+        + [
+            f"SELECT user_id, least(next_date, date + {w}), "
+            + ", ".join(f"{-1 if v == w else 0}" for v in windows)
+            + " FROM course_spans"
+            for w in windows
+        ]
+    )
+    step_sums = ", ".join(f"sum({COURSE_STEP}_{w}) AS {COURSE_STEP}_{w}" for w in windows)
+    step_fill = ", ".join(f"coalesce(s.{COURSE_STEP}_{w}, 0) AS {COURSE_STEP}_{w}" for w in windows)
+    return steps, step_sums, step_fill
+
+
+def _first_touches_sql(first_day: date, last_day: date, courses: bool) -> str:
+    """New courses per (user, day) from ``USER_COURSES``, or no rows when none was touched."""
+    if courses:
+        return (
+            f"SELECT user_id, date, count(*) AS {NEW_COURSES} FROM {USER_COURSES} "
+            f"WHERE date BETWEEN DATE '{first_day}' AND DATE '{last_day}' GROUP BY user_id, date"
+        )
+    return (
+        f"SELECT NULL::VARCHAR AS user_id, NULL::DATE AS date, NULL::BIGINT AS {NEW_COURSES} "
+        "WHERE false"
+    )
+
+
+def _trend_columns(windows: tuple[int, ...], observed: str) -> str:
+    """Short- over long-window rates, per observed day: a user with 3 days of history is
+    not read as slowing down. None with a single window."""
+    if len(windows) < 2:
+        return ""
+    short, long = min(windows), max(windows)
+    return "".join(
+        f",\n    (r.{window_feature_name(b, short)} / least({short}, {observed}))"
+        f" / nullif(r.{window_feature_name(b, long)} / least({long}, {observed}), 0) "
+        f"AS {trend_feature_name(b, short, long)}"
+        for b in TREND_BASES
+    )
+
+
+def _lifetime_columns() -> str:
+    """Lifetime totals: the previous day's total plus what the rows read add."""
+    return ",\n    ".join(
+        f"CAST(coalesce(CAST(p.{lifetime_feature_name(f.name)} AS {_exact(f.dtype)}), 0) "
+        f"+ r.{f.name}_fresh AS {SQL_TYPES[f.dtype]}) AS {lifetime_feature_name(f.name)}"
+        for f in LIFETIME_FEATURES
+    )
+
+
+def _last_event_columns() -> str:
+    """Days since the last day of each kind, carried from the previous row when not in these."""
+    return ",\n    ".join(
+        f"CAST(date_diff('day', coalesce(r.last_{f.name}_date, p.last_{f.name}), r.date) "
+        f"AS BIGINT) AS {last_event_feature_name(f.name)}"
+        for f in LAST_EVENT_FEATURES
+    )
+
+
+def _output_columns(windows: tuple[int, ...]) -> str:
+    """The spec's feature columns in order; rates per observed day and the mean gap computed."""
+    computed = {
+        rate_feature_name(f.name): (
+            f"CAST({lifetime_feature_name(f.name)} AS DOUBLE) / observed_days"
+        )
+        for f in LIFETIME_FEATURES
+        if f.rate
+    }
+    computed[MEAN_GAP] = (
+        f"CASE WHEN {lifetime_feature_name('active_days')} >= 2 THEN "
+        f"CAST({DAYS_SINCE_FIRST_ACTIVITY} - days_since_last_activity AS DOUBLE) "
+        f"/ ({lifetime_feature_name('active_days')} - 1) END"
+    )
+    return ",\n    ".join(
+        f"{computed[name]} AS {name}" if name in computed else name
+        for name in feature_names(windows)
+    )
 
 
 def _exact(dtype: str) -> str:
