@@ -202,22 +202,10 @@ def flat_latency(url: str, users: int, calls: int, blocks: int = 10) -> list[tup
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--users", type=int, default=2000)
-    parser.add_argument("--duration", type=int, default=20, help="Seconds per load run.")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 64])
-    parser.add_argument("--workers", type=int, default=1, help="Workers of each server.")
-    parser.add_argument("--flat-calls", type=int, default=100_000)
-    parser.add_argument("--python-load", action="store_true", help="Use the Python generator.")
-    parser.add_argument("--json", type=Path, help="Also write the figures here.")
-    args = parser.parse_args()
-
+    args = _arguments()
     from runner import bench_settings
 
     from feature_repo.store import open_store
-    from online_api.server import free_port
 
     tmp, settings = bench_settings("bench-api-")
     env = os.environ | settings.as_env()
@@ -226,104 +214,156 @@ def main() -> None:
     try:
         print(f"… churn demo --users {args.users}", file=sys.stderr, flush=True)
         demo = subprocess.run(
-            [BIN / "churn", "demo", "--users", str(args.users)],
-            env=env,
-            capture_output=True,
+            [BIN / "churn", "demo", "--users", str(args.users)], env=env, capture_output=True,
             text=True,
-        )
+        )  # fmt: skip
         if demo.returncode != 0:
             raise SystemExit(f"churn demo failed:\n{demo.stdout[-3000:]}{demo.stderr[-3000:]}")
-
-        ports = {name: free_port() for name in ("api", "bare", "feast")}
-        w = str(args.workers)
-        commands = {
-            "api": ([BIN / "churn", "serve", "--port", str(ports["api"]), "--workers", w], None),
-            "bare": (
-                [sys.executable, "-m", "uvicorn", "bare_api:app", "--app-dir", str(HERE),
-                 "--port", str(ports["bare"]), "--workers", w, "--log-level", "warning"],
-                None,
-            ),
-            "feast": (
-                [BIN / "feast", "serve", "--port", str(ports["feast"]), "--workers", w,
-                 "--no-access-log", "--max-requests", "0"],
-                settings.feature_repo_dir,
-            ),
-        }  # fmt: skip
-        probes = {"api": "/ready", "bare": "/users/u000000/churn-risk", "feast": "/health"}
-        for name, (command, cwd) in commands.items():
-            log = tmp / f"{name}.log"
-            servers.append(
-                subprocess.Popen(
-                    [str(c) for c in command],
-                    cwd=cwd,
-                    env=env,
-                    stdout=log.open("w"),
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-            wait_until_up(f"http://127.0.0.1:{ports[name]}{probes[name]}", servers[-1], log)
-            print(f"… {name} up on port {ports[name]}", file=sys.stderr, flush=True)
-
-        last = args.users - 1
-        has_wrk = shutil.which("wrk") is not None and not args.python_load
-        generator = "wrk" if has_wrk else "python (asyncio, keep-alive)"
-        results: list[Load] = []
-        for concurrency in args.concurrency:
-            for name in ("bare", "api", "feast"):
-                url = f"http://127.0.0.1:{ports[name]}"
-                print(
-                    f"… {name} at concurrency {concurrency}, {args.duration} s",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                if has_wrk:
-                    script = (FEAST_SCRIPT if name == "feast" else GET_SCRIPT).replace(
-                        "{last}", str(last)
-                    )
-                    figures = wrk(url, script.replace("{service}", FEATURE_SERVICE), concurrency,
-                                  args.duration, tmp)  # fmt: skip
-                else:
-                    request = python_requests(name, last, random.Random(concurrency))
-                    figures = python_load(url, request, concurrency, args.duration)
-                results.append(Load(name, concurrency, *figures))
-
+        ports = _start_servers(args, settings, env, tmp, servers)
+        results = [
+            load
+            for _ in range(args.rounds)
+            for concurrency in args.concurrency
+            for load in _load_each(ports, concurrency, args, tmp)
+        ]
         print(f"… {args.flat_calls:,} sequential calls to the API", file=sys.stderr, flush=True)
         flat = flat_latency(f"http://127.0.0.1:{ports['api']}", args.users, args.flat_calls)
     finally:
-        for server in servers:
-            if server.poll() is None:
-                os.killpg(server.pid, signal.SIGTERM)
-        for server in servers:
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
+        _stop(servers)
         try:
             open_store(settings).teardown()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    report(results, flat, args, generator)
+    report(results, flat, args, _generator(args))
     if args.json:
         args.json.write_text(json.dumps({
-            "load": [r.__dict__ for r in results], "flat": flat, "generator": generator,
+            "load": [r.__dict__ for r in results], "flat": flat, "generator": _generator(args),
             "workers": args.workers, "users": args.users, "duration": args.duration,
         }, indent=2))  # fmt: skip
 
 
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--duration", type=int, default=20, help="Seconds per load run.")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 64])
+    parser.add_argument("--workers", type=int, default=1, help="Workers of each server.")
+    parser.add_argument("--flat-calls", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=1, help="Load runs per server; medians.")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="Another checkout of this repo (e.g. a `git worktree` of an older commit): its "
+        "API also serves the same data, as `before`, so a change is measured in one run.",
+    )
+    parser.add_argument("--python-load", action="store_true", help="Use the Python generator.")
+    parser.add_argument("--json", type=Path, help="Also write the figures here.")
+    return parser.parse_args()
+
+
+def _generator(args: argparse.Namespace) -> str:
+    if shutil.which("wrk") is not None and not args.python_load:
+        return "wrk"
+    return "python (asyncio, keep-alive)"
+
+
+def _start_servers(
+    args: argparse.Namespace, settings, env: dict, tmp: Path, servers: list[subprocess.Popen]
+) -> dict[str, int]:
+    """Start every server (appended to ``servers``, for the caller to stop) until it answers."""
+    from online_api.server import free_port
+
+    w = str(args.workers)
+    commands = {
+        "bare": (
+            [sys.executable, "-m", "uvicorn", "bare_api:app", "--app-dir", str(HERE),
+             "--log-level", "warning"], None, env,
+        ),
+        "api": ([BIN / "churn", "serve"], None, env),
+        "feast": (
+            [BIN / "feast", "serve", "--no-access-log", "--max-requests", "0"],
+            settings.feature_repo_dir, env,
+        ),
+    }  # fmt: skip
+    if args.before:
+        # The older tree's own `churn serve`: its code, this checkout's interpreter and data.
+        serve = [sys.executable, "-c", "from churn.cli import app; app()", "serve"]
+        before_env = env | {"PYTHONPATH": str(args.before.resolve())}
+        commands["before"] = (serve, args.before, before_env)
+    probes = {"api": "/ready", "before": "/ready", "feast": "/health"}
+    ports = {name: free_port() for name in commands}
+    for name, (command, cwd, server_env) in commands.items():
+        log = tmp / f"{name}.log"
+        servers.append(
+            subprocess.Popen(
+                [str(c) for c in command] + ["--port", str(ports[name]), "--workers", w],
+                cwd=cwd, env=server_env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )  # fmt: skip
+        probe = probes.get(name, "/users/u000000/churn-risk")
+        wait_until_up(f"http://127.0.0.1:{ports[name]}{probe}", servers[-1], log)
+        print(f"… {name} up on port {ports[name]}", file=sys.stderr, flush=True)
+    return ports
+
+
+def _load_each(
+    ports: dict[str, int], concurrency: int, args: argparse.Namespace, tmp: Path
+) -> list[Load]:
+    """One load run of each server at ``concurrency``, one after another."""
+    last = args.users - 1
+    results = []
+    for name, port in ports.items():
+        url = f"http://127.0.0.1:{port}"
+        print(f"… {name} at concurrency {concurrency}, {args.duration} s", file=sys.stderr,
+              flush=True)  # fmt: skip
+        if _generator(args) == "wrk":
+            script = (FEAST_SCRIPT if name == "feast" else GET_SCRIPT).replace("{last}", str(last))
+            figures = wrk(url, script.replace("{service}", FEATURE_SERVICE), concurrency,
+                          args.duration, tmp)  # fmt: skip
+        else:
+            request = python_requests(name, last, random.Random(concurrency))
+            figures = python_load(url, request, concurrency, args.duration)
+        results.append(Load(name, concurrency, *figures))
+    return results
+
+
+def _stop(servers: list[subprocess.Popen]) -> None:
+    for server in servers:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+    for server in servers:
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+
+
 def report(results: list[Load], flat: list[tuple[float, float]], args, generator: str) -> None:
+    rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
     print(f"\n{args.users:,} users, {args.workers} worker(s) per server, {args.duration} s per run, "
-          f"load from {generator}")  # fmt: skip
+          f"load from {generator}{rounds}")  # fmt: skip
     print(f"{'server':<8}{'conc.':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
-    for r in results:
+    by: dict[tuple[int, str], Load] = {}
+    for key in dict.fromkeys((r.concurrency, r.server) for r in results):
+        runs = [r for r in results if (r.concurrency, r.server) == key]
+        median = {
+            f: statistics.median(getattr(r, f) for r in runs)
+            for f in ("requests_per_s", "p50_ms", "p99_ms")
+        }
+        by[key] = r = Load(key[1], key[0], failed=sum(r.failed for r in runs), **median)
         print(f"{r.server:<8}{r.concurrency:>6}{r.requests_per_s:>10,.0f}{r.p50_ms:>9.2f}"
               f"{r.p99_ms:>9.2f}{r.failed:>8}")  # fmt: skip
     for concurrency in args.concurrency:
-        by = {r.server: r for r in results if r.concurrency == concurrency}
-        api = by["api"].requests_per_s
-        print(f"concurrency {concurrency}: api/bare {api / by['bare'].requests_per_s:.2f}, "
-              f"api/feast serve {api / by['feast'].requests_per_s:.1f}×")  # fmt: skip
+        rate = {name: load.requests_per_s for (c, name), load in by.items() if c == concurrency}
+        line = (f"concurrency {concurrency}: api/bare {rate['api'] / rate['bare']:.2f}, "
+                f"api/feast serve {rate['api'] / rate['feast']:.1f}×")  # fmt: skip
+        if "before" in rate:
+            line += f"; before/bare {rate['before'] / rate['bare']:.2f}"
+        print(line)
     medians = [m for m, _ in flat]
     print(f"\n{args.flat_calls:,} sequential calls, per tenth: median ms "
           + " ".join(f"{m:.3f}" for m in medians))  # fmt: skip

@@ -107,6 +107,16 @@ def fingerprint(frame: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.tobytes()).hexdigest()
 
 
+@dataclass
+class _Fitted:
+    """One model kind fitted on a split: the calibrated model and what it showed."""
+
+    model: object
+    scores: np.ndarray
+    importance: tuple[pd.Series, pd.Series]
+    tuning: Tuning
+
+
 def train_models(
     settings: Settings, now: datetime | None = None, labels: pd.DataFrame | None = None
 ) -> TrainResult:
@@ -131,49 +141,14 @@ def train_models(
             "left out %d features that are null or constant in the training rows: %s",
             len(left_out), ", ".join(left_out),
         )  # fmt: skip
-    refs = [ref for ref in data.feature_refs if ref.split(":", 1)[1] in names]
     numeric, categorical = split_columns(frame, names)
     y_val = val[LABEL].to_numpy()
-    k = settings.top_k
-    nights = val[TIMESTAMP_FIELD].to_numpy()
-    references = {
-        "recency": evaluate(y_val, recency_score(val), k=k, is_probability=False, nights=nights),
-        "base_rate": evaluate(y_val, np.full(len(val), fit[LABEL].mean()), k=k, nights=nights),
+    references, curves = _references(val, fit, settings)
+    fitted = {
+        kind: _fit_kind(kind, (fit, cal, val), names, (numeric, categorical), settings)
+        for kind in MODEL_KINDS
     }
-    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {"recency": (y_val, recency_score(val))}
-    oracle = oracle_score(val, settings.ground_truth_dir)
-    if oracle is not None:
-        references["oracle"] = evaluate(y_val, oracle, k=k, nights=nights)
-        curves["oracle (hidden state)"] = (y_val, oracle)
-
-    models, scores, importances, tuning = {}, {}, {}, {}
-    for kind in MODEL_KINDS:
-        tuning[kind] = tune(kind, fit, numeric, categorical, settings.tuning_budget, settings.seed)
-        log.info("%s: %s", kind, tuning[kind].summary())
-        model = build_model(kind, numeric, categorical, settings.seed, tuning[kind].chosen)
-        model.fit(fit[names], fit[LABEL])
-        calibrated = calibrate(model, cal[names], cal[LABEL])
-        models[kind] = calibrated
-        scores[kind] = calibrated.predict_proba(val[names])[:, 1]
-        sample = val.sample(min(len(val), IMPORTANCE_ROWS), random_state=settings.seed)
-        importance = permutation_importance(
-            calibrated, sample[names], sample[LABEL], scoring="average_precision",
-            n_repeats=3, random_state=settings.seed,
-        )  # fmt: skip
-        importances[kind] = (
-            pd.Series(importance.importances_mean, index=names),
-            pd.Series(importance.importances_std, index=names),
-        )
-    metrics = {kind: evaluate(y_val, scores[kind], k=k, nights=nights) for kind in MODEL_KINDS}
-    for kind in MODEL_KINDS:
-        if oracle is not None:
-            metrics[kind]["oracle_roc_auc_ratio"] = (
-                metrics[kind]["roc_auc"] / references["oracle"]["roc_auc"]
-            )
-        metrics[kind]["roc_auc_over_recency"] = (
-            metrics[kind]["roc_auc"] - references["recency"]["roc_auc"]
-        )
-
+    metrics = _metrics(fitted, val, references, settings.top_k)
     rows = {"fit": len(fit), "calibration": len(cal), "validation": len(val)}
     positive_rate = {
         "fit": float(fit[LABEL].mean()),
@@ -184,7 +159,7 @@ def train_models(
         "run": now.isoformat(),  # the versions one `churn train` stores share it
         "created_at": now.isoformat(),
         "feature_service": FEATURE_SERVICE,
-        "feature_refs": refs,
+        "feature_refs": [ref for ref in data.feature_refs if ref.split(":", 1)[1] in names],
         "left_out_features": left_out,
         "numeric_features": numeric,
         "categorical_features": categorical,
@@ -202,31 +177,124 @@ def train_models(
         "calibration": {"method": "sigmoid", "rows": len(cal)},
         "all_models": metrics,
     }
-    versions: dict[str, str] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        files = _plots(Path(tmp), curves, scores, y_val, importances)
-        write_parquet(
-            val[[ENTITY_KEY, TIMESTAMP_FIELD, LABEL, *names]], Path(tmp) / VALIDATION_ROWS
-        )
-        for kind in MODEL_KINDS:
-            # Same run, same data: the kind tells the two versions apart.
-            model_print = hashlib.sha256(f"{shared['fingerprint']}:{kind}".encode()).hexdigest()
-            version = registry.new_version(now, model_print)
-            score_bins = reference_bins(pd.DataFrame({"score": scores[kind]}), ["score"], [])
-            metadata = shared | {
-                "model_kind": kind,
-                "metrics": metrics[kind],
-                "tuning": tuning[kind].to_dict(),
-                "score_reference_bins": score_bins["score"],
-                "importance": importances[kind][0].sort_values(ascending=False).to_dict(),
-            }
-            files_for = files[kind] | {VALIDATION_ROWS: Path(tmp) / VALIDATION_ROWS}
-            registry.save_model(settings.models_dir, version, models[kind], metadata, files_for)
-            versions[kind] = version
+    versions = _register(
+        settings,
+        now,
+        shared,
+        fitted,
+        metrics,
+        curves,
+        val[[ENTITY_KEY, TIMESTAMP_FIELD, LABEL, *names]],
+    )
     best = max(MODEL_KINDS, key=lambda kind: metrics[kind]["pr_auc"])
+    tuning = {kind: fitted[kind].tuning for kind in MODEL_KINDS}
     return TrainResult(
         versions, metrics, references, split, rows, positive_rate, len(data.missing), tuning, best
     )
+
+
+def _references(
+    val: pd.DataFrame, fit: pd.DataFrame, settings: Settings
+) -> tuple[dict[str, dict], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The references' metrics on the validation rows, and their curves to plot beside the
+    models': recency, the base rate, and the oracle where the ground truth is known."""
+    y_val, nights, k = val[LABEL].to_numpy(), val[TIMESTAMP_FIELD].to_numpy(), settings.top_k
+    references = {
+        "recency": evaluate(y_val, recency_score(val), k=k, is_probability=False, nights=nights),
+        "base_rate": evaluate(y_val, np.full(len(val), fit[LABEL].mean()), k=k, nights=nights),
+    }
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {"recency": (y_val, recency_score(val))}
+    oracle = oracle_score(val, settings.ground_truth_dir)
+    if oracle is not None:
+        references["oracle"] = evaluate(y_val, oracle, k=k, nights=nights)
+        curves["oracle (hidden state)"] = (y_val, oracle)
+    return references, curves
+
+
+def _metrics(
+    fitted: dict[str, _Fitted], val: pd.DataFrame, references: dict[str, dict], k: int
+) -> dict[str, dict]:
+    """Each kind's validation metrics, with its ROC-AUC against recency and the oracle."""
+    y_val, nights = val[LABEL].to_numpy(), val[TIMESTAMP_FIELD].to_numpy()
+    metrics = {}
+    for kind, one in fitted.items():
+        metrics[kind] = evaluate(y_val, one.scores, k=k, nights=nights)
+        if "oracle" in references:
+            metrics[kind]["oracle_roc_auc_ratio"] = (
+                metrics[kind]["roc_auc"] / references["oracle"]["roc_auc"]
+            )
+        metrics[kind]["roc_auc_over_recency"] = (
+            metrics[kind]["roc_auc"] - references["recency"]["roc_auc"]
+        )
+    return metrics
+
+
+def _fit_kind(
+    kind: str,
+    parts: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+    names: list[str],
+    columns: tuple[list[str], list[str]],
+    settings: Settings,
+) -> _Fitted:
+    """Tune on the fit part, fit, calibrate on the calibration part, score validation, and
+    measure permutation importance on a seeded sample of it."""
+    fit, cal, val = parts
+    numeric, categorical = columns
+    tuning = tune(kind, fit, numeric, categorical, settings.tuning_budget, settings.seed)
+    log.info("%s: %s", kind, tuning.summary())
+    model = build_model(kind, numeric, categorical, settings.seed, tuning.chosen)
+    model.fit(fit[names], fit[LABEL])
+    calibrated = calibrate(model, cal[names], cal[LABEL])
+    scores = calibrated.predict_proba(val[names])[:, 1]
+    sample = val.sample(min(len(val), IMPORTANCE_ROWS), random_state=settings.seed)
+    importance = permutation_importance(
+        calibrated, sample[names], sample[LABEL], scoring="average_precision",
+        n_repeats=3, random_state=settings.seed,
+    )  # fmt: skip
+    return _Fitted(
+        calibrated,
+        scores,
+        (
+            pd.Series(importance.importances_mean, index=names),
+            pd.Series(importance.importances_std, index=names),
+        ),
+        tuning,
+    )
+
+
+def _register(
+    settings: Settings,
+    now: datetime,
+    shared: dict,
+    fitted: dict[str, _Fitted],
+    metrics: dict[str, dict],
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    validation_rows: pd.DataFrame,
+) -> dict[str, str]:
+    """Store each kind as a version with its metadata, plots and the validation rows."""
+    y_val = validation_rows[LABEL].to_numpy()
+    scores = {kind: f.scores for kind, f in fitted.items()}
+    versions: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        importances = {kind: f.importance for kind, f in fitted.items()}
+        files = _plots(Path(tmp), curves, scores, y_val, importances)
+        write_parquet(validation_rows, Path(tmp) / VALIDATION_ROWS)
+        for kind, one in fitted.items():
+            # Same run, same data: the kind tells the two versions apart.
+            model_print = hashlib.sha256(f"{shared['fingerprint']}:{kind}".encode()).hexdigest()
+            version = registry.new_version(now, model_print)
+            score_bins = reference_bins(pd.DataFrame({"score": one.scores}), ["score"], [])
+            metadata = shared | {
+                "model_kind": kind,
+                "metrics": metrics[kind],
+                "tuning": one.tuning.to_dict(),
+                "score_reference_bins": score_bins["score"],
+                "importance": one.importance[0].sort_values(ascending=False).to_dict(),
+            }
+            files_for = files[kind] | {VALIDATION_ROWS: Path(tmp) / VALIDATION_ROWS}
+            registry.save_model(settings.models_dir, version, one.model, metadata, files_for)
+            versions[kind] = version
+    return versions
 
 
 def _plots(
