@@ -68,7 +68,7 @@ def run_nightly(
         elif code != 0:
             skipped = ", ".join(s.name for s, _ in steps[i + 1 :]) or "nothing"
             console.print(f"[red]  {command} failed (exit {code}): the night stops at "
-                          f"{stage.name}; not run: {skipped}[/red]")  # fmt: skip
+                          f"{stage.name}; not run: {skipped}[/red]", soft_wrap=True)  # fmt: skip
             report_night(settings, day, started, stage.name, code)
             return code
     report_night(settings, day, started)
