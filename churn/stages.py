@@ -178,15 +178,21 @@ def _batch() -> StageFn:
     return lambda i: score_population(i.settings, i.run_time, progress=i.progress)
 
 
+def _written(report: Callable[[Settings], Any], write: Callable[[Any, Settings], Any]) -> StageFn:
+    """A monitoring check: its report, written where the command writes it."""
+
+    def run(i: StageInputs) -> Any:
+        result = report(i.settings)
+        write(result, i.settings)
+        return result
+
+    return run
+
+
 def _drift() -> StageFn:
     from monitor.drift import drift_report, write_drift_report
 
-    def run(i: StageInputs) -> Any:
-        report = drift_report(i.settings)
-        write_drift_report(report, i.settings)
-        return report
-
-    return run
+    return _written(drift_report, write_drift_report)
 
 
 def _outcomes() -> StageFn:
@@ -198,12 +204,7 @@ def _outcomes() -> StageFn:
 def _skew() -> StageFn:
     from monitor.skew import skew_report, write_skew_report
 
-    def run(i: StageInputs) -> Any:
-        report = skew_report(i.settings)
-        write_skew_report(report, i.settings)
-        return report
-
-    return run
+    return _written(skew_report, write_skew_report)
 
 
 def _retrain() -> StageFn:
