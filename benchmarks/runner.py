@@ -2,7 +2,9 @@
 
 ``bench_features.py``, ``bench_training.py`` and ``bench_batch.py`` name the stages
 they time; this module runs them under a temporary data dir and a Feast project of
-their own, removes both, and prints one table.
+their own, removes both, and prints one table. A stage here is one or more of the
+pipeline's stages (``churn.stages``: the functions the ``churn`` commands, the nightly and
+the demo run), and the figures it reports.
 """
 
 from __future__ import annotations
@@ -18,112 +20,159 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from churn.stages import STAGES as PIPELINE
+from churn.stages import StageFn, StageInputs
 
 RUNNER = str(Path(__file__).resolve())
-STAGES = (
-    "generate",
-    "validate",
-    "prepare+features",
-    "daily run",
-    "apply",
-    "materialize",
-    "labels+join",
-    "train",
-    "promote",
-    "batch score",
-    "batch score (all)",
-)
 
 
-def run_stage(stage: str, users: int, days: int) -> dict:
-    """Run one stage in this process (settings from the environment); return its figures."""
+@dataclass(frozen=True)
+class Measured:
+    """What one benchmark process ran: each stage's result and seconds, and the progress
+    marks (times) its stages reported."""
+
+    results: dict[str, Any]
+    seconds: dict[str, float]
+    marks: list[float]
+
+
+@dataclass(frozen=True)
+class Totals:
+    """The run's sizes, which the throughput lines divide by."""
+
+    users: int
+    events: int
+    user_days: int
+
+
+@dataclass(frozen=True)
+class Bench:
+    """A measured stage: pipeline stages (``churn.stages`` names, or ``PARTS``) run in one
+    process, the figures it reports and its line of the table."""
+
+    stages: tuple[str, ...]
+    figures: Callable[[Measured], dict] = lambda m: {}
+    rate: Callable[[dict, Totals], str] = lambda r, t: ""
+    newest_day: bool = False  # only the newest day, as the nightly runs: `--as-of`, T = day + 1
+    everyone: bool = False  # every user counts as active: the whole table scored
+
+
+def _scored(m: Measured) -> dict:
+    result = m.results["batch"]
+    return {"scored": result.scored, "skipped": result.skipped, "high_risk": result.high_risk,
+            "join_s": m.marks[-1] - m.marks[0]}  # fmt: skip
+
+
+def _scored_rate(r: dict, t: Totals) -> str:
+    return (f"{r['scored'] / r['seconds']:,.0f} users/s ({r['scored']:,} scored, "
+            f"{r['skipped']:,} skipped, {r['high_risk']:,} high-risk; join {r['join_s']:.1f} s)")  # fmt: skip
+
+
+def _built(m: Measured) -> dict:
+    return {"user_days": m.results["prepare"].rows, "feature_rows": m.results["features"].rows,
+            "prepare_s": m.seconds["prepare"]}  # fmt: skip
+
+
+def _joined(m: Measured) -> dict:
+    labels_s, joined = m.results["labels+join"]
+    return {"rows": len(joined.frame), "labels_s": labels_s}
+
+
+def _trained(m: Measured) -> dict:
+    result = m.results["train"]
+    return {"rows": sum(result.rows.values()), "pr_auc": result.metrics[result.best]["pr_auc"]}
+
+
+BENCHES: dict[str, Bench] = {
+    "generate": Bench(("generate",), lambda m: {"events": len(m.results["generate"].events)},
+                      lambda r, t: f"{t.events / r['seconds']:,.0f} events/s"),
+    "validate": Bench(("validate",), lambda m: {"events": m.results["validate"].stats["events"]},
+                      lambda r, t: f"{t.events / r['seconds']:,.0f} events/s"),
+    "prepare+features": Bench(("prepare", "features"), _built, lambda r, t: (
+        f"{t.user_days / r['seconds']:,.0f} user-days/s (prepare {r['prepare_s']:.1f} s)")),
+    "daily run": Bench(("prepare", "features"), _built,
+                       lambda r, t: f"one day: {r['feature_rows']:,} feature rows", newest_day=True),
+    "apply": Bench(("apply",)),
+    "materialize": Bench(("materialize",), rate=lambda r, t: (
+        f"{t.users / r['seconds']:,.0f} users/s (newest row per user)")),
+    "labels+join": Bench(("labels+join",), _joined, lambda r, t: (
+        f"{r['rows'] / (r['seconds'] - r['labels_s']):,.0f} rows/s joined ({r['rows']:,} rows; "
+        f"labels {r['labels_s']:.1f} s)")),
+    "train": Bench(("train",), _trained,
+                   lambda r, t: f"{r['rows']:,} rows, 2 models, best PR-AUC {r['pr_auc']:.3f}"),
+    "promote": Bench(("force",)),
+    "batch score": Bench(("batch",), _scored, _scored_rate, newest_day=True),
+    "batch score (all)": Bench(("batch",), _scored, _scored_rate, newest_day=True, everyone=True),
+}  # fmt: skip
+STAGES = tuple(BENCHES)
+
+
+def _labels_join() -> StageFn:
+    from training.dataset import training_set
+    from training.labels import build_labels
+
+    def run(i: StageInputs) -> tuple[float, Any]:
+        start = time.perf_counter()
+        labels = build_labels(i.settings)
+        return time.perf_counter() - start, training_set(i.settings, labels)
+
+    return run
+
+
+def _force() -> StageFn:
+    from training.promote import force, latest_candidate
+
+    return lambda i: force(i.settings, latest_candidate(i.settings), "benchmark")
+
+
+# The first half of `churn train` (labels, then Feast's point-in-time join), and promotion
+# without the gate: a benchmark needs a production model to score with, not the gate's
+# verdict on it.
+PARTS: dict[str, Callable[[], StageFn]] = {"labels+join": _labels_join, "force": _force}
+
+
+def _load(part: str) -> StageFn:
+    """The in-process function of a pipeline stage, or of one of the runner's own parts."""
+    return PIPELINE[part].load() if part in PIPELINE else PARTS[part]()
+
+
+def bench_inputs(bench: Bench, users: int, days: int) -> StageInputs:
+    """The inputs of ``bench``'s run: settings from the environment, the clock's now, or the
+    newest prepared day's night."""
     from churn.settings import get_settings
+    from ingestion import partitions
 
     settings = get_settings()
-    start = time.perf_counter()
-    out: dict = {}
-    if stage == "generate":
-        from ingestion.generate import generate_demo_data, write_demo_data
+    if bench.everyone:
+        settings = settings.model_copy(update={"active_lookback_days": days})
+    inputs = StageInputs(settings, datetime.now(UTC), users=users, days=days)
+    if bench.newest_day:
+        night = StageInputs.night(settings, partitions.partition_days(settings.user_daily_path)[-1])
+        inputs = replace(inputs, now=night.now, day=night.day)
+    return inputs
 
-        data = generate_demo_data(n_users=users, days=days, seed=settings.seed)
-        write_demo_data(data, settings)
-        out["events"] = len(data.events)
-    elif stage == "validate":
-        from ingestion.validate import run_validation
 
-        report = run_validation(settings)
-        if not report.passed:
-            raise SystemExit(f"validation failed: {[f.rule for f in report.failures]}")
-        out["events"] = report.stats["events"]
-    elif stage == "prepare+features":
-        from ingestion.features import build_rolling_features
-        from ingestion.prepare import build_user_daily
-
-        daily = build_user_daily(settings)
-        t_daily = time.perf_counter() - start
-        features = build_rolling_features(settings)
-        out |= {"user_days": daily.rows, "feature_rows": features.rows, "prepare_s": t_daily}
-    elif stage == "daily run":
-        # The nightly path: rebuild only the last day, as `--as-of` does.
-        from ingestion import partitions
-        from ingestion.features import build_rolling_features
-        from ingestion.prepare import build_user_daily
-
-        last = partitions.partition_days(settings.user_daily_path)[-1]
-        daily = build_user_daily(settings, as_of=last)
-        features = build_rolling_features(settings, as_of=last)
-        out |= {"user_days": daily.rows, "feature_rows": features.rows}
-    elif stage == "apply":
-        from feature_repo.store import apply_definitions
-
-        apply_definitions(settings)
-    elif stage == "materialize":
-        from feature_repo.store import materialize
-
-        materialize(settings, end=datetime.now(UTC))
-    elif stage == "labels+join":
-        from training.dataset import training_set
-        from training.labels import build_labels
-
-        start = time.perf_counter()  # Feast's import is not the join
-        labels = build_labels(settings)
-        t_labels = time.perf_counter() - start
-        joined = training_set(settings, labels)
-        out |= {"rows": len(joined.frame), "labels_s": t_labels}
-    elif stage == "train":
-        from training.train import train_models
-
+def run_stage(name: str, users: int, days: int) -> dict:
+    """Run benchmark ``name`` in this process; its figures, seconds and peak RSS."""
+    bench = BENCHES[name]
+    marks: list[float] = []
+    inputs = bench_inputs(bench, users, days)
+    inputs = replace(inputs, progress=lambda *_: marks.append(time.perf_counter()))
+    runs = [(part, _load(part)) for part in bench.stages]  # their imports are not timed
+    results: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    for part, run in runs:
         start = time.perf_counter()
-        result = train_models(settings)
-        out |= {"rows": sum(result.rows.values()), "pr_auc": result.metrics[result.best]["pr_auc"]}
-    elif stage == "promote":
-        # Forced: the benchmark needs a production model, not the gate's verdict on it.
-        from training.promote import force, latest_candidate
-
-        force(settings, latest_candidate(settings), "benchmark")
-    elif stage in ("batch score", "batch score (all)"):
-        from batch.score import score_population
-        from ingestion import partitions
-
-        if stage == "batch score (all)":  # every user counts as active: the whole table scored
-            settings = settings.model_copy(update={"active_lookback_days": days})
-
-        last = partitions.partition_days(settings.user_daily_path)[-1]
-        as_of = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
-        marks: list[float] = []
-        start = time.perf_counter()  # Feast's import is not the run
-        result = score_population(
-            settings, as_of, progress=lambda *_: marks.append(time.perf_counter())
-        )
-        out |= {
-            "scored": result.scored,
-            "skipped": result.skipped,
-            "high_risk": result.high_risk,
-            "join_s": marks[-1] - marks[0],
-        }
-    out["seconds"] = time.perf_counter() - start
+        results[part] = run(inputs)
+        seconds[part] = time.perf_counter() - start
+    out = bench.figures(Measured(results, seconds, marks))
+    out["seconds"] = sum(seconds.values())
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
@@ -236,34 +285,17 @@ def main(stages: tuple[str, ...] = STAGES) -> None:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    events = results["generate"]["events"]
-    user_days = results["prepare+features"]["user_days"]
-    print(f"\n{args.users:,} users × {args.days} days: {events:,} events, {user_days:,} user-days")
+    print_table(results, args.users, args.days)
+
+
+def print_table(results: dict[str, dict], users: int, days: int) -> None:
+    """One line per stage: seconds, peak RSS and its throughput."""
+    totals = Totals(users, results["generate"]["events"], results["prepare+features"]["user_days"])
+    print(f"\n{users:,} users × {days} days: {totals.events:,} events, "
+          f"{totals.user_days:,} user-days")  # fmt: skip
     print(f"{'stage':<18}{'seconds':>9}{'peak RSS MB':>13}  throughput")
     for stage, r in results.items():
-        if stage in ("generate", "validate"):
-            rate = f"{events / r['seconds']:,.0f} events/s"
-        elif stage == "prepare+features":
-            rate = f"{user_days / r['seconds']:,.0f} user-days/s (prepare {r['prepare_s']:.1f} s)"
-        elif stage == "daily run":
-            rate = f"one day: {r['feature_rows']:,} feature rows"
-        elif stage == "materialize":
-            rate = f"{args.users / r['seconds']:,.0f} users/s (newest row per user)"
-        elif stage == "labels+join":
-            join_s = r["seconds"] - r["labels_s"]
-            rate = (
-                f"{r['rows'] / join_s:,.0f} rows/s joined ({r['rows']:,} rows; "
-                f"labels {r['labels_s']:.1f} s)"
-            )
-        elif stage == "train":
-            rate = f"{r['rows']:,} rows, 2 models, best PR-AUC {r['pr_auc']:.3f}"
-        elif stage.startswith("batch score"):
-            rate = (
-                f"{r['scored'] / r['seconds']:,.0f} users/s ({r['scored']:,} scored, "
-                f"{r['skipped']:,} skipped, {r['high_risk']:,} high-risk; join {r['join_s']:.1f} s)"
-            )
-        else:
-            rate = ""
+        rate = BENCHES[stage].rate(r, totals)
         print(f"{stage:<18}{r['seconds']:>9.1f}{r['peak_rss_mb']:>13,.0f}  {rate}")
 
 

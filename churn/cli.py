@@ -515,14 +515,26 @@ def nightly(
         datetime | None,
         typer.Option("--day", formats=["%Y-%m-%d"], help="The day just ended (default yesterday)."),
     ] = None,
+    users_file: Annotated[
+        Path | None,
+        typer.Option(help="The portal's users export: ingested first (with --events-file)."),
+    ] = None,
+    events_file: Annotated[
+        Path | None,
+        typer.Option(help="The portal's events export: ingested first (with --users-file)."),
+    ] = None,
 ) -> None:
-    """The night's jobs once, in order: validate → prepare and features for the day →
-    materialize → batch score → drift → outcomes → skew → retrain-if-needed."""
+    """The night's jobs once, in order, stopping at the first failure: [ingest →] validate →
+    prepare and features for the day → materialize → batch score → drift → outcomes → skew →
+    retrain-if-needed."""
     from churn.nightly import run_nightly
 
+    if (users_file is None) != (events_file is None):
+        raise typer.BadParameter("--users-file and --events-file go together")
+    portal = (users_file, events_file) if users_file and events_file else None
     settings = _settings()
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
-    raise typer.Exit(run_nightly(settings, _day(day) or yesterday, console))
+    raise typer.Exit(run_nightly(settings, _day(day) or yesterday, console, portal=portal))
 
 
 @app.command("schedule")

@@ -1,17 +1,18 @@
 """The one entry point ``make demo`` runs: every stage on the embedded default, then a summary.
 
-Generate → validate → prepare → features → feast apply → materialize → train
-both models → promote the better one through the gate → serve it and ask it about
-two users, as the printed curl lines do.
+The set-up stages of ``churn.stages.DEMO``, in-process: generate → validate → prepare →
+features → feast apply → materialize → train both models → promote the better one through
+the gate; then serve it and ask it about two users, as the printed curl lines do.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -19,19 +20,17 @@ from rich.table import Table
 from churn.progress import StageLog, training_table, tuning_table
 from churn.redis_server import RedisUnavailableError, ensure_redis, redact_url
 from churn.settings import Settings
+from churn.stages import DEMO, STAGES, Stage, StageInputs, ValidationFailed
 from feature_repo.spec import FEATURE_VIEW, feature_names
-from feature_repo.store import apply_definitions, materialize, online_feature_rows
+from feature_repo.store import online_feature_rows
 from ingestion import partitions
-from ingestion.features import build_rolling_features
-from ingestion.generate import Scenario, generate_demo_data, write_demo_data
-from ingestion.prepare import build_user_daily
-from ingestion.rules import ValidationReport
+from ingestion.generate import Scenario
 from ingestion.sql_engine import connect, quote_path
-from ingestion.validate import print_report, run_validation
+from ingestion.validate import print_report
 from online_api import server
-from training.promote import PromotionResult, promote
+from training.promote import PromotionResult
 from training.promotion import Decision
-from training.train import TrainResult, train_models
+from training.train import TrainResult
 
 
 @dataclass(frozen=True)
@@ -44,12 +43,28 @@ class DemoBuild:
     promoted: PromotionResult
 
 
-class DemoInputError(Exception):
-    """The generated data failed a validation gate; ``report`` says which."""
-
-    def __init__(self, report: ValidationReport) -> None:
-        super().__init__("the demo data failed validation")
-        self.report = report
+# Each stage's result line, as the demo prints it (``results`` holds the stages run so far).
+NOTES: dict[str, Callable[[Settings, dict[str, Any]], str]] = {
+    "generate": lambda s, r: (
+        f"{len(r['generate'].users):,} users, {len(r['generate'].events):,} events"
+    ),
+    "validate": lambda s, r: "all gates passed",
+    "prepare": lambda s, r: (
+        f"{r['prepare'].rows:,} user-days, {r['prepare'].first_day} … {r['prepare'].last_day}"
+    ),
+    "features": lambda s, r: (
+        f"{r['features'].rows:,} rows × {len(feature_names(s.windows))} features"
+    ),
+    "apply": lambda s, r: f"project {s.feast_project}",
+    "materialize": lambda s, r: f"{r['online']:,} users in the online store",
+    "train": lambda s, r: (
+        f"{', '.join(f'{k} {v}' for k, v in r['train'].versions.items())}; best: {r['train'].best}"
+    ),
+    "promote": lambda s, r: (
+        ("promoted " if r["promote"].decision.promote else "refused ")
+        + r["promote"].decision.candidate
+    ),
+}
 
 
 def build_demo(
@@ -61,55 +76,35 @@ def build_demo(
     apply: bool = True,
     scenario: Scenario = "baseline",
 ) -> DemoBuild:
-    """Every stage of the demo up to the gate, on ``days`` ending the day before ``now``.
+    """The demo's stages (``churn.stages.DEMO``) up to the gate, on ``days`` ending the day
+    before ``now``; ``ValidationFailed`` when the generated data fails a gate.
 
     ``now`` (default: the clock) is the demo's clock for every stage, so a run can be
     replayed as of any date; the seed's world is the same whatever it is. ``apply=False``
     skips ``feast apply`` when this data dir's registry already holds the definitions.
     ``scenario`` is the generator's world (``benchmarks/model_quality.py`` runs each).
     """
-    now = now or datetime.now(UTC)
-    start = now.astimezone(UTC).date() - timedelta(days=days)
-    with log.stage("generate", total=days) as progress:
-        data = generate_demo_data(
-            n_users=users,
-            days=days,
-            seed=settings.seed,
-            start=start,
-            scenario=scenario,
-            progress=progress,
-        )
-        write_demo_data(data, settings)
-    log.note(f"{len(data.users):,} users, {len(data.events):,} events")
-    with log.stage("validate"):
-        report = run_validation(settings, now=now)
-    if not report.passed:
-        raise DemoInputError(report)
-    log.note("all gates passed")
-    with log.stage("prepare user_daily"):
-        daily = build_user_daily(settings, now=now)
-    log.note(f"{daily.rows:,} user-days, {daily.first_day} … {daily.last_day}")
-    with log.stage("build features"):
-        built = build_rolling_features(settings)
-    log.note(f"{built.rows:,} rows × {len(feature_names(settings.windows))} features")
-    if apply:
-        with log.stage("feast apply"):
-            apply_definitions(settings)
-        log.note(f"project {settings.feast_project}")
-    with log.stage("feast materialize"):
-        materialize(settings, end=now)
-    online = _online_users(settings, built.last_day)
-    log.note(f"{online:,} users in the online store")
-    with log.stage("train"):
-        trained = train_models(settings, now=now)
-    log.note(f"{', '.join(f'{k} {v}' for k, v in trained.versions.items())}; best: {trained.best}")
-    with log.stage("promote"):
-        promoted = promote(settings, trained.versions[trained.best], now=now)
-    decision = promoted.decision
-    log.note(("promoted " if decision.promote else "refused ") + decision.candidate)
-    for reason in decision.reasons:
+    inputs = StageInputs(settings, now or datetime.now(UTC), users=users, days=days,
+                         scenario=scenario)  # fmt: skip
+    results: dict[str, Any] = {}
+    for name in DEMO:
+        if name == "apply" and not apply:
+            continue
+        results[name] = _run_stage(STAGES[name], inputs, log)
+        if name == "materialize":  # what the demo checks of it: whom the API can answer for
+            results["online"] = _online_users(settings, results["features"].last_day)
+        log.note(NOTES[name](settings, results))
+    promoted = results["promote"]
+    for reason in promoted.decision.reasons:
         log.console.print(f"  {reason}")
-    return DemoBuild(built.last_day, online, trained, promoted)
+    return DemoBuild(results["features"].last_day, results["online"], results["train"], promoted)
+
+
+def _run_stage(stage: Stage, inputs: StageInputs, log: StageLog) -> Any:
+    """Run ``stage`` in this process under a progress line of ``log``; its result."""
+    run = stage.load()  # importing its package is not the stage's time
+    with log.stage(stage.title, total=inputs.days if stage.counts_days else None) as progress:
+        return run(replace(inputs, progress=progress))
 
 
 def replay_demo(
@@ -142,7 +137,7 @@ def run_demo(
         return 1
     try:
         build = build_demo(settings, users, days, log)
-    except DemoInputError as exc:
+    except ValidationFailed as exc:
         print_report(exc.report, console)
         return 1
     console.print(log.table("make demo"))

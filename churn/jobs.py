@@ -51,14 +51,17 @@ def job_run(settings: Settings, name: str) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        _push_run(settings, name, run_samples(False, started, time.time()))
+        push_run(settings, name, run_samples(False, started, time.time()))
         raise
-    _push_run(settings, name, run_samples(True, started, time.time()))
+    push_run(settings, name, run_samples(True, started, time.time()))
 
 
-def _push_run(settings: Settings, name: str, samples: list[Sample]) -> None:
-    # A group of its own (``kind="job_run"``): the job's figures are pushed whole, which
-    # replaces their group, and must not take the last failure or success with them.
+def push_run(settings: Settings, name: str, samples: list[Sample]) -> None:
+    """Push a run's gauges (``run_samples``) for job ``churn_<name>``.
+
+    A group of its own (``kind="job_run"``): the job's figures are pushed whole, which
+    replaces their group, and must not take the last failure or success with them.
+    """
     push(settings, f"churn_{name}", samples, replace=False, grouping=RUN_GROUP)
 
 

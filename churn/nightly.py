@@ -1,9 +1,11 @@
-"""``churn nightly``: the night's jobs in order; ``churn schedule`` runs it on a cron schedule.
+"""``churn nightly``: the night's stages in order; ``churn schedule`` runs it on a cron schedule.
 
-Each step is the ``churn`` command a person or a Kubernetes CronJob runs, in a process
-of its own: the same code, exit codes and job metrics whichever way the night is run.
-The chain stops at the first failed step (no scoring on features that failed to
-build); drift and skew findings are exit codes of their own, not failures.
+Each step is the stage's ``churn`` command (``churn.stages``), in a process of its own: the
+same code, exit codes and job metrics whichever way the night is run. The chain stops at
+the first failed step, so no later step runs on inputs that step failed to make (no
+scoring on features that failed to build); drift and skew findings are exit codes of their
+own, not failures. The night pushes which step stopped it (``churn_nightly_failed_step``),
+so an alert names the step even when it failed before it could push anything itself.
 """
 
 from __future__ import annotations
@@ -19,33 +21,28 @@ from pathlib import Path
 from cronsim import CronSim
 from rich.console import Console
 
+from churn.jobs import push_run, run_samples
 from churn.settings import Settings
+from churn.stages import Stage, StageInputs, night
+from monitor.push import Sample, push
 
-# Exit codes that report what a step found, not that it failed.
-FINDINGS = {("monitor", "drift"): {10: "drift warning", 20: "drift alert"},
-            ("monitor", "skew"): {3: "online/offline mismatch"}}  # fmt: skip
+JOB = "nightly"
+FAILED_STEP = "churn_nightly_failed_step"
 
 
-def nightly_steps(day: date) -> list[list[str]]:
-    """The ``churn`` commands of the night that follows ``day`` (the day just ended).
+def nightly_steps(
+    settings: Settings, day: date, portal: tuple[Path, Path] | None = None
+) -> list[tuple[Stage, list[str]]]:
+    """Each stage of the night that follows ``day`` (the day just ended), with its command.
 
     Every dated step is pinned to ``day``, not to the clock: a night re-run after the next
     midnight still loads and scores the features of ``day`` (stamped ``day`` + 1 00:00).
     Materialize reloads the view-TTL window (not ``--incremental``): a day built late or
-    rebuilt after a fix reaches Redis as well.
+    rebuilt after a fix reaches Redis as well. With ``portal`` (users and events files),
+    the portal's export is ingested first.
     """
-    d, t = day.isoformat(), (day + timedelta(days=1)).isoformat()
-    return [
-        ["data", "validate"],
-        ["data", "prepare", "--as-of", d],
-        ["features", "build", "--as-of", d],
-        ["features", "materialize", "--end", f"{t}T00:00:00"],
-        ["batch", "score", "--as-of", t],
-        ["monitor", "drift"],
-        ["monitor", "outcomes"],
-        ["monitor", "skew"],
-        ["monitor", "retrain-if-needed"],
-    ]
+    inputs = StageInputs.night(settings, day, portal)
+    return [(stage, stage.argv(inputs)) for stage in night(portal)]
 
 
 def run_nightly(
@@ -53,20 +50,46 @@ def run_nightly(
     day: date,
     console: Console,
     run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+    portal: tuple[Path, Path] | None = None,
 ) -> int:
     """Run the night's steps; the exit code of the first failed step, else 0."""
     churn = str(Path(sys.executable).with_name("churn"))
     env = os.environ | settings.as_env()
-    for step in nightly_steps(day):
-        console.print(f"[bold]→ churn {' '.join(step)}[/bold]")
-        code = run([churn, *step], env=env, check=False).returncode
-        finding = FINDINGS.get(tuple(step[:2]), {}).get(code)
-        if finding:
-            console.print(f"[yellow]  {finding} (exit {code}); the night goes on[/yellow]")
+    started = time.time()
+    steps = nightly_steps(settings, day, portal)
+    for i, (stage, argv) in enumerate(steps):
+        command = f"churn {' '.join(argv)}"
+        console.print(f"[bold]→ {command}[/bold]")
+        code = run([churn, *argv], env=env, check=False).returncode
+        if code in stage.findings:
+            console.print(
+                f"[yellow]  {stage.findings[code]} (exit {code}); the night goes on[/yellow]"
+            )
         elif code != 0:
-            console.print(f"[red]  churn {' '.join(step)} failed (exit {code}); stopping[/red]")
+            skipped = ", ".join(s.name for s, _ in steps[i + 1 :]) or "nothing"
+            console.print(f"[red]  {command} failed (exit {code}): the night stops at "
+                          f"{stage.name}; not run: {skipped}[/red]", soft_wrap=True)  # fmt: skip
+            report_night(settings, day, started, stage.name, code)
             return code
+    report_night(settings, day, started)
     return 0
+
+
+def night_samples(day: date, failed: str | None = None, code: int = 0) -> list[Sample]:
+    """The night's outcome: 1 labelled with the step that stopped it, or 0 when it completed."""
+    help_ = "1: the last nightly run stopped at this step (exit code, day); 0: it completed"
+    if failed is None:
+        return [Sample(FAILED_STEP, 0.0, help_, {"day": day.isoformat()})]
+    labels = {"step": failed, "exit_code": str(code), "day": day.isoformat()}
+    return [Sample(FAILED_STEP, 1.0, help_, labels)]
+
+
+def report_night(
+    settings: Settings, day: date, started: float, failed: str | None = None, code: int = 0
+) -> None:
+    """Push the night's run (success or failure, as every job's) and the step that stopped it."""
+    push_run(settings, JOB, run_samples(failed is None, started, time.time()))
+    push(settings, f"churn_{JOB}", night_samples(day, failed, code))
 
 
 def next_run(cron: str, after: datetime) -> datetime:

@@ -32,7 +32,8 @@ SERIES_SUFFIXES = ("_bucket", "_count", "_sum", "_total")
 EXPECTED_ALERTS = {
     "ChurnApiDown", "ChurnApiAbsent", "ChurnApi5xxRatioHigh", "ChurnApiP99LatencyHigh",
     "ChurnOnlineStoreUnreachable", "ChurnFeaturesStale", "ChurnOnlineOfflineMismatch",
-    "ChurnNightlyJobMissed", "ChurnNightlyJobNeverSucceeded", "ChurnFeatureDriftAlert",
+    "ChurnNightlyStepFailed", "ChurnNightlyJobMissed", "ChurnNightlyJobNeverSucceeded",
+    "ChurnFeatureDriftAlert",
     "ChurnRealizedPrAucLow",
 }  # fmt: skip
 

@@ -1,7 +1,8 @@
 """The Kubernetes manifests (deploy/k8s): both overlays render with kustomize, validate
 against the Kubernetes 1.30 schemas, and keep the properties a typo or a forgotten patch
-would break: probes, non-root pods, writable paths, job schedules and exit codes, selectors,
-the Redis network policy, the Secret's name and keys, settings the code accepts."""
+would break: probes, non-root pods, writable paths, the one nightly chain and the bootstrap's
+exit codes, selectors, the Redis network policy, the Secret's name and keys, settings the code
+accepts."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+import typer
 import yaml
 
+from churn.cli import app
 from churn.settings import Settings
 
 KUBECTL = shutil.which("kubectl")
@@ -31,7 +34,6 @@ NAMESPACES = {"dev": "churn-dev", "prod": "churn"}
 OVERLAYS = tuple(NAMESPACES)
 WORKLOADS = ("Deployment", "StatefulSet", "Job", "CronJob")
 CHURN_IMAGES = ("churn-api", "churn-ml")
-NIGHTLY_ORDER = ("churn-features", "churn-batch-score", "churn-monitor", "churn-retrain")
 
 
 def kustomize(path: Path) -> str:
@@ -492,16 +494,10 @@ def test_prod_renders_no_redis_of_its_own(objects, rendered):
 # --- the jobs ----------------------------------------------------------------------------
 
 
-def hour_minute(schedule: str) -> tuple[int, int]:
-    minute, hour, *rest = schedule.split()
-    assert rest == ["*", "*", "*"], f"{schedule}: the nightly jobs run every day"
-    return int(hour), int(minute)
-
-
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_cron_jobs_never_overlap_themselves_or_each_other(overlay, objects):
+def test_one_cron_job_runs_the_night_and_never_overlaps_itself(overlay, objects):
     cronjobs = {c["metadata"]["name"]: c for c in of_kind(objects[overlay], "CronJob")}
-    assert set(cronjobs) == {*NIGHTLY_ORDER, "churn-bootstrap"}
+    assert set(cronjobs) == {"churn-nightly", "churn-bootstrap"}  # no job chained by the clock
     for name, cron in cronjobs.items():
         spec = cron["spec"]
         assert spec["concurrencyPolicy"] == "Forbid", name
@@ -511,50 +507,36 @@ def test_cron_jobs_never_overlap_themselves_or_each_other(overlay, objects):
         assert spec["timeZone"] == "Etc/UTC", name  # "yesterday" is a UTC day
         assert pod_template(cron)["spec"]["restartPolicy"] == "Never", name
     assert cronjobs["churn-bootstrap"]["spec"]["suspend"] is True  # run by hand only
-    schedules = [cronjobs[n]["spec"]["schedule"] for n in NIGHTLY_ORDER]
-    assert len(set(schedules)) == len(schedules)
-    starts = [hour_minute(s) for s in schedules]
-    assert starts == sorted(starts)  # features → batch → monitor → retrain
-    for name, start, following in zip(NIGHTLY_ORDER, starts, starts[1:], strict=False):
-        gap = (following[0] - start[0]) * 3600 + (following[1] - start[1]) * 60
-        deadline = cronjobs[name]["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
-        assert deadline < gap, f"{name} may still run when the next job starts"
+    nightly = cronjobs["churn-nightly"]["spec"]
+    assert not nightly.get("suspend", False)
+    # The schedule compose's `churn schedule` keeps, which the alerts' 26 h thresholds assume.
+    assert nightly["schedule"] == Settings.model_fields["nightly_cron"].default
+    assert nightly["jobTemplate"]["spec"]["activeDeadlineSeconds"] < 24 * 3600  # before the next
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_batch_and_retrain_run_their_command(overlay, objects):
-    def command(name: str) -> list[str]:
-        cron = named(objects[overlay], "CronJob", name)
-        (container,) = pod_template(cron)["spec"]["containers"]
-        return container["command"] + container.get("args", [])
+def test_the_night_is_churn_nightly_and_prod_ingests_the_portal_export_first(overlay, objects):
+    cron = named(objects[overlay], "CronJob", "churn-nightly")
+    (container,) = pod_template(cron)["spec"]["containers"]
+    assert container["command"] == ["churn", "nightly"]  # one chain, stopping at a failure
+    args = container.get("args", [])
+    if overlay == "prod":
+        assert args == ["--users-file", "/data/incoming/users.parquet",
+                        "--events-file", "/data/incoming/events.parquet"]  # fmt: skip
+    else:
+        assert args == []  # dev validates the demo's raw tables
+    nightly = typer.main.get_command(app).commands["nightly"]
+    options = {o for p in nightly.params for o in p.opts}
+    assert {a for a in args if a.startswith("--")} <= options
 
-    assert command("churn-batch-score") == ["churn", "batch", "score"]
-    assert command("churn-retrain") == ["churn", "monitor", "retrain-if-needed"]
 
-
-# The shell scripts of the jobs, run for real with /bin/sh and a `churn` that records its
+# The bootstrap's shell script, run for real with /bin/sh and a `churn` that records its
 # arguments and exits with the code the test gives each sub-command.
 FAKE_CHURN = """#!/bin/sh
 echo "$*" >> "$CALLS"
 code=$(sed -n "s/^$1 $2=//p" "$CODES" | head -n 1)
 [ -n "$code" ] || code=$(sed -n "s/^$1=//p" "$CODES" | head -n 1)
 exit "${code:-0}"
-"""
-
-
-# `date` in the pod, pinned to 2026-03-01 00:30 UTC: relative dates (-d yesterday) are
-# computed from it by the real date, so the job's UTC arithmetic is what is tested.
-PINNED_DATE = """#!/bin/bash
-now="2026-03-01 00:30 UTC"
-args=()
-relative=""
-while [ $# -gt 0 ]; do
-    case "$1" in
-        -d) relative="$2"; shift 2 ;;
-        *) args+=("$1"); shift ;;
-    esac
-done
-exec /bin/date -d "$now $relative" "${args[@]}"
 """
 
 
@@ -565,9 +547,8 @@ def run_script(
     (container,) = pod_template(named(objs, "CronJob", cronjob))["spec"]["containers"]
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for name, script in (("churn", FAKE_CHURN), ("date", PINNED_DATE)):
-        (bin_dir / name).write_text(script)
-        (bin_dir / name).chmod(0o755)
+    (bin_dir / "churn").write_text(FAKE_CHURN)
+    (bin_dir / "churn").chmod(0o755)
     calls, codes_file = tmp_path / "calls", tmp_path / "codes"
     calls.write_text("")
     codes_file.write_text("".join(f"{k}={v}\n" for k, v in codes.items()))
@@ -590,48 +571,6 @@ def run_script(
         timeout=30,
     )
     return result.returncode, calls.read_text().splitlines(), result.stdout + result.stderr
-
-
-@pytest.mark.parametrize(
-    ("codes", "exit_code"),
-    [
-        ({}, 0),
-        ({"monitor drift": 10}, 0),
-        ({"monitor drift": 20, "monitor skew": 3}, 0),
-        ({"monitor drift": 1}, 1),
-        ({"monitor outcomes": 2}, 2),
-        ({"monitor skew": 1}, 1),
-    ],
-)
-def test_monitor_treats_drift_and_skew_findings_as_success_and_crashes_as_failure(
-    codes, exit_code, objects, tmp_path
-):
-    code, calls, output = run_script(objects["dev"], "churn-monitor", tmp_path, codes)
-    assert code == exit_code, output
-    assert calls == ["monitor drift", "monitor outcomes", "monitor skew"]  # all three, always
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_features_builds_yesterday_utc_and_stops_at_the_first_failure(overlay, objects, tmp_path):
-    code, calls, output = run_script(objects[overlay], "churn-features", tmp_path, {})
-    assert code == 0, output
-    ingest = calls[:1] if overlay == "prod" else []
-    if overlay == "prod":  # the portal's export first; dev validates the demo's raw tables
-        assert ingest == [
-            "data ingest --users-file /data/incoming/users.parquet"
-            " --events-file /data/incoming/events.parquet"
-        ]
-    day = calls[-2].rsplit(" ", 1)[-1]
-    assert day == "2026-02-28"  # the pod's clock is pinned half an hour into March 1 (UTC)
-    assert calls[len(ingest) :] == [
-        "data validate",
-        f"data prepare --as-of {day}",
-        f"features build --as-of {day}",
-        "features materialize",
-    ]
-    code, calls, _ = run_script(objects[overlay], "churn-features", tmp_path, {"data validate": 1})
-    assert code == 1
-    assert calls[-1] == "data validate"  # nothing built on data that failed the gates
 
 
 def test_bootstrap_builds_everything_once_then_only_reloads(objects, tmp_path):

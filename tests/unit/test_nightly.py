@@ -4,26 +4,44 @@ from __future__ import annotations
 
 import subprocess
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from churn.jobs import DURATION, FAILURE, SUCCESS, job_run, run_samples
-from churn.nightly import next_run, nightly_steps, run_nightly
+from churn.nightly import FAILED_STEP, next_run, night_samples, nightly_steps, run_nightly
+
+DAY = date(2026, 11, 25)
+NIGHT = [
+    "data validate",
+    "data prepare --as-of 2026-11-25",
+    "features build --as-of 2026-11-25",
+    "features materialize --end 2026-11-26T00:00:00",
+    "batch score --as-of 2026-11-26",
+    "monitor drift",
+    "monitor outcomes",
+    "monitor skew",
+    "monitor retrain-if-needed",
+]
 
 
-def test_the_night_runs_data_then_features_then_scoring_then_monitoring():
-    steps = [" ".join(s) for s in nightly_steps(date(2026, 11, 25))]
+def test_the_night_runs_data_then_features_then_scoring_then_monitoring(make_settings):
+    steps = nightly_steps(make_settings(), DAY)
+    assert [" ".join(argv) for _, argv in steps] == NIGHT
+    assert [stage.name for stage, _ in steps] == [
+        "validate", "prepare", "features", "materialize", "batch", "drift", "outcomes", "skew",
+        "retrain",
+    ]  # fmt: skip
+
+
+def test_the_portals_export_is_ingested_first(make_settings):
+    portal = (Path("/data/incoming/users.parquet"), Path("/data/incoming/events.parquet"))
+    steps = [" ".join(argv) for _, argv in nightly_steps(make_settings(), DAY, portal)]
     assert steps == [
-        "data validate",
-        "data prepare --as-of 2026-11-25",
-        "features build --as-of 2026-11-25",
-        "features materialize --end 2026-11-26T00:00:00",
-        "batch score --as-of 2026-11-26",
-        "monitor drift",
-        "monitor outcomes",
-        "monitor skew",
-        "monitor retrain-if-needed",
+        "data ingest --users-file /data/incoming/users.parquet"
+        " --events-file /data/incoming/events.parquet",
+        *NIGHT,
     ]
 
 
@@ -39,16 +57,41 @@ def _runner(codes: dict[str, int]):
     return run, ran
 
 
-def test_findings_do_not_stop_the_night_but_a_failure_does(make_settings):
+def test_findings_do_not_stop_the_night(make_settings):
     settings, console = make_settings(), Console(record=True, width=200)
     run, ran = _runner({"monitor drift": 20, "monitor skew": 3})
-    assert run_nightly(settings, date(2026, 11, 25), console, run) == 0
+    assert run_nightly(settings, DAY, console, run) == 0
     assert len(ran) == 9
-    assert "drift alert (exit 20)" in console.export_text()
+    output = console.export_text()
+    assert "drift alert (exit 20); the night goes on" in output
+    assert "online/offline mismatch (exit 3); the night goes on" in output
 
-    run, ran = _runner({"features build": 1, "monitor drift": 1})
-    assert run_nightly(settings, date(2026, 11, 25), console, run) == 1
-    assert ran[-1] == "features build"  # nothing is scored on features that failed
+
+@pytest.mark.parametrize(
+    ("failing", "code", "name"),
+    [("features build", 1, "features"), ("data prepare", 2, "prepare"), ("monitor drift", 1, "drift"),
+     ("monitor skew", 1, "skew"), ("data validate", -9, "validate")],
+)  # fmt: skip
+def test_a_failure_stops_the_night_and_names_the_step(make_settings, failing, code, name):
+    settings, console = make_settings(), Console(record=True, width=300)
+    run, ran = _runner({failing: code, "monitor retrain-if-needed": 1})
+    assert run_nightly(settings, DAY, console, run) == code
+    assert ran[-1] == failing  # nothing runs on what the failed step did not make
+    steps = [stage.name for stage, _ in nightly_steps(settings, DAY)]
+    not_run = ", ".join(steps[steps.index(name) + 1 :])
+    assert f"failed (exit {code}): the night stops at {name}; not run: {not_run}" in (
+        console.export_text()
+    )
+
+
+def test_the_night_reports_the_step_that_stopped_it():
+    (failed,) = night_samples(DAY, "features", 1)
+    assert (failed.name, failed.value) == (FAILED_STEP, 1.0)
+    assert failed.labels == {"step": "features", "exit_code": "1", "day": "2026-11-25"}
+    (completed,) = night_samples(DAY)
+    assert (completed.name, completed.value, completed.labels) == (
+        FAILED_STEP, 0.0, {"day": "2026-11-25"}
+    )  # fmt: skip
 
 
 def test_next_run_follows_the_cron_expression_in_utc():

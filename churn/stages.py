@@ -1,0 +1,249 @@
+"""The stages of the pipeline, listed once: each is a ``churn`` command and the function it runs.
+
+``churn nightly`` runs ``NIGHT`` as those commands, each in a process of its own; the demo
+runs ``DEMO`` in-process, with progress; ``benchmarks/runner.py`` runs any of them in a
+fresh process to measure it. A stage's function takes its inputs explicitly
+(``StageInputs``) and imports its package only when loaded, so the nightly's own process,
+which only starts commands, never loads Feast or scikit-learn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from churn.settings import Settings
+
+if TYPE_CHECKING:  # pandera, which the rules import, costs every command's start-up
+    from ingestion.rules import ValidationReport
+
+StageFn = Callable[["StageInputs"], Any]
+
+
+@dataclass(frozen=True)
+class StageInputs:
+    """What every stage runs with: the settings, the run's clock and, for a night, its day."""
+
+    settings: Settings
+    now: datetime  # the run's clock: the freshness gate, materialize's end, training's "now"
+    day: date | None = None  # rebuild only this day (a night's); None: the whole history
+    users: int = 0  # generate: how many users over how many days, ending before ``now``
+    days: int = 0
+    scenario: str = "baseline"  # generate: the generator's world
+    portal: tuple[Path, Path] | None = None  # ingest: the portal's users and events files
+    progress: Callable[[int, int], None] | None = None  # stages that count steps report here
+
+    @classmethod
+    def night(
+        cls, settings: Settings, day: date, portal: tuple[Path, Path] | None = None
+    ) -> StageInputs:
+        """The night after ``day``: every dated stage reads and writes ``day``, and the run
+        time is ``day`` + 1 00:00 UTC (day D's features are stamped D+1 00:00), whenever
+        the night actually runs."""
+        return cls(settings, datetime.combine(day + timedelta(days=1), time.min, UTC), day,
+                   portal=portal)  # fmt: skip
+
+    @property
+    def run_time(self) -> datetime:
+        """The batch's T: 00:00 UTC of the run's day."""
+        return datetime.combine(self.now.astimezone(UTC).date(), time.min, UTC)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage: its name (the job its command reports as, ``churn_<name>``, where it
+    pushes one), its ``churn`` command, and ``load``, which imports its package and
+    returns the function the command calls."""
+
+    name: str
+    command: tuple[str, ...]
+    title: str  # what progress output calls it
+    load: Callable[[], StageFn]
+    options: Callable[[StageInputs], list[str]] = lambda inputs: []
+    findings: Mapping[int, str] = field(default_factory=dict)  # exit codes that report, not fail
+    counts_days: bool = False  # its progress counts the ``days`` of the inputs
+
+    def argv(self, inputs: StageInputs) -> list[str]:
+        """The ``churn`` arguments that run this stage on ``inputs``."""
+        return [*self.command, *self.options(inputs)]
+
+    def run(self, inputs: StageInputs) -> Any:
+        """Run the stage in this process; its result (a report, a table's summary, ...)."""
+        return self.load()(inputs)
+
+
+class ValidationFailed(Exception):
+    """The raw data failed a validation gate (``churn data validate`` exits 1);
+    ``report`` says which."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        super().__init__("the data failed validation")
+        self.report = report
+
+
+def _day_option(inputs: StageInputs) -> list[str]:
+    return ["--as-of", inputs.day.isoformat()] if inputs.day else []
+
+
+def _generate() -> StageFn:
+    from ingestion.generate import GeneratedData, generate_demo_data, write_demo_data
+
+    def run(i: StageInputs) -> GeneratedData:
+        data = generate_demo_data(n_users=i.users, days=i.days, seed=i.settings.seed,
+                                  start=_first_day(i), scenario=i.scenario,  # type: ignore[arg-type]
+                                  progress=i.progress)  # fmt: skip
+        write_demo_data(data, i.settings)
+        return data
+
+    return run
+
+
+def _first_day(inputs: StageInputs) -> date:
+    """Generated data's first day: ``days`` ending the day before ``now``."""
+    return inputs.now.astimezone(UTC).date() - timedelta(days=inputs.days)
+
+
+def _ingest() -> StageFn:
+    from ingestion.ingest import ingest_files
+
+    def run(i: StageInputs) -> dict[str, Path]:
+        if i.portal is None:
+            raise ValueError("ingest needs the portal's users and events files")
+        return ingest_files(*i.portal, i.settings)
+
+    return run
+
+
+def _ingest_options(inputs: StageInputs) -> list[str]:
+    if inputs.portal is None:
+        raise ValueError("ingest needs the portal's users and events files")
+    users, events = inputs.portal
+    return ["--users-file", str(users), "--events-file", str(events)]
+
+
+def _validate() -> StageFn:
+    from ingestion.validate import run_validation
+
+    def run(i: StageInputs) -> ValidationReport:
+        report = run_validation(i.settings, now=i.now)
+        if not report.passed:
+            raise ValidationFailed(report)
+        return report
+
+    return run
+
+
+def _prepare() -> StageFn:
+    from ingestion.prepare import build_user_daily
+
+    return lambda i: build_user_daily(i.settings, as_of=i.day, now=i.now)
+
+
+def _features() -> StageFn:
+    from ingestion.features import build_rolling_features
+
+    return lambda i: build_rolling_features(i.settings, as_of=i.day)
+
+
+def _apply() -> StageFn:
+    from feature_repo.store import apply_definitions
+
+    return lambda i: apply_definitions(i.settings)
+
+
+def _materialize() -> StageFn:
+    from feature_repo.store import materialize
+
+    return lambda i: materialize(i.settings, end=i.now)
+
+
+def _train() -> StageFn:
+    from training.train import train_models
+
+    return lambda i: train_models(i.settings, now=i.now)
+
+
+def _promote() -> StageFn:
+    from training.promote import promote
+
+    return lambda i: promote(i.settings, now=i.now)  # the newest run's best, as the command
+
+
+def _batch() -> StageFn:
+    from batch.score import score_population
+
+    return lambda i: score_population(i.settings, i.run_time, progress=i.progress)
+
+
+def _written(report: Callable[[Settings], Any], write: Callable[[Any, Settings], Any]) -> StageFn:
+    """A monitoring check: its report, written where the command writes it."""
+
+    def run(i: StageInputs) -> Any:
+        result = report(i.settings)
+        write(result, i.settings)
+        return result
+
+    return run
+
+
+def _drift() -> StageFn:
+    from monitor.drift import drift_report, write_drift_report
+
+    return _written(drift_report, write_drift_report)
+
+
+def _outcomes() -> StageFn:
+    from monitor.outcomes import realized_outcomes
+
+    return lambda i: realized_outcomes(i.settings)
+
+
+def _skew() -> StageFn:
+    from monitor.skew import skew_report, write_skew_report
+
+    return _written(skew_report, write_skew_report)
+
+
+def _retrain() -> StageFn:
+    from monitor.retrain import retrain_if_needed
+
+    return lambda i: retrain_if_needed(i.settings, now=i.now)
+
+
+STAGES: dict[str, Stage] = {stage.name: stage for stage in (
+    Stage("generate", ("data", "generate"), "generate", _generate, counts_days=True,
+          options=lambda i: ["--users", str(i.users), "--days", str(i.days), "--start",
+                             _first_day(i).isoformat(), "--scenario", i.scenario]),
+    Stage("ingest", ("data", "ingest"), "ingest", _ingest, _ingest_options),
+    Stage("validate", ("data", "validate"), "validate", _validate),
+    Stage("prepare", ("data", "prepare"), "prepare user_daily", _prepare, _day_option),
+    Stage("features", ("features", "build"), "build features", _features, _day_option),
+    Stage("apply", ("features", "apply"), "feast apply", _apply),
+    Stage("materialize", ("features", "materialize"), "feast materialize", _materialize,
+          lambda i: ["--end", f"{i.now.astimezone(UTC):%Y-%m-%dT%H:%M:%S}"]),
+    Stage("train", ("train",), "train", _train),
+    Stage("promote", ("promote",), "promote", _promote),
+    Stage("batch", ("batch", "score"), "batch score", _batch,
+          lambda i: ["--as-of", i.run_time.date().isoformat()]),
+    Stage("drift", ("monitor", "drift"), "drift", _drift,
+          findings={10: "drift warning", 20: "drift alert"}),
+    Stage("outcomes", ("monitor", "outcomes"), "outcomes", _outcomes),
+    Stage("skew", ("monitor", "skew"), "skew", _skew, findings={3: "online/offline mismatch"}),
+    Stage("retrain", ("monitor", "retrain-if-needed"), "retrain if needed", _retrain),
+)}  # fmt: skip
+
+# The night, in order: the day just ended through the gates into the features and Redis,
+# scored, monitored, and the model retrained when the evidence says so. Each stage reads
+# what the one before wrote, so the night stops at the first failure.
+NIGHT = ("validate", "prepare", "features", "materialize", "batch", "drift", "outcomes", "skew",
+         "retrain")  # fmt: skip
+# The demo's set-up, up to the gate (then it serves).
+DEMO = ("generate", "validate", "prepare", "features", "apply", "materialize", "train", "promote")
+
+
+def night(portal: tuple[Path, Path] | None = None) -> list[Stage]:
+    """The night's stages: with the portal's export, ingesting it comes first."""
+    return [STAGES[name] for name in (("ingest",) if portal else ()) + NIGHT]
