@@ -216,11 +216,12 @@ def main() -> None:
 
     from runner import bench_settings
 
+    from feature_repo.config import REPO_DIR, feast_environment
     from feature_repo.store import open_store
     from online_api.server import free_port
 
     tmp, settings = bench_settings("bench-api-")
-    env = os.environ | settings.as_env()
+    env = os.environ | feast_environment(settings)  # `feast serve` reads the yaml's too
     env.pop("CHURN_API_TOKEN", None)
     servers: list[subprocess.Popen] = []
     try:
@@ -246,7 +247,7 @@ def main() -> None:
             "feast": (
                 [BIN / "feast", "serve", "--port", str(ports["feast"]), "--workers", w,
                  "--no-access-log", "--max-requests", "0"],
-                settings.feature_repo_dir,
+                REPO_DIR,
             ),
         }  # fmt: skip
         probes = {"api": "/ready", "bare": "/users/u000000/churn-risk", "feast": "/health"}

@@ -535,8 +535,13 @@ def schedule() -> None:
 
 @app.command("env")
 def env() -> None:
-    """Print the settings as shell exports, for plain `feast` commands: eval "$(churn env)"."""
-    for key, value in sorted(_settings().as_env().items()):
+    """Print the settings as shell exports, for plain `feast` commands: eval "$(churn env)".
+
+    `.venv/bin/activate` runs it (make install appends the line).
+    """
+    from feature_repo.config import feast_environment
+
+    for key, value in sorted(feast_environment(_settings()).items()):
         if key == "CHURN_API_TOKEN":
             continue  # the API's secret; plain Feast does not need it
         print(f"export {key}={shlex.quote(value)}")
