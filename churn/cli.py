@@ -73,7 +73,8 @@ def _settings() -> Settings:
     try:
         return get_settings()
     except Exception as exc:  # pydantic's message names the bad variable
-        console.print(f"[red]Bad configuration:[/red] {exc}")
+        # On stderr: `eval "$(churn env)"` must not run the message as a command.
+        Console(stderr=True).print(f"[red]Bad configuration:[/red] {exc}")
         raise typer.Exit(2) from exc
 
 
