@@ -3,15 +3,25 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo-deps system-deps demo test test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-api bench-models demo-dates feast clean
+.PHONY: install activate-settings demo-deps system-deps demo test test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-api bench-models demo-dates feast clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed activate-settings
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
+
+# `. .venv/bin/activate` also exports the settings as `churn env` prints them in this
+# checkout (its churn.yaml; relative paths from here), so plain `feast` in feature_repo/
+# sees what the churn CLI sees (feature_repo/config.py says why). They are read at
+# activation. The line goes in once, and again whenever `python -m venv` rewrites the script.
+ACTIVATE_MARK := \# churn: the settings, exported for plain feast (make install)
+activate-settings: | $(VENV)/.installed
+	@grep -qxF '$(ACTIVATE_MARK)' $(BIN)/activate || printf '\n%s\n%s\n' '$(ACTIVATE_MARK)' \
+		'_churn_env="$$(cd "$(CURDIR)" && "$$VIRTUAL_ENV/bin/churn" env)" && eval "$$_churn_env"; unset _churn_env' \
+		>> $(BIN)/activate
 
 # Debian packages $(1) (a shell word list, empty when nothing is missing): as root we install
 # them, otherwise say what is missing (the tests that need them are skipped).

@@ -205,10 +205,11 @@ def main() -> None:
     args = _arguments()
     from runner import bench_settings
 
+    from feature_repo.config import feast_environment
     from feature_repo.store import open_store
 
     tmp, settings = bench_settings("bench-api-")
-    env = os.environ | settings.as_env()
+    env = os.environ | feast_environment(settings)  # `feast serve` reads the yaml's too
     env.pop("CHURN_API_TOKEN", None)
     servers: list[subprocess.Popen] = []
     try:
@@ -274,6 +275,7 @@ def _start_servers(
     args: argparse.Namespace, settings, env: dict, tmp: Path, servers: list[subprocess.Popen]
 ) -> dict[str, int]:
     """Start every server (appended to ``servers``, for the caller to stop) until it answers."""
+    from feature_repo.config import REPO_DIR
     from online_api.server import free_port
 
     w = str(args.workers)
@@ -285,7 +287,7 @@ def _start_servers(
         "api": ([BIN / "churn", "serve"], None, env),
         "feast": (
             [BIN / "feast", "serve", "--no-access-log", "--max-requests", "0"],
-            settings.feature_repo_dir, env,
+            REPO_DIR, env,
         ),
     }  # fmt: skip
     if args.before:

@@ -73,7 +73,8 @@ def _settings() -> Settings:
     try:
         return get_settings()
     except Exception as exc:  # pydantic's message names the bad variable
-        console.print(f"[red]Bad configuration:[/red] {exc}")
+        # On stderr: `eval "$(churn env)"` must not run the message as a command.
+        Console(stderr=True).print(f"[red]Bad configuration:[/red] {exc}")
         raise typer.Exit(2) from exc
 
 
@@ -547,8 +548,13 @@ def schedule() -> None:
 
 @app.command("env")
 def env() -> None:
-    """Print the settings as shell exports, for plain `feast` commands: eval "$(churn env)"."""
-    for key, value in sorted(_settings().as_env().items()):
+    """Print the settings as shell exports, for plain `feast` commands: eval "$(churn env)".
+
+    `.venv/bin/activate` runs it (make install appends the line).
+    """
+    from feature_repo.config import feast_environment
+
+    for key, value in sorted(feast_environment(_settings()).items()):
         if key == "CHURN_API_TOKEN":
             continue  # the API's secret; plain Feast does not need it
         print(f"export {key}={shlex.quote(value)}")

@@ -2,17 +2,18 @@
 
 Read once (``get_settings()``) and passed down as an argument. Values come from
 ``CHURN_*`` environment variables, then an optional ``churn.yaml`` (path in
-``CHURN_CONFIG_FILE``, default ``./churn.yaml``), then the defaults below.
+``CHURN_CONFIG_FILE``, default ``./churn.yaml``, both looked up when the settings are
+built), then the defaults below. Values only: what Feast and Spark make of them is
+rendered beside their users (``feature_repo/config.py``, ``ingestion/spark_engine.py``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from cronsim import CronSim, CronSimError
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -24,7 +25,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-FEATURE_REPO_DIR = Path(__file__).resolve().parent.parent / "feature_repo"
+# Names the churn.yaml to read; a missing file is no error (every value has a default).
+CONFIG_FILE_VARIABLE = "CHURN_CONFIG_FILE"
 # Variables that once meant something: set, they stop the run rather than be ignored, since
 # whoever set one expects it to act. The value says what replaces it.
 RETIRED = {
@@ -43,7 +45,6 @@ class Settings(BaseSettings):
         env_prefix="CHURN_",
         extra="forbid",
         frozen=True,
-        yaml_file=os.environ.get("CHURN_CONFIG_FILE", "churn.yaml"),
     )
 
     data_dir: Path = Field(Path("data"), description="Root of every data table and the registry")
@@ -307,7 +308,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+        # The file is looked up now, not at import: CHURN_CONFIG_FILE set later still counts.
+        config_file = os.environ.get(CONFIG_FILE_VARIABLE, "churn.yaml")
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, config_file))
 
     # Derived paths: the only place a file name is written down.
     @property
@@ -363,37 +366,8 @@ class Settings(BaseSettings):
         """The model registry: one directory per version, an index, the production alias."""
         return self.artifacts_dir / "models"
 
-    @property
-    def feature_repo_dir(self) -> Path:
-        return FEATURE_REPO_DIR
-
-    def feast_redis_connection(self, timeout_ms: int | None = None) -> str:
-        """``CHURN_REDIS_URL`` in Feast's ``host:port,db=N,password=…`` form.
-
-        ``timeout_ms`` adds client socket timeouts: the API wants them short (a
-        slow Redis must not hang a request); bulk jobs (materialize) must not.
-        """
-        parsed = urlparse(self.redis_url)
-        # One node is enough for a cluster: the client learns the others and the slots from it.
-        parts = [f"{parsed.hostname}:{parsed.port or 6379}"]
-        if not self.redis_cluster:
-            parts.append(f"db={parsed.path.lstrip('/') or '0'}")
-        if parsed.password:
-            parts.append(f"password={unquote(parsed.password)}")
-        if parsed.username:
-            parts.append(f"username={unquote(parsed.username)}")
-        if parsed.scheme == "rediss":
-            parts.append("ssl=true")
-        if timeout_ms is not None:
-            seconds = timeout_ms / 1000
-            parts += [f"socket_timeout={seconds}", f"socket_connect_timeout={seconds}"]
-            # No retries: redis-py's default retries 3 times with up to 10 s backoff. A
-            # cluster client retries per command instead, after a refresh of its slots.
-            parts.append("cluster_error_retry_attempts=0" if self.redis_cluster else "retry=null")
-        return ",".join(parts)
-
     def as_env(self) -> dict[str, str]:
-        """Every setting as ``CHURN_*`` variables, so a subprocess (``feast apply``) sees the same."""
+        """Every setting as ``CHURN_*`` variables, so a subprocess sees the same settings."""
         env = {}
         for name, value in self.model_dump().items():
             if value is None:
@@ -407,64 +381,7 @@ class Settings(BaseSettings):
             else:
                 text = str(value)
             env[f"CHURN_{name.upper()}"] = text
-        return env | self.feast_env()
-
-    def spark_conf(self) -> dict[str, str]:
-        """The Spark configuration of every session: ours and Feast's Spark offline store.
-
-        UTC day boundaries whatever the host's zone; Parquet timestamps as INT64
-        microseconds (Spark's INT96 default reads back as naive in other tools); no
-        ``_SUCCESS`` or ``.crc`` files beside the data, which other readers would scan.
-        """
-        return {
-            "spark.app.name": "churn",
-            "spark.driver.memory": self.spark_driver_memory,
-            "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
-            "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
-            "spark.sql.session.timeZone": "UTC",
-            "spark.sql.shuffle.partitions": str(self.spark_shuffle_partitions),
-            "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-            "spark.sql.execution.arrow.pyspark.enabled": "true",
-            "spark.ui.enabled": "false",
-            "spark.ui.showConsoleProgress": "false",
-            "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
-            "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
-        }
-
-    def offline_store(self) -> dict[str, object]:
-        """The ``offline_store`` block of ``feature_store.yaml`` for the engine."""
-        if self.engine == "spark":
-            return {"type": "spark", "spark_conf": self.spark_conf()}
-        return {"type": "duckdb"}
-
-    def batch_engine(self) -> dict[str, object]:
-        """The ``batch_engine`` block: who runs ``materialize``.
-
-        On Spark, the executors write to Redis partition by partition (Feast's Spark
-        compute engine) instead of the driver alone.
-        """
-        if self.engine == "spark":
-            return {
-                "type": "spark.engine",
-                "spark_conf": self.spark_conf(),
-                "partitions": self.spark_shuffle_partitions,
-            }
-        return {"type": "local"}
-
-    def feast_env(self) -> dict[str, str]:
-        """Variables that ``feature_repo/feature_store.yaml`` expands (``${CHURN_…}``)."""
-        return {
-            # JSON is YAML: the block goes in as one flow mapping.
-            "CHURN_FEAST_OFFLINE_STORE": json.dumps(self.offline_store()),
-            "CHURN_FEAST_BATCH_ENGINE": json.dumps(self.batch_engine()),
-            "CHURN_DATA_DIR": str(self.data_dir),
-            "CHURN_FEAST_PROJECT": self.feast_project,
-            "CHURN_FEAST_REGISTRY_TYPE": "sql" if self.feast_registry_url else "file",
-            "CHURN_FEAST_REGISTRY": self.feast_registry_url or str(self.registry_path),
-            "CHURN_FEAST_REDIS": self.feast_redis_connection(),
-            "CHURN_FEAST_REDIS_TYPE": "redis_cluster" if self.redis_cluster else "redis",
-            "CHURN_ONLINE_KEY_TTL_SECONDS": str(self.online_key_ttl_days * 86400),
-        }
+        return env
 
 
 def get_settings(**overrides: object) -> Settings:

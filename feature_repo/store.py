@@ -1,14 +1,14 @@
 """Feast from Python: the store for given settings, ``apply`` and ``materialize``.
 
 ``feature_store.yaml`` stays the one description of the store: it is read here
-with its ``${CHURN_…}`` variables filled from the settings object, so the CLI,
-jobs and tests get exactly what ``feast`` gets from the environment.
+with its ``${CHURN_…}`` variables filled from the settings object
+(``feature_repo.config``), so the CLI, jobs and tests get exactly what ``feast``
+gets from the environment.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import warnings
@@ -16,18 +16,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import ibis
-import yaml
 from feast import FeatureStore
 from feast.repo_config import RepoConfig
 
 from churn.settings import Settings
+from feature_repo.config import REPO_DIR, feast_environment, filled_config
 from feature_repo.spec import FEATURE_VIEW
 
 # Feast resets warning filters on import; ibis (inside Feast's DuckDB store) then
 # warns about a DuckDB API rename on every query. Not ours to fix, not news.
 warnings.filterwarnings("ignore", message=".*fetch_arrow_table", category=DeprecationWarning)
-
-FEATURE_STORE_YAML = "feature_store.yaml"
 
 
 class FeastCommandError(RuntimeError):
@@ -39,19 +37,8 @@ def repo_config(settings: Settings, redis_timeout_ms: int | None = None) -> Repo
 
     ``redis_timeout_ms`` gives the Redis client socket timeouts (the API's).
     """
-    path = settings.feature_repo_dir / FEATURE_STORE_YAML
-    values = settings.feast_env() | {
-        "CHURN_FEAST_REDIS": settings.feast_redis_connection(redis_timeout_ms)
-    }
-
-    def fill(match: re.Match[str]) -> str:
-        if match.group(1) not in values:
-            raise ValueError(f"{path} uses ${{{match.group(1)}}}, which no setting provides")
-        return values[match.group(1)]
-
-    filled = re.sub(r"\$\{(CHURN_[A-Z0-9_]+)\}", fill, path.read_text(encoding="utf-8"))
-    config = RepoConfig(**yaml.safe_load(filled))
-    config.repo_path = settings.feature_repo_dir
+    config = RepoConfig(**filled_config(settings, redis_timeout_ms))
+    config.repo_path = REPO_DIR
     return config
 
 
@@ -63,7 +50,7 @@ def open_store(settings: Settings, redis_timeout_ms: int | None = None) -> Featu
     """A FeatureStore for these settings (the registry must exist: ``churn features apply``)."""
     _cap_offline_store_memory(settings)
     config = repo_config(settings, redis_timeout_ms)
-    return FeatureStore(repo_path=str(settings.feature_repo_dir), config=config)
+    return FeatureStore(repo_path=str(REPO_DIR), config=config)
 
 
 def open_offline_store(settings: Settings) -> FeatureStore:
@@ -111,8 +98,8 @@ def feast_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str
     feast = Path(sys.executable).with_name("feast")
     result = subprocess.run(
         [str(feast), *args],
-        cwd=settings.feature_repo_dir,
-        env=os.environ | settings.as_env(),
+        cwd=REPO_DIR,
+        env=os.environ | feast_environment(settings),
         capture_output=True,
         text=True,
         check=False,

@@ -83,7 +83,7 @@ RESTART_FIELDS = {
     "type", "onSubmissionFailureRetries", "onFailureRetries",
     "onSubmissionFailureRetryInterval", "onFailureRetryInterval",
 }  # fmt: skip
-# What the settings' spark_conf() holds that the operator passes from other fields.
+# What spark_conf(settings) holds that the operator passes from other fields.
 CONF_FROM_FIELDS = {"spark.app.name", "spark.driver.memory"}
 
 
@@ -474,8 +474,10 @@ def test_what_the_image_and_python_write_lands_on_the_tmp_volume():
 
 
 def test_the_spark_configuration_is_the_settings_one(monkeypatch):
+    from ingestion.spark_engine import spark_conf  # pyspark: in the dev install
+
     settings = settings_from(spark_config(), monkeypatch)
-    expected = settings.spark_conf()
+    expected = spark_conf(settings)
     for name, spec in applications(source_objects()):
         conf = spec["sparkConf"]
         assert conf == {k: v for k, v in expected.items() if k not in CONF_FROM_FIELDS}, name

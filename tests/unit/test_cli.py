@@ -153,6 +153,14 @@ def test_env_prints_exports_for_plain_feast(env, tmp_path):
     assert "export CHURN_FEAST_REDIS=127.0.0.1:6379,db=0" in result.output
 
 
+def test_env_with_a_bad_setting_prints_nothing_to_eval(env):
+    """`eval "$(churn env)"` (and so `. .venv/bin/activate`) must not run the message."""
+    result = runner.invoke(app, ["env"], env={**env, "CHURN_WINDOWS": "7,seven"})
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "Bad configuration" in result.stderr and "windows" in result.stderr
+
+
 def test_features_sql_shows_the_rendered_windows(env):
     result = runner.invoke(app, ["features", "sql"], env={**env, "CHURN_WINDOWS": "30,60,90"})
     assert result.exit_code == 0, result.output

@@ -1,4 +1,4 @@
-"""The one settings object: parsing, validation, derived paths, Feast variables."""
+"""The one settings object: parsing, validation, derived paths, the churn.yaml file."""
 
 from __future__ import annotations
 
@@ -57,39 +57,6 @@ def test_every_path_moves_with_the_data_dir(tmp_path):
         settings.ground_truth_dir,
     ):
         assert path.is_relative_to(tmp_path / "elsewhere")
-    assert settings.feast_env()["CHURN_FEAST_REGISTRY"] == str(settings.registry_path)
-
-
-@pytest.mark.parametrize(
-    ("url", "connection"),
-    [
-        ("redis://127.0.0.1:6379/0", "127.0.0.1:6379,db=0"),
-        ("redis://cache:6380", "cache:6380,db=0"),
-        ("redis://:s3cret@cache:6379/2", "cache:6379,db=2,password=s3cret"),
-        (
-            "rediss://user:pw@cache.example:6380/1",
-            "cache.example:6380,db=1,password=pw,username=user,ssl=true",
-        ),
-    ],
-)
-def test_redis_url_becomes_feast_connection_string(url, connection):
-    assert get_settings(redis_url=url).feast_redis_connection() == connection
-
-
-def test_serving_connection_has_client_timeouts():
-    connection = get_settings().feast_redis_connection(timeout_ms=100)
-    assert connection.endswith(",socket_timeout=0.1,socket_connect_timeout=0.1,retry=null")
-
-
-def test_a_cluster_connection_has_no_database_and_no_retry_argument():
-    # redis-py's cluster client refuses `db` and `retry=None`.
-    settings = get_settings(redis_url="rediss://:pw@node-1:7000", redis_cluster=True)
-    assert settings.feast_redis_connection() == "node-1:7000,password=pw,ssl=true"
-    assert settings.feast_redis_connection(timeout_ms=100).endswith(
-        ",socket_timeout=0.1,socket_connect_timeout=0.1,cluster_error_retry_attempts=0"
-    )
-    assert settings.feast_env()["CHURN_FEAST_REDIS_TYPE"] == "redis_cluster"
-    assert get_settings().feast_env()["CHURN_FEAST_REDIS_TYPE"] == "redis"
 
 
 def test_a_cluster_url_naming_a_database_is_refused():
@@ -97,42 +64,33 @@ def test_a_cluster_url_naming_a_database_is_refused():
         get_settings(redis_url="redis://node-1:7000/3", redis_cluster=True)
 
 
-def test_the_offline_store_follows_the_engine():
-    assert get_settings().offline_store() == {"type": "duckdb"}
-    spark = get_settings(engine="spark", spark_driver_memory="6g").offline_store()
-    assert spark["type"] == "spark"
-    assert spark["spark_conf"]["spark.driver.memory"] == "6g"
-    assert spark["spark_conf"]["spark.sql.session.timeZone"] == "UTC"
-
-
 def test_yaml_file_is_read_and_env_wins(tmp_path, monkeypatch):
-    config = tmp_path / "churn.yaml"
-    config.write_text("horizon_days: 60\nseed: 7\n")
+    (tmp_path / "churn.yaml").write_text("horizon_days: 60\nseed: 7\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CHURN_SEED", "8")
-    from pydantic_settings import SettingsConfigDict
-
-    from churn.settings import Settings
-
-    class FromFile(Settings):
-        model_config = SettingsConfigDict(**{**Settings.model_config, "yaml_file": str(config)})
-
-    settings = FromFile()
+    settings = get_settings()
     assert settings.horizon_days == 60
     assert settings.seed == 8
+
+
+def test_the_config_file_is_looked_up_when_settings_are_built(tmp_path, monkeypatch):
+    # churn.settings is imported (above) before the variable is set: it must still count.
+    config = tmp_path / "elsewhere.yaml"
+    config.write_text("horizon_days: 45\nfeast_project: from_file\n")
+    monkeypatch.chdir(tmp_path)  # no ./churn.yaml
+    assert get_settings().horizon_days == 30
+    monkeypatch.setenv("CHURN_CONFIG_FILE", str(config))
+    settings = get_settings()
+    assert (settings.horizon_days, settings.feast_project) == (45, "from_file")
+    monkeypatch.setenv("CHURN_CONFIG_FILE", str(tmp_path / "none.yaml"))
+    assert get_settings().horizon_days == 30  # a missing file: the defaults
 
 
 def test_severities_from_yaml_where_a_bare_off_is_false(tmp_path, monkeypatch):
     config = tmp_path / "churn.yaml"
     config.write_text("validation_severity:\n  duplicate_events: warn\n  volume: off\n")
-    from pydantic_settings import SettingsConfigDict
-
-    from churn.settings import Settings
-
-    class FromFile(Settings):
-        model_config = SettingsConfigDict(**{**Settings.model_config, "yaml_file": str(config)})
-
-    assert FromFile().validation_severity == {"duplicate_events": "warn", "volume": "off"}
+    monkeypatch.setenv("CHURN_CONFIG_FILE", str(config))
+    assert get_settings().validation_severity == {"duplicate_events": "warn", "volume": "off"}
 
 
 def test_severities_from_a_comma_list_or_yaml(monkeypatch, tmp_path):
