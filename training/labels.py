@@ -92,7 +92,9 @@ class DayWindow:
 
     def frame(self) -> str:
         """The window as a frame over one user's rows ordered by ``date``, the current row
-        being day T. RANGE, not ROWS: it counts days, not rows, like the one-T forms."""
+        being day T - 1 (whose feature row is stamped T; it exists for everyone signed up
+        before T, even when day T is not in the data yet). RANGE, not ROWS: it counts
+        days, not rows, like the one-T forms."""
 
         def bound(offset: int) -> str:
             if offset == 0:
@@ -100,7 +102,8 @@ class DayWindow:
             side = "PRECEDING" if offset < 0 else "FOLLOWING"
             return f"INTERVAL {abs(offset)} DAY {side}"
 
-        return f"RANGE BETWEEN {bound(self.start)} AND {bound(self.end - 1)}"
+        # Day T + k is the current row's day + (k + 1); the window's last day is T + end - 1.
+        return f"RANGE BETWEEN {bound(self.start + 1)} AND {bound(self.end)}"
 
 
 def lookback_window(active_lookback_days: int) -> DayWindow:
@@ -128,7 +131,7 @@ def _churned(active_days_after: str) -> str:
 
 
 def _active_days_over(window: DayWindow) -> str:
-    """SQL: a row's user's active days in ``window``, the row's day being T."""
+    """SQL: a row's user's active days in ``window``, the row's day being T - 1."""
     return f"sum(active) OVER (PARTITION BY user_id ORDER BY date {window.frame()})"
 
 
@@ -146,12 +149,13 @@ GROUP BY user_id
 def labels_sql(asof: AsOfRange, lookback: int, horizon: int) -> str:
     """One row per (user, T) in the population, with the label, from ``USER_DAILY``.
 
-    The row of day D = T's date stands for (user, T): its frames count the user's
-    active days in the lookback and horizon windows. Every user signed up by T has it.
+    The row of day T - 1 stands for (user, T): its frames count the user's active
+    days in the lookback and horizon windows. Every user signed up before T has it.
     """
     before, after = lookback_window(lookback), horizon_window(horizon)
     first, _ = before.days(asof.first)
     _, end = after.days(asof.last)
+    first_row, last_row = asof.first - timedelta(days=1), asof.last - timedelta(days=1)
     return f"""
 WITH framed AS (
     SELECT
@@ -164,11 +168,11 @@ WITH framed AS (
 )
 SELECT
     user_id AS {ENTITY_KEY},
-    CAST(date AS TIMESTAMPTZ) AS {TIMESTAMP_FIELD},
+    CAST(date + INTERVAL 1 DAY AS TIMESTAMPTZ) AS {TIMESTAMP_FIELD},
     {_churned("active_days_after")} AS {LABEL}
 FROM framed
-WHERE date BETWEEN DATE '{asof.first}' AND DATE '{asof.last}'
-  AND date_diff('day', DATE '{asof.first}', date) % {asof.stride} = 0
+WHERE date BETWEEN DATE '{first_row}' AND DATE '{last_row}'
+  AND date_diff('day', DATE '{first_row}', date) % {asof.stride} = 0
   AND {_in_population("active_days_before")}
 ORDER BY {TIMESTAMP_FIELD}, {ENTITY_KEY}
 """

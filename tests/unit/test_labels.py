@@ -245,17 +245,23 @@ def test_training_batch_and_realized_forms_agree(make_settings):
         assert realized.set_index("user_id")[LABEL].to_dict() == at_t.to_dict(), as_of
         assert at_t.to_dict() == {u: _reckoned(u, as_of)[1] for u in nightly}, as_of
     assert 0 < trained[LABEL].sum() < len(trained)  # both labels occur: a real check
+    # Tonight's T, the day after the data ends (the nightly run's): same population.
+    tonight = DAILY_LAST + timedelta(days=1)
+    labelled = engine.frame(labels_sql(AsOfRange(tonight, tonight, 1), LOOKBACK, SHORT_HORIZON))
+    nightly = [row[0] for row in engine.rows(population_sql(tonight, LOOKBACK))]
+    assert sorted(labelled["user_id"]) == nightly == ["edges", "every_other_day"]  # 03-18 … 03-20
 
 
 @pytest.mark.parametrize(
     ("window", "frame"),
     [
+        # The current row is day T - 1: [T - 14, T) is 13 days before it to itself.
+        (lookback_window(14), "RANGE BETWEEN INTERVAL 13 DAY PRECEDING AND CURRENT ROW"),
         (
-            lookback_window(14),
-            "RANGE BETWEEN INTERVAL 14 DAY PRECEDING AND INTERVAL 1 DAY PRECEDING",
+            horizon_window(30),
+            "RANGE BETWEEN INTERVAL 1 DAY FOLLOWING AND INTERVAL 30 DAY FOLLOWING",
         ),
-        (horizon_window(30), "RANGE BETWEEN CURRENT ROW AND INTERVAL 29 DAY FOLLOWING"),
-        (horizon_window(1), "RANGE BETWEEN CURRENT ROW AND CURRENT ROW"),
+        (horizon_window(1), "RANGE BETWEEN INTERVAL 1 DAY FOLLOWING AND INTERVAL 1 DAY FOLLOWING"),
     ],
 )
 def test_a_window_is_the_same_days_as_a_frame_and_as_dates(window, frame):
