@@ -14,8 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
-from functools import partial
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +27,15 @@ from batch.high_risk import high_risk_list
 from churn.atomic import atomic_dir, write_json, write_parquet, write_text
 from churn.risk import risk_bands
 from churn.settings import Settings
-from feature_repo.spec import ENTITY_KEY, FEATURE_VIEW, TIMESTAMP_FIELD
-from feature_repo.store import open_offline_store
+from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
+from feature_repo.store import open_offline_store, view_ttl
 from ingestion import partitions
 from ingestion.prepare import USER_DAILY, MissingInputError, register_table, validated_paths
 from ingestion.sql_engine import Engine, open_engine, utc_timestamps
 from monitor.push import Sample, push
 from training import registry
-from training.dataset import point_in_time_join
+from training.dataset import newest_rows_sql, point_in_time_join
+from training.labels import lookback_window, population_sql
 
 log = logging.getLogger(__name__)
 
@@ -105,41 +105,6 @@ def run_time(as_of: datetime | None = None, now: datetime | None = None) -> date
 def output_dir(settings: Settings, as_of: datetime) -> Path:
     """Where the run of T writes: ``predictions_dir/as_of=YYYY-MM-DD``."""
     return settings.predictions_dir / f"as_of={as_of:%Y-%m-%d}"
-
-
-def population_sql(as_of: date, lookback_days: int) -> str:
-    """Users of ``USER_DAILY`` with at least one active day in [T - lookback, T), sorted by id.
-
-    The training population's rule (``training/labels.py``); ``date`` is the
-    ``user_daily`` day, so day T itself (events at or after T) does not count.
-    The API asks the same of one feature row (``training.labels.in_population`` on
-    the row of day T - 1: ever active and ``days_since_last_activity < lookback_days``),
-    scores the users of this list and answers everyone else ``lapsed``.
-    """
-    first = as_of - timedelta(days=lookback_days)
-    return f"""
-SELECT user_id AS {ENTITY_KEY}
-FROM {USER_DAILY}
-WHERE date >= DATE '{first}' AND date < DATE '{as_of}'
-GROUP BY user_id
-HAVING max(active) > 0
-ORDER BY user_id
-"""
-
-
-def features_as_of_sql(as_of: datetime, ttl: timedelta) -> str:
-    """Per user of ``USER_FEATURES``, the stamp of the feature row Feast's join picks at T.
-
-    The newest row with T - ttl ≤ ``event_timestamp`` ≤ T: Feast keeps a row while
-    stamp + ttl ≥ T, so the TTL bound is inclusive, like the ≤ T bound.
-    """
-    return f"""
-SELECT user_id AS {ENTITY_KEY}, max({TIMESTAMP_FIELD}) AS features_as_of
-FROM {USER_FEATURES}
-WHERE {TIMESTAMP_FIELD} <= TIMESTAMPTZ '{as_of.isoformat()}'
-  AND {TIMESTAMP_FIELD} >= TIMESTAMPTZ '{(as_of - ttl).isoformat()}'
-GROUP BY user_id
-"""
 
 
 def rank_scores(user_ids: pd.Series, risks: np.ndarray, settings: Settings) -> pd.DataFrame:
@@ -214,57 +179,16 @@ def score_population(
     """
     started_at, clock = datetime.now(UTC), time.perf_counter()
     as_of = run_time(as_of)
-    version = registry.production(settings.models_dir)
-    if version is None:
-        raise registry.RegistryError(
-            f"no production model in {settings.models_dir}: run `churn promote`"
-        )
-    model, metadata = registry.load_model(settings.models_dir, version)
-    refs = metadata["feature_refs"]
+    version, model, refs = production_model(settings)
     validated_paths(settings)  # the high-risk list reads them: fail before the long join
 
     engine = open_engine(settings)
     users = population(settings, engine, as_of)
     store = open_offline_store(settings)
-    entity_rows = pd.DataFrame({ENTITY_KEY: users, TIMESTAMP_FIELD: pd.Timestamp(as_of)})
-    if progress is not None:
-        progress(0, 1)
-    if engine.name == "spark":
-        from batch.spark_score import score_on_spark
-
-        score = partial(score_on_spark, engine)
-    else:
-        score = score_in_process
-    features, risks, skipped = score(store, entity_rows, refs, model, progress)
-    # The registered view's TTL is the one Feast's join applied (settings may have moved on).
-    ttl = store.get_feature_view(FEATURE_VIEW).ttl
-    if features.empty:
-        raise ValueError(
-            f"none of the {len(users):,} active users has a feature row stamped within "
-            f"{_days(ttl)} before {as_of.isoformat()} in {settings.features_path}: "
-            "run `churn features build` up to the day before T"
-        )
-    if skipped:
-        log.warning(
-            "%d of %d active users have no features within %s of %s (e.g. %s)",
-            len(skipped), len(users), _days(ttl), as_of.isoformat(), ", ".join(skipped[:3]),
-        )  # fmt: skip
-
-    predictions = rank_scores(features[ENTITY_KEY], risks, settings)
-    predictions = predictions.merge(
-        feature_stamps(settings, engine, as_of, ttl),
-        on=ENTITY_KEY,
-        how="left",
-        validate="one_to_one",
-    )
-    if predictions["features_as_of"].isna().any():
-        raise ValueError(
-            f"{int(predictions['features_as_of'].isna().sum())} scored users have no feature "
-            f"row within {_days(ttl)} of {as_of.isoformat()} in {settings.features_path}, yet Feast "
-            "joined features for them: is the registry applied from this data dir?"
-        )
-    predictions["model_version"] = version
-    predictions = predictions[PREDICTION_COLUMNS]
+    features, risks, skipped = join_and_score(engine, store, users, as_of, refs, model, progress)
+    ttl = view_ttl(store)  # the TTL Feast's join just applied
+    check_scored(settings, as_of, ttl, users, features, skipped)
+    predictions = ranked_predictions(settings, engine, as_of, ttl, features, risks, version)
     high_risk = high_risk_list(settings, engine, predictions, as_of)
 
     target = output_dir(settings, as_of)
@@ -300,6 +224,87 @@ def score_population(
     return replace(result, pushed=push(settings, PUSH_JOB, batch_samples(result)))
 
 
+def production_model(settings: Settings) -> tuple[str, object, list[str]]:
+    """The production model's version, the model, and its feature references."""
+    version = registry.production(settings.models_dir)
+    if version is None:
+        raise registry.RegistryError(
+            f"no production model in {settings.models_dir}: run `churn promote`"
+        )
+    model, metadata = registry.load_model(settings.models_dir, version)
+    return version, model, metadata["feature_refs"]
+
+
+def join_and_score(
+    engine: Engine,
+    store: FeatureStore,
+    users: list[str],
+    as_of: datetime,
+    refs: list[str],
+    model: object,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """``(features, risks, skipped)`` of ``users`` at T, on the engine's side: on Spark
+    under ``CHURN_ENGINE=spark`` (``batch.spark_score``), in this process otherwise."""
+    entity_rows = pd.DataFrame({ENTITY_KEY: users, TIMESTAMP_FIELD: pd.Timestamp(as_of)})
+    if progress is not None:
+        progress(0, 1)
+    if engine.name == "spark":
+        from batch.spark_score import score_on_spark
+
+        return score_on_spark(engine, store, entity_rows, refs, model, progress)
+    return score_in_process(store, entity_rows, refs, model, progress)
+
+
+def check_scored(
+    settings: Settings,
+    as_of: datetime,
+    ttl: timedelta,
+    users: list[str],
+    features: pd.DataFrame,
+    skipped: list[str],
+) -> None:
+    """Raise when no user had features within the TTL; log the users skipped for want of them."""
+    if features.empty:
+        raise ValueError(
+            f"none of the {len(users):,} active users has a feature row stamped within "
+            f"{_days(ttl)} before {as_of.isoformat()} in {settings.features_path}: "
+            "run `churn features build` up to the day before T"
+        )
+    if skipped:
+        log.warning(
+            "%d of %d active users have no features within %s of %s (e.g. %s)",
+            len(skipped), len(users), _days(ttl), as_of.isoformat(), ", ".join(skipped[:3]),
+        )  # fmt: skip
+
+
+def ranked_predictions(
+    settings: Settings,
+    engine: Engine,
+    as_of: datetime,
+    ttl: timedelta,
+    features: pd.DataFrame,
+    risks: np.ndarray,
+    version: str,
+) -> pd.DataFrame:
+    """The ``PREDICTION_COLUMNS`` rows, riskiest first, each with its feature row's stamp."""
+    predictions = rank_scores(features[ENTITY_KEY], risks, settings)
+    predictions = predictions.merge(
+        feature_stamps(settings, engine, as_of, ttl),
+        on=ENTITY_KEY,
+        how="left",
+        validate="one_to_one",
+    )
+    if predictions["features_as_of"].isna().any():
+        raise ValueError(
+            f"{int(predictions['features_as_of'].isna().sum())} scored users have no feature "
+            f"row within {_days(ttl)} of {as_of.isoformat()} in {settings.features_path}, yet Feast "
+            "joined features for them: is the registry applied from this data dir?"
+        )
+    predictions["model_version"] = version
+    return predictions[PREDICTION_COLUMNS]
+
+
 def score_in_process(
     store: FeatureStore,
     entity_rows: pd.DataFrame,
@@ -333,8 +338,8 @@ def population(settings: Settings, engine: Engine, as_of: datetime) -> list[str]
             "user_daily ends on %s, before the day before T (%s): the lookback is cut short",
             days[-1], as_of.date(),
         )  # fmt: skip
-    first = as_of.date() - timedelta(days=settings.active_lookback_days)
-    lookback = [d for d in days if first <= d < as_of.date()]
+    first, end = lookback_window(settings.active_lookback_days).days(as_of.date())
+    lookback = [d for d in days if first <= d < end]
     users = []
     if lookback:
         register_table(engine, USER_DAILY, settings.user_daily_path, lookback)
@@ -342,7 +347,7 @@ def population(settings: Settings, engine: Engine, as_of: datetime) -> list[str]
         users = [row[0] for row in engine.rows(sql)]
     if not users:
         raise ValueError(
-            f"nobody was active in [{first}, {as_of.date()}) in {settings.user_daily_path} "
+            f"nobody was active in [{first}, {end}) in {settings.user_daily_path} "
             f"(its days: {days[0]} … {days[-1]}): nothing to score at {as_of.isoformat()}"
         )
     return users
@@ -367,7 +372,7 @@ def feature_stamps(
             "this data dir?"
         )
     register_table(engine, USER_FEATURES, settings.features_path, window)
-    stamps = engine.frame(features_as_of_sql(as_of, ttl))
+    stamps = engine.frame(newest_rows_sql(USER_FEATURES, as_of, ttl))
     stamps["features_as_of"] = utc_timestamps(stamps["features_as_of"])
     return stamps
 

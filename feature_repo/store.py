@@ -78,6 +78,23 @@ def open_offline_store(settings: Settings) -> FeatureStore:
     return store
 
 
+def view_ttl(store: FeatureStore) -> timedelta:
+    """The TTL of the registered feature view: how old a row Feast's point-in-time join
+    still picks, and the range ``materialize`` loads.
+
+    The registered one, not ``settings.feature_ttl_days``: Feast applies what
+    ``feast apply`` registered, and the setting may have moved on since. Every
+    derivation of "the row served at T" outside Feast uses this one.
+    """
+    ttl = store.get_feature_view(FEATURE_VIEW).ttl
+    if ttl is None or ttl <= timedelta(0):
+        raise ValueError(
+            f"the registered feature view {FEATURE_VIEW} has no TTL ({ttl!r}): "
+            "run `churn features apply`"
+        )
+    return ttl
+
+
 def _cap_offline_store_memory(settings: Settings) -> None:
     """Give Feast's DuckDB store (ibis' default backend) the same memory cap as our SQL.
 
@@ -124,7 +141,7 @@ def materialize(
 ) -> tuple[datetime | None, datetime]:
     """Load the newest feature row of every user up to ``end`` (default now) into Redis.
 
-    By default the range is the view TTL before ``end``: every row that may still
+    By default the range is the registered view TTL before ``end``: every row that may still
     be served is (re)loaded, so a day built late, or rebuilt after a fix, reaches
     Redis too. ``incremental`` is Feast's ``materialize-incremental`` instead: from
     the last materialized instant, which skips rows stamped before it that were
@@ -135,7 +152,7 @@ def materialize(
     if incremental:
         store.materialize_incremental(end_date=end)
         return None, end
-    start = start or end - timedelta(days=settings.feature_ttl_days)
+    start = start or end - view_ttl(store)
     store.materialize(start_date=start, end_date=end)
     return start, end
 

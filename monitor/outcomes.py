@@ -28,6 +28,7 @@ from ingestion import partitions
 from ingestion.prepare import MissingInputError
 from ingestion.sql_engine import connect, quote_path
 from monitor.push import Sample
+from training.labels import labels_at_sql
 from training.metrics import evaluate, pr_auc_skill, reliability_curve
 
 BATCH_PREFIX = "as_of="
@@ -114,28 +115,14 @@ def horizon_last_day(as_of: date, horizon_days: int) -> date:
 
 
 def realized_labels_sql(scored: str, daily_glob: str, as_of: date, horizon_days: int) -> str:
-    """Each scored user's realized label for the window [as_of, as_of + horizon_days).
+    """Each scored user's realized label at T = ``as_of``, over the ``user_daily`` files.
 
     ``scored`` is a relation with ``user_id`` and ``churn_risk``; ``daily_glob`` the
-    ``user_daily`` files. ``churned`` = 1 when the user has no active day in the window,
-    including users without any row in it. Activity before ``as_of`` does not count.
+    ``user_daily`` files. The label is training's (``training.labels.labels_at_sql``):
+    churned = no active day in [as_of, as_of + horizon_days), no rows counting as none.
     """
-    end = as_of + timedelta(days=horizon_days)
-    return f"""
-WITH active AS (
-    SELECT user_id, max(active) AS any_active
-    FROM read_parquet({quote_path(daily_glob)}, hive_partitioning = true)
-    WHERE date >= DATE '{as_of}' AND date < DATE '{end}'
-    GROUP BY user_id
-)
-SELECT
-    s.{ENTITY_KEY},
-    s.churn_risk,
-    CAST(coalesce(a.any_active, 0) = 0 AS INTEGER) AS churned
-FROM {scored} s
-LEFT JOIN active a ON a.user_id = s.{ENTITY_KEY}
-ORDER BY s.{ENTITY_KEY}
-"""
+    daily = f"read_parquet({quote_path(daily_glob)}, hive_partitioning = true)"
+    return labels_at_sql(scored, as_of, horizon_days, daily=daily)
 
 
 def read_predictions(path: Path) -> pd.DataFrame:

@@ -3,8 +3,9 @@
 Training reads the offline table through Feast's point-in-time join; the API reads
 Redis. Both should see the same newest row of a user, so any cell that differs is a
 bug in materialization (a day not loaded, a stale key, a type lost on the way).
-A sample of users whose newest row is within the view TTL of the table's newest
-timestamp (exactly those ``churn features materialize`` loads) is compared cell by cell.
+A sample of users whose newest row is within the registered view TTL of the table's
+newest timestamp (the row Feast's join picks there, ``training.dataset.newest_rows_sql``;
+exactly those ``churn features materialize`` loads) is compared cell by cell.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from rich.table import Table
 from churn.atomic import write_json
 from churn.settings import Settings
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
-from feature_repo.store import online_feature_rows, open_store
+from feature_repo.store import online_feature_rows, open_store, view_ttl
 from ingestion import partitions
 from ingestion.prepare import MissingInputError
 from ingestion.sql_engine import connect, quote_path
 from monitor.push import Sample
-from training.dataset import FEATURE_SERVICE, feature_refs
+from training.dataset import FEATURE_SERVICE, feature_refs, newest_rows_sql
 
 TOLERANCE = 1e-9
 WORST_FEATURES = 5
@@ -151,52 +152,40 @@ def _read(files: list[str]) -> str:
     return f"read_parquet([{', '.join(quote_path(f) for f in files)}])"
 
 
-def newest_rows_sql(files: list[str], since: datetime, columns: list[str], users: str) -> str:
-    """Each user's newest feature row stamped at or after ``since``, for users in ``users``."""
-    selected = ", ".join([ENTITY_KEY, TIMESTAMP_FIELD, *columns])
-    return f"""
-SELECT {selected}
-FROM {_read(files)}
-WHERE {TIMESTAMP_FIELD} >= TIMESTAMPTZ '{since.isoformat()}'
-  AND {ENTITY_KEY} IN (SELECT {ENTITY_KEY} FROM {users})
-QUALIFY row_number() OVER (PARTITION BY {ENTITY_KEY} ORDER BY {TIMESTAMP_FIELD} DESC) = 1
-ORDER BY {ENTITY_KEY}
-"""
-
-
 @dataclass(frozen=True)
 class _Recent:
-    """The rows still served: stamped at or after ``since`` = newest - TTL, in ``files``."""
+    """The rows still served at ``newest`` (the table's newest stamp), in ``files``."""
 
     newest: datetime
-    since: datetime
+    ttl: timedelta
     files: list[str]
     users: list[str]
 
 
-def _recent(con: duckdb.DuckDBPyConnection, root: Path, ttl_days: int) -> _Recent:
+def _newest_stamp(con: duckdb.DuckDBPyConnection, root: Path) -> datetime:
+    """The newest ``event_timestamp`` of the features table at ``root``."""
     days = partitions.partition_days(root)
     if not days:
         raise MissingInputError(f"the features table {root} is empty: run `churn features build`")
-    newest = None
     for day in reversed(days):  # the newest partition that has rows
         files = partitions.partition_files(root, [day])
         if files:
             newest = con.execute(f"SELECT max({TIMESTAMP_FIELD}) FROM {_read(files)}").fetchone()[0]
-        if newest is not None:
-            break
-    if newest is None:
-        raise ValueError(f"the features table {root} has no rows: run `churn features build`")
-    since = newest - timedelta(days=ttl_days)
+            if newest is not None:
+                return newest
+    raise ValueError(f"the features table {root} has no rows: run `churn features build`")
+
+
+def _recent(
+    con: duckdb.DuckDBPyConnection, root: Path, newest: datetime, ttl: timedelta
+) -> _Recent:
+    """The files that may hold a row served at ``newest``, and the users they serve."""
+    since = newest - ttl
     # The row of day D is stamped D+1 00:00 UTC: older partitions hold nothing since ``since``.
-    files = partitions.partition_files(
-        root, [d for d in days if d >= since.date() - timedelta(days=1)]
-    )
-    users = con.execute(
-        f"SELECT DISTINCT {ENTITY_KEY} FROM {_read(files)} "
-        f"WHERE {TIMESTAMP_FIELD} >= TIMESTAMPTZ '{since.isoformat()}'"
-    ).fetchall()
-    return _Recent(newest, since, files, [row[0] for row in users])
+    days = [d for d in partitions.partition_days(root) if d >= since.date() - timedelta(days=1)]
+    files = partitions.partition_files(root, days)
+    users = con.execute(newest_rows_sql(_read(files), newest, ttl)).fetchall()
+    return _Recent(newest, ttl, files, [row[0] for row in users])
 
 
 def skew_report(
@@ -206,14 +195,17 @@ def skew_report(
 
     ``sample`` defaults to ``settings.skew_sample`` (a larger one checks everyone),
     ``seed`` to ``settings.seed``. The population is every user whose newest row is
-    within the view TTL of the table's newest timestamp: older rows have expired online.
+    within the registered view TTL of the table's newest timestamp: older rows are
+    served by neither Feast's join nor ``materialize``.
     """
     size = settings.skew_sample if sample is None else sample
     con = connect(settings)
-    recent = _recent(con, settings.features_path, settings.feature_ttl_days)
+    newest = _newest_stamp(con, settings.features_path)
+    store = open_store(settings)
+    recent = _recent(con, settings.features_path, newest, view_ttl(store))
     users = sample_users(recent.users, size, settings.seed if seed is None else seed)
 
-    refs = feature_refs(open_store(settings), FEATURE_SERVICE)
+    refs = feature_refs(store, FEATURE_SERVICE)
     names = [ref.split(":", 1)[1] for ref in refs]
     described = con.execute(f"DESCRIBE SELECT * FROM {_read(recent.files)}").fetchall()
     absent = sorted(set(names) - {row[0] for row in described})
@@ -223,7 +215,9 @@ def skew_report(
             f"{FEATURE_SERVICE} serves: rebuild the features or re-apply the feature repo"
         )
     con.register("sampled", pd.DataFrame({ENTITY_KEY: users}))
-    offline = con.execute(newest_rows_sql(recent.files, recent.since, names, "sampled")).df()
+    offline = con.execute(
+        newest_rows_sql(_read(recent.files), recent.newest, recent.ttl, names, "sampled")
+    ).df()
     offline = offline.set_index(ENTITY_KEY)[names]
     online = pd.DataFrame(online_feature_rows(settings, users, refs)).set_index(ENTITY_KEY)
 

@@ -3,13 +3,16 @@
 The label rows are the entity dataframe; ``get_historical_features`` with the
 feature service takes, for each (user, T), the newest feature row stamped ≤ T
 within the view TTL. No side path recomputes features for training.
+``newest_rows_sql`` is that rule in SQL, for what Feast's join does not return (the
+stamp of the row it picked) and for reading the offline table as Feast would.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import pandas as pd
 from feast import FeatureStore
@@ -39,6 +42,32 @@ def feature_refs(store: FeatureStore, service: str = FEATURE_SERVICE) -> list[st
     """The service's features as ``view:feature``, in the registered schema's order."""
     projections = store.get_feature_service(service).feature_view_projections
     return [f"{p.name_to_use()}:{f.name}" for p in projections for f in p.features]
+
+
+def newest_rows_sql(
+    features: str,
+    as_of: datetime,
+    ttl: timedelta,
+    columns: Sequence[str] = (),
+    users: str | None = None,
+) -> str:
+    """Per user of relation ``features``, the row Feast's point-in-time join picks at T.
+
+    The newest row with T - ttl ≤ ``event_timestamp`` ≤ T: Feast keeps a row while
+    stamp + ttl ≥ T, so both bounds are inclusive. ``ttl`` is the registered view's
+    (``feature_repo.store.view_ttl``). Returns ``user_id``, ``features_as_of`` (the
+    row's stamp) and ``columns``, by user id; only users of relation ``users`` if given.
+    """
+    selected = ", ".join([ENTITY_KEY, f"{TIMESTAMP_FIELD} AS features_as_of", *columns])
+    among = f"\n  AND {ENTITY_KEY} IN (SELECT {ENTITY_KEY} FROM {users})" if users else ""
+    return f"""
+SELECT {selected}
+FROM {features}
+WHERE {TIMESTAMP_FIELD} <= TIMESTAMPTZ '{as_of.isoformat()}'
+  AND {TIMESTAMP_FIELD} >= TIMESTAMPTZ '{(as_of - ttl).isoformat()}'{among}
+QUALIFY row_number() OVER (PARTITION BY {ENTITY_KEY} ORDER BY {TIMESTAMP_FIELD} DESC) = 1
+ORDER BY {ENTITY_KEY}
+"""
 
 
 def point_in_time_join(

@@ -1,10 +1,14 @@
 """Churn labels: who is about to leave, asked at as-of times T (each a UTC midnight).
 
-Population at T: users who signed up before T and were active at least once in
-the ``active_lookback_days`` before T; those already gone are not the question.
-``labels_sql`` asks it of ``user_daily``, ``in_population`` of one feature row (the
-API's question), ``batch.score.population_sql`` of the nightly list.
-Label: ``churned`` = 1 when the user has no learning activity in [T, T + horizon).
+The one owner of the population and the label, both "active days in a day range":
+Population at T: users with at least one active day in [T - active_lookback_days, T)
+(``lookback_window``); those already gone, or not signed up yet, are not the question.
+Label: ``churned`` = 1 when the user has no active day in [T, T + horizon)
+(``horizon_window``), including a user without any ``user_daily`` row in it.
+Every use renders its SQL from those windows and the two predicates below, so they
+cannot disagree: ``labels_sql`` (training, many T), ``population_sql`` (the nightly
+list, one T), ``labels_at_sql`` (the realized labels of the users a batch scored),
+and ``in_population`` (the API's question, of one feature row).
 Features at T use events before T (the row of day T-1, stamped T), so every
 event is either in the features or in the label window, never both or neither.
 """
@@ -67,37 +71,139 @@ def asof_range(history: list[date], settings: Settings) -> AsOfRange:
     return AsOfRange(first, last, settings.asof_stride_days)
 
 
+@dataclass(frozen=True)
+class DayWindow:
+    """The ``user_daily`` days [T + start, T + end) around an as-of time T, in days."""
+
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ValueError(f"a day window needs end > start, got [{self.start}, {self.end})")
+
+    def days(self, as_of: date) -> tuple[date, date]:
+        """The window at T = ``as_of`` 00:00 UTC as dates: [first, end)."""
+        return as_of + timedelta(days=self.start), as_of + timedelta(days=self.end)
+
+    def holds(self, offset: int) -> bool:
+        """Whether day T + ``offset`` is in the window."""
+        return self.start <= offset < self.end
+
+    def frame(self) -> str:
+        """The window as a frame over one user's rows ordered by ``date``, the current row
+        being day T - 1 (whose feature row is stamped T; it exists for everyone signed up
+        before T, even when day T is not in the data yet). RANGE, not ROWS: it counts
+        days, not rows, like the one-T forms."""
+
+        def bound(offset: int) -> str:
+            if offset == 0:
+                return "CURRENT ROW"
+            side = "PRECEDING" if offset < 0 else "FOLLOWING"
+            return f"INTERVAL {abs(offset)} DAY {side}"
+
+        # Day T + k is the current row's day + (k + 1); the window's last day is T + end - 1.
+        return f"RANGE BETWEEN {bound(self.start + 1)} AND {bound(self.end)}"
+
+
+def lookback_window(active_lookback_days: int) -> DayWindow:
+    """Where the population wants an active day: [T - lookback, T), events before T only."""
+    if active_lookback_days < 1:
+        raise ValueError(f"active_lookback_days must be at least 1, got {active_lookback_days}")
+    return DayWindow(-active_lookback_days, 0)
+
+
+def horizon_window(horizon_days: int) -> DayWindow:
+    """Where activity means "stayed": [T, T + horizon)."""
+    if horizon_days < 1:
+        raise ValueError(f"horizon_days must be at least 1, got {horizon_days}")
+    return DayWindow(0, horizon_days)
+
+
+def _in_population(active_days_before: str) -> str:
+    """SQL: at least one active day in the lookback window (no rows: none)."""
+    return f"coalesce({active_days_before}, 0) > 0"
+
+
+def _churned(active_days_after: str) -> str:
+    """SQL: the label, 1 when no active day in the horizon window (no rows: none)."""
+    return f"CAST(coalesce({active_days_after}, 0) = 0 AS INTEGER)"
+
+
+def _active_days_over(window: DayWindow) -> str:
+    """SQL: a row's user's active days in ``window``, the row's day being T - 1."""
+    return f"sum(active) OVER (PARTITION BY user_id ORDER BY date {window.frame()})"
+
+
+def _active_days_in(window: DayWindow, as_of: date, daily: str) -> str:
+    """SQL: ``user_id, active_days`` in ``window`` at one T, per user of ``daily`` with rows in it."""
+    first, end = window.days(as_of)
+    return f"""
+SELECT user_id, sum(active) AS active_days
+FROM {daily}
+WHERE date >= DATE '{first}' AND date < DATE '{end}'
+GROUP BY user_id
+"""
+
+
 def labels_sql(asof: AsOfRange, lookback: int, horizon: int) -> str:
     """One row per (user, T) in the population, with the label, from ``USER_DAILY``.
 
-    Row ``date`` = D - 1 holds the day before T; its lookback frame is days
-    [T - lookback, T) and its horizon frame days [T, T + horizon).
+    The row of day T - 1 stands for (user, T): its frames count the user's active
+    days in the lookback and horizon windows. Every user signed up before T has it.
     """
+    before, after = lookback_window(lookback), horizon_window(horizon)
+    first, _ = before.days(asof.first)
+    _, end = after.days(asof.last)
     first_row, last_row = asof.first - timedelta(days=1), asof.last - timedelta(days=1)
     return f"""
 WITH framed AS (
     SELECT
         user_id,
         date,
-        sum(active) OVER (
-            PARTITION BY user_id ORDER BY date ROWS BETWEEN {lookback - 1} PRECEDING AND CURRENT ROW
-        ) AS active_days_before,
-        sum(active) OVER (
-            PARTITION BY user_id ORDER BY date ROWS BETWEEN 1 FOLLOWING AND {horizon} FOLLOWING
-        ) AS active_days_after
+        {_active_days_over(before)} AS active_days_before,
+        {_active_days_over(after)} AS active_days_after
     FROM {USER_DAILY}
-    WHERE date BETWEEN DATE '{first_row - timedelta(days=lookback)}'
-                   AND DATE '{last_row + timedelta(days=horizon)}'
+    WHERE date >= DATE '{first}' AND date < DATE '{end}'
 )
 SELECT
     user_id AS {ENTITY_KEY},
     CAST(date + INTERVAL 1 DAY AS TIMESTAMPTZ) AS {TIMESTAMP_FIELD},
-    CAST(coalesce(active_days_after, 0) = 0 AS INTEGER) AS {LABEL}
+    {_churned("active_days_after")} AS {LABEL}
 FROM framed
 WHERE date BETWEEN DATE '{first_row}' AND DATE '{last_row}'
   AND date_diff('day', DATE '{first_row}', date) % {asof.stride} = 0
-  AND active_days_before > 0
+  AND {_in_population("active_days_before")}
 ORDER BY {TIMESTAMP_FIELD}, {ENTITY_KEY}
+"""
+
+
+def population_sql(as_of: date, lookback: int, daily: str = USER_DAILY) -> str:
+    """``user_id`` of the population at T = ``as_of`` 00:00 UTC, sorted: the nightly list.
+
+    ``daily`` is the ``user_daily`` relation; it need only hold the lookback's days.
+    """
+    return f"""
+SELECT user_id AS {ENTITY_KEY}
+FROM ({_active_days_in(lookback_window(lookback), as_of, daily)}) AS recent
+WHERE {_in_population("active_days")}
+ORDER BY user_id
+"""
+
+
+def labels_at_sql(users: str, as_of: date, horizon: int, daily: str = USER_DAILY) -> str:
+    """Every row of relation ``users`` (with ``user_id``) and its label at T, by user id.
+
+    The realized label of users scored at T once the horizon is over; a user without
+    any ``daily`` row in the window counts as churned. ``daily`` need only hold the
+    horizon's days.
+    """
+    return f"""
+SELECT u.*, {_churned("a.active_days")} AS {LABEL}
+FROM {users} AS u
+LEFT JOIN ({_active_days_in(horizon_window(horizon), as_of, daily)}) AS a
+    ON a.user_id = u.{ENTITY_KEY}
+ORDER BY u.{ENTITY_KEY}
 """
 
 
@@ -108,13 +214,12 @@ def in_population(
 ) -> bool:
     """Whether the feature row of day D puts its user in the population at T = D + 1 00:00 UTC.
 
-    The population wants an active day in [T - lookback, T), the days D - lookback + 1 … D.
-    A user never active (``days_since_first_activity`` null) is out; ``days_since_last_activity``
-    then counts from the signup day and says nothing about activity. Otherwise the user was
-    last active on day D - ``days_since_last_activity``: in iff that is < the lookback.
+    The user was last active on day D - ``days_since_last_activity`` = T - 1 -
+    ``days_since_last_activity``: in iff that day is in ``lookback_window``. A user
+    never active (``days_since_first_activity`` null) is out; ``days_since_last_activity``
+    then counts from the signup day and says nothing about activity.
     """
-    if active_lookback_days < 1:
-        raise ValueError(f"active_lookback_days must be at least 1, got {active_lookback_days}")
+    window = lookback_window(active_lookback_days)
     if (
         days_since_last_activity is None
         or pd.isna(days_since_last_activity)
@@ -126,7 +231,7 @@ def in_population(
         )
     if days_since_first_activity is None or pd.isna(days_since_first_activity):
         return False
-    return days_since_last_activity < active_lookback_days
+    return window.holds(-1 - int(days_since_last_activity))
 
 
 def build_labels(settings: Settings, asof: AsOfRange | None = None) -> pd.DataFrame:

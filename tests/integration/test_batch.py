@@ -22,7 +22,6 @@ from batch.score import (
     PREDICTIONS_FILE,
     RUN_FILE,
     output_dir,
-    population_sql,
     score_population,
 )
 from churn.atomic import write_parquet
@@ -36,7 +35,7 @@ from tests.integration.test_push import pushed_samples, running_pushgateway
 from tests.integration.world import build_world
 from training import registry
 from training.dataset import point_in_time_join
-from training.labels import AsOfRange, labels_sql
+from training.labels import AsOfRange, labels_sql, population_sql
 from training.promote import force
 from training.registry import RegistryError
 from training.train import train_models

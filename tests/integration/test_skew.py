@@ -46,12 +46,17 @@ def skew_settings(tmp_path_factory, isolated_settings):
             open_store(settings).teardown()
 
 
+def _registered_ttl(settings) -> timedelta:
+    return open_store(settings).get_feature_view(FEATURE_VIEW).ttl
+
+
 def _newest_rows(settings) -> pd.DataFrame:
-    """Each user's newest offline row within the TTL of the table's newest stamp, by hand."""
+    """Each user's newest offline row within the registered TTL of the table's newest stamp,
+    by hand."""
     glob = partitions.table_glob(settings.features_path)
     frame = duckdb.execute(f"SELECT * FROM read_parquet('{glob}', hive_partitioning = false)").df()
     newest = frame[TIMESTAMP_FIELD].max()
-    recent = frame[frame[TIMESTAMP_FIELD] >= newest - pd.Timedelta(days=settings.feature_ttl_days)]
+    recent = frame[frame[TIMESTAMP_FIELD] >= newest - _registered_ttl(settings)]
     return recent.sort_values(TIMESTAMP_FIELD).groupby(ENTITY_KEY).tail(1).set_index(ENTITY_KEY)
 
 
@@ -134,7 +139,7 @@ def _add_row(settings, row: pd.DataFrame, user: str, stamp: datetime, name: str)
 def test_users_missing_online_are_counted_and_mismatching(skew_settings):
     newest = _newest_rows(skew_settings)
     row = newest.iloc[[0]].reset_index()
-    ttl = timedelta(days=skew_settings.feature_ttl_days)
+    ttl = _registered_ttl(skew_settings)
     # Offline rows added after the last materialize: one current (so missing online),
     # one older than the TTL (expired online too, so not part of the question).
     added = [
@@ -156,3 +161,21 @@ def test_users_missing_online_are_counted_and_mismatching(skew_settings):
     finally:
         for path in added:
             path.unlink()
+
+
+def test_the_ttl_is_the_registered_views_not_the_settings(skew_settings):
+    """A TTL setting changed since ``feast apply`` does not change the question: Feast's
+    join still serves what the registered view's TTL keeps, so the check covers that."""
+    ttl = _registered_ttl(skew_settings)
+    assert ttl == timedelta(days=skew_settings.feature_ttl_days) > timedelta(days=1)
+    newest = _newest_rows(skew_settings)
+    row = newest.iloc[[0]].reset_index()
+    # Within the registered TTL, older than the changed setting's one day; not online.
+    added = _add_row(skew_settings, row, "u_two_days_old", END - timedelta(days=2), "two_days")
+    moved_on = skew_settings.model_copy(update={"feature_ttl_days": 1})
+    try:
+        report = skew_report(moved_on)
+        assert report.population == len(newest) + 1
+        assert report.missing_examples == ["u_two_days_old"]
+    finally:
+        added.unlink()

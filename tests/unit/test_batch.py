@@ -21,8 +21,6 @@ from batch.score import (
     USER_FEATURES,
     BatchResult,
     batch_samples,
-    features_as_of_sql,
-    population_sql,
     print_batch,
     rank_scores,
     run_time,
@@ -32,6 +30,8 @@ from churn.atomic import write_parquet
 from ingestion.partitions import partition_days
 from ingestion.prepare import EVENTS, USER_DAILY, USERS, register_table
 from ingestion.sql_engine import DuckEngine
+from training.dataset import newest_rows_sql
+from training.labels import population_sql
 
 T = datetime(2026, 5, 2, tzinfo=UTC)
 D = T.date()
@@ -72,9 +72,9 @@ def test_population_is_active_in_the_lookback_before_t(make_settings, tmp_path):
     ]
     _daily_table(root, rows, settings)
     engine = _engine_with(settings, USER_DAILY, root)
-    users = [r[0] for r in engine.rows(population_sql(D, lookback_days=14))]
+    users = [r[0] for r in engine.rows(population_sql(D, 14))]
     assert users == ["a_yesterday", "b_first_day_of_lookback", "f_twice"]
-    assert [r[0] for r in engine.rows(population_sql(D, lookback_days=13))] == [
+    assert [r[0] for r in engine.rows(population_sql(D, 13))] == [
         "a_yesterday",
         "f_twice",
     ]
@@ -98,14 +98,25 @@ def test_feature_stamp_is_the_newest_row_feast_may_serve(make_settings, tmp_path
     frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"]).astype(
         "datetime64[us, UTC]"
     )
+    frame["days_back"] = ((T - frame["event_timestamp"]) / timedelta(days=1)).astype("int64")
     for day, part in frame.groupby(frame["event_timestamp"].dt.date):
         write_parquet(part, tmp_path / "f" / f"date={day - timedelta(days=1)}" / "data_0.parquet")
     engine = _engine_with(settings, USER_FEATURES, tmp_path / "f")
-    got = engine.frame(features_as_of_sql(T, timedelta(days=3)))
+    got = engine.frame(newest_rows_sql(USER_FEATURES, T, timedelta(days=3)))
     got = got.set_index("user_id")["features_as_of"]
     assert got.to_dict() == {
         "fresh": pd.Timestamp(stamp(0)),
         "at_ttl_edge": pd.Timestamp(stamp(3)),
+    }
+    # The same rows with their values, for some users only: what the skew check reads.
+    engine.register_frame("picked", pd.DataFrame({"user_id": ["at_ttl_edge", "too_old"]}))
+    rows = engine.frame(
+        newest_rows_sql(USER_FEATURES, T, timedelta(days=3), ["days_back"], users="picked")
+    )
+    assert rows.to_dict(orient="list") == {
+        "user_id": ["at_ttl_edge"],
+        "features_as_of": [pd.Timestamp(stamp(3))],
+        "days_back": [3],
     }
 
 

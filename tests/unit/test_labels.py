@@ -1,4 +1,5 @@
-"""Churn labels on a hand-made portal: who is asked about at T, and who left.
+"""Churn labels on a hand-made portal: who is asked about at T, and who left; the
+training, nightly and realized forms of the rule agree on a hand-built user_daily.
 
 History: 2026-03-01 … 2026-04-30. With windows (7,) and a 10-day horizon the
 as-of days run from 03-08 (7 days of history before T) to 04-21 (T + 10 days
@@ -18,8 +19,22 @@ from churn.atomic import write_parquet
 from churn.settings import Settings
 from ingestion import partitions
 from ingestion.features import build_rolling_features
-from ingestion.prepare import build_user_daily
-from training.labels import LABEL, AsOfRange, asof_range, build_labels, in_population
+from ingestion.partitions import partition_days
+from ingestion.prepare import USER_DAILY, build_user_daily, register_table
+from ingestion.sql_engine import DuckEngine
+from monitor.outcomes import realized_labels_sql
+from training.labels import (
+    LABEL,
+    AsOfRange,
+    DayWindow,
+    asof_range,
+    build_labels,
+    horizon_window,
+    in_population,
+    labels_sql,
+    lookback_window,
+    population_sql,
+)
 
 T = pd.Timestamp("2026-04-01", tz="UTC")
 HORIZON = 10
@@ -172,3 +187,92 @@ def test_in_population_of_the_feature_rows_is_the_labelled_population(portal, la
     )
     assert ("at_end", pd.Timestamp("2026-04-16", tz="UTC")) in ruled  # 04-11 + 5 days: still in
     assert ("at_end", pd.Timestamp("2026-04-17", tz="UTC")) not in ruled
+
+
+# A hand-built user_daily for the three forms of the rule: signup day and active days.
+# Lookback 3 days, horizon 4: the as-of days 03-04 … 03-17 all have whole windows.
+DAILY_FIRST, DAILY_LAST = date(2026, 3, 1), date(2026, 3, 20)
+LOOKBACK, SHORT_HORIZON = 3, 4
+ACTIVITY = {
+    "every_other_day": (1, range(1, 21, 2)),
+    "quits_on_8": (1, [2, 5, 8]),
+    "back_on_15": (1, [1, 2, 15]),
+    "signs_up_on_9": (9, [9, 10]),
+    "signs_up_on_12_idle": (12, []),
+    "never": (1, []),
+    "once_on_17": (1, [17]),
+    "edges": (1, [4, 11, 20]),
+}
+
+
+def _reckoned(user: str, as_of: date) -> tuple[bool, int]:
+    """(in the population, churned) at T = ``as_of``, by hand."""
+    active = {date(2026, 3, d) for d in ACTIVITY[user][1]}
+    before = any(as_of - timedelta(days=LOOKBACK) <= d < as_of for d in active)
+    after = any(as_of <= d < as_of + timedelta(days=SHORT_HORIZON) for d in active)
+    return before, int(not after)
+
+
+def test_training_batch_and_realized_forms_agree(make_settings):
+    """The population at T from the nightly form is the training form's labelled users at
+    T, and the realized labels of those users are the training labels at T."""
+    settings = make_settings()
+    rows = [
+        (user, DAILY_FIRST + timedelta(days=i), int(i + 1 in days))
+        for user, (signup, days) in ACTIVITY.items()
+        for i in range(signup - 1, (DAILY_LAST - DAILY_FIRST).days + 1)
+    ]
+    engine = DuckEngine(settings)
+    engine.register_frame("rows", pd.DataFrame(rows, columns=["user_id", "date", "active"]))
+    engine.write_table(
+        "SELECT user_id, CAST(date AS DATE) AS date, CAST(active AS BIGINT) AS active FROM rows",
+        settings.user_daily_path,
+    )
+    register_table(
+        engine, USER_DAILY, settings.user_daily_path, partition_days(settings.user_daily_path)
+    )
+    asof = AsOfRange(date(2026, 3, 4), date(2026, 3, 17), 1)
+    trained = engine.frame(labels_sql(asof, LOOKBACK, SHORT_HORIZON))
+    trained["day"] = trained["event_timestamp"].dt.date
+    glob = partitions.table_glob(settings.user_daily_path)
+    for as_of in asof.days():
+        at_t = trained[trained["day"] == as_of].set_index("user_id")[LABEL]
+        nightly = [row[0] for row in engine.rows(population_sql(as_of, LOOKBACK))]
+        assert nightly == sorted(at_t.index), as_of
+        assert set(nightly) == {u for u in ACTIVITY if _reckoned(u, as_of)[0]}, as_of
+        engine.register_frame("scored", pd.DataFrame({"user_id": nightly, "churn_risk": 0.5}))
+        realized = engine.frame(realized_labels_sql("scored", glob, as_of, SHORT_HORIZON))
+        assert realized.set_index("user_id")[LABEL].to_dict() == at_t.to_dict(), as_of
+        assert at_t.to_dict() == {u: _reckoned(u, as_of)[1] for u in nightly}, as_of
+    assert 0 < trained[LABEL].sum() < len(trained)  # both labels occur: a real check
+    # Tonight's T, the day after the data ends (the nightly run's): same population.
+    tonight = DAILY_LAST + timedelta(days=1)
+    labelled = engine.frame(labels_sql(AsOfRange(tonight, tonight, 1), LOOKBACK, SHORT_HORIZON))
+    nightly = [row[0] for row in engine.rows(population_sql(tonight, LOOKBACK))]
+    assert sorted(labelled["user_id"]) == nightly == ["edges", "every_other_day"]  # 03-18 … 03-20
+
+
+@pytest.mark.parametrize(
+    ("window", "frame"),
+    [
+        # The current row is day T - 1: [T - 14, T) is 13 days before it to itself.
+        (lookback_window(14), "RANGE BETWEEN INTERVAL 13 DAY PRECEDING AND CURRENT ROW"),
+        (
+            horizon_window(30),
+            "RANGE BETWEEN INTERVAL 1 DAY FOLLOWING AND INTERVAL 30 DAY FOLLOWING",
+        ),
+        (horizon_window(1), "RANGE BETWEEN INTERVAL 1 DAY FOLLOWING AND INTERVAL 1 DAY FOLLOWING"),
+    ],
+)
+def test_a_window_is_the_same_days_as_a_frame_and_as_dates(window, frame):
+    assert window.frame() == frame
+    first, end = window.days(date(2026, 4, 1))
+    assert (first - date(2026, 4, 1)).days == window.start
+    assert (end - date(2026, 4, 1)).days == window.end
+
+
+def test_windows_refuse_what_is_no_window():
+    with pytest.raises(ValueError, match="horizon_days must be at least 1"):
+        horizon_window(0)
+    with pytest.raises(ValueError, match="end > start"):
+        DayWindow(0, 0)

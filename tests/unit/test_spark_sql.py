@@ -11,11 +11,12 @@ pytest.importorskip("pyspark", reason="pyspark is not installed (pip install -e 
 from sqlglot.errors import UnsupportedError
 
 from batch.high_risk import revenue_sql
-from batch.score import features_as_of_sql, population_sql
+from batch.score import USER_FEATURES
 from ingestion.features import rolling_features_sql, user_courses_sql
 from ingestion.prepare import user_daily_sql
 from ingestion.spark_engine import launched_by_spark_submit, to_spark
-from training.labels import AsOfRange, labels_sql
+from training.dataset import newest_rows_sql
+from training.labels import AsOfRange, labels_at_sql, labels_sql, population_sql
 
 D = date(2026, 5, 1)
 T = datetime(2026, 5, 2, tzinfo=UTC)
@@ -29,7 +30,9 @@ RENDERED = {
     "user courses, one day": user_courses_sql(D, D, seen=True),
     "labels": labels_sql(AsOfRange(D, D + timedelta(days=3), 1), 14, 30),
     "population": population_sql(D, 14),
-    "feature stamps": features_as_of_sql(T, timedelta(days=3)),
+    "labels at T": labels_at_sql("scored", D, 30),
+    "feature stamps": newest_rows_sql(USER_FEATURES, T, timedelta(days=3)),
+    "newest rows": newest_rows_sql(USER_FEATURES, T, timedelta(days=3), ["x"], "sampled"),
     "revenue": revenue_sql(T),
 }
 
