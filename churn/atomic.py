@@ -56,8 +56,9 @@ def atomic_dir(target: Path, staging: Path | None = None, replace: bool = True) 
     (default: next to ``target``, same file system) holds the temporary and the
     old directory: pass one outside any directory that readers scan. With
     ``replace=False`` an existing ``target`` is never touched: FileExistsError instead,
-    even for one that appeared while the temporary was filled. The directory's entries
-    and the rename are fsynced, so a power cut leaves the old directory or the new one.
+    even for one that appeared while the temporary was filled. The files at its top
+    level, its entries and the rename are fsynced, so a power cut leaves the old directory
+    or the new one (files in subdirectories, partitions of a table, are the writer's).
     """
     staging = staging or target.parent
     staging.mkdir(parents=True, exist_ok=True)
@@ -65,7 +66,7 @@ def atomic_dir(target: Path, staging: Path | None = None, replace: bool = True) 
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=staging))
     try:
         yield tmp
-        for path in [*tmp.iterdir(), tmp]:
+        for path in [*(p for p in tmp.iterdir() if p.is_file()), tmp]:
             fsync_path(path)
         if not replace:
             try:
