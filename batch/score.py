@@ -98,8 +98,6 @@ def run_time(as_of: datetime | None = None, now: datetime | None = None) -> date
     return as_of
 
 
-
-
 def rank_scores(user_ids: pd.Series, risks: np.ndarray, settings: Settings) -> pd.DataFrame:
     """``user_id, churn_risk, risk_band, rank``, riskiest first (rank 1); ties by user id."""
     frame = pd.DataFrame({ENTITY_KEY: user_ids.to_numpy(), "churn_risk": risks})

@@ -26,7 +26,6 @@ from rich.table import Table
 from batch.outputs import batch_dates, read_predictions
 from churn.history import append_record, read_records, start_from
 from churn.settings import Settings
-from feature_repo.spec import ENTITY_KEY
 from ingestion import partitions
 from ingestion.prepare import MissingInputError
 from ingestion.sql_engine import connect, quote_path
