@@ -3,8 +3,8 @@
 T is a UTC midnight (default: today's). Features come only from Feast's point-in-time
 join with the production model's feature references: the row for day D is stamped
 D+1 00:00 UTC, so at T = today 00:00 each user gets yesterday's row (or the newest one
-within the view TTL), exactly as training labels at T see them. The output,
-``predictions_dir/as_of=YYYY-MM-DD/``, is built aside and swapped in whole: a re-run
+within the view TTL), exactly as training labels at T see them. The output, the batch
+directory of T's date (``batch.outputs``), is built aside and swapped in whole: a re-run
 replaces that date, a failed run leaves the previous output as it was.
 """
 
@@ -24,6 +24,14 @@ from rich.console import Console
 from rich.table import Table
 
 from batch.high_risk import high_risk_list
+from batch.outputs import (
+    FEATURES_FILE,
+    HIGH_RISK_FILE,
+    PREDICTION_COLUMNS,
+    PREDICTIONS_FILE,
+    RUN_FILE,
+    batch_dir,
+)
 from churn.atomic import atomic_dir, write_json, write_parquet, write_text
 from churn.risk import risk_bands
 from churn.settings import Settings
@@ -39,18 +47,6 @@ from training.labels import lookback_window, population_sql
 
 log = logging.getLogger(__name__)
 
-PREDICTIONS_FILE = "predictions.parquet"
-FEATURES_FILE = "features.parquet"
-HIGH_RISK_FILE = "high_risk.csv"
-RUN_FILE = "run.json"
-PREDICTION_COLUMNS = [
-    ENTITY_KEY,
-    "churn_risk",
-    "risk_band",
-    "rank",
-    "model_version",
-    "features_as_of",
-]
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 SKIPPED_EXAMPLES = 10
 PUSH_JOB = "churn_batch"
@@ -100,11 +96,6 @@ def run_time(as_of: datetime | None = None, now: datetime | None = None) -> date
     if as_of != datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC):
         raise ValueError(f"as_of must be a UTC midnight (00:00), got {as_of.isoformat()}")
     return as_of
-
-
-def output_dir(settings: Settings, as_of: datetime) -> Path:
-    """Where the run of T writes: ``predictions_dir/as_of=YYYY-MM-DD``."""
-    return settings.predictions_dir / f"as_of={as_of:%Y-%m-%d}"
 
 
 def rank_scores(user_ids: pd.Series, risks: np.ndarray, settings: Settings) -> pd.DataFrame:
@@ -191,7 +182,7 @@ def score_population(
     predictions = ranked_predictions(settings, engine, as_of, ttl, features, risks, version)
     high_risk = high_risk_list(settings, engine, predictions, as_of)
 
-    target = output_dir(settings, as_of)
+    target = batch_dir(settings.predictions_dir, as_of.date())
     # Staged beside predictions_dir, not in it: readers scan predictions_dir for as_of=*.
     with atomic_dir(target, staging=settings.predictions_dir.parent) as tmp:
         tmp.chmod(0o755)  # mkdtemp makes it private; the retention team reads it

@@ -48,13 +48,17 @@ def fsync_path(path: Path) -> None:
 
 
 @contextmanager
-def atomic_dir(target: Path, staging: Path | None = None) -> Iterator[Path]:
+def atomic_dir(target: Path, staging: Path | None = None, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary directory; on success it replaces ``target`` as a whole.
 
     The old directory is moved aside, the new one renamed in, then the old one
     removed, so the window without ``target`` is two renames long. ``staging``
     (default: next to ``target``, same file system) holds the temporary and the
-    old directory: pass one outside any directory that readers scan.
+    old directory: pass one outside any directory that readers scan. With
+    ``replace=False`` an existing ``target`` is never touched: FileExistsError instead,
+    even for one that appeared while the temporary was filled. The files at its top
+    level, its entries and the rename are fsynced, so a power cut leaves the old directory
+    or the new one (files in subdirectories, partitions of a table, are the writer's).
     """
     staging = staging or target.parent
     staging.mkdir(parents=True, exist_ok=True)
@@ -62,11 +66,22 @@ def atomic_dir(target: Path, staging: Path | None = None) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=staging))
     try:
         yield tmp
-        old = staging / f".{target.name}.{uuid.uuid4().hex}.old"
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
+        for path in [*(p for p in tmp.iterdir() if p.is_file()), tmp]:
+            fsync_path(path)
+        if not replace:
+            try:
+                os.rename(tmp, target)  # refuses a target with entries, however new
+            except OSError as exc:
+                if target.exists():
+                    raise FileExistsError(f"{target} already exists") from exc
+                raise
+        else:
+            old = staging / f".{target.name}.{uuid.uuid4().hex}.old"
+            if target.exists():
+                os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        fsync_path(target.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

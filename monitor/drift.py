@@ -1,47 +1,49 @@
 """``churn monitor drift``: PSI of a nightly batch against the model that scored it.
 
-The batch job leaves ``predictions_dir/as_of=YYYY-MM-DD/`` with ``predictions.parquet``
-(the scores, and the ``model_version`` that made them) and ``features.parquet`` (the
-features exactly as scored). The reference is that model's own training distribution
+The batch job leaves a directory per batch date (``batch.outputs``) with
+``predictions.parquet`` (the scores, and the ``model_version`` that made them) and
+``features.parquet`` (the features exactly as scored). The reference is that model's own training distribution
 (``reference_bins``) and validation scores (``score_reference_bins``) from its registry
 metadata, not production's: after a promotion, older batches are still judged against
 the model that scored them.
 
 Outputs under ``monitoring_dir/drift/``: ``as_of=<date>.json`` (the report),
-``as_of=<date>.png`` (PSI per feature) and ``history.jsonl`` (one summary line per batch
-date, sorted by date; a re-run replaces its date's line). Every file is written atomically.
+``as_of=<date>.png`` (PSI per feature), both written atomically, and ``history.jsonl``
+(``churn.history``: one summary line appended per run; a re-run of a date appends a newer
+line for it, and the newest line of a date is the one that counts).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
-import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from churn.atomic import write_json, write_text
+from batch.outputs import (
+    FEATURES_FILE,
+    PREDICTIONS_FILE,
+    batch_dates,
+    batch_dir,
+    read_batch_file,
+    read_predictions,
+)
+from churn.atomic import write_json
+from churn.history import append_record, read_records
 from churn.settings import Settings
 from monitor.charts import psi_bars
 from monitor.psi import STATUSES, feature_psi, psi_status, worst
 from monitor.push import Sample
 from training import registry
 
-PREDICTIONS_FILE = "predictions.parquet"
-FEATURES_FILE = "features.parquet"
 HISTORY_FILE = "history.jsonl"
 SCORE_COLUMN = "churn_risk"
 SCORE_LABEL = "score: churn_risk"  # the score's bar in the chart and row in the table
-_PARTITION = re.compile(r"^as_of=(\d{4}-\d{2}-\d{2})$")
 # `churn monitor drift` exits with these, so a scheduler can tell the levels apart;
 # 1 stays the exit code of an error (missing or unreadable input).
 EXIT_CODES = {"ok": 0, "warn": 10, "alert": 20}
@@ -91,29 +93,12 @@ class DriftReport:
             "rows": self.rows,
             "status": self.status,
             "score_psi": self.score_psi,
+            "score_status": self.score_status,
             "max_feature_psi": self.features[by_psi[0]].psi if by_psi else None,
             "alert_features": [n for n in by_psi if self.level(n) == "alert"],
             "warn_features": [n for n in by_psi if self.level(n) == "warn"],
             "not_counted": list(self.not_counted),
         }
-
-
-def batch_dates(settings: Settings) -> list[date]:
-    """Dates of the batch directories in ``predictions_dir``, oldest first.
-
-    Only ``as_of=YYYY-MM-DD`` names count: the batch job's staging directories are hidden.
-    """
-    if not settings.predictions_dir.is_dir():
-        return []
-    found = []
-    for path in settings.predictions_dir.iterdir():
-        match = _PARTITION.match(path.name)
-        if match and path.is_dir():
-            try:
-                found.append(date.fromisoformat(match.group(1)))
-            except ValueError:
-                continue  # as_of=2026-13-45: not a batch this job wrote
-    return sorted(found)
 
 
 def compare(
@@ -137,7 +122,7 @@ def drift_report(settings: Settings, as_of: date | None = None) -> DriftReport:
     FileNotFoundError when there is no such batch, ValueError naming the file when a
     batch file is unreadable or lacks columns, RegistryError when its model is unknown.
     """
-    available = batch_dates(settings)
+    available = batch_dates(settings.predictions_dir)
     if as_of is None:
         if not available:
             raise FileNotFoundError(
@@ -150,10 +135,8 @@ def drift_report(settings: Settings, as_of: date | None = None) -> DriftReport:
             f"no batch predictions for {as_of.isoformat()} in {settings.predictions_dir} "
             f"(newest: {newest}): run `churn batch score`"
         )
-    directory = settings.predictions_dir / f"as_of={as_of.isoformat()}"
-    predictions = _read_parquet(directory / PREDICTIONS_FILE, [SCORE_COLUMN, "model_version"])
-    if predictions.empty:
-        raise ValueError(f"{directory / PREDICTIONS_FILE} has no rows: no drift to measure")
+    directory = batch_dir(settings.predictions_dir, as_of)
+    predictions = read_predictions(settings.predictions_dir, as_of)
     versions = predictions["model_version"].dropna().unique()
     if len(versions) != 1:
         raise ValueError(
@@ -161,7 +144,7 @@ def drift_report(settings: Settings, as_of: date | None = None) -> DriftReport:
         )
     version = str(versions[0])
     metadata = registry.load_metadata(settings.models_dir, version)
-    features = _read_parquet(
+    features = read_batch_file(
         directory / FEATURES_FILE, list(_references(metadata, "reference_bins"))
     )
     if len(features) != len(predictions):
@@ -204,13 +187,20 @@ def write_drift_report(report: DriftReport, settings: Settings) -> Path:
         out / f"{stem}.png",
         title=f"Drift of the batch of {report.as_of.isoformat()}\nmodel {report.model_version}",
     )
-    _record(out / HISTORY_FILE, report.summary() | {"written_at": written_at})
+    append_record(out / HISTORY_FILE, report.summary() | {"written_at": written_at})
     return path
 
 
 def drift_history(settings: Settings) -> list[dict]:
-    """The history lines, oldest batch first; ``[]`` before the first report."""
-    return _read_history(settings.monitoring_dir / "drift" / HISTORY_FILE)
+    """The newest line of each batch date, oldest date first; ``[]`` before the first report.
+
+    HistoryError (a ValueError) naming the file and line when a line is damaged.
+    """
+    newest = {
+        str(r.get("as_of")): r
+        for r in read_records(settings.monitoring_dir / "drift" / HISTORY_FILE)
+    }
+    return [newest[day] for day in sorted(newest)]
 
 
 def print_drift(report: DriftReport, console: Console) -> None:
@@ -267,45 +257,3 @@ def _references(metadata: dict, key: str) -> dict:
             "it cannot be monitored for drift; retrain it with `churn train`"
         )
     return references
-
-
-def _read_parquet(path: Path, columns: list[str]) -> pd.DataFrame:
-    """``columns`` of the Parquet file ``path``; clear errors for a missing or broken file."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: the batch is incomplete, rerun it")
-    try:
-        schema = pq.read_schema(path)
-        missing = [c for c in columns if c not in schema.names]
-        if missing:
-            raise ValueError(f"{path} lacks the columns {missing}")
-        return pq.read_table(path, columns=columns).to_pandas()
-    except (OSError, pa.ArrowException) as exc:
-        raise ValueError(f"cannot read {path}: corrupt or not Parquet ({exc})") from exc
-
-
-def _read_history(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        try:
-            records.append(json.loads(line))
-        except ValueError as exc:
-            raise ValueError(f"corrupt drift history {path}, line {number}: {exc}") from exc
-    return records
-
-
-def _record(path: Path, line: dict) -> None:
-    """Rewrite the history with ``line`` in place of any line of the same date, by date.
-
-    The lock keeps two concurrent runs from each rewriting the file without the other's line.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with (path.parent / ".history.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            records = [r for r in _read_history(path) if r.get("as_of") != line["as_of"]]
-            records = sorted([*records, line], key=lambda r: str(r.get("as_of")))
-            write_text("".join(json.dumps(r) + "\n" for r in records), path)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -1,11 +1,15 @@
 """Realized performance: what the nightly batch predicted, against what the users then did.
 
-A batch of day D (``predictions/as_of=D/``) scored users as of T = D 00:00 UTC; its
+A batch of day D (``batch.outputs``) scored users as of T = D 00:00 UTC; its
 label window is [D, D + horizon), the same as training's. Once ``user_daily`` has
 every day of that window, each scored user's realized label is known (churned = no
 active day in the window; no rows at all counts as no activity) and the figures of
-the promotion gate can be computed on what production actually faced. One record
-per batch date is kept in ``monitoring/outcomes/history.json``, recomputed each run.
+the promotion gate can be computed on what production actually faced. Every run
+recomputes every date whose horizon has passed and appends to
+``monitoring/outcomes/history.jsonl`` (``churn.history``) what changed: a date's figures
+when they are new or differ, a skip marker when a date has no figures (one realized class).
+The newest line of a date is its record. A ``history.json`` list written before this
+format is read as it is, and carried over to ``history.jsonl`` on the first write.
 """
 
 from __future__ import annotations
@@ -16,14 +20,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from churn.atomic import write_json
+from batch.outputs import batch_dates, read_predictions
+from churn.history import append_record, read_records, start_from
 from churn.settings import Settings
-from feature_repo.spec import ENTITY_KEY
 from ingestion import partitions
 from ingestion.prepare import MissingInputError
 from ingestion.sql_engine import connect, quote_path
@@ -31,10 +33,9 @@ from monitor.push import Sample
 from training.labels import labels_at_sql
 from training.metrics import evaluate, pr_auc_skill, reliability_curve
 
-BATCH_PREFIX = "as_of="
-PREDICTIONS_FILE = "predictions.parquet"
-PREDICTION_COLUMNS = [ENTITY_KEY, "churn_risk", "model_version"]
 CALIBRATION_BINS = 10
+HISTORY_FILE = "history.jsonl"
+LEGACY_HISTORY_FILE = "history.json"  # one JSON list, rewritten whole: read, then carried over
 
 
 @dataclass(frozen=True)
@@ -91,24 +92,6 @@ class OutcomesReport:
         return self.evaluated[-1] if self.evaluated else None
 
 
-def batch_dates(predictions_dir: Path) -> list[date]:
-    """Days of the ``as_of=YYYY-MM-DD`` batch directories, sorted (staging dirs are ignored)."""
-    if not predictions_dir.is_dir():
-        return []
-    days = []
-    for path in predictions_dir.iterdir():
-        if path.is_dir() and path.name.startswith(BATCH_PREFIX):
-            try:
-                days.append(date.fromisoformat(path.name[len(BATCH_PREFIX) :]))
-            except ValueError as exc:
-                raise ValueError(f"{path}: not a batch directory name (as_of=YYYY-MM-DD)") from exc
-    return sorted(days)
-
-
-def batch_dir(predictions_dir: Path, day: date) -> Path:
-    return predictions_dir / f"{BATCH_PREFIX}{day.isoformat()}"
-
-
 def horizon_last_day(as_of: date, horizon_days: int) -> date:
     """The last day of the label window [D, D + horizon): ``user_daily`` must contain it."""
     return as_of + timedelta(days=horizon_days - 1)
@@ -123,24 +106,6 @@ def realized_labels_sql(scored: str, daily_glob: str, as_of: date, horizon_days:
     """
     daily = f"read_parquet({quote_path(daily_glob)}, hive_partitioning = true)"
     return labels_at_sql(scored, as_of, horizon_days, daily=daily)
-
-
-def read_predictions(path: Path) -> pd.DataFrame:
-    """The batch's ``user_id``, ``churn_risk``, ``model_version``; ValueError naming a bad file."""
-    if not path.exists():
-        raise ValueError(f"{path} is missing: the batch directory is incomplete")
-    try:
-        frame = pq.read_table(path, columns=PREDICTION_COLUMNS).to_pandas()
-    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
-        raise ValueError(f"{path} is not a readable predictions file: {exc}") from exc
-    if frame.empty:
-        raise ValueError(f"{path} has no rows")
-    risk = pd.to_numeric(frame["churn_risk"], errors="coerce")
-    if risk.isna().any() or (risk < 0).any() or (risk > 1).any():
-        raise ValueError(f"{path}: churn_risk must be a probability in [0, 1] on every row")
-    if frame[ENTITY_KEY].isna().any() or frame[ENTITY_KEY].duplicated().any():
-        raise ValueError(f"{path}: user_id must be present and unique")
-    return frame.assign(churn_risk=risk.astype(float))
 
 
 def outcome_of(
@@ -172,10 +137,11 @@ def outcome_of(
 
 
 def realized_outcomes(settings: Settings) -> OutcomesReport:
-    """Evaluate every batch date whose horizon has passed; update the history atomically.
+    """Evaluate every batch date whose horizon has passed; append what changed to the history.
 
     Every date is computed before anything is written, so a bad predictions file or
-    history file raises (naming it) and leaves the history as it was.
+    history file raises (naming it) and leaves the history as it was. A re-run on the
+    same inputs appends nothing.
     """
     days = batch_dates(settings.predictions_dir)
     if not days:
@@ -183,8 +149,8 @@ def realized_outcomes(settings: Settings) -> OutcomesReport:
             f"no batch predictions under {settings.predictions_dir} (as_of=YYYY-MM-DD/): "
             "run `churn batch score` first"
         )
-    history_path = settings.monitoring_dir / "outcomes" / "history.json"
-    history = read_history(history_path)
+    path = history_path(settings)
+    lines = history_lines(path)
     daily_days = partitions.partition_days(settings.user_daily_path)
     if not daily_days:
         raise MissingInputError(
@@ -199,7 +165,7 @@ def realized_outcomes(settings: Settings) -> OutcomesReport:
         if last_complete < complete_on:
             pending.append(PendingDate(day, complete_on))
             continue
-        frame = read_predictions(batch_dir(settings.predictions_dir, day) / PREDICTIONS_FILE)
+        frame = read_predictions(settings.predictions_dir, day)
         con.register("scored", frame)
         labelled = con.execute(
             realized_labels_sql("scored", daily_glob, day, settings.horizon_days)
@@ -210,28 +176,70 @@ def realized_outcomes(settings: Settings) -> OutcomesReport:
             evaluated.append(outcome_of(labelled, day, version, settings))
         except ValueError as exc:  # a single realized class: both AUCs undefined
             skipped.append(SkippedDate(day, str(exc)))
-    for outcome in evaluated:
-        history[outcome.as_of.isoformat()] = outcome.record()
-    for skip in skipped:
-        history.pop(skip.as_of.isoformat(), None)
-    write_json([history[key] for key in sorted(history)], history_path)
-    return OutcomesReport(evaluated, pending, skipped, last_complete, history_path)
+    changed = [o.record() for o in evaluated]
+    changed += [{"as_of": s.as_of.isoformat(), "skipped": s.reason} for s in skipped]
+    _carry_over_legacy(path)
+    for record in changed:
+        if _text(lines.get(record["as_of"])) != _text(record):
+            append_record(path, record)
+    return OutcomesReport(evaluated, pending, skipped, last_complete, path)
+
+
+def history_path(settings: Settings) -> Path:
+    """The outcomes history, ``monitoring_dir/outcomes/history.jsonl``."""
+    return settings.monitoring_dir / "outcomes" / HISTORY_FILE
 
 
 def read_history(path: Path) -> dict[str, dict]:
-    """Records by batch date; ValueError (naming the file) rather than overwrite a broken one.
+    """The figures of each evaluated batch date, by date, oldest first.
 
-    Records written before ``pr_auc_skill`` existed get it from their PR-AUC and base rate.
+    Dates whose newest line is a skip marker are left out. ValueError naming the file
+    when it cannot be read, so a broken history is never written over.
     """
-    if not path.exists():
-        return {}
+    return {day: r for day, r in history_lines(path).items() if "skipped" not in r}
+
+
+def history_lines(path: Path) -> dict[str, dict]:
+    """The newest line of each batch date (figures, or ``{as_of, skipped}``), oldest date first.
+
+    Reads ``path`` or, before the first write in this format, its ``history.json``
+    sibling. Records written before ``pr_auc_skill`` existed get it from their PR-AUC
+    and base rate.
+    """
+    legacy = path.with_name(LEGACY_HISTORY_FILE)
+    source = path if path.exists() or not legacy.exists() else legacy
     try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(records, list):
-            raise ValueError("expected a list of records")
-        return {str(r["as_of"]): with_skill(r) for r in records}
+        records = read_records(path) if source == path else _read_legacy(legacy)
+        newest = {str(r["as_of"]): r for r in records}
+        return {day: _upgraded(newest[day]) for day in sorted(newest)}
     except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path} is not an outcomes history ({exc}): move it aside") from exc
+        raise ValueError(f"{source} is not an outcomes history ({exc}): move it aside") from exc
+
+
+def _read_legacy(path: Path) -> list[dict]:
+    records = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(records, list):
+        raise ValueError("expected a list of records")
+    return records
+
+
+def _carry_over_legacy(path: Path) -> None:
+    """Start ``path`` from a ``history.json`` list (then removed), once, before the first append."""
+    legacy = path.with_name(LEGACY_HISTORY_FILE)
+    if path.exists() or not legacy.exists():
+        return
+    records = [with_skill(r) for r in _read_legacy(legacy)]
+    if start_from(path, sorted(records, key=lambda r: str(r["as_of"]))):
+        legacy.unlink()
+
+
+def _upgraded(record: dict) -> dict:
+    return record if "skipped" in record else with_skill(record)
+
+
+def _text(record: dict | None) -> str:
+    """A record as JSON text: equal figures compare equal (NaN included)."""
+    return json.dumps(record, sort_keys=True)
 
 
 def with_skill(record: dict) -> dict:

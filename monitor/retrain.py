@@ -7,18 +7,25 @@ on the newest date whose horizon has passed, and a production model older than
 cannot exceed 1 / base rate, so at a high churn rate a lift floor would fire every night.
 When any fires, a candidate is trained on the newest data and handed to the same gate as
 ``churn promote``: the loop never promotes past it. Every decision, retrain or not, is
-logged and kept in ``monitoring/retrain/history.jsonl``.
+logged and appended to ``monitoring/retrain/history.jsonl`` (``churn.history``).
+
+The loop decides on what the night's monitoring jobs recorded (``churn monitor drift`` and
+``churn monitor outcomes`` run before it, see ``churn.nightly``): it reads their histories
+and never recomputes or rewrites them.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from churn.atomic import write_text
+from batch.outputs import batch_dates
+from churn.history import append_record
 from churn.settings import Settings
+from ingestion import partitions
+from monitor.drift import drift_history
+from monitor.outcomes import history_lines, history_path, horizon_last_day
 from training import registry
 
 log = logging.getLogger(__name__)
@@ -34,6 +41,8 @@ class Evidence:
     realized_skill: float | None = None  # PR-AUC skill, newest evaluated batch date
     realized_as_of: str | None = None
     model_age_days: float | None = None
+    # Evidence the loop expected and did not find, each with the command that records it.
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -72,33 +81,81 @@ def triggers(evidence: Evidence, settings: Settings) -> list[str]:
 
 
 def gather_evidence(settings: Settings, production: str, now: datetime) -> Evidence:
-    """Drift of the newest batch, realized performance of the newest evaluated date, age."""
-    from monitor.drift import drift_report
-    from monitor.outcomes import realized_outcomes
+    """Drift of the newest batch and realized skill of the newest evaluated date, as the
+    monitoring histories recorded them, and the production model's age.
 
+    Nothing is recomputed and nothing is written. A history that has no line for the
+    date it should cover is evidence of nothing: that part stays None (no trigger fires
+    on it) and ``notes`` says what is missing and which command records it:
+
+    - drift counts only when the drift history has a line for the newest batch date
+      (a line of an older batch is not tonight's drift);
+    - realized skill counts only when the outcomes history has a line (figures or a
+      skip) for the newest batch date whose horizon ``user_daily`` completes; the skill
+      is then that of the newest such date with figures, as ``churn monitor outcomes``
+      reports it. Before any batch date's horizon is complete nothing is missing: no note.
+
+    A batch re-scored after its drift or outcomes run is not noticed: the nightly chain
+    runs those right after the batch, and stops when one of them fails.
+    """
     created = registry.load_metadata(settings.models_dir, production).get("created_at")
     age = (now - datetime.fromisoformat(created)).total_seconds() / 86400 if created else None
-    evidence = Evidence(model_age_days=age)
-    try:
-        drift = drift_report(settings)
-    except FileNotFoundError as exc:
-        log.info("no drift evidence: %s", exc)
-    else:
-        drifted = [name for name in drift.features if drift.level(name) == "alert"]
-        if drift.score_status == "alert":
-            drifted.append("the score")
-        evidence = _with(evidence, drift_status=drift.status, drift_as_of=str(drift.as_of),
-                         drifted_features=drifted)  # fmt: skip
-    try:
-        outcomes = realized_outcomes(settings)
-    except FileNotFoundError as exc:
-        log.info("no realized outcomes: %s", exc)
-    else:
-        latest = outcomes.latest
-        if latest is not None:
-            evidence = _with(evidence, realized_skill=latest.pr_auc_skill,
-                             realized_as_of=str(latest.as_of))  # fmt: skip
-    return evidence
+    days = batch_dates(settings.predictions_dir)
+    drift, drift_note = _drift_evidence(settings, days)
+    realized, realized_note = _realized_evidence(settings, days)
+    notes = [note for note in (drift_note, realized_note) if note]
+    for note in notes:
+        log.warning("%s", note)
+    return Evidence(model_age_days=age, notes=notes, **drift, **realized)
+
+
+def _drift_evidence(settings: Settings, days: list[date]) -> tuple[dict, str | None]:
+    """``Evidence`` fields from the drift history's line of the newest batch, or a note."""
+    if not days:
+        return {}, f"no batch in {settings.predictions_dir}: no drift to look at"
+    newest = days[-1].isoformat()
+    lines = {line["as_of"]: line for line in drift_history(settings)}
+    line = lines.get(newest)
+    if line is None:
+        recorded = max(lines, default="none")
+        return {}, (
+            f"no drift record for the newest batch, {newest} (newest record: {recorded}): "
+            "run `churn monitor drift`"
+        )
+    drifted = list(line.get("alert_features", []))
+    if line.get("score_status") == "alert":
+        drifted.append("the score")
+    return {
+        "drift_status": line["status"],
+        "drift_as_of": newest,
+        "drifted_features": drifted,
+    }, None
+
+
+def _realized_evidence(settings: Settings, days: list[date]) -> tuple[dict, str | None]:
+    """``Evidence`` fields from the outcomes history's newest evaluated date, or a note."""
+    daily = partitions.partition_days(settings.user_daily_path)
+    complete = [
+        d.isoformat()
+        for d in days
+        if daily and horizon_last_day(d, settings.horizon_days) <= daily[-1]
+    ]
+    if not complete:
+        return {}, None
+    lines = history_lines(history_path(settings))
+    if complete[-1] not in lines:
+        recorded = max(lines, default="none")
+        return {}, (
+            f"no outcomes record for the batch of {complete[-1]}, whose horizon user_daily "
+            f"completes (newest record: {recorded}): run `churn monitor outcomes`"
+        )
+    evaluated = [lines[d] for d in complete if d in lines and "skipped" not in lines[d]]
+    if not evaluated:
+        return {}, None
+    return {
+        "realized_skill": evaluated[-1]["pr_auc_skill"],
+        "realized_as_of": evaluated[-1]["as_of"],
+    }, None
 
 
 def retrain_if_needed(settings: Settings, now: datetime | None = None) -> RetrainDecision:
@@ -133,15 +190,8 @@ def retrain_if_needed(settings: Settings, now: datetime | None = None) -> Retrai
 
 
 def record(decision: RetrainDecision, settings: Settings) -> None:
-    """Append the decision to the history, atomically (the file is rewritten whole)."""
-    path = settings.monitoring_dir / "retrain" / "history.jsonl"
-    lines = path.read_text().splitlines() if path.exists() else []
-    lines.append(json.dumps(asdict(decision), default=str))
-    write_text("\n".join(lines) + "\n", path)
-
-
-def _with(evidence: Evidence, **changes: object) -> Evidence:
-    return Evidence(**(asdict(evidence) | changes))
+    """Append the decision to the retraining history."""
+    append_record(settings.monitoring_dir / "retrain" / "history.jsonl", asdict(decision))
 
 
 def _summary(evidence: Evidence) -> str:

@@ -3,19 +3,22 @@
 Production is scored on the candidate's own validation rows (stored with the
 candidate), so the comparison is on the same newest window. ``--version V
 --force`` and ``--rollback`` restore an earlier model by an operator's decision.
+Every gate decision is appended to ``models_dir/decisions.jsonl`` (``churn.history``);
+the one-file-per-decision ``decisions/`` of earlier versions is carried over into it
+(then removed) by the first promotion after an upgrade.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 
-from churn.atomic import write_text
+from churn.history import append_record, read_records, start_from
 from churn.settings import Settings
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import open_offline_store
@@ -27,6 +30,10 @@ from training.promotion import Decision, Gate, decide
 from training.train import VALIDATION_ROWS
 
 log = logging.getLogger(__name__)
+
+DECISIONS_FILE = "decisions.jsonl"
+LEGACY_DECISIONS_DIR = "decisions"  # one JSON file per decision, named <stamp>-<candidate>-<id>
+LEGACY_STAMP = "%Y%m%dT%H%M%S%fZ"
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ def promote(
 ) -> PromotionResult:
     """Gate ``version`` (default: the newest run's best) and promote it if it passes."""
     models_dir = settings.models_dir
+    _carry_over_legacy(models_dir)  # an unreadable old decision stops us before any switch
     candidate = version or latest_candidate(settings)
     metadata = registry.load_metadata(models_dir, candidate)
     rows = pd.read_parquet(models_dir / candidate / VALIDATION_ROWS)
@@ -93,18 +101,50 @@ def force(settings: Settings, version: str, reason: str, now: datetime | None = 
     log.warning("production forced to %s without the gate: %s", version, reason)
 
 
+def decisions(models_dir: Path) -> list[dict]:
+    """Every gate decision, oldest first (``decided_at`` in ISO 8601)."""
+    path = models_dir / DECISIONS_FILE
+    return read_records(path) if path.exists() else _legacy_decisions(models_dir)[1]
+
+
 def _record(settings: Settings, result: PromotionResult, now: datetime | None) -> None:
-    """Log the decision and keep it next to the registry (one JSON file per decision)."""
+    """Log the decision and append it to the decisions history next to the registry."""
     decision = result.decision
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
     payload = decision.to_dict() | {
-        "decided_at": stamp,
+        "decided_at": (now or datetime.now(UTC)).astimezone(UTC).isoformat(),
         "candidate_metrics": result.candidate_metrics,
         "production_metrics": result.production_metrics,
         "references": result.references,
     }
-    # Decisions at the same instant (a test clock, two operators) must not overwrite each other.
-    name = f"{stamp}-{decision.candidate}-{uuid.uuid4().hex[:6]}.json"
-    write_text(json.dumps(payload, indent=2), settings.models_dir / "decisions" / name)
+    append_record(settings.models_dir / DECISIONS_FILE, payload)
     log.info("promotion of %s: %s (%s)", decision.candidate,
              "promoted" if decision.promote else "refused", "; ".join(decision.reasons))  # fmt: skip
+
+
+def _carry_over_legacy(models_dir: Path) -> None:
+    """Start ``decisions.jsonl`` from the old per-decision files, once; then remove them."""
+    if (models_dir / DECISIONS_FILE).exists():
+        return
+    files, records = _legacy_decisions(models_dir)
+    if files and start_from(models_dir / DECISIONS_FILE, records):
+        for file in files:
+            file.unlink()
+        if not any((models_dir / LEGACY_DECISIONS_DIR).iterdir()):
+            (models_dir / LEGACY_DECISIONS_DIR).rmdir()
+
+
+def _legacy_decisions(models_dir: Path) -> tuple[list[Path], list[dict]]:
+    """The old per-decision files, oldest first (their names start with the time), and their
+    records with ``decided_at`` in ISO 8601; RegistryError naming an unreadable one."""
+    files = sorted((models_dir / LEGACY_DECISIONS_DIR).glob("*.json"))
+    records = []
+    for file in files:
+        try:
+            record = json.loads(file.read_text(encoding="utf-8"))
+            stamp = datetime.strptime(record["decided_at"], LEGACY_STAMP).replace(tzinfo=UTC)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise registry.RegistryError(
+                f"cannot read the promotion decision {file} ({exc}): fix it or move it aside"
+            ) from exc
+        records.append(record | {"decided_at": stamp.isoformat()})
+    return files, records

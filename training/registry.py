@@ -3,9 +3,12 @@
 Layout::
 
     models_dir/<version>/model.joblib, metadata.json, plots…   written once, renamed into place
-    models_dir/index.jsonl        one line per saved version (append-only)
+    models_dir/index.jsonl        one line per saved version
     models_dir/production.json    the production alias (replaced atomically)
-    models_dir/promotions.jsonl   every switch of the alias (append-only)
+    models_dir/promotions.jsonl   every switch of the alias
+    models_dir/decisions.jsonl    every promotion gate decision (``training.promote``)
+
+The ``.jsonl`` files are append-only histories (``churn.history``: locked, fsynced).
 
 Rollback walks back along the promotions: ``production.json`` carries the chain
 of versions it replaced (``rollback_chain``, newest first, ``previous`` is its
@@ -17,19 +20,17 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import joblib
 
-from churn.atomic import fsync_path, write_text
+from churn.atomic import atomic_dir, write_text
+from churn.history import HistoryError, append_record, read_records
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
@@ -77,27 +78,20 @@ def save_model(
         raise RegistryError(
             f"version {version} already exists in {models_dir}; it is never overwritten"
         )
-    models_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".tmp", dir=models_dir))
     try:
-        joblib.dump(model, tmp / MODEL_FILE)
-        (tmp / METADATA_FILE).write_text(
-            json.dumps({**metadata, "version": version}, indent=2, default=_json_default) + "\n",
-            encoding="utf-8",
-        )
-        for name, source in files.items():
-            shutil.copyfile(source, tmp / name)
-        for path in [*tmp.iterdir(), tmp]:
-            fsync_path(path)
-        tmp.chmod(0o755)  # mkdtemp makes it private; the API may run as another user
-        try:
-            # rename, not replace: a version directory that appeared meanwhile must not vanish.
-            os.rename(tmp, target)
-        except OSError as exc:
-            raise RegistryError(f"version {version} already exists in {models_dir}") from exc
-        fsync_path(models_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        # replace=False: a version directory that appeared meanwhile must not vanish.
+        with atomic_dir(target, replace=False) as tmp:
+            joblib.dump(model, tmp / MODEL_FILE)
+            (tmp / METADATA_FILE).write_text(
+                json.dumps({**metadata, "version": version}, indent=2, default=_json_default)
+                + "\n",
+                encoding="utf-8",
+            )
+            for name, source in files.items():
+                shutil.copyfile(source, tmp / name)
+            tmp.chmod(0o755)  # mkdtemp makes it private; the API may run as another user
+    except FileExistsError as exc:
+        raise RegistryError(f"version {version} already exists in {models_dir}") from exc
     metrics = metadata.get("metrics") or {}
     line = {
         "version": version,
@@ -106,8 +100,7 @@ def save_model(
         "run": metadata.get("run"),  # the versions one training run stored share it
         "metrics": {key: metrics[key] for key in HEADLINE_METRICS if key in metrics},
     }
-    with _locked(models_dir):
-        _append_line(models_dir / INDEX_FILE, line)
+    append_record(models_dir / INDEX_FILE, line)
     return target
 
 
@@ -195,7 +188,7 @@ def _switch(
     write_text(
         json.dumps(record, indent=2, default=_json_default) + "\n", models_dir / PRODUCTION_FILE
     )
-    _append_line(
+    append_record(
         models_dir / HISTORY_FILE, {k: v for k, v in record.items() if k != "rollback_chain"}
     )
 
@@ -238,37 +231,10 @@ def _read_json(path: Path) -> dict:
 
 
 def _read_lines(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").split("\n")
-    # The text after the last newline is an append that never completed (crash before
-    # fsync returned): not history. Every complete line must parse.
-    records = []
-    for number, line in enumerate(lines[:-1], start=1):
-        try:
-            records.append(json.loads(line))
-        except ValueError as exc:
-            raise RegistryError(f"corrupt registry file {path}, line {number}: {exc}") from exc
-    return records
-
-
-def _append_line(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line with a single write, then fsync: a line is whole or absent.
-
-    Callers hold ``_locked``, so the tail repair below cannot cut another writer's line.
-    """
-    data = (json.dumps(record, default=_json_default) + "\n").encode("utf-8")
-    with path.open("ab+", buffering=0) as handle:
-        size = handle.seek(0, os.SEEK_END)
-        if size:
-            handle.seek(size - 1)
-            if handle.read(1) != b"\n":
-                # Drop an incomplete tail so this record starts on its own line.
-                text = path.read_bytes()
-                handle.truncate(text.rfind(b"\n") + 1)
-        if handle.write(data) != len(data):
-            raise RegistryError(f"short write to {path}")
-        os.fsync(handle.fileno())
+    try:
+        return read_records(path)
+    except HistoryError as exc:
+        raise RegistryError(str(exc)) from exc
 
 
 def _json_default(value: object) -> str:

@@ -15,15 +15,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.high_risk import HIGH_RISK_COLUMNS
-from batch.score import (
+from batch.outputs import (
     FEATURES_FILE,
     HIGH_RISK_FILE,
     PREDICTION_COLUMNS,
     PREDICTIONS_FILE,
     RUN_FILE,
-    output_dir,
-    score_population,
+    batch_dir,
 )
+from batch.score import score_population
 from churn.atomic import write_parquet
 from churn.risk import risk_bands
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
@@ -117,7 +117,7 @@ def test_no_production_model_is_a_clear_error(world):
     assert registry.production(settings.models_dir) is None
     with pytest.raises(RegistryError, match=r"no production model .*churn promote"):
         score_population(settings, as_of=END)
-    assert not output_dir(settings, END).exists()
+    assert not batch_dir(settings.predictions_dir, END.date()).exists()
 
 
 def test_scores_equal_the_model_on_the_offline_join(scored):
@@ -265,7 +265,7 @@ def test_rerun_replaces_the_days_output(scored):
 
 def test_a_failed_run_keeps_the_previous_output(scored):
     settings, *_ = scored
-    folder = output_dir(settings, END)
+    folder = batch_dir(settings.predictions_dir, END.date())
     before = _snapshot(folder)
     newest = partitions.partition_files(
         settings.features_path, [partitions.partition_days(settings.features_path)[-1]]
@@ -297,7 +297,7 @@ def test_no_user_with_features_is_a_clear_error(scored):
     late = END + timedelta(days=5)  # people active in the lookback, features all older than TTL
     with pytest.raises(ValueError, match=r"none of the .* active users has a feature row"):
         score_population(settings, as_of=late)
-    assert not output_dir(settings, late).exists()
+    assert not batch_dir(settings.predictions_dir, late.date()).exists()
 
 
 def test_empty_population_is_a_clear_error(scored):
@@ -305,7 +305,7 @@ def test_empty_population_is_a_clear_error(scored):
     later = END + timedelta(days=settings.active_lookback_days + 2)
     with pytest.raises(ValueError, match="nobody was active"):
         score_population(settings, as_of=later)
-    assert not output_dir(settings, later).exists()
+    assert not batch_dir(settings.predictions_dir, later.date()).exists()
 
 
 def test_the_run_pushes_its_metrics(scored, tmp_path):

@@ -8,24 +8,25 @@ promotion by itself. Without drift the same loop leaves production alone.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
 from batch.score import score_population
+from churn.history import read_records
 from feature_repo.store import apply_definitions, materialize, open_store
 from ingestion.features import build_rolling_features
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
 from ingestion.validate import run_validation
-from monitor.drift import drift_report
+from monitor.drift import drift_report, write_drift_report
+from monitor.outcomes import realized_outcomes
 from monitor.retrain import retrain_if_needed
 from online_api.app import create_app
 from tests.integration.services import after_a_whole_check
 from training import registry
-from training.promote import force
+from training.promote import decisions, force
 from training.train import train_models
 
 pytestmark = pytest.mark.integration
@@ -87,10 +88,17 @@ def steady(tmp_path_factory, isolated_settings):
 
 
 def _gate_record(settings, candidate: str) -> dict:
-    records = [
-        json.loads(p.read_text()) for p in (settings.models_dir / "decisions").glob("*.json")
-    ]
-    return next(r for r in records if r["candidate"] == candidate)
+    return next(r for r in decisions(settings.models_dir) if r["candidate"] == candidate)
+
+
+def _monitor_the_night(settings) -> None:
+    """What the night runs before retrain-if-needed, which reads what these record."""
+    write_drift_report(drift_report(settings), settings)
+    realized_outcomes(settings)  # tonight's batch is pending: no figures yet
+
+
+def _retrain_history(settings) -> list[dict]:
+    return read_records(settings.monitoring_dir / "retrain" / "history.jsonl")
 
 
 def test_drift_shows_on_the_moved_features_only(drifted):
@@ -106,6 +114,7 @@ def test_drift_retrains_and_the_api_serves_the_promoted_model(drifted):
     before = registry.production(drifted.models_dir)
     with TestClient(create_app(drifted)) as client:
         assert client.get("/model").json()["version"] == before
+        _monitor_the_night(drifted)
         decision = retrain_if_needed(drifted, now=END)
         assert any(t.startswith("drift alert") for t in decision.triggers), decision.triggers
         assert decision.candidate not in (None, before)
@@ -123,8 +132,8 @@ def test_drift_retrains_and_the_api_serves_the_promoted_model(drifted):
         user = client.post("/churn-risk:batch", json={"user_ids": ["u000001", "u000002"]})
         served = [i["result"] for i in user.json()["results"] if i["result"]]
         assert served and all(r["model_version"] == decision.candidate for r in served)
-    history = (drifted.monitoring_dir / "retrain" / "history.jsonl").read_text().splitlines()
-    assert json.loads(history[-1])["candidate"] == decision.candidate
+    assert decision.evidence.notes == []  # drift and outcomes were recorded first
+    assert _retrain_history(drifted)[-1]["candidate"] == decision.candidate
 
 
 def test_without_drift_the_loop_leaves_production_alone(steady):
@@ -133,10 +142,11 @@ def test_without_drift_the_loop_leaves_production_alone(steady):
     assert report.status != "alert", {
         name: round(f.psi, 3) for name, f in report.features.items() if report.level(name) != "ok"
     } | {"score": report.score_psi}
+    _monitor_the_night(steady)
     decision = retrain_if_needed(steady, now=END)
     assert decision.triggers == []
+    assert decision.evidence.drift_status == report.status and decision.evidence.notes == []
     assert decision.candidate is None
     assert registry.production(steady.models_dir) == before
     assert len(registry.list_versions(steady.models_dir)) == 2  # nothing was trained
-    history = (steady.monitoring_dir / "retrain" / "history.jsonl").read_text().splitlines()
-    assert json.loads(history[-1])["triggers"] == []
+    assert _retrain_history(steady)[-1]["triggers"] == []

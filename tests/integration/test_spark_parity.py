@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batch.score import FEATURES_FILE, HIGH_RISK_FILE, PREDICTIONS_FILE, score_population
+from batch.outputs import FEATURES_FILE, HIGH_RISK_FILE, PREDICTIONS_FILE
+from batch.score import score_population
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD, feature_names
 from feature_repo.store import (
     EngineMismatchError,

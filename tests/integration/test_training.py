@@ -22,7 +22,7 @@ from ingestion.validate import run_validation
 from training import registry
 from training.dataset import feature_refs, training_set
 from training.labels import LABEL, build_labels
-from training.promote import force, promote
+from training.promote import decisions, force, promote
 from training.train import VALIDATION_ROWS, train_models
 from training.tuning import FOLDS, GRIDS
 
@@ -230,12 +230,10 @@ def test_promotion_gate_end_to_end(trained):
     again = promote(settings, best, now=NOW)
     assert not again.decision.promote
     assert f"fail: candidate {best} already is production" in again.decision.reasons
-    decisions = [
-        json.loads(path.read_text()) for path in (settings.models_dir / "decisions").glob("*.json")
-    ]
-    assert len(decisions) == 3
+    recorded = decisions(settings.models_dir)
+    assert len(recorded) == 3
     assert all(d["references"]["recency"]["rows"] == d["candidate_metrics"]["rows"]
-               for d in decisions)  # fmt: skip
+               for d in recorded)  # fmt: skip
 
 
 def test_promote_cli_prints_reasons_and_exits_non_zero_when_refused(trained, tmp_path):

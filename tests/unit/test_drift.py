@@ -18,7 +18,6 @@ from churn.settings import Settings
 from monitor.drift import (
     EXIT_CODES,
     SCORE_LABEL,
-    batch_dates,
     drift_history,
     drift_report,
     drift_samples,
@@ -146,7 +145,8 @@ def test_shifted_features_alert_and_the_others_stay_ok(settings: Settings) -> No
 
 
 def test_a_drifted_score_alone_raises_the_status(settings: Settings) -> None:
-    write_batch(settings, DAY, users(4000, seed=2), scores(4000, seed=2) * 2.5)
+    # Risks 2.5 times as high (still probabilities: the batch reader checks them).
+    write_batch(settings, DAY, users(4000, seed=2), np.minimum(scores(4000, seed=2) * 2.5, 1.0))
 
     report = drift_report(settings, DAY)
 
@@ -183,11 +183,11 @@ def test_the_reference_is_the_scoring_model_not_production(settings: Settings) -
 def test_the_newest_batch_is_the_default(settings: Settings) -> None:
     write_batch(settings, date(2026, 11, 19), users(2000, seed=2), scores(2000, seed=2))
     write_batch(settings, DAY, users(3000, seed=4, drift=True), scores(3000, seed=4))
-    # The batch job's staging directory is hidden: never a batch, however new.
+    # The batch job's staging directory is hidden, a bad name skipped: never a batch,
+    # however new (the listing itself: tests/unit/test_batch_outputs.py).
     (settings.predictions_dir / ".as_of=2026-11-21.tmp").mkdir()
-    (settings.predictions_dir / "as_of=not-a-date").mkdir()
+    (settings.predictions_dir / "as_of=2026-11-22.bak").mkdir()
 
-    assert batch_dates(settings) == [date(2026, 11, 19), DAY]
     report = drift_report(settings)
     assert (report.as_of, report.rows, report.status) == (DAY, 3000, "alert")
     assert drift_report(settings, date(2026, 11, 19)).status == "ok"
@@ -258,7 +258,11 @@ def test_report_files_and_idempotent_history(settings: Settings) -> None:
     assert history[1]["alert_features"] == [n for n in by_psi if n in ALERTED]
     assert sorted(history[1]["alert_features"]) == sorted(ALERTED)
     assert history[0]["status"] == "ok" and history[0]["alert_features"] == []
-    assert len((out / "history.jsonl").read_text().splitlines()) == 2
+    # Append-only: the re-run is a line of its own, and the newest line of a date counts.
+    lines = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [line["as_of"] for line in lines] == ["2026-11-20", "2026-11-19", "2026-11-20"]
+    assert history == [lines[1], lines[2]]
+    assert history[1]["score_status"] == report.score_status
     # Nothing half-written left behind.
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
 

@@ -19,6 +19,8 @@ from churn.atomic import write_parquet
 from ingestion import partitions
 from ingestion.sql_engine import DuckEngine, connect
 from monitor.outcomes import (
+    history_lines,
+    history_path,
     outcome_samples,
     print_outcomes,
     read_history,
@@ -170,13 +172,18 @@ def test_metrics_equal_evaluate_on_the_same_arrays(settings):
             assert row["observed_rate"] == pytest.approx(y[in_bin.to_numpy()].mean())
 
 
+def _lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def test_history_is_idempotent_and_recomputed(settings):
-    realized_outcomes(settings)
-    path = settings.monitoring_dir / "outcomes" / "history.json"
+    report = realized_outcomes(settings)
+    path = settings.monitoring_dir / "outcomes" / "history.jsonl"
+    assert report.history_path == path == history_path(settings)
     first = path.read_bytes()
     realized_outcomes(settings)
-    assert path.read_bytes() == first
-    records = json.loads(first)
+    assert path.read_bytes() == first  # same inputs, same figures: nothing appended
+    records = _lines(path)
     assert [r["as_of"] for r in records] == ["2026-03-10", "2026-03-12"]
 
     # New predictions for 03-10 replace its figures; a day more of user_daily completes 03-13.
@@ -184,39 +191,61 @@ def test_history_is_idempotent_and_recomputed(settings):
     write_user_daily(settings, ACTIVITY, last=LAST + timedelta(days=1))
     report = realized_outcomes(settings)
     assert report.pending == []
-    records = json.loads(path.read_text())
-    assert [r["as_of"] for r in records] == ["2026-03-10", "2026-03-12", "2026-03-13"]
-    assert records[0]["model_version"] == "v9"
-    assert records[0]["pr_auc"] == report.evaluated[0].pr_auc
-    assert records[1] == json.loads(first)[1]  # untouched input, same figures
+    # Append-only: the changed date and the new one are lines of their own.
+    assert [r["as_of"] for r in _lines(path)] == [
+        "2026-03-10", "2026-03-12", "2026-03-10", "2026-03-13",
+    ]  # fmt: skip
+    history = read_history(path)
+    assert list(history) == ["2026-03-10", "2026-03-12", "2026-03-13"]
+    assert history["2026-03-10"]["model_version"] == "v9"
+    assert history["2026-03-10"]["pr_auc"] == report.evaluated[0].pr_auc
+    assert history["2026-03-12"] == records[1]  # untouched input, same figures
 
 
 def test_an_older_history_record_without_skill_still_loads(settings):
-    """Histories written before pr_auc_skill existed: the skill comes from PR-AUC and base
-    rate, and a rewrite keeps every old figure beside it."""
-    path = settings.monitoring_dir / "outcomes" / "history.json"
+    """Histories written before pr_auc_skill existed, as a JSON list: the skill comes from
+    PR-AUC and base rate, and the first write carries every old figure over beside it."""
+    legacy = settings.monitoring_dir / "outcomes" / "history.json"
+    path = history_path(settings)
     old = {"as_of": "2026-03-01", "model_version": "v0", "horizon_days": HORIZON,
            "rows": 100, "positives": 52, "base_rate": 0.52, "pr_auc": 0.70,
            "pr_auc_lift": 0.70 / 0.52, "roc_auc": 0.7, "precision_at_k": 0.8, "k": 10,
            "brier": 0.2, "calibration": []}  # fmt: skip
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps([old]))
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(json.dumps([old]))
     assert read_history(path)["2026-03-01"]["pr_auc_skill"] == pytest.approx(0.375)
 
     realized_outcomes(settings)  # no batch of 03-01 any more: the record is kept, upgraded
-    kept = json.loads(path.read_text())[0]
+    assert not legacy.exists()
+    kept = _lines(path)[0]
     assert kept == old | {"pr_auc_skill": pytest.approx(0.375)}
+    assert list(read_history(path)) == ["2026-03-01", "2026-03-10", "2026-03-12"]
+
+
+def test_a_legacy_history_is_carried_over_with_its_figures(settings):
+    """A user upgrading keeps their history: the list's records, then the new lines."""
+    realized_outcomes(settings)
+    path = history_path(settings)
+    records = _lines(path)
+    legacy = path.with_name("history.json")
+    legacy.write_text(json.dumps(records[::-1], indent=2))  # as the old writer left it
+    path.unlink()
+    assert read_history(path) == {r["as_of"]: r for r in records}
+
+    realized_outcomes(settings)
+    assert not legacy.exists()
+    assert _lines(path) == records  # carried over in date order; nothing changed since
 
 
 def test_history_keeps_dates_whose_batch_was_removed(settings):
     realized_outcomes(settings)
-    path = settings.monitoring_dir / "outcomes" / "history.json"
-    kept = json.loads(path.read_text())[0]
+    path = history_path(settings)
+    kept = read_history(path)["2026-03-10"]
     for f in (settings.predictions_dir / "as_of=2026-03-10").iterdir():
         f.unlink()
     (settings.predictions_dir / "as_of=2026-03-10").rmdir()
     realized_outcomes(settings)
-    assert json.loads(path.read_text())[0] == kept
+    assert read_history(path)["2026-03-10"] == kept
 
 
 def test_no_batch_directories_is_a_clear_error(make_settings):
@@ -228,7 +257,7 @@ def test_no_batch_directories_is_a_clear_error(make_settings):
 
 def test_a_corrupt_predictions_file_is_named_and_nothing_is_damaged(settings):
     realized_outcomes(settings)
-    path = settings.monitoring_dir / "outcomes" / "history.json"
+    path = history_path(settings)
     before = path.read_bytes()
     bad = settings.predictions_dir / "as_of=2026-03-12" / "predictions.parquet"
     bad.write_bytes(b"PAR1 this is not parquet")
@@ -242,16 +271,21 @@ def test_predictions_without_a_risk_column_are_named(settings):
     write_parquet(predictions(SCORED, seed=1).drop(columns="churn_risk"), bad)
     with pytest.raises(ValueError, match=r"as_of=2026-03-10/predictions\.parquet.*churn_risk"):
         realized_outcomes(settings)
-    assert not (settings.monitoring_dir / "outcomes" / "history.json").exists()
+    assert not history_path(settings).parent.exists()
 
 
-def test_a_corrupt_history_is_not_overwritten(settings):
-    path = settings.monitoring_dir / "outcomes" / "history.json"
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("history.jsonl", '{"as_of": "2026-03-10"}\n{not json\n'), ("history.json", "{not json")],
+)
+def test_a_corrupt_history_is_not_overwritten(settings, name, text):
+    path = settings.monitoring_dir / "outcomes" / name
     path.parent.mkdir(parents=True)
-    path.write_text("{not json")
-    with pytest.raises(ValueError, match=r"history\.json"):
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"{name} is not an outcomes history"):
         realized_outcomes(settings)
-    assert path.read_text() == "{not json"
+    assert [p.name for p in path.parent.iterdir()] == [name]
+    assert path.read_text() == text
 
 
 def test_a_date_with_one_realized_class_is_reported_not_fatal(make_settings):
@@ -263,6 +297,24 @@ def test_a_date_with_one_realized_class_is_reported_not_fatal(make_settings):
     assert [s.as_of for s in report.skipped] == [D]
     assert "only negatives" in report.skipped[0].reason
     assert outcome_samples(report) == []
+    # The history says the date was looked at and why it has no figures, once.
+    path = history_path(settings)
+    marker = {"as_of": D.isoformat(), "skipped": report.skipped[0].reason}
+    assert history_lines(path) == {D.isoformat(): marker}
+    assert read_history(path) == {}
+    realized_outcomes(settings)
+    assert _lines(path) == [marker]
+
+
+def test_a_date_that_loses_its_figures_leaves_the_history(settings):
+    realized_outcomes(settings)
+    path = history_path(settings)
+    everyone_stays = {u: [D + timedelta(days=i) for i in range(HORIZON)] for u in SCORED}
+    write_user_daily(settings, everyone_stays)  # 03-10 and 03-12: only negatives now
+    report = realized_outcomes(settings)
+    assert [s.as_of for s in report.skipped] == [D, date(2026, 3, 12)]
+    assert read_history(path) == {}
+    assert [r.get("skipped") is not None for r in _lines(path)] == [False, False, True, True]
 
 
 def test_samples_are_the_newest_evaluated_date(settings):

@@ -93,8 +93,8 @@ def test_save_load_round_trip(models_dir: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     assert meta == metadata() | {"version": version}
     assert load_metadata(models_dir, version) == meta
-    # Only the version and the index: no temporary directories left behind.
-    assert sorted(p.name for p in models_dir.iterdir() if p.name != ".registry.lock") == [
+    # Only the version and the index (and its lock file): no temporary directories left behind.
+    assert sorted(p.name for p in models_dir.iterdir() if not p.name.endswith(".lock")) == [
         version,
         "index.jsonl",
     ]

@@ -1,10 +1,20 @@
-"""The retraining loop's triggers: drift alert, realized performance below the floor, age."""
+"""The retraining loop: its triggers (drift alert, realized skill below the floor, age) and
+the evidence it reads from the monitoring histories without writing them."""
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
 import pytest
 
-from monitor.retrain import Evidence, triggers
+from batch.outputs import batch_dir
+from churn.history import append_record
+from ingestion.partitions import partition_dir
+from monitor.outcomes import history_path
+from monitor.retrain import Evidence, gather_evidence, triggers
+from training import registry
 from training.metrics import pr_auc_skill
 
 
@@ -48,3 +58,118 @@ def test_the_realized_floor_sits_under_the_promotion_floor(make_settings):
     settings = make_settings()
     assert settings.realized_pr_auc_skill_floor == 0.10
     assert settings.realized_pr_auc_skill_floor < settings.min_pr_auc_skill
+
+
+# The evidence as the night's monitoring jobs recorded it. Batches of 03-10, 03-12 and
+# 03-13; user_daily up to 03-16 and a horizon of 5 days: 03-10 and 03-12 are complete.
+NOW = datetime(2026, 3, 17, 4, 0, tzinfo=UTC)
+VERSION = "20260305T040000Z-aaaaaaaa"
+BATCHES = [date(2026, 3, 10), date(2026, 3, 12), date(2026, 3, 13)]
+DRIFT = {"status": "alert", "score_status": "alert", "alert_features": ["watch_minutes_7d"]}
+
+
+def _drift_line(day: str, **changes: object) -> dict:
+    return {"as_of": day, "model_version": VERSION, "rows": 100} | DRIFT | changes
+
+
+def _outcome_line(day: str, skill: float) -> dict:
+    return {"as_of": day, "model_version": VERSION, "pr_auc": 0.4, "base_rate": 0.2,
+            "pr_auc_skill": skill}  # fmt: skip
+
+
+@pytest.fixture
+def night(make_settings):
+    """Settings whose batches, user_daily and histories are those of a night just run."""
+    settings = make_settings(horizon_days=5, max_model_age_days=30)
+    created = (NOW - timedelta(days=12)).isoformat()
+    registry.save_model(settings.models_dir, VERSION, {"stub": "model"}, {"created_at": created})
+    for day in BATCHES:
+        batch_dir(settings.predictions_dir, day).mkdir(parents=True)
+    for i in range(16):
+        partition_dir(settings.user_daily_path, date(2026, 3, 1) + timedelta(days=i)).mkdir(
+            parents=True
+        )
+    drift = settings.monitoring_dir / "drift" / "history.jsonl"
+    append_record(drift, _drift_line("2026-03-12", status="ok", alert_features=[]))
+    append_record(drift, _drift_line("2026-03-13"))
+    append_record(history_path(settings), _outcome_line("2026-03-10", 0.31))
+    append_record(history_path(settings), _outcome_line("2026-03-12", 0.08))
+    return settings
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_evidence_is_what_the_histories_recorded_and_nothing_is_written(night):
+    before = _files(night.monitoring_dir)
+    evidence = gather_evidence(night, VERSION, NOW)
+    assert evidence == Evidence(
+        drift_status="alert", drift_as_of="2026-03-13",
+        drifted_features=["watch_minutes_7d", "the score"], realized_skill=0.08,
+        realized_as_of="2026-03-12", model_age_days=12.0, notes=[],
+    )  # fmt: skip
+    assert _files(night.monitoring_dir) == before
+    assert triggers(evidence, night) == [
+        "drift alert on the batch of 2026-03-13 (watch_minutes_7d, the score)",
+        "realized PR-AUC skill 0.08 < 0.10 on the batch of 2026-03-12",
+    ]
+
+
+def test_the_newest_line_of_a_date_counts(night):
+    drift = night.monitoring_dir / "drift" / "history.jsonl"
+    append_record(drift, _drift_line("2026-03-13", status="warn", score_status="ok",
+                                     alert_features=[]))  # fmt: skip
+    append_record(history_path(night), _outcome_line("2026-03-12", 0.3))  # a recomputation
+    evidence = gather_evidence(night, VERSION, NOW)
+    assert (evidence.drift_status, evidence.drifted_features) == ("warn", [])
+    assert (evidence.realized_skill, evidence.realized_as_of) == (0.3, "2026-03-12")
+    assert triggers(evidence, night) == []
+
+
+def test_no_drift_line_for_the_newest_batch_is_no_drift_evidence_and_says_so(night, caplog):
+    batch_dir(night.predictions_dir, date(2026, 3, 14)).mkdir()  # drift has not run on it
+    with caplog.at_level(logging.WARNING, logger="monitor.retrain"):
+        evidence = gather_evidence(night, VERSION, NOW)
+    assert (evidence.drift_status, evidence.drift_as_of, evidence.drifted_features) == (
+        None, None, [],
+    )  # fmt: skip
+    note = (
+        "no drift record for the newest batch, 2026-03-14 (newest record: 2026-03-13): "
+        "run `churn monitor drift`"
+    )
+    assert evidence.notes == [note]
+    assert note in caplog.text
+    assert not any(t.startswith("drift") for t in triggers(evidence, night))
+
+
+def test_outcomes_behind_user_daily_are_no_realized_evidence_and_say_so(night):
+    partition_dir(night.user_daily_path, date(2026, 3, 17)).mkdir()  # 03-13 is complete now
+    evidence = gather_evidence(night, VERSION, NOW)
+    assert (evidence.realized_skill, evidence.realized_as_of) == (None, None)
+    assert evidence.notes == [
+        "no outcomes record for the batch of 2026-03-13, whose horizon user_daily completes "
+        "(newest record: 2026-03-12): run `churn monitor outcomes`"
+    ]
+    assert evidence.drift_status == "alert"  # the drift line is tonight's
+
+
+def test_a_skipped_newest_date_leaves_the_newest_date_with_figures(night):
+    append_record(history_path(night), {"as_of": "2026-03-12", "skipped": "only negatives"})
+    evidence = gather_evidence(night, VERSION, NOW)
+    assert (evidence.realized_skill, evidence.realized_as_of, evidence.notes) == (
+        0.31, "2026-03-10", [],
+    )  # fmt: skip
+
+
+def test_before_any_batch_or_complete_horizon(night, make_settings):
+    for day in BATCHES[:2]:
+        batch_dir(night.predictions_dir, day).rmdir()
+    evidence = gather_evidence(night, VERSION, NOW)  # 03-13 is pending: nothing is missing
+    assert (evidence.realized_skill, evidence.notes) == (None, [])
+
+    batch_dir(night.predictions_dir, BATCHES[2]).rmdir()
+    evidence = gather_evidence(night, VERSION, NOW)
+    assert evidence.drift_status is None and evidence.realized_skill is None
+    assert evidence.notes == [f"no batch in {night.predictions_dir}: no drift to look at"]
+    assert evidence.model_age_days == 12.0
