@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from churn.settings import Settings
+from core.contract import UNKNOWN
+from core.settings import Settings
+from core.sql_engine import Engine
+from core.tables import EVENTS, USERS, register_validated
 from feature_repo.spec import ENTITY_KEY
-from ingestion.contract import UNKNOWN
-from ingestion.prepare import EVENTS, USERS, register_validated
-from ingestion.sql_engine import Engine
 
 # Three billing months: monthly revenue = the successful payments of the 90 days before T / 3,
 # so a user billed on the 31st or retried after a failure is not counted twice or missed.

@@ -8,7 +8,7 @@ Layout::
         high_risk.csv                   the retention team's list
         run.json                        what the run scored and wrote
 
-``batch.score`` writes a batch directory whole (staged outside ``predictions_dir``, then
+``batch.job`` writes a batch directory whole (staged outside ``predictions_dir``, then
 renamed in); drift and realized outcomes list and read them through this module only.
 """
 

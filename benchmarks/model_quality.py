@@ -32,17 +32,17 @@ from rich.table import Table
 
 from churn.demo import build_demo
 from churn.progress import StageLog
-from churn.redis_server import ensure_redis
-from churn.settings import Settings, get_settings
+from core import partitions
+from core.engines import open_engine
+from core.settings import Settings, get_settings
+from core.tables import USER_DAILY, register_table
+from feature_repo.redis_server import ensure_redis
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import open_store
-from ingestion import partitions
 from ingestion.generate import SCENARIOS
-from ingestion.prepare import USER_DAILY, register_table
-from ingestion.sql_engine import open_engine
 from training.dataset import training_set
+from training.evaluation import evaluate
 from training.labels import LABEL, build_labels
-from training.metrics import evaluate
 from training.models import build_model, informative_features, split_columns
 from training.train import TrainResult, time_split
 

@@ -145,8 +145,8 @@ def _load(part: str) -> StageFn:
 def bench_inputs(bench: Bench, users: int, days: int) -> StageInputs:
     """The inputs of ``bench``'s run: settings from the environment, the clock's now, or the
     newest prepared day's night."""
-    from churn.settings import get_settings
-    from ingestion import partitions
+    from core import partitions
+    from core.settings import get_settings
 
     settings = get_settings()
     if bench.everyone:
@@ -230,8 +230,8 @@ def tree_rss_kb(root: int) -> int:
 def bench_settings(prefix: str):  # -> tuple[Path, Settings]
     """A temporary directory and settings of a benchmark's own: data, artifacts, Feast
     project (the caller tears the project down and removes the directory)."""
-    from churn.redis_server import ensure_redis
-    from churn.settings import get_settings
+    from core.settings import get_settings
+    from feature_repo.redis_server import ensure_redis
 
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     settings = get_settings(

@@ -17,9 +17,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from churn.jobs import job_run, validation_samples
 from churn.progress import StageLog, training_table, tuning_table
-from churn.settings import Settings, get_settings
+from core.settings import Settings, get_settings
+from monitor.jobs import job_run, validation_samples
 
 app = typer.Typer(help="Churn prediction on a Feast feature store.", no_args_is_help=True)
 data_app = typer.Typer(
@@ -84,7 +84,7 @@ def _user_errors() -> Iterator[None]:
 
     ``IngestError`` is a ``ValueError``; so are the generator's argument errors.
     """
-    from churn.redis_server import RedisUnavailableError
+    from feature_repo.redis_server import RedisUnavailableError
     from feature_repo.store import FeastCommandError
     from training.registry import RegistryError
 
@@ -172,8 +172,8 @@ def data_ingest(
 @data_app.command("validate")
 def data_validate() -> None:
     """Run the validation gates; on failure exit 1 and change nothing downstream."""
+    from core.push import push
     from ingestion.validate import print_report, run_validation
-    from monitor.push import push
 
     settings = _settings()
     log = StageLog(console)
@@ -209,7 +209,7 @@ def data_prepare(as_of: AsOf = None) -> None:
 @features_app.command("build")
 def features_build(as_of: AsOf = None) -> None:
     """Compute the rolling-window features (the Feast offline store) from user_daily."""
-    from ingestion.features import build_rolling_features
+    from ingestion.rolling_features import build_rolling_features
 
     settings = _settings()
     log = StageLog(console)
@@ -231,8 +231,8 @@ def features_sql(
 
     In the engine's dialect: CHURN_ENGINE=spark prints the Spark SQL that runs.
     """
-    from ingestion.features import rolling_features_sql
     from ingestion.prepare import user_daily_sql
+    from ingestion.rolling_features import rolling_features_sql
 
     settings = _settings()
     first, last = first_day.date(), last_day.date()
@@ -242,7 +242,7 @@ def features_sql(
     }
     for name, sql in queries.items():
         if settings.engine == "spark":
-            from ingestion.spark_engine import to_spark
+            from core.spark_engine import to_spark
 
             sql = to_spark(sql)
         print(f"-- {name}\n{sql.strip()};\n")
@@ -276,10 +276,10 @@ def features_materialize(
     ] = False,
 ) -> None:
     """Load the newest features of every user into the Redis online store."""
-    from churn.jobs import online_freshness
-    from churn.redis_server import ensure_redis
+    from core.push import push
+    from feature_repo.redis_server import ensure_redis
     from feature_repo.store import materialize
-    from monitor.push import push
+    from monitor.jobs import online_freshness
 
     with _user_errors():
         settings = ensure_redis(_settings(), say=console.print)
@@ -410,7 +410,7 @@ def batch_score(
 ) -> None:
     """Score the population with the production model (features from Feast's point-in-time
     join at T), write the predictions and the high-risk list; a re-run replaces the date."""
-    from batch.score import print_batch, score_population
+    from batch.job import print_batch, score_population
 
     settings = _settings()
     log = StageLog(console)
@@ -430,6 +430,7 @@ def monitor_drift(as_of: BatchDate = None) -> None:
 
     Exit code: 0 ok, 10 warn, 20 alert (1: an error).
     """
+    from core.push import push
     from monitor.drift import (
         EXIT_CODES,
         drift_report,
@@ -437,7 +438,6 @@ def monitor_drift(as_of: BatchDate = None) -> None:
         print_drift,
         write_drift_report,
     )
-    from monitor.push import push
 
     settings = _settings()
     with _user_errors(), job_run(settings, "drift"):
@@ -453,8 +453,8 @@ def monitor_drift(as_of: BatchDate = None) -> None:
 def monitor_outcomes() -> None:
     """Realized PR-AUC, ROC-AUC, precision@K and calibration of every batch whose horizon
     has passed; the history is kept and the newest exported."""
+    from core.push import push
     from monitor.outcomes import outcome_samples, print_outcomes, realized_outcomes
-    from monitor.push import push
 
     settings = _settings()
     with _user_errors(), job_run(settings, "outcomes"):
@@ -475,7 +475,7 @@ def monitor_skew(
 
     Exit code 3 when any cell differs or a sampled user is missing online.
     """
-    from monitor.push import push
+    from core.push import push
     from monitor.skew import print_skew, skew_report, skew_samples, write_skew_report
 
     settings = _settings()

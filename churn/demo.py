@@ -18,18 +18,18 @@ from rich.console import Console
 from rich.table import Table
 
 from churn.progress import StageLog, training_table, tuning_table
-from churn.redis_server import RedisUnavailableError, ensure_redis, redact_url
-from churn.settings import Settings
 from churn.stages import DEMO, STAGES, Stage, StageInputs, ValidationFailed
+from core import partitions
+from core.settings import Settings
+from core.sql_engine import connect, quote_path
+from feature_repo.redis_server import RedisUnavailableError, ensure_redis, redact_url
 from feature_repo.spec import FEATURE_VIEW, feature_names
 from feature_repo.store import online_feature_rows
-from ingestion import partitions
 from ingestion.generate import Scenario
-from ingestion.sql_engine import connect, quote_path
 from ingestion.validate import print_report
 from online_api import server
+from training.gate import Decision
 from training.promote import PromotionResult
-from training.promotion import Decision
 from training.train import TrainResult
 
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from cronsim import CronSim
 from rich.console import Console
 
-from churn.jobs import push_run, run_samples
-from churn.settings import Settings
 from churn.stages import Stage, StageInputs, night
-from monitor.push import Sample, push
+from core.push import Sample, push
+from core.settings import Settings
+from monitor.jobs import push_run, run_samples
 
 JOB = "nightly"
 FAILED_STEP = "churn_nightly_failed_step"

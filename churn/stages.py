@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from churn.settings import Settings
+from core.settings import Settings
 
 if TYPE_CHECKING:  # pandera, which the rules import, costs every command's start-up
     from ingestion.rules import ValidationReport
@@ -143,7 +143,7 @@ def _prepare() -> StageFn:
 
 
 def _features() -> StageFn:
-    from ingestion.features import build_rolling_features
+    from ingestion.rolling_features import build_rolling_features
 
     return lambda i: build_rolling_features(i.settings, as_of=i.day)
 
@@ -173,7 +173,7 @@ def _promote() -> StageFn:
 
 
 def _batch() -> StageFn:
-    from batch.score import score_population
+    from batch.job import score_population
 
     return lambda i: score_population(i.settings, i.run_time, progress=i.progress)
 

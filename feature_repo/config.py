@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlparse
 
 import yaml
 
-from churn.settings import Settings
+from core.settings import Settings
 
 REPO_DIR = Path(__file__).resolve().parent
 FEATURE_STORE_YAML = REPO_DIR / "feature_store.yaml"
@@ -64,7 +64,7 @@ def offline_store(settings: Settings) -> dict[str, object]:
     """The ``offline_store`` block for the engine: DuckDB, or Spark with our session's conf."""
     if settings.engine == "spark":
         # Imported here: only the Spark engine needs pyspark.
-        from ingestion.spark_engine import spark_conf
+        from core.spark_engine import spark_conf
 
         return {"type": "spark", "spark_conf": spark_conf(settings)}
     return {"type": "duckdb"}
@@ -77,7 +77,7 @@ def batch_engine(settings: Settings) -> dict[str, object]:
     compute engine) instead of the driver alone.
     """
     if settings.engine == "spark":
-        from ingestion.spark_engine import spark_conf
+        from core.spark_engine import spark_conf
 
         return {
             "type": "spark.engine",

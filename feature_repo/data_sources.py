@@ -9,7 +9,7 @@ from feast import FileSource
 from feast.data_format import ParquetFormat
 from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 
-from churn.settings import get_settings
+from core.settings import get_settings
 from feature_repo.spec import TIMESTAMP_FIELD
 
 SOURCE_NAME = "user_features_source"

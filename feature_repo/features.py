@@ -12,7 +12,7 @@ from entities import user
 from feast import FeatureView, Field
 from feast.types import Float64, Int64, String
 
-from churn.settings import get_settings
+from core.settings import get_settings
 from feature_repo.spec import FEATURE_VIEW, feature_columns
 
 _FEAST_TYPES = {"int64": Int64, "float64": Float64, "string": String}

@@ -1,7 +1,7 @@
 """The feature specification, written once.
 
 ``ingestion.prepare`` renders the daily-table SQL from ``DAILY_COLUMNS``,
-``ingestion.features`` renders the feature SQL from ``WINDOW_FEATURES``,
+``ingestion.rolling_features`` renders the feature SQL from ``WINDOW_FEATURES``,
 ``LIFETIME_FEATURES``, ``LAST_EVENT_FEATURES`` and ``STATE_FEATURES``, and
 ``feature_repo.features`` builds the Feast ``Field`` schemas from ``feature_columns``.
 Changing the window list (``CHURN_WINDOWS``) or adding a feature here changes the
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ingestion.contract import ACTIVE_EVENT_TYPES
+from core.contract import ACTIVE_EVENT_TYPES
 
 Dtype = Literal["int64", "float64", "string"]
 
@@ -150,7 +150,7 @@ DAILY_COLUMNS: tuple[DailyColumn, ...] = (
 
 # The list of course ids of the day: kept in user_daily so a window can count
 # distinct courses exactly (a sum of daily distinct counts would double count).
-# ``ingestion.features`` turns the lists into +1/-1 steps per window (COURSE_STEP).
+# ``ingestion.rolling_features`` turns the lists into +1/-1 steps per window (COURSE_STEP).
 COURSES_COLUMN = "courses"
 COURSE_STEP = "course_step"
 COURSES_SQL = "list_distinct(list(course_id) FILTER (WHERE course_id IS NOT NULL))"

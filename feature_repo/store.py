@@ -19,7 +19,7 @@ import ibis
 from feast import FeatureStore
 from feast.repo_config import RepoConfig
 
-from churn.settings import Settings
+from core.settings import Settings
 from feature_repo.config import REPO_DIR, feast_environment, filled_config
 from feature_repo.spec import FEATURE_VIEW
 
@@ -64,7 +64,7 @@ def open_offline_store(settings: Settings) -> FeatureStore:
     if settings.engine == "spark":
         # Our session first, so that Feast's store and compute engine take it: theirs would
         # start Python workers with the system python3, which has no Feast and no pandas.
-        from ingestion.spark_engine import spark_session
+        from core.spark_engine import spark_session
 
         spark_session(settings)
     store = open_store(settings)

@@ -25,15 +25,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churn.atomic import write_parquet
-from churn.settings import Settings
-from ingestion.contract import (
+from core.atomic import write_parquet
+from core.contract import (
     EVENT_COLUMNS,
     EVENT_TYPES,
     MAX_WATCH_MINUTES,
     USER_COLUMNS,
     to_contract_table,
 )
+from core.settings import Settings
 
 DAY_US = 86_400_000_000
 NO_CHURN = np.iinfo(np.int64).max

@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from churn.atomic import write_parquet
-from churn.settings import Settings
-from ingestion import contract
+from core import contract
+from core.atomic import write_parquet
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -11,18 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from churn.settings import Settings
+from core import partitions
+from core.engines import open_engine
+from core.settings import Settings
+from core.sql_engine import Engine
+from core.tables import EVENTS, SQL_TYPES, USERS, register_validated
 from feature_repo.spec import COURSES_COLUMN, COURSES_SQL, DAILY_COLUMNS
-from ingestion import partitions
-from ingestion.sql_engine import Engine, open_engine
-
-SQL_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "string": "VARCHAR"}
-# The relations the SQL reads, registered by name on the engine.
-USERS, EVENTS, USER_DAILY = "validated_users", "validated_events", "user_daily"
-
-
-class MissingInputError(FileNotFoundError):
-    """A stage's input is missing; the message names the file and the command that makes it."""
 
 
 @dataclass(frozen=True)
@@ -31,27 +25,6 @@ class DailyResult:
     last_day: date
     rows: int
     path: Path
-
-
-def validated_paths(settings: Settings) -> tuple[Path, Path]:
-    users = settings.validated_dir / "users.parquet"
-    events = settings.validated_dir / "events.parquet"
-    for path in (users, events):
-        if not path.exists():
-            raise MissingInputError(f"{path} is missing: run `churn data validate` first")
-    return users, events
-
-
-def register_validated(engine: Engine, settings: Settings) -> None:
-    """The validated users and events as ``USERS`` and ``EVENTS`` (errors say what to run)."""
-    users, events = validated_paths(settings)
-    engine.register(USERS, [users])
-    engine.register(EVENTS, [events])
-
-
-def register_table(engine: Engine, name: str, root: Path, days: list[date]) -> None:
-    """Days ``days`` of a day-partitioned table as ``name``, with its ``date`` column."""
-    engine.register(name, partitions.partition_files(root, days), base=root)
 
 
 def user_daily_sql(first_day: date, last_day: date) -> str:

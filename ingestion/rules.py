@@ -20,7 +20,7 @@ import pandera.pandas as pa
 import pyarrow
 import pyarrow.compute as pc
 
-from ingestion import contract
+from core import contract
 from ingestion.ingest import REQUIRED_EVENT_COLUMNS
 
 CLOCK_SKEW = pd.Timedelta(minutes=5)

@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from churn.atomic import atomic_dir, write_json, write_parquet
-from churn.settings import Settings
-from ingestion import contract
+from core import contract
+from core.atomic import atomic_dir, write_json, write_parquet
+from core.settings import Settings
 from ingestion.ingest import read_arrow_strings
 from ingestion.rules import (
     MAX_EXAMPLES,

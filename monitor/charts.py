@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from churn.atomic import atomic_path
+from core.atomic import atomic_path
 
 FLOOR = 1e-3  # the axis starts here: a PSI below it is no drift worth a bar
 STATUS_COLORS = {

@@ -9,7 +9,7 @@ the model that scored them.
 
 Outputs under ``monitoring_dir/drift/``: ``as_of=<date>.json`` (the report),
 ``as_of=<date>.png`` (PSI per feature), both written atomically, and ``history.jsonl``
-(``churn.history``: one summary line appended per run; a re-run of a date appends a newer
+(``core.history``: one summary line appended per run; a re-run of a date appends a newer
 line for it, and the newest line of a date is the one that counts).
 """
 
@@ -33,12 +33,12 @@ from batch.outputs import (
     read_batch_file,
     read_predictions,
 )
-from churn.atomic import write_json
-from churn.history import append_record, read_records
-from churn.settings import Settings
+from core.atomic import write_json
+from core.history import append_record, read_records
+from core.push import Sample
+from core.settings import Settings
 from monitor.charts import psi_bars
 from monitor.psi import STATUSES, feature_psi, psi_status, worst
-from monitor.push import Sample
 from training import registry
 
 HISTORY_FILE = "history.jsonl"

@@ -6,7 +6,7 @@ every day of that window, each scored user's realized label is known (churned = 
 active day in the window; no rows at all counts as no activity) and the figures of
 the promotion gate can be computed on what production actually faced. Every run
 recomputes every date whose horizon has passed and appends to
-``monitoring/outcomes/history.jsonl`` (``churn.history``) what changed: a date's figures
+``monitoring/outcomes/history.jsonl`` (``core.history``) what changed: a date's figures
 when they are new or differ, a skip marker when a date has no figures (one realized class).
 The newest line of a date is its record. A ``history.json`` list written before this
 format is read as it is, and carried over to ``history.jsonl`` on the first write.
@@ -24,14 +24,14 @@ from rich.console import Console
 from rich.table import Table
 
 from batch.outputs import batch_dates, read_predictions
-from churn.history import append_record, read_records, start_from
-from churn.settings import Settings
-from ingestion import partitions
-from ingestion.prepare import MissingInputError
-from ingestion.sql_engine import connect, quote_path
-from monitor.push import Sample
+from core import partitions
+from core.history import append_record, read_records, start_from
+from core.push import Sample
+from core.settings import Settings
+from core.sql_engine import connect, quote_path
+from core.tables import MissingInputError
+from training.evaluation import evaluate, pr_auc_skill, reliability_curve
 from training.labels import labels_at_sql
-from training.metrics import evaluate, pr_auc_skill, reliability_curve
 
 CALIBRATION_BINS = 10
 HISTORY_FILE = "history.jsonl"
@@ -111,7 +111,7 @@ def realized_labels_sql(scored: str, daily_glob: str, as_of: date, horizon_days:
 def outcome_of(
     labelled: pd.DataFrame, as_of: date, model_version: str, settings: Settings
 ) -> DateOutcome:
-    """Metrics of one date's scores against its realized labels (``training.metrics.evaluate``)."""
+    """Metrics of one date's scores against its realized labels (``training.evaluation.evaluate``)."""
     y, risk = labelled["churned"].to_numpy(), labelled["churn_risk"].to_numpy()
     metrics = evaluate(y, risk, k=settings.top_k)
     calibration = reliability_curve(y, risk, bins=CALIBRATION_BINS)

@@ -7,7 +7,7 @@ on the newest date whose horizon has passed, and a production model older than
 cannot exceed 1 / base rate, so at a high churn rate a lift floor would fire every night.
 When any fires, a candidate is trained on the newest data and handed to the same gate as
 ``churn promote``: the loop never promotes past it. Every decision, retrain or not, is
-logged and appended to ``monitoring/retrain/history.jsonl`` (``churn.history``).
+logged and appended to ``monitoring/retrain/history.jsonl`` (``core.history``).
 
 The loop decides on what the night's monitoring jobs recorded (``churn monitor drift`` and
 ``churn monitor outcomes`` run before it, see ``churn.nightly``): it reads their histories
@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 
 from batch.outputs import batch_dates
-from churn.history import append_record
-from churn.settings import Settings
-from ingestion import partitions
+from core import partitions
+from core.history import append_record
+from core.settings import Settings
 from monitor.drift import drift_history
 from monitor.outcomes import history_lines, history_path, horizon_last_day
 from training import registry

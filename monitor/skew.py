@@ -21,14 +21,14 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from churn.atomic import write_json
-from churn.settings import Settings
+from core import partitions
+from core.atomic import write_json
+from core.push import Sample
+from core.settings import Settings
+from core.sql_engine import connect, quote_path
+from core.tables import MissingInputError
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import online_feature_rows, open_store, view_ttl
-from ingestion import partitions
-from ingestion.prepare import MissingInputError
-from ingestion.sql_engine import connect, quote_path
-from monitor.push import Sample
 from training.dataset import FEATURE_SERVICE, feature_refs, newest_rows_sql
 
 TOLERANCE = 1e-9

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI
 
-from churn.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 from online_api import routes
 from online_api.deps import BearerToken
 from online_api.metrics import ApiMetrics, RequestMetrics, api_metrics

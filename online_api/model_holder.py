@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from churn.settings import Settings
-from online_api.scorer import Scorer
+from core.settings import Settings
+from online_api.compiled_model import Scorer
 from training import registry
 
 log = logging.getLogger(__name__)

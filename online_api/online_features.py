@@ -19,7 +19,7 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 from feast.type_map import feast_value_type_to_python_type
 
-from churn.settings import Settings
+from core.settings import Settings
 from feature_repo.spec import ENTITY_KEY
 from feature_repo.store import open_store
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from churn.risk import RiskBand
+from training.risk_bands import RiskBand
 
 AnswerStatus = Literal["scored", "lapsed"]
 

@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from churn.settings import Settings
+from core.settings import Settings
 
 
 def port_free(host: str, port: int) -> bool:

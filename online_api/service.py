@@ -23,8 +23,7 @@ from typing import Protocol
 
 from redis.exceptions import RedisError
 
-from churn.risk import risk_band
-from churn.settings import Settings
+from core.settings import Settings
 from feature_repo.spec import DAYS_SINCE_FIRST_ACTIVITY
 from online_api.coalescer import Coalescer
 from online_api.metrics import ApiMetrics
@@ -32,6 +31,7 @@ from online_api.model_holder import Loaded, ModelHolder
 from online_api.online_features import FeatureRow, Plan
 from training.labels import POPULATION_FEATURES, in_population
 from training.references import RECENCY
+from training.risk_bands import risk_band
 
 log = logging.getLogger(__name__)
 READINESS_ID = "__readiness__"  # an id no user has: reading it proves the store answers

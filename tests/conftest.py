@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from churn.redis_server import RedisUnavailableError, ensure_redis, redact_url
-from churn.settings import Settings, get_settings
+from core.settings import Settings, get_settings
+from feature_repo.redis_server import RedisUnavailableError, ensure_redis, redact_url
 
 # The servers the suite runs against: kept from the developer's environment.
 REDIS_URL_VARIABLE = "CHURN_REDIS_URL"

@@ -17,10 +17,10 @@ from datetime import datetime, timedelta
 import pandas as pd
 from feast import FeatureStore
 
-from churn.settings import Settings
+from core.settings import Settings
+from core.sql_engine import utc_timestamps
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import open_offline_store
-from ingestion.sql_engine import utc_timestamps
 
 FEATURE_SERVICE = "churn_model_v1"
 

@@ -20,16 +20,16 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from churn.settings import Settings
+from core import partitions
+from core.engines import open_engine
+from core.settings import Settings
+from core.tables import USER_DAILY, MissingInputError, register_table
 from feature_repo.spec import (
     DAYS_SINCE_FIRST_ACTIVITY,
     ENTITY_KEY,
     FEATURE_VIEW,
     TIMESTAMP_FIELD,
 )
-from ingestion import partitions
-from ingestion.prepare import USER_DAILY, MissingInputError, register_table
-from ingestion.sql_engine import open_engine
 from training.references import RECENCY
 
 LABEL = "churned"

@@ -23,8 +23,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from churn.atomic import atomic_path
-from training.metrics import reliability_curve
+from core.atomic import atomic_path
+from training.evaluation import reliability_curve
 
 Curves = dict[str, tuple[np.ndarray, np.ndarray]]
 

@@ -3,7 +3,7 @@
 Production is scored on the candidate's own validation rows (stored with the
 candidate), so the comparison is on the same newest window. ``--version V
 --force`` and ``--rollback`` restore an earlier model by an operator's decision.
-Every gate decision is appended to ``models_dir/decisions.jsonl`` (``churn.history``);
+Every gate decision is appended to ``models_dir/decisions.jsonl`` (``core.history``);
 the one-file-per-decision ``decisions/`` of earlier versions is carried over into it
 (then removed) by the first promotion after an upgrade.
 """
@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from churn.history import append_record, read_records, start_from
-from churn.settings import Settings
+from core.history import append_record, read_records, start_from
+from core.settings import Settings
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import open_offline_store
 from training import registry
 from training.dataset import point_in_time_join
+from training.evaluation import evaluate
+from training.gate import Decision, Gate, decide
 from training.labels import LABEL
-from training.metrics import evaluate
-from training.promotion import Decision, Gate, decide
 from training.train import VALIDATION_ROWS
 
 log = logging.getLogger(__name__)

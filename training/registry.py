@@ -8,7 +8,7 @@ Layout::
     models_dir/promotions.jsonl   every switch of the alias
     models_dir/decisions.jsonl    every promotion gate decision (``training.promote``)
 
-The ``.jsonl`` files are append-only histories (``churn.history``: locked, fsynced).
+The ``.jsonl`` files are append-only histories (``core.history``: locked, fsynced).
 
 Rollback walks back along the promotions: ``production.json`` carries the chain
 of versions it replaced (``rollback_chain``, newest first, ``previous`` is its
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import joblib
 
-from churn.atomic import atomic_dir, write_text
-from churn.history import HistoryError, append_record, read_records
+from core.atomic import atomic_dir, write_text
+from core.history import HistoryError, append_record, read_records
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"

@@ -21,13 +21,13 @@ import numpy as np
 import pandas as pd
 from sklearn.inspection import permutation_importance
 
-from churn.atomic import write_parquet
-from churn.settings import Settings
+from core.atomic import write_parquet
+from core.settings import Settings
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from training import plots, registry
 from training.dataset import FEATURE_SERVICE, training_set
+from training.evaluation import evaluate
 from training.labels import LABEL, build_labels
-from training.metrics import evaluate
 from training.models import (
     MODEL_KINDS,
     build_model,

@@ -17,6 +17,7 @@ WORKDIR /build
 COPY deploy/docker/requirements-ml.txt requirements.txt
 RUN pip wheel --no-deps --wheel-dir /wheels -r requirements.txt
 COPY pyproject.toml README.md ./
+COPY core core
 COPY churn churn
 COPY ingestion ingestion
 COPY feature_repo feature_repo

@@ -28,7 +28,7 @@ input_file() {
 # The production version, or nothing before the first promotion. A failure here stops the
 # script (set -e on the assignment below): it must never be mistaken for "no model yet".
 production_version() {
-    python -c 'from churn.settings import get_settings
+    python -c 'from core.settings import get_settings
 from training.registry import production
 print(production(get_settings().models_dir) or "")'
 }

@@ -25,7 +25,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from churn.atomic import write_text
+from core.atomic import write_text
 
 HERE = Path(__file__).resolve().parent
 PYPROJECT = HERE.parent.parent / "pyproject.toml"

@@ -248,7 +248,7 @@ def _exported(metric: str, exported: set[str]) -> bool:
 
 def test_the_drift_alert_leaves_out_exactly_the_features_that_age():
     """The alert's matcher, the setting's default and the spec name the same features."""
-    from churn.settings import get_settings
+    from core.settings import get_settings
     from feature_repo.spec import ageing_features, feature_names
 
     rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
@@ -269,7 +269,7 @@ def test_the_drift_alert_leaves_out_exactly_the_features_that_age():
 def test_the_realized_alert_and_panel_use_the_retraining_floor():
     """Alert, dashboard line and CHURN_REALIZED_PR_AUC_SKILL_FLOOR's default agree, on skill:
     a lift floor could never be met once half the users churn."""
-    from churn.settings import get_settings
+    from core.settings import get_settings
 
     floor = get_settings().realized_pr_auc_skill_floor
     expr = alert_rules()["ChurnRealizedPrAucLow"]["expr"]

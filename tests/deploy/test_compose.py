@@ -365,11 +365,11 @@ for package in packages:
         sys.path.insert(0, root.__path__[0])
     modules += [m.name for m in pkgutil.walk_packages(root.__path__, package + ".")]
 for name in modules:
-    if name.endswith(("spark_engine", "spark_score")) and "pyspark" not in pinned:
+    if name.endswith(("spark_engine", "spark_predict")) and "pyspark" not in pinned:
         continue  # CHURN_ENGINE=spark runs in churn-spark (docs/spark.md), not in this image
     importlib.import_module(name)
 if "online_api.app" in modules:
-    from churn.settings import get_settings
+    from core.settings import get_settings
     from online_api.app import create_app
     create_app(get_settings(data_dir=sys.argv[2], artifacts_dir=sys.argv[2]))
 print(len(modules))
@@ -398,8 +398,8 @@ IMAGE_IMPORTS = {
         [
             "feast.cli.cli",
             "feast.infra.offline_stores.contrib.spark_offline_store.spark",
-            "ingestion.spark_engine",
-            "batch.spark_score",
+            "core.spark_engine",
+            "batch.spark_predict",
         ],
         ["churn", "ingestion", "feature_repo", "training", "online_api", "batch", "monitor"],
     ),

@@ -19,7 +19,7 @@ import typer
 import yaml
 
 from churn.cli import app
-from churn.settings import Settings
+from core.settings import Settings
 
 KUBECTL = shutil.which("kubectl")
 pytestmark = [

@@ -27,7 +27,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from churn.settings import Settings
+from core.settings import Settings
 from tests.deploy.test_compose import assert_churn_command, instructions, runtime_stage
 from tests.deploy.test_k8s import validate
 
@@ -474,7 +474,7 @@ def test_what_the_image_and_python_write_lands_on_the_tmp_volume():
 
 
 def test_the_spark_configuration_is_the_settings_one(monkeypatch):
-    from ingestion.spark_engine import spark_conf  # pyspark: in the dev install
+    from core.spark_engine import spark_conf  # pyspark: in the dev install
 
     settings = settings_from(spark_config(), monkeypatch)
     expected = spark_conf(settings)

@@ -17,9 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from core import partitions
 from feature_repo.spec import FEATURE_VIEW
 from feature_repo.store import apply_definitions, materialize, open_store
-from ingestion import partitions
 from online_api.app import create_app
 from online_api.schemas import LAPSED_EXAMPLE, SCORED_EXAMPLE, BatchResponse, ChurnRisk
 from tests.integration.services import after_a_whole_check, free_port, wait_until
@@ -529,10 +529,10 @@ def test_users_outside_the_population_are_answered_lapsed_without_a_risk(promote
 
 
 def test_the_api_scores_exactly_the_users_of_the_nightly_list(promoted):
-    """The nightly population at T (``batch.score.population``) is who the API scores from
+    """The nightly population at T (``batch.job.population``) is who the API scores from
     the row of day T - 1; everyone else the online store knows is answered lapsed."""
-    from batch.score import population
-    from ingestion.sql_engine import open_engine
+    from batch.job import population
+    from core.engines import open_engine
 
     settings, _ = promoted
     users = sorted(_newest_offline(settings).index)

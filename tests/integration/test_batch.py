@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.high_risk import HIGH_RISK_COLUMNS
+from batch.job import score_population
 from batch.outputs import (
     FEATURES_FILE,
     HIGH_RISK_FILE,
@@ -23,14 +24,12 @@ from batch.outputs import (
     RUN_FILE,
     batch_dir,
 )
-from batch.score import score_population
-from churn.atomic import write_parquet
-from churn.risk import risk_bands
+from core import partitions
+from core.atomic import write_parquet
+from core.sql_engine import DuckEngine
+from core.tables import USER_DAILY, register_table
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import open_store
-from ingestion import partitions
-from ingestion.prepare import USER_DAILY, register_table
-from ingestion.sql_engine import DuckEngine
 from tests.integration.test_push import pushed_samples, running_pushgateway
 from tests.integration.world import build_world
 from training import registry
@@ -38,6 +37,7 @@ from training.dataset import point_in_time_join
 from training.labels import AsOfRange, labels_sql, population_sql
 from training.promote import force
 from training.registry import RegistryError
+from training.risk_bands import risk_bands
 from training.train import train_models
 
 pytestmark = pytest.mark.integration

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from churn.settings import Settings
+from core.settings import Settings
 from feature_repo.store import open_store
 from online_api import server
 from tests.deploy.test_alerts import ALERTS, CONFIG, DASHBOARDS, dashboard_queries

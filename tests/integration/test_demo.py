@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from churn.cli import DEMO_DAYS, DEMO_USERS, app
 from churn.demo import run_demo
-from churn.settings import Settings
+from core.settings import Settings
 from feature_repo.store import open_store
 from training import registry
 

@@ -15,7 +15,7 @@ from datetime import date
 import pytest
 
 from churn.demo import replay_demo
-from churn.settings import Settings
+from core.settings import Settings
 from feature_repo.store import open_store
 
 pytestmark = pytest.mark.integration

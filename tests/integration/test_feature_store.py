@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 import redis
 
-from churn.settings import Settings
+from core import partitions
+from core.settings import Settings
 from feature_repo.spec import FEATURE_VIEW, feature_names
 from feature_repo.store import apply_definitions, feast_cli, materialize, open_store
-from ingestion import partitions
-from ingestion.features import build_rolling_features
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
+from ingestion.rolling_features import build_rolling_features
 from ingestion.validate import run_validation
 
 pytestmark = pytest.mark.integration

@@ -13,12 +13,12 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from batch.score import score_population
-from churn.history import read_records
+from batch.job import score_population
+from core.history import read_records
 from feature_repo.store import apply_definitions, materialize, open_store
-from ingestion.features import build_rolling_features
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
+from ingestion.rolling_features import build_rolling_features
 from ingestion.validate import run_validation
 from monitor.drift import drift_report, write_drift_report
 from monitor.outcomes import realized_outcomes

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from churn.jobs import FAILURE, SUCCESS
 from churn.nightly import FAILED_STEP
-from churn.settings import Settings
+from core.partitions import partition_dir
+from core.settings import Settings
 from feature_repo.store import open_store
-from ingestion.partitions import partition_dir
+from monitor.jobs import FAILURE, SUCCESS
 from tests.integration.test_push import pushed_samples, running_pushgateway
 from tests.integration.world import TODAY, build_world
 from training.promote import force

@@ -22,10 +22,10 @@ import duckdb
 import pytest
 import yaml
 
-from churn.settings import Settings, get_settings
+from core import partitions
+from core.settings import Settings, get_settings
 from feature_repo.spec import FEATURE_VIEW
 from feature_repo.store import open_store
-from ingestion import partitions
 from tests.integration.world import TODAY, build_world
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from churn.cli import app
+from core.push import Sample, push
 from ingestion.generate import generate_demo_data, write_demo_data
-from monitor.push import Sample, push
 from tests.integration.services import free_port, installed, running
 
 pytestmark = pytest.mark.integration
@@ -97,7 +97,7 @@ def test_a_push_replaces_the_jobs_previous_metrics(pushgateway, make_settings):
 
 def test_an_unreachable_gateway_is_a_warning_not_an_error(make_settings, caplog):
     settings = make_settings(pushgateway_url=f"http://127.0.0.1:{free_port()}")
-    with caplog.at_level(logging.WARNING, logger="monitor.push"):
+    with caplog.at_level(logging.WARNING, logger="core.push"):
         assert push(settings, "churn_test", [Sample("churn_test_x", 1, "x")], timeout=2) is False
     assert any(
         r.levelno == logging.WARNING and settings.pushgateway_url in r.getMessage()
@@ -106,7 +106,7 @@ def test_an_unreachable_gateway_is_a_warning_not_an_error(make_settings, caplog)
 
 
 def test_without_a_gateway_url_nothing_is_pushed(make_settings, caplog):
-    with caplog.at_level(logging.WARNING, logger="monitor.push"):
+    with caplog.at_level(logging.WARNING, logger="core.push"):
         assert push(make_settings(), "churn_test", [Sample("churn_test_x", 1, "x")]) is False
     assert not caplog.records
 

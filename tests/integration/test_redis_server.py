@@ -8,8 +8,8 @@ import shutil
 import pytest
 import redis
 
-from churn.redis_server import RedisUnavailableError, ensure_redis, ping, redact_url
-from churn.settings import get_settings
+from core.settings import get_settings
+from feature_repo.redis_server import RedisUnavailableError, ensure_redis, ping, redact_url
 from tests.integration.services import free_port
 
 pytestmark = pytest.mark.integration

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
+from core import partitions
 from feature_repo.spec import ENTITY_KEY, FEATURE_VIEW, TIMESTAMP_FIELD, feature_names
 from feature_repo.store import materialize, open_store
-from ingestion import partitions
 from monitor.skew import (
     FeatureSkew,
     print_skew,

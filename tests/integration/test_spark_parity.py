@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from batch.job import score_population
 from batch.outputs import FEATURES_FILE, HIGH_RISK_FILE, PREDICTIONS_FILE
-from batch.score import score_population
+from core import partitions
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD, feature_names
 from feature_repo.store import (
     EngineMismatchError,
@@ -29,10 +30,9 @@ from feature_repo.store import (
     online_feature_rows,
     open_store,
 )
-from ingestion import partitions
-from ingestion.features import build_rolling_features
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
+from ingestion.rolling_features import build_rolling_features
 from ingestion.validate import run_validation
 from tests.integration.world import TODAY
 from training.dataset import training_set

@@ -16,9 +16,9 @@ import pytest
 
 from feature_repo.spec import FEATURE_VIEW
 from feature_repo.store import apply_definitions, materialize, open_store
-from ingestion.features import build_rolling_features
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
+from ingestion.rolling_features import build_rolling_features
 from ingestion.validate import run_validation
 
 pytestmark = pytest.mark.integration

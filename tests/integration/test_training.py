@@ -10,14 +10,14 @@ from datetime import UTC, date, datetime, timedelta
 import pandas as pd
 import pytest
 
-from churn.atomic import write_parquet
-from churn.settings import Settings
+from core import partitions
+from core.atomic import write_parquet
+from core.settings import Settings
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import apply_definitions, open_store
-from ingestion import partitions
-from ingestion.features import build_rolling_features
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
+from ingestion.rolling_features import build_rolling_features
 from ingestion.validate import run_validation
 from training import registry
 from training.dataset import feature_refs, training_set

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from batch.score import score_population
+from batch.job import score_population
 from feature_repo.spec import feature_names
 from feature_repo.store import apply_definitions, materialize, open_store
-from ingestion.features import build_rolling_features
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
+from ingestion.rolling_features import build_rolling_features
 from ingestion.validate import run_validation
 from online_api.app import create_app
 from tests.integration.world import TODAY

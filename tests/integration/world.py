@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from churn.settings import Settings
+from core.settings import Settings
 from feature_repo.store import apply_definitions, materialize
-from ingestion.features import build_rolling_features
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
+from ingestion.rolling_features import build_rolling_features
 from ingestion.validate import run_validation
 
 # Worlds end today: the API and the batch refuse features older than the view's TTL.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from churn.atomic import atomic_dir
+from core.atomic import atomic_dir
 
 
 def test_a_directory_replaces_the_old_one_whole(tmp_path: Path) -> None:

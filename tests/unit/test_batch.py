@@ -17,7 +17,7 @@ from batch.high_risk import (
     select_high_risk,
     with_revenue,
 )
-from batch.score import (
+from batch.job import (
     USER_FEATURES,
     BatchResult,
     batch_samples,
@@ -26,10 +26,10 @@ from batch.score import (
     run_time,
     score_quantiles,
 )
-from churn.atomic import write_parquet
-from ingestion.partitions import partition_days
-from ingestion.prepare import EVENTS, USER_DAILY, USERS, register_table
-from ingestion.sql_engine import DuckEngine
+from core.atomic import write_parquet
+from core.partitions import partition_days
+from core.sql_engine import DuckEngine
+from core.tables import EVENTS, USER_DAILY, USERS, register_table
 from training.dataset import newest_rows_sql
 from training.labels import population_sql
 

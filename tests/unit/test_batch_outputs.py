@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from batch.outputs import PREDICTIONS_FILE, batch_dates, batch_dir, read_predictions
-from churn.atomic import write_parquet
+from core.atomic import write_parquet
 
 DAY = date(2026, 11, 20)
 

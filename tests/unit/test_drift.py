@@ -13,8 +13,8 @@ import pytest
 from rich.console import Console
 from sklearn.linear_model import LogisticRegression
 
-from churn.atomic import write_json, write_parquet
-from churn.settings import Settings
+from core.atomic import write_json, write_parquet
+from core.settings import Settings
 from monitor.drift import (
     EXIT_CODES,
     SCORE_LABEL,

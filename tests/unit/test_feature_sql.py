@@ -16,12 +16,12 @@ import duckdb
 import pandas as pd
 import pytest
 
-from churn.atomic import write_parquet
-from churn.settings import get_settings
+from core import partitions
+from core.atomic import write_parquet
+from core.settings import get_settings
 from feature_repo.spec import feature_names
-from ingestion import partitions
-from ingestion.features import build_rolling_features
 from ingestion.prepare import build_user_daily
+from ingestion.rolling_features import build_rolling_features
 
 NAN = float("nan")
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from churn.settings import get_settings
+from core.settings import get_settings
 from feature_repo.config import (
     FEATURE_STORE_YAML,
     feast_environment,

@@ -10,8 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from churn.settings import Settings, get_settings
-from ingestion.contract import (
+from core.contract import (
     ACTIVE_EVENT_TYPES,
     EVENT_COLUMNS,
     EVENT_TYPES,
@@ -19,6 +18,7 @@ from ingestion.contract import (
     QUIZ_SCORE_RANGE,
     USER_COLUMNS,
 )
+from core.settings import Settings, get_settings
 from ingestion.generate import (
     COURSE_PRICES,
     COURSES,

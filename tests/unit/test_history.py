@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from churn import history
-from churn.history import HistoryError, append_record, read_records, start_from
+from core import history
+from core.history import HistoryError, append_record, read_records, start_from
 
 WRITERS, APPENDS = 4, 50
 
@@ -44,7 +44,7 @@ def test_a_torn_last_line_is_skipped_with_a_warning_then_cut(tmp_path: Path, cap
     append_record(path, {"n": 0})
     with path.open("a") as handle:
         handle.write('{"n": 1, "cut')
-    with caplog.at_level(logging.WARNING, logger="churn.history"):
+    with caplog.at_level(logging.WARNING, logger="core.history"):
         assert read_records(path) == [{"n": 0}]
     assert str(path) in caplog.text and "after the last newline" in caplog.text
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from churn.settings import get_settings
-from ingestion import contract
-from ingestion.contract import contract_schema
+from core import contract
+from core.contract import contract_schema
+from core.settings import get_settings
 from ingestion.ingest import (
     IngestError,
     ingest_files,

@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churn.atomic import write_parquet
-from churn.settings import Settings
-from ingestion import partitions
-from ingestion.features import build_rolling_features
-from ingestion.partitions import partition_days
-from ingestion.prepare import USER_DAILY, build_user_daily, register_table
-from ingestion.sql_engine import DuckEngine
+from core import partitions
+from core.atomic import write_parquet
+from core.partitions import partition_days
+from core.settings import Settings
+from core.sql_engine import DuckEngine
+from core.tables import USER_DAILY, register_table
+from ingestion.prepare import build_user_daily
+from ingestion.rolling_features import build_rolling_features
 from monitor.outcomes import realized_labels_sql
 from training.labels import (
     LABEL,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from churn.jobs import DURATION, FAILURE, SUCCESS, job_run, run_samples
 from churn.nightly import FAILED_STEP, next_run, night_samples, nightly_steps, run_nightly
+from monitor.jobs import DURATION, FAILURE, SUCCESS, job_run, run_samples
 
 DAY = date(2026, 11, 25)
 NIGHT = [

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from churn.atomic import write_parquet
-from ingestion import partitions
-from ingestion.sql_engine import DuckEngine, connect
+from core import partitions
+from core.atomic import write_parquet
+from core.sql_engine import DuckEngine, connect
 from monitor.outcomes import (
     history_lines,
     history_path,
@@ -27,7 +27,7 @@ from monitor.outcomes import (
     realized_labels_sql,
     realized_outcomes,
 )
-from training.metrics import evaluate
+from training.evaluation import evaluate
 
 HORIZON = 5
 FIRST, LAST = date(2026, 3, 1), date(2026, 3, 16)

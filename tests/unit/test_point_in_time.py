@@ -8,11 +8,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from churn.atomic import write_parquet
-from ingestion import partitions
-from ingestion.contract import EVENT_TYPES
-from ingestion.features import build_rolling_features
+from core import partitions
+from core.atomic import write_parquet
+from core.contract import EVENT_TYPES
 from ingestion.prepare import build_user_daily
+from ingestion.rolling_features import build_rolling_features
 
 START = pd.Timestamp("2026-01-01", tz="UTC")
 DAYS = 40

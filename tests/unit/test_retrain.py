@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from batch.outputs import batch_dir
-from churn.history import append_record
-from ingestion.partitions import partition_dir
+from core.history import append_record
+from core.partitions import partition_dir
 from monitor.outcomes import history_path
 from monitor.retrain import Evidence, gather_evidence, triggers
 from training import registry
-from training.metrics import pr_auc_skill
+from training.evaluation import pr_auc_skill
 
 
 def test_no_evidence_and_healthy_evidence_trigger_nothing(make_settings):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from churn.settings import get_settings
+from core.settings import get_settings
 
 
 def test_windows_from_a_comma_list(monkeypatch):
@@ -74,7 +74,7 @@ def test_yaml_file_is_read_and_env_wins(tmp_path, monkeypatch):
 
 
 def test_the_config_file_is_looked_up_when_settings_are_built(tmp_path, monkeypatch):
-    # churn.settings is imported (above) before the variable is set: it must still count.
+    # core.settings is imported (above) before the variable is set: it must still count.
     config = tmp_path / "elsewhere.yaml"
     config.write_text("horizon_days: 45\nfeast_project: from_file\n")
     monkeypatch.chdir(tmp_path)  # no ./churn.yaml

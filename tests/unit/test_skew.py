@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core import partitions
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
-from ingestion import partitions
 from monitor.skew import cell_mismatches, sample_users, skew_report
 
 

@@ -11,10 +11,10 @@ pytest.importorskip("pyspark", reason="pyspark is not installed (pip install -e 
 from sqlglot.errors import UnsupportedError
 
 from batch.high_risk import revenue_sql
-from batch.score import USER_FEATURES
-from ingestion.features import rolling_features_sql, user_courses_sql
+from batch.job import USER_FEATURES
+from core.spark_engine import launched_by_spark_submit, to_spark
 from ingestion.prepare import user_daily_sql
-from ingestion.spark_engine import launched_by_spark_submit, to_spark
+from ingestion.rolling_features import rolling_features_sql, user_courses_sql
 from training.dataset import newest_rows_sql
 from training.labels import AsOfRange, labels_at_sql, labels_sql, population_sql
 

@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from churn.progress import tuning_table
-from churn.settings import Settings
+from core.settings import Settings
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from tests.unit.synthetic import user_frame
 from training.labels import LABEL

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-from churn.atomic import write_parquet
-from churn.settings import Settings, get_settings
-from ingestion import contract
-from ingestion.contract import contract_schema
+from core import contract
+from core.atomic import write_parquet
+from core.contract import contract_schema
+from core.settings import Settings, get_settings
 from ingestion.rules import RULES, STRICT_RULES, drop_repeated_events
 from ingestion.validate import print_report, run_validation, validate_tables
 

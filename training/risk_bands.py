@@ -6,7 +6,7 @@ from typing import Literal
 
 import numpy as np
 
-from churn.settings import Settings
+from core.settings import Settings
 
 RiskBand = Literal["low", "medium", "high"]
 

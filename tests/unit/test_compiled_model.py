@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from online_api import scorer as scorer_module
-from online_api.scorer import Scorer
+from online_api import compiled_model as scorer_module
+from online_api.compiled_model import Scorer
 from tests.unit.synthetic import NAMES, user_frame
 from training.models import MODEL_KINDS
 

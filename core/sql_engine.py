@@ -2,7 +2,7 @@
 
 The stages render their SQL once, in DuckDB's dialect, over relations registered by
 name (``register``), and hand it to an engine: DuckDB runs it as is, Spark runs its
-translation (``ingestion.spark_engine``). Tables are written day-partitioned
+translation (``core.spark_engine``). Tables are written day-partitioned
 (``<root>/date=YYYY-MM-DD/``) and swapped in atomically by both.
 """
 
@@ -16,9 +16,9 @@ from typing import Protocol
 import duckdb
 import pandas as pd
 
-from churn.atomic import atomic_dir
-from churn.settings import Settings
-from ingestion.partitions import PARTITION_COLUMN, partition_dir
+from core.atomic import atomic_dir
+from core.partitions import PARTITION_COLUMN, partition_dir
+from core.settings import Settings
 
 
 class Engine(Protocol):
@@ -123,12 +123,3 @@ class DuckEngine:
                 f"COPY ({day_rows_sql(sql, day)}) TO {quote_path(tmp / 'data_0.parquet')} "
                 "(FORMAT parquet)"
             ).fetchall()
-
-
-def open_engine(settings: Settings) -> Engine:
-    """The engine ``settings.engine`` names (Spark is imported only when asked for)."""
-    if settings.engine == "spark":
-        from ingestion.spark_engine import SparkEngine
-
-        return SparkEngine(settings)
-    return DuckEngine(settings)

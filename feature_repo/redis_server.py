@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import redis
 
-from churn.settings import Settings
+from core.settings import Settings
 
 
 class RedisUnavailableError(RuntimeError):

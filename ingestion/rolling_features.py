@@ -13,7 +13,18 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from churn.settings import Settings
+from core import partitions
+from core.engines import open_engine
+from core.settings import Settings
+from core.sql_engine import Engine
+from core.tables import (
+    SQL_TYPES,
+    USER_DAILY,
+    USERS,
+    MissingInputError,
+    register_table,
+    register_validated,
+)
 from feature_repo.spec import (
     COURSE_STEP,
     COURSES_COLUMN,
@@ -35,16 +46,6 @@ from feature_repo.spec import (
     trend_feature_name,
     window_feature_name,
 )
-from ingestion import partitions
-from ingestion.prepare import (
-    SQL_TYPES,
-    USER_DAILY,
-    USERS,
-    MissingInputError,
-    register_table,
-    register_validated,
-)
-from ingestion.sql_engine import Engine, open_engine
 
 PREVIOUS = "previous_features"
 USER_COURSES = "user_courses"  # (user_id, course, date): the first day a user touched a course

@@ -3,7 +3,7 @@
 ``user_daily`` and the rolling features are stored one directory per UTC day,
 so a daily run adds or replaces one directory and never rewrites history, and
 Feast's sources read the root directory as one dataset. The engines
-(``ingestion.sql_engine``) write them.
+(``core.sql_engine``) write them.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from training.metrics import pr_auc_skill
-from training.promotion import Decision, Gate, decide
+from training.evaluation import pr_auc_skill
+from training.gate import Decision, Gate, decide
 
 # The defaults of the settings (test_the_default_gate_… checks the settings against the table).
 GATE = Gate(min_roc_auc=0.70, min_pr_auc_skill=0.15, recency_margin=0.005, production_margin=0.005)

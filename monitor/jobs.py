@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from churn.settings import Settings
-from ingestion import partitions
-from monitor.push import Sample, push
+from core import partitions
+from core.push import Sample, push
+from core.settings import Settings
 
 if TYPE_CHECKING:  # pandera, which the rules import, costs every command's start-up
     from ingestion.rules import ValidationReport

@@ -9,7 +9,7 @@ import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
-from training.metrics import (
+from training.evaluation import (
     evaluate,
     nightly_precision_at_k,
     pr_auc_skill,

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from churn.atomic import fsync_path, write_text
+from core.atomic import fsync_path, write_text
 
 log = logging.getLogger(__name__)
 

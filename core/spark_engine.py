@@ -20,10 +20,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import TimestampType
 from sqlglot.errors import ErrorLevel
 
-from churn.atomic import atomic_dir
-from churn.settings import Settings
-from ingestion.partitions import PARTITION_COLUMN, partition_dir
-from ingestion.sql_engine import day_rows_sql, utc_timestamps
+from core.atomic import atomic_dir
+from core.partitions import PARTITION_COLUMN, partition_dir
+from core.settings import Settings
+from core.sql_engine import day_rows_sql, utc_timestamps
 
 # Feast's Spark store turns this on for its own queries; our backquotes are names, not regexes.
 _QUOTED_REGEX = "spark.sql.parser.quotedRegexColumnNames"

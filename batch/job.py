@@ -32,18 +32,19 @@ from batch.outputs import (
     RUN_FILE,
     batch_dir,
 )
-from churn.atomic import atomic_dir, write_json, write_parquet, write_text
-from churn.risk import risk_bands
-from churn.settings import Settings
+from core import partitions
+from core.atomic import atomic_dir, write_json, write_parquet, write_text
+from core.engines import open_engine
+from core.push import Sample, push
+from core.settings import Settings
+from core.sql_engine import Engine, utc_timestamps
+from core.tables import USER_DAILY, MissingInputError, register_table, validated_paths
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import open_offline_store, view_ttl
-from ingestion import partitions
-from ingestion.prepare import USER_DAILY, MissingInputError, register_table, validated_paths
-from ingestion.sql_engine import Engine, open_engine, utc_timestamps
-from monitor.push import Sample, push
 from training import registry
 from training.dataset import newest_rows_sql, point_in_time_join
 from training.labels import lookback_window, population_sql
+from training.risk_bands import risk_bands
 
 log = logging.getLogger(__name__)
 
@@ -236,12 +237,12 @@ def join_and_score(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     """``(features, risks, skipped)`` of ``users`` at T, on the engine's side: on Spark
-    under ``CHURN_ENGINE=spark`` (``batch.spark_score``), in this process otherwise."""
+    under ``CHURN_ENGINE=spark`` (``batch.spark_predict``), in this process otherwise."""
     entity_rows = pd.DataFrame({ENTITY_KEY: users, TIMESTAMP_FIELD: pd.Timestamp(as_of)})
     if progress is not None:
         progress(0, 1)
     if engine.name == "spark":
-        from batch.spark_score import score_on_spark
+        from batch.spark_predict import score_on_spark
 
         return score_on_spark(engine, store, entity_rows, refs, model, progress)
     return score_in_process(store, entity_rows, refs, model, progress)
@@ -306,7 +307,7 @@ def score_in_process(
     """``(features, risks, skipped)``: Feast's join and ``predict_proba`` in this process.
 
     ``features`` holds the rows as scored, by user id; users with no feature row
-    within the TTL are ``skipped`` (``batch.spark_score`` is the Spark counterpart).
+    within the TTL are ``skipped`` (``batch.spark_predict`` is the Spark counterpart).
     """
     names = [ref.split(":", 1)[1] for ref in refs]
     joined = point_in_time_join(store, entity_rows, refs, progress=progress)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, push_to_gateway, pushadd_to_gateway
 from prometheus_client.core import GaugeMetricFamily
 
-from churn.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from churn.settings import Settings
+    from core.settings import Settings
 
 # Metrics are stored rounded or summed in float; a difference equal to the margin
 # up to this much counts as meeting it, so "+0.005 ≥ margin 0.005" never fails.

@@ -1,7 +1,7 @@
 """Batch scoring on Spark: Feast's Spark point-in-time join, the model broadcast once,
 ``predict_proba`` partition by partition in ``mapInPandas``.
 
-Only the scored rows come back to the driver, where ``batch.score`` ranks them and
+Only the scored rows come back to the driver, where ``batch.job`` ranks them and
 writes the same files as the embedded path.
 """
 
@@ -18,8 +18,8 @@ from pyspark import Broadcast
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
 
+from core.spark_engine import SparkEngine, utc_frame
 from feature_repo.spec import ENTITY_KEY
-from ingestion.spark_engine import SparkEngine, utc_frame
 
 SCORE = "churn_risk"
 
@@ -41,7 +41,7 @@ def score_on_spark(
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     """``(features, risks, skipped)`` for ``entity_rows`` (user_id, event_timestamp = T),
-    as ``batch.score.score_in_process`` returns them.
+    as ``batch.job.score_in_process`` returns them.
 
     ``features`` holds the rows as scored (user_id and the model's features, in
     ``refs`` order); users with no feature row within the TTL are ``skipped``.

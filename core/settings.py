@@ -4,7 +4,7 @@ Read once (``get_settings()``) and passed down as an argument. Values come from
 ``CHURN_*`` environment variables, then an optional ``churn.yaml`` (path in
 ``CHURN_CONFIG_FILE``, default ``./churn.yaml``, both looked up when the settings are
 built), then the defaults below. Values only: what Feast and Spark make of them is
-rendered beside their users (``feature_repo/config.py``, ``ingestion/spark_engine.py``).
+rendered beside their users (``feature_repo/config.py``, ``core/spark_engine.py``).
 """
 
 from __future__ import annotations
