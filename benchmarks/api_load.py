@@ -72,20 +72,21 @@ class Load:
 
 
 def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    from core.readiness import NotReady, wait_until
+
     host, port, path = _split(url)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def up() -> bool:
         if process.poll() is not None:
             raise SystemExit(f"{url} exited:\n{log.read_text()[-3000:]}")
-        try:
-            conn = http.client.HTTPConnection(host, port, timeout=2)
-            conn.request("GET", path)
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"{url} did not answer 200 within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+        conn = http.client.HTTPConnection(host, port, timeout=2)
+        conn.request("GET", path)
+        return conn.getresponse().status == 200
+
+    try:
+        wait_until(f"{url} to answer 200", up, timeout, interval=0.3, ignore=(OSError,))
+    except NotReady as exc:
+        raise SystemExit(f"{exc}:\n{log.read_text()[-3000:]}") from exc
 
 
 def _split(url: str) -> tuple[str, int, str]:
@@ -275,8 +276,8 @@ def _start_servers(
     args: argparse.Namespace, settings, env: dict, tmp: Path, servers: list[subprocess.Popen]
 ) -> dict[str, int]:
     """Start every server (appended to ``servers``, for the caller to stop) until it answers."""
+    from core.readiness import free_port
     from feature_repo.config import REPO_DIR
-    from online_api.server import free_port
 
     w = str(args.workers)
     commands = {

@@ -20,6 +20,7 @@ from rich.table import Table
 from churn.progress import StageLog, training_table, tuning_table
 from churn.stages import DEMO, STAGES, Stage, StageInputs, ValidationFailed
 from core import partitions
+from core.readiness import free_port, port_free
 from core.settings import Settings
 from core.sql_engine import connect, quote_path
 from feature_repo.redis_server import RedisUnavailableError, ensure_redis, redact_url
@@ -172,9 +173,7 @@ def serve_and_ask(settings: Settings, ids: list[str], console: Console, interact
     """Start the API, ask it about ``ids`` as the printed curl lines do, then keep it serving
     (at a terminal, until Ctrl-C) or stop it (scripts and CI must not hang on a demo)."""
     host = settings.api_host
-    port = (
-        settings.api_port if server.port_free(host, settings.api_port) else server.free_port(host)
-    )
+    port = settings.api_port if port_free(host, settings.api_port) else free_port(host)
     log_file = settings.artifacts_dir / "demo-serve.log"
     token = settings.api_token.get_secret_value() if settings.api_token else None
     auth = '-H "Authorization: Bearer $CHURN_API_TOKEN" ' if token else ""

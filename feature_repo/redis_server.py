@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 
 import redis
 
+from core.readiness import NotReady, wait_until
 from core.settings import Settings
 
 
@@ -72,13 +72,12 @@ def ensure_redis(settings: Settings, say: Callable[[str], None] = print) -> Sett
         check=True,
         capture_output=True,
     )
-    deadline = time.monotonic() + 10
-    while not ping(private_url):
-        if time.monotonic() > deadline:
-            raise RedisUnavailableError(
-                f"started redis-server on port {port}, but it does not answer"
-            )
-        time.sleep(0.1)
+    try:
+        wait_until(f"redis-server on port {port} to answer", lambda: ping(private_url), 10)
+    except NotReady as exc:
+        raise RedisUnavailableError(
+            f"started redis-server on port {port}, but it does not answer"
+        ) from exc
     say(
         f"No Redis at {redact_url(settings.redis_url)}: started a private redis-server on port {port} "
         f"(data in {data}; stop it with `redis-cli -p {port} shutdown`)"

@@ -5,30 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from core.readiness import NotReady, wait_until
 from core.settings import Settings
-
-
-def port_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def start(settings: Settings, port: int, log: Path, workers: int = 1) -> subprocess.Popen:
@@ -58,18 +42,18 @@ def get_json(url: str, token: str | None = None, timeout: float = 5) -> tuple[in
 
 def wait_ready(base: str, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
     """Until ``/ready`` answers 200; RuntimeError with the server's log if it exits or stalls."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def ready() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"churn serve exited ({process.returncode}):\n{_tail(log)}")
-        try:
-            if get_json(f"{base}/ready", timeout=2)[0] == 200:
-                return
-        except (OSError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"churn serve not ready after {timeout:.0f} s:\n{_tail(log)}")
-        time.sleep(0.2)
+        return get_json(f"{base}/ready", timeout=2)[0] == 200
+
+    try:
+        wait_until(
+            "churn serve to be ready", ready, timeout, interval=0.2, ignore=(OSError, ValueError)
+        )
+    except NotReady as exc:
+        raise RuntimeError(f"{exc}:\n{_tail(log)}") from exc
 
 
 def stop(process: subprocess.Popen, timeout: float = 20) -> None:

@@ -4,62 +4,20 @@ a port to put one on, a wait until it (or anything else) is ready, and the start
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
+from core.readiness import NotReady, free_port, wait_until
+
+__all__ = ["after_a_whole_check", "free_port", "installed", "running", "wait_until"]
+
 T = TypeVar("T")
-
-# Ports handed out in this test run: two servers started together must not get the same one.
-_HANDED_OUT: set[int] = set()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on now, and never one this test run was handed before."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind((host, 0))
-            port = sock.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
-
-
-def wait_until(
-    what: str,
-    check: Callable[[], T],
-    timeout: float,
-    interval: float = 0.1,
-    *,
-    done: Callable[[T], object] = bool,
-    ignore: tuple[type[Exception], ...] = (),
-) -> T:
-    """The first value of ``check()`` that ``done`` accepts, polled every ``interval`` s.
-
-    After ``timeout`` s, an AssertionError naming ``what`` and the last value seen (never a
-    sleep past the deadline). An exception in ``ignore`` counts as "not yet"; any other
-    propagates at once, so a check can fail fast when the thing it waits on has died.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            last: object = check()
-        except ignore as exc:
-            last = exc
-        else:
-            if done(last):
-                return last
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"waited {timeout:g} s for {what}; last seen: {last!r:.2000}")
-        time.sleep(min(interval, remaining))
 
 
 def after_a_whole_check(holder, timeout: float = 120) -> None:
@@ -105,7 +63,7 @@ def running(
     try:
         try:
             wait_until(f"{name} to answer {ready_url}", ready, timeout, interval=0.05)
-        except AssertionError as exc:
+        except NotReady as exc:
             pytest.fail(f"{exc}\n{log_path.read_text()[-3000:]}")
         yield
     finally:
