@@ -69,6 +69,24 @@ class Load:
     p50_ms: float
     p99_ms: float
     failed: int  # non-2xx responses and socket errors
+    cpu_us: float = float("nan")  # the server's CPU time per answered request (all its processes)
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of the live processes of process group ``pgid`` (Linux /proc).
+
+    Steadier than req/s on a shared machine: a neighbour's load slows the clock, not the work.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) == pgid:  # fields from the state on: state ppid pgrp … utime stime
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
@@ -222,11 +240,12 @@ def main() -> None:
         if demo.returncode != 0:
             raise SystemExit(f"churn demo failed:\n{demo.stdout[-3000:]}{demo.stderr[-3000:]}")
         ports = _start_servers(args, settings, env, tmp, servers)
+        pids = {name: server.pid for name, server in zip(ports, servers, strict=True)}
         results = [
             load
             for _ in range(args.rounds)
             for concurrency in args.concurrency
-            for load in _load_each(ports, concurrency, args, tmp)
+            for load in _load_each(ports, pids, concurrency, args, tmp)
         ]
         print(f"… {args.flat_calls:,} sequential calls to the API", file=sys.stderr, flush=True)
         flat = flat_latency(f"http://127.0.0.1:{ports['api']}", args.users, args.flat_calls)
@@ -314,15 +333,21 @@ def _start_servers(
 
 
 def _load_each(
-    ports: dict[str, int], concurrency: int, args: argparse.Namespace, tmp: Path
+    ports: dict[str, int],
+    pids: dict[str, int],
+    concurrency: int,
+    args: argparse.Namespace,
+    tmp: Path,
 ) -> list[Load]:
-    """One load run of each server at ``concurrency``, one after another."""
+    """One load run of each server at ``concurrency``, one after another, with the server's
+    CPU time per request (its processes form a group led by ``pids[name]``)."""
     last = args.users - 1
     results = []
     for name, port in ports.items():
         url = f"http://127.0.0.1:{port}"
         print(f"… {name} at concurrency {concurrency}, {args.duration} s", file=sys.stderr,
               flush=True)  # fmt: skip
+        cpu_before = group_cpu_seconds(pids[name])
         if _generator(args) == "wrk":
             script = (FEAST_SCRIPT if name == "feast" else GET_SCRIPT).replace("{last}", str(last))
             figures = wrk(url, script.replace("{service}", FEATURE_SERVICE), concurrency,
@@ -330,7 +355,9 @@ def _load_each(
         else:
             request = python_requests(name, last, random.Random(concurrency))
             figures = python_load(url, request, concurrency, args.duration)
-        results.append(Load(name, concurrency, *figures))
+        cpu = group_cpu_seconds(pids[name]) - cpu_before
+        answered = figures[0] * args.duration
+        results.append(Load(name, concurrency, *figures, cpu_us=cpu / answered * 1e6))
     return results
 
 
@@ -349,23 +376,26 @@ def report(results: list[Load], flat: list[tuple[float, float]], args, generator
     rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
     print(f"\n{args.users:,} users, {args.workers} worker(s) per server, {args.duration} s per run, "
           f"load from {generator}{rounds}")  # fmt: skip
-    print(f"{'server':<8}{'conc.':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}")
+    print(f"{'server':<8}{'conc.':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}"
+          f"{'CPU µs/req':>12}")  # fmt: skip
     by: dict[tuple[int, str], Load] = {}
     for key in dict.fromkeys((r.concurrency, r.server) for r in results):
         runs = [r for r in results if (r.concurrency, r.server) == key]
         median = {
             f: statistics.median(getattr(r, f) for r in runs)
-            for f in ("requests_per_s", "p50_ms", "p99_ms")
+            for f in ("requests_per_s", "p50_ms", "p99_ms", "cpu_us")
         }
         by[key] = r = Load(key[1], key[0], failed=sum(r.failed for r in runs), **median)
         print(f"{r.server:<8}{r.concurrency:>6}{r.requests_per_s:>10,.0f}{r.p50_ms:>9.2f}"
-              f"{r.p99_ms:>9.2f}{r.failed:>8}")  # fmt: skip
+              f"{r.p99_ms:>9.2f}{r.failed:>8}{r.cpu_us:>12.0f}")  # fmt: skip
     for concurrency in args.concurrency:
         rate = {name: load.requests_per_s for (c, name), load in by.items() if c == concurrency}
         line = (f"concurrency {concurrency}: api/bare {rate['api'] / rate['bare']:.2f}, "
                 f"api/feast serve {rate['api'] / rate['feast']:.1f}×")  # fmt: skip
         if "before" in rate:
-            line += f"; before/bare {rate['before'] / rate['bare']:.2f}"
+            cpu = {name: load.cpu_us for (c, name), load in by.items() if c == concurrency}
+            line += (f"; before/bare {rate['before'] / rate['bare']:.2f}; "
+                     f"CPU per request api/before {cpu['api'] / cpu['before']:.2f}")  # fmt: skip
         print(line)
     medians = [m for m, _ in flat]
     print(f"\n{args.flat_calls:,} sequential calls, per tenth: median ms "

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Path, Request, Response, params
 
-from online_api.deps import MetricsDep, ServiceDep
+from online_api.deps import MetricsDep, ServiceDep, service_of
 from online_api.schemas import ANSWER_EXAMPLES, BatchRequest, BatchResponse, ChurnRisk, Problem
 from online_api.service import Unanswered
 
@@ -55,10 +55,10 @@ async def unanswered(_: Request, exc: Unanswered) -> Response:
     return json_response({"detail": exc.detail}, STATUS[exc.kind], retry)
 
 
-async def churn_risk(user_id: UserId, service: ServiceDep) -> Response:
+async def churn_risk(user_id: UserId, request: Request) -> Response:
     """How likely this user is to have no learning activity over the horizon; a user
     outside the scored population is answered ``lapsed``, with no risk."""
-    return json_response(await service.answer(user_id))
+    return json_response(await service_of(request).answer(user_id))
 
 
 async def churn_risk_batch(request: BatchRequest, service: ServiceDep) -> Response:
