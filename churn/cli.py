@@ -165,8 +165,9 @@ def data_ingest(
     settings = _settings()
     log = StageLog(console)
     with _user_errors(), log.stage("ingest"):
-        paths = ingest_files(users_file, events_file, settings)
-    log.note(", ".join(f"{k} → {v}" for k, v in paths.items()))
+        landed = ingest_files(users_file, events_file, settings)
+    log.note(f"{landed.events:,} events over {len(landed.days)} days, {landed.users:,} users "
+             f"→ {settings.raw_dir}")  # fmt: skip
 
 
 @data_app.command("validate")

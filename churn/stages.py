@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from core.settings import Settings
 
 if TYPE_CHECKING:  # pandera, which the rules import, costs every command's start-up
+    from ingestion.raw_store import Landed
     from ingestion.rules import ValidationReport
 
 StageFn = Callable[["StageInputs"], Any]
@@ -109,7 +110,7 @@ def _first_day(inputs: StageInputs) -> date:
 def _ingest() -> StageFn:
     from ingestion.ingest import ingest_files
 
-    def run(i: StageInputs) -> dict[str, Path]:
+    def run(i: StageInputs) -> Landed:
         if i.portal is None:
             raise ValueError("ingest needs the portal's users and events files")
         return ingest_files(*i.portal, i.settings)

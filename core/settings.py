@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlparse
 
 from cronsim import CronSim, CronSimError
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -85,6 +85,37 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Validation rules relaxed from error to warn or off, e.g. "
         "duplicate_events=warn,volume=off (the README lists the rules)",
+    )
+    source: SecretStr | None = Field(
+        None,
+        description="Where `churn data ingest` reads when given no files: the portal's "
+        "database, postgresql://user@host:5432/db (its password from PGPASSWORD, or in this "
+        "URL set in the environment, never in a file), or a landing folder, dir:///path",
+    )
+    source_users: str = Field(
+        "users", description="PostgreSQL source: the users table, or a SELECT returning them"
+    )
+    source_events: str = Field(
+        "events", description="PostgreSQL source: the events table, or a SELECT returning them"
+    )
+    source_columns: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="PostgreSQL source: contract column=source column pairs where the names "
+        "differ, e.g. event_time=created_at,event_type=kind",
+    )
+    source_mark_column: str | None = Field(
+        None,
+        description="PostgreSQL source: the events column the high-water mark follows (a "
+        "commit or insert time is best); unset = the events' event_time",
+    )
+    source_lookback_hours: float = Field(
+        48.0,
+        ge=0,
+        description="PostgreSQL source: each run re-reads this far behind the mark, for rows "
+        "committed late (rows already stored are not stored twice)",
+    )
+    source_chunk_rows: int = Field(
+        100_000, ge=1000, description="Rows per chunk read from a source (bounds memory)"
     )
     drop_duplicate_events: bool = Field(
         False,
@@ -225,19 +256,19 @@ class Settings(BaseSettings):
             value = [part for part in value.replace(" ", "").split(",") if part]
         return value
 
-    @field_validator("validation_severity", mode="before")
+    @field_validator("validation_severity", "source_columns", mode="before")
     @classmethod
-    def _parse_severities(cls, value: object) -> object:
-        """``rule=severity`` pairs, comma-separated (environment) or a mapping (churn.yaml)."""
+    def _parse_pairs(cls, value: object, info: ValidationInfo) -> object:
+        """``key=value`` pairs, comma-separated (environment) or a mapping (churn.yaml)."""
         if isinstance(value, dict):  # YAML reads a bare `off` as false
-            return {rule: "off" if level is False else level for rule, level in value.items()}
+            return {key: "off" if level is False else level for key, level in value.items()}
         if not isinstance(value, str):
             return value
         pairs = [part for part in value.replace(" ", "").split(",") if part]
         if bad := [part for part in pairs if part.count("=") != 1]:
-            raise ValueError(
-                f"CHURN_VALIDATION_SEVERITY wants rule=error|warn|off pairs, got {bad[0]!r}"
-            )
+            wants = {"validation_severity": "rule=error|warn|off",
+                     "source_columns": "contract_column=source_column"}[info.field_name]  # fmt: skip
+            raise ValueError(f"CHURN_{info.field_name.upper()} wants {wants} pairs, got {bad[0]!r}")
         return dict(part.split("=") for part in pairs)
 
     @field_validator("windows")
@@ -251,7 +282,14 @@ class Settings(BaseSettings):
             raise ValueError(f"CHURN_WINDOWS has duplicates: {value}")
         return tuple(sorted(value))
 
-    @field_validator("feast_registry_url", "api_token", "pushgateway_url", mode="before")
+    @field_validator(
+        "feast_registry_url",
+        "api_token",
+        "pushgateway_url",
+        "source",
+        "source_mark_column",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return value or None

@@ -34,6 +34,7 @@ from core.contract import (
     to_contract_table,
 )
 from core.settings import Settings
+from ingestion.raw_store import events_root, replace_all, users_path
 
 DAY_US = 86_400_000_000
 NO_CHURN = np.iinfo(np.int64).max
@@ -488,14 +489,13 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
 
 
 def write_demo_data(data: GeneratedData, settings: Settings) -> dict[str, Path]:
-    """Write raw users/events and the ground truth atomically; return {name: path}."""
+    """Raw users and events become this world's (``ingestion.raw_store``); the ground truth
+    is written atomically beside them. Returns {name: path}."""
+    users = to_contract_table(data.users, USER_COLUMNS)
+    replace_all(settings, users, [to_contract_table(data.events, EVENT_COLUMNS)])
     return {
-        "users": write_parquet(
-            to_contract_table(data.users, USER_COLUMNS), settings.raw_dir / "users.parquet"
-        ),
-        "events": write_parquet(
-            to_contract_table(data.events, EVENT_COLUMNS), settings.raw_dir / "events.parquet"
-        ),
+        "users": users_path(settings),
+        "events": events_root(settings),
         "truth_users": write_parquet(data.truth_users, settings.ground_truth_dir / "users.parquet"),
         "truth_daily": write_parquet(data.truth_daily, settings.ground_truth_dir / "daily.parquet"),
     }

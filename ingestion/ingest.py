@@ -16,8 +16,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from core import contract
-from core.atomic import write_parquet
 from core.settings import Settings
+from ingestion import raw_store
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,11 @@ class IngestError(ValueError):
 
 def read_arrow_strings(path: Path) -> pd.DataFrame:
     """Read a Parquet file with strings as Arrow-backed pandas strings (no Python objects)."""
-    table = pq.read_table(path)
+    return arrow_strings(pq.read_table(path))
+
+
+def arrow_strings(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as pandas, strings Arrow-backed (no Python object per cell)."""
     return table.to_pandas(
         types_mapper={pa.string(): STRING_DTYPE, pa.large_string(): STRING_DTYPE}.get
     )
@@ -84,7 +88,7 @@ def _examples(values: pd.Series) -> str:
 
 
 def _check_columns(
-    frame: pd.DataFrame, path: Path, columns: dict[str, str], required: tuple[str, ...]
+    frame: pd.DataFrame, path: Path | str, columns: dict[str, str], required: tuple[str, ...]
 ) -> None:
     missing = [c for c in required if c not in frame.columns]
     if missing:
@@ -121,7 +125,7 @@ def _parse_iso(text: pd.Series) -> pd.Series:
     return pd.concat(parts).reindex(text.index)
 
 
-def _as_utc(values: pd.Series, path: Path, column: str) -> pd.Series:
+def _as_utc(values: pd.Series, path: Path | str, column: str) -> pd.Series:
     """Timestamps as ``datetime64[us, UTC]``: naive ones are taken as UTC, offsets converted."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         parsed = values.dt.tz_convert("UTC")
@@ -143,7 +147,7 @@ def _as_utc(values: pd.Series, path: Path, column: str) -> pd.Series:
     return parsed.astype("datetime64[us, UTC]")
 
 
-def _as_float(values: pd.Series, path: Path, column: str) -> pd.Series:
+def _as_float(values: pd.Series, path: Path | str, column: str) -> pd.Series:
     parsed = pd.to_numeric(values, errors="coerce")
     bad = parsed.isna() & values.notna()
     if bad.any():
@@ -154,7 +158,7 @@ def _as_float(values: pd.Series, path: Path, column: str) -> pd.Series:
     return parsed.astype("float64")
 
 
-def _typed(frame: pd.DataFrame, path: Path, column: str, kind: str) -> pd.Series:
+def _typed(frame: pd.DataFrame, path: Path | str, column: str, kind: str) -> pd.Series:
     """One column in its contract type; an absent (optional) column is all-null."""
     if column not in frame:
         return pd.Series(None, index=frame.index, dtype=_PANDAS_TYPES[kind])
@@ -167,10 +171,13 @@ def _typed(frame: pd.DataFrame, path: Path, column: str, kind: str) -> pd.Series
 
 def read_users(path: Path) -> pd.DataFrame:
     """Users in contract columns and order; missing or null optional values become 'unknown'."""
-    path = Path(path)
-    frame = _read_any(path)
-    _check_columns(frame, path, contract.USER_COLUMNS, REQUIRED_USER_COLUMNS)
-    users = pd.DataFrame({c: _typed(frame, path, c, k) for c, k in contract.USER_COLUMNS.items()})
+    return type_users(_read_any(Path(path)), Path(path))
+
+
+def type_users(frame: pd.DataFrame, source: Path | str) -> pd.DataFrame:
+    """``frame``'s users in contract columns and types; ``source`` names it in errors."""
+    _check_columns(frame, source, contract.USER_COLUMNS, REQUIRED_USER_COLUMNS)
+    users = pd.DataFrame({c: _typed(frame, source, c, k) for c, k in contract.USER_COLUMNS.items()})
     for column in contract.OPTIONAL_USER_COLUMNS:
         users[column] = users[column].replace("", pd.NA).fillna(contract.UNKNOWN)
     return users.reset_index(drop=True)
@@ -178,27 +185,22 @@ def read_users(path: Path) -> pd.DataFrame:
 
 def read_events(path: Path) -> pd.DataFrame:
     """Events in contract columns and order; absent optional columns are all-null."""
-    path = Path(path)
-    frame = _read_any(path)
-    _check_columns(frame, path, contract.EVENT_COLUMNS, REQUIRED_EVENT_COLUMNS)
-    events = {c: _typed(frame, path, c, k) for c, k in contract.EVENT_COLUMNS.items()}
+    return type_events(_read_any(Path(path)), Path(path))
+
+
+def type_events(frame: pd.DataFrame, source: Path | str) -> pd.DataFrame:
+    """``frame``'s events in contract columns and types; ``source`` names it in errors."""
+    _check_columns(frame, source, contract.EVENT_COLUMNS, REQUIRED_EVENT_COLUMNS)
+    events = {c: _typed(frame, source, c, k) for c, k in contract.EVENT_COLUMNS.items()}
     return pd.DataFrame(events).reset_index(drop=True)
 
 
-def ingest_files(users_file: Path, events_file: Path, settings: Settings) -> dict[str, Path]:
-    """Write ``raw/users.parquet`` and ``raw/events.parquet``; return their paths.
+def ingest_files(users_file: Path, events_file: Path, settings: Settings) -> raw_store.Landed:
+    """Raw becomes the users and events of these files (a full export).
 
-    Both inputs are read and typed before either output is written, and each
-    write is atomic, so a bad input leaves the previous raw tables untouched.
+    Both inputs are read and typed before anything is written, so a bad input leaves
+    the previous raw tables untouched.
     """
-    users = read_users(users_file)
-    events = read_events(events_file)
-    raw = settings.raw_dir
-    return {
-        "users": write_parquet(
-            contract.to_contract_table(users, contract.USER_COLUMNS), raw / "users.parquet"
-        ),
-        "events": write_parquet(
-            contract.to_contract_table(events, contract.EVENT_COLUMNS), raw / "events.parquet"
-        ),
-    }
+    users = contract.to_contract_table(read_users(users_file), contract.USER_COLUMNS)
+    events = contract.to_contract_table(read_events(events_file), contract.EVENT_COLUMNS)
+    return raw_store.replace_all(settings, users, [events])

@@ -19,7 +19,8 @@ from rich.text import Text
 from core import contract
 from core.atomic import atomic_dir, write_json, write_parquet
 from core.settings import Settings
-from ingestion.ingest import read_arrow_strings
+from ingestion import raw_store
+from ingestion.ingest import arrow_strings, read_arrow_strings
 from ingestion.rules import (
     MAX_EXAMPLES,
     RuleFailure,
@@ -43,23 +44,25 @@ def _fingerprint(path: Path) -> dict:
 
 
 def run_validation(settings: Settings, now: datetime | None = None) -> ValidationReport:
-    """Validate ``raw/`` and, only if every rule holds, publish it to ``validated/``.
+    """Validate ``raw/`` (``ingestion.raw_store``) and, only if every rule holds, publish it to ``validated/``.
 
     The report always goes to ``reports/validation/latest.json``. On a pass the
     users, the events (sorted by event_time, so readers can skip row groups by
     time) and ``manifest.json`` replace ``validated/`` in one swap; on a failure
     nothing under ``validated/`` changes and the last accepted tables stay.
     """
-    raw = {name: settings.raw_dir / f"{name}.parquet" for name in ("users", "events")}
-    for path in raw.values():
-        if not path.is_file():
+    users_file, event_files = raw_store.users_path(settings), raw_store.event_files(settings)
+    for path, there in ((users_file, users_file.is_file()),
+                        (raw_store.events_root(settings), bool(event_files))):  # fmt: skip
+        if not there:
             raise FileNotFoundError(
                 f"{path} not found: create it with `churn data generate` (demo data) "
-                "or `churn data ingest` (your own users and events files)"
+                "or `churn data ingest` (your portal's data)"
             )
     manifest_path = settings.validated_dir / "manifest.json"
     previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
-    users, events = read_arrow_strings(raw["users"]), read_arrow_strings(raw["events"])
+    users = read_arrow_strings(users_file)
+    events = arrow_strings(raw_store.read_events(settings))
     dropped = None
     if settings.drop_duplicate_events:
         events, dropped = drop_repeated_events(events)
@@ -75,7 +78,9 @@ def run_validation(settings: Settings, now: datetime | None = None) -> Validatio
     if dropped is not None:
         report.warnings.insert(0, dropped)
     report.stats["dropped_duplicate_events"] = dropped.count if dropped else 0
-    report.stats["raw_files"] = {name: _fingerprint(path) for name, path in raw.items()}
+    report.stats["raw_files"] = {"users": _fingerprint(users_file), "events": {
+        "path": str(raw_store.events_root(settings)), "files": len(event_files),
+        "bytes": sum(f.stat().st_size for f in event_files)}}  # fmt: skip
     if report.passed:
         order = np.argsort(events["event_time"].to_numpy(dtype="datetime64[us]"), kind="stable")
         keys = ("users", "events", "newest_event", "oldest_event", "raw_files")

@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 
 from core import partitions
-from core.atomic import write_parquet
+from core.contract import EVENT_COLUMNS, USER_COLUMNS, to_contract_table
 from core.settings import Settings
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import apply_definitions, open_store
+from ingestion import raw_store
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
 from ingestion.rolling_features import build_rolling_features
@@ -179,7 +180,11 @@ def test_future_events_change_no_settled_training_row(tmp_path, isolated_setting
         late = late[late.event_time < pd.Timestamp(START, tz="UTC") + pd.Timedelta(days=DAYS)]
         late["event_id"] = "late-" + late["event_id"].astype(str)
         events = pd.concat([data.events, late], ignore_index=True)
-        write_parquet(events, settings.raw_dir / "events.parquet")
+        raw_store.replace_all(
+            settings,
+            to_contract_table(data.users, USER_COLUMNS),
+            [to_contract_table(events, EVENT_COLUMNS)],
+        )
         _prepare(settings)
         after = training_set(settings, build_labels(settings)).frame
         horizon = pd.Timedelta(days=settings.horizon_days)

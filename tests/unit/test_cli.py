@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from churn.cli import app
+from core.contract import EVENT_COLUMNS, to_contract_table
+from core.settings import get_settings
+from ingestion import raw_store
 
 runner = CliRunner()
 
@@ -41,11 +45,25 @@ def test_stages_run_in_order_from_the_cli(env, tmp_path):
         assert result.exit_code == 0, (step, result.output)
 
 
+def _raw_settings(tmp_path):
+    return get_settings(data_dir=tmp_path / "data", artifacts_dir=tmp_path / "artifacts")
+
+
+def raw_events(tmp_path) -> pd.DataFrame:
+    return raw_store.read_events(_raw_settings(tmp_path)).to_pandas()
+
+
+def replace_raw_events(tmp_path, events: pd.DataFrame) -> None:
+    settings = _raw_settings(tmp_path)
+    users = pq.read_table(raw_store.users_path(settings))
+    raw_store.replace_all(settings, users, [to_contract_table(events, EVENT_COLUMNS)])
+
+
 def test_the_purchases_scenario_writes_a_shop_the_gates_accept(env, tmp_path):
     generate = ["data", "generate", "--users", "200", "--days", "40", "--start", "2026-01-01"]
     result = runner.invoke(app, [*generate, "--scenario", "purchases"], env=env)
     assert result.exit_code == 0, result.output
-    events = pd.read_parquet(tmp_path / "data" / "raw" / "events.parquet")
+    events = raw_events(tmp_path)
     assert set(events["event_type"]) == {"course_enroll", "payment_success", "payment_failed"}
     result = runner.invoke(app, ["data", "validate"], env=env)
     assert result.exit_code == 0, result.output
@@ -78,10 +96,9 @@ def test_failed_gate_exits_non_zero_and_names_the_rule(env, tmp_path):
     runner.invoke(
         app, ["data", "generate", "--users", "50", "--days", "20", "--start", "2026-01-01"], env=env
     )
-    events_path = tmp_path / "data" / "raw" / "events.parquet"
-    events = pd.read_parquet(events_path)
+    events = raw_events(tmp_path)
     events.loc[events.index[:3], "event_type"] = "teleport"
-    events.to_parquet(events_path)
+    replace_raw_events(tmp_path, events)
     result = runner.invoke(app, ["data", "validate"], env=env)
     assert result.exit_code == 1
     assert "allowed_event_types" in result.output
@@ -92,10 +109,9 @@ def test_a_rule_relaxed_to_warn_passes_with_a_warning(env, tmp_path):
     runner.invoke(
         app, ["data", "generate", "--users", "50", "--days", "20", "--start", "2026-01-01"], env=env
     )
-    events_path = tmp_path / "data" / "raw" / "events.parquet"
-    events = pd.read_parquet(events_path)
+    events = raw_events(tmp_path)
     repeat = events.head(3).assign(event_id=["r1", "r2", "r3"])
-    pd.concat([events, repeat]).to_parquet(events_path)
+    replace_raw_events(tmp_path, pd.concat([events, repeat]))
     assert runner.invoke(app, ["data", "validate"], env=env).exit_code == 1
     relaxed = env | {"CHURN_VALIDATION_SEVERITY": "duplicate_events=warn"}
     result = runner.invoke(app, ["data", "validate"], env=relaxed)

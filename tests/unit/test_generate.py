@@ -19,6 +19,7 @@ from core.contract import (
     USER_COLUMNS,
 )
 from core.settings import Settings, get_settings
+from ingestion import raw_store
 from ingestion.generate import (
     COURSE_PRICES,
     COURSES,
@@ -375,16 +376,24 @@ def test_write_demo_data_round_trips_with_contract_types(
     paths = write_demo_data(data, settings)
     assert paths == {
         "users": settings.raw_dir / "users.parquet",
-        "events": settings.raw_dir / "events.parquet",
+        "events": settings.raw_dir / "events",
         "truth_users": settings.ground_truth_dir / "users.parquet",
         "truth_daily": settings.ground_truth_dir / "daily.parquet",
     }
-    for name, columns in (("users", USER_COLUMNS), ("events", EVENT_COLUMNS)):
-        schema = pq.read_schema(paths[name])
+    event_file = next(paths["events"].glob("date=*/events.parquet"))
+    for path, columns in ((paths["users"], USER_COLUMNS), (event_file, EVENT_COLUMNS)):
+        schema = pq.read_schema(path)
         assert schema.names == list(columns)
         assert [str(schema.field(c).type) for c in columns] == list(columns.values())
     for name, path in paths.items():
         frame = getattr(data, name)
-        back = pd.read_parquet(path)
-        pd.testing.assert_frame_equal(back.astype(frame.dtypes.to_dict()), frame)
+        if name == "events":  # stored by day, each day by time: compare in one order
+            back = raw_store.read_events(settings).to_pandas().sort_values("event_id")
+            frame = frame.sort_values("event_id")
+        else:
+            back = pd.read_parquet(path)
+        pd.testing.assert_frame_equal(
+            back.astype(frame.dtypes.to_dict()).reset_index(drop=True),
+            frame.reset_index(drop=True),
+        )
     assert not list(tmp_path.rglob("*.tmp"))

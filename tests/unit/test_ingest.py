@@ -12,6 +12,7 @@ import pytest
 from core import contract
 from core.contract import contract_schema
 from core.settings import get_settings
+from ingestion import raw_store
 from ingestion.ingest import (
     IngestError,
     ingest_files,
@@ -144,23 +145,22 @@ def test_unsupported_suffix_is_an_ingest_error(tmp_path):
 
 def test_ingest_writes_contract_typed_raw_tables_that_pass_the_schema_gate(tmp_path):
     settings = get_settings(data_dir=tmp_path / "data", artifacts_dir=tmp_path / "art")
-    paths = ingest_files(
+    landed = ingest_files(
         write(tmp_path / "u.csv", USERS_CSV), write(tmp_path / "e.csv", EVENTS_CSV), settings
     )
 
-    assert paths == {
-        "users": settings.raw_dir / "users.parquet",
-        "events": settings.raw_dir / "events.parquet",
-    }
-    assert pq.read_schema(paths["users"]).remove_metadata() == contract_schema(
+    assert (landed.events, landed.users, landed.already_stored) == (2, 3, 0)
+    event_files = raw_store.event_files(settings)
+    assert [f.parent.name for f in event_files] == ["date=2025-01-03"]
+    assert pq.read_schema(raw_store.users_path(settings)).remove_metadata() == contract_schema(
         contract.USER_COLUMNS
     )
-    assert pq.read_schema(paths["events"]).remove_metadata() == contract_schema(
+    assert pq.read_schema(event_files[0]).remove_metadata() == contract_schema(
         contract.EVENT_COLUMNS
     )
     report = validate_tables(
-        pd.read_parquet(paths["users"]),
-        pd.read_parquet(paths["events"]),
+        pd.read_parquet(raw_store.users_path(settings)),
+        raw_store.read_events(settings).to_pandas(),
         now=pd.Timestamp("2025-01-04", tz="UTC"),
         max_event_age_hours=48,
         volume_factor=3,
@@ -169,11 +169,33 @@ def test_ingest_writes_contract_typed_raw_tables_that_pass_the_schema_gate(tmp_p
     assert report.passed, report.failures
 
 
+def test_ingesting_the_same_export_again_adds_nothing(tmp_path):
+    settings = get_settings(data_dir=tmp_path / "data", artifacts_dir=tmp_path / "art")
+    files = write(tmp_path / "u.csv", USERS_CSV), write(tmp_path / "e.csv", EVENTS_CSV)
+    ingest_files(*files, settings)
+    before = raw_files(settings.raw_dir)
+
+    again = ingest_files(*files, settings)
+
+    assert again.events == 2 and again.users == 3  # a full export replaces raw
+    assert {k: v[0] for k, v in raw_files(settings.raw_dir).items()} == {
+        k: v[0] for k, v in before.items()
+    }
+
+
+def raw_files(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
 def test_failed_ingest_leaves_previous_raw_tables_untouched(tmp_path):
     settings = get_settings(data_dir=tmp_path / "data", artifacts_dir=tmp_path / "art")
     users_file = write(tmp_path / "u.csv", USERS_CSV)
-    paths = ingest_files(users_file, write(tmp_path / "e.csv", EVENTS_CSV), settings)
-    before = {name: (p.read_bytes(), p.stat().st_mtime_ns) for name, p in paths.items()}
+    ingest_files(users_file, write(tmp_path / "e.csv", EVENTS_CSV), settings)
+    before = raw_files(settings.raw_dir)
 
     # A different, valid users file: it must not be written when the events file is bad.
     write(users_file, USERS_CSV.replace("007", "010"))
@@ -181,6 +203,4 @@ def test_failed_ingest_leaves_previous_raw_tables_untouched(tmp_path):
     with pytest.raises(IngestError, match="event_time"):
         ingest_files(users_file, bad_events, settings)
 
-    after = {name: (p.read_bytes(), p.stat().st_mtime_ns) for name, p in paths.items()}
-    assert after == before
-    assert sorted(p.name for p in settings.raw_dir.iterdir()) == ["events.parquet", "users.parquet"]
+    assert raw_files(settings.raw_dir) == before

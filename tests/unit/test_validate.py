@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from core import contract
 from core.atomic import write_parquet
 from core.contract import contract_schema
 from core.settings import Settings, get_settings
+from ingestion import raw_store
 from ingestion.rules import RULES, STRICT_RULES, drop_repeated_events
 from ingestion.validate import print_report, run_validation, validate_tables
 
@@ -185,8 +187,11 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
 
 
 def write_raw(settings: Settings, users: pd.DataFrame, events: pd.DataFrame) -> None:
-    write_parquet(users, settings.raw_dir / "users.parquet")
-    write_parquet(events, settings.raw_dir / "events.parquet")
+    """Raw tables as given, around the raw store's typing and de-duplication, as a file
+    written by hand would be: what the gates must catch."""
+    shutil.rmtree(raw_store.events_root(settings), ignore_errors=True)
+    write_parquet(users, raw_store.users_path(settings))
+    write_parquet(events, raw_store.events_root(settings) / "date=2025-01-05" / "events.parquet")
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
