@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -92,3 +93,15 @@ def postgres_url() -> str:
             f"on which the tests may create databases ({exc})"
         )
     return url
+
+
+@pytest.fixture
+def database(postgres_url: str) -> Iterator[str]:
+    """The libpq URL of a database made for this test on the test PostgreSQL, dropped after."""
+    name = f"churntest_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield urlsplit(postgres_url)._replace(path=f"/{name}").geturl()
+        finally:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -6,8 +6,6 @@ projects, so the test creates a database for itself and drops it afterwards.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -22,18 +20,6 @@ from ingestion.rolling_features import build_rolling_features
 from ingestion.validate import run_validation
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def database(postgres_url: str) -> Iterator[str]:
-    """The libpq URL of a database made for this test on the test PostgreSQL, dropped after."""
-    name = f"churntest_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield urlsplit(postgres_url)._replace(path=f"/{name}").geturl()
-        finally:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def test_apply_and_serve_with_the_sql_registry(tmp_path, isolated_settings, database):
