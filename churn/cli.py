@@ -86,6 +86,7 @@ def _user_errors() -> Iterator[None]:
     """
     from feature_repo.redis_server import RedisUnavailableError
     from feature_repo.store import FeastCommandError
+    from ingestion.ingest import SourceError
     from training.registry import RegistryError
 
     try:
@@ -96,6 +97,7 @@ def _user_errors() -> Iterator[None]:
         RedisUnavailableError,
         FeastCommandError,
         RegistryError,
+        SourceError,
     ) as exc:
         console.print(f"[red]{type(exc).__name__}:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -153,20 +155,45 @@ def data_generate(
 @data_app.command("ingest")
 def data_ingest(
     users_file: Annotated[
-        Path, typer.Option(exists=True, dir_okay=False, help="Users, CSV or Parquet.")
-    ],
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="A full export of the users (CSV or "
+            "Parquet), with --events-file: raw becomes exactly the export.",
+        ),
+    ] = None,
     events_file: Annotated[
-        Path, typer.Option(exists=True, dir_okay=False, help="Events, CSV or Parquet.")
-    ],
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="A full export of the events."),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="postgresql://user@host:5432/db or dir:///landing (default: "
+            "CHURN_SOURCE); read incrementally, only what is new."
+        ),
+    ] = None,
 ) -> None:
-    """Load a portal's own users and events (CSV or Parquet) as the raw tables."""
+    """Land the portal's users and events in the raw tables: a full export (files), or
+    what is new at the source (its database, or a landing folder)."""
     from ingestion.ingest import ingest_files
+    from ingestion.sources import ingest_from_source
 
+    if (users_file is None) != (events_file is None):
+        raise typer.BadParameter("--users-file and --events-file go together")
     settings = _settings()
     log = StageLog(console)
-    with _user_errors(), log.stage("ingest"):
-        landed = ingest_files(users_file, events_file, settings)
-    log.note(f"{landed.events:,} events over {len(landed.days)} days, {landed.users:,} users "
+    with _user_errors(), log.stage("ingest") as progress:
+        if users_file and events_file:
+            landed = ingest_files(users_file, events_file, settings)
+        else:
+            landed = ingest_from_source(settings, source, progress=progress)
+    if landed.events == 0 and landed.users == 0:
+        log.note(f"nothing new ({landed.already_stored:,} events read were already stored)")
+        return
+    log.note(f"{landed.events:,} new events over {len(landed.days)} day(s), {landed.users:,} "
+             f"users added or changed ({landed.already_stored:,} already stored) "
              f"→ {settings.raw_dir}")  # fmt: skip
 
 
@@ -197,25 +224,37 @@ def data_validate() -> None:
 
 @data_app.command("prepare")
 def data_prepare(as_of: AsOf = None) -> None:
-    """Build the user_daily table (one row per user per UTC day) from validated events."""
-    from ingestion.prepare import build_user_daily
+    """Build the user_daily table (one row per user per UTC day) from validated events; with
+    --as-of D, day D and every earlier day that received late events."""
+    from ingestion.prepare import build_days_through, build_user_daily
 
     settings = _settings()
     log = StageLog(console)
-    with _user_errors(), log.stage("prepare user_daily"):
-        result = build_user_daily(settings, as_of=_day(as_of))
+    with _user_errors(), log.stage("prepare user_daily") as progress:
+        if as_of is None:
+            result = build_user_daily(settings)
+        else:
+            result = build_days_through(settings, as_of.date(), progress=progress)
     log.note(f"{result.rows:,} user-days, {result.first_day} … {result.last_day}")
 
 
 @features_app.command("build")
 def features_build(as_of: AsOf = None) -> None:
-    """Compute the rolling-window features (the Feast offline store) from user_daily."""
-    from ingestion.rolling_features import build_rolling_features
+    """Compute the rolling-window features (the Feast offline store) from user_daily; with
+    --as-of D, day D after every day since the oldest that received late events."""
+    from ingestion.rolling_features import build_features_through, build_rolling_features
 
     settings = _settings()
     log = StageLog(console)
-    with _user_errors(), job_run(settings, "features"), log.stage("build features"):
-        result = build_rolling_features(settings, as_of=_day(as_of))
+    with (
+        _user_errors(),
+        job_run(settings, "features"),
+        log.stage("build features") as progress,
+    ):
+        if as_of is None:
+            result = build_rolling_features(settings)
+        else:
+            result = build_features_through(settings, as_of.date(), progress=progress)
     log.note(f"{result.rows:,} feature rows, {result.first_day} … {result.last_day}")
 
 

@@ -39,10 +39,10 @@ def nightly_steps(
     midnight still loads and scores the features of ``day`` (stamped ``day`` + 1 00:00).
     Materialize reloads the view-TTL window (not ``--incremental``): a day built late or
     rebuilt after a fix reaches Redis as well. With ``portal`` (users and events files),
-    the portal's export is ingested first.
+    the portal's export is ingested first; else, with CHURN_SOURCE set, what is new there.
     """
     inputs = StageInputs.night(settings, day, portal)
-    return [(stage, stage.argv(inputs)) for stage in night(portal)]
+    return [(stage, stage.argv(inputs)) for stage in night(portal, settings.source is not None)]
 
 
 def run_nightly(

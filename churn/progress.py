@@ -45,8 +45,8 @@ class StageLog:
         with Progress(*columns, console=self.console, transient=True) as progress:
             task = progress.add_task(name, total=total)
 
-            def advance(done: int, all_: int) -> None:
-                progress.update(task, completed=done, total=all_)
+            def advance(done: int, all_: int) -> None:  # all_ 0: a count with no known end
+                progress.update(task, completed=done, total=all_ or None)
 
             yield advance
         self.rows.append((name, time.perf_counter() - start, ""))

@@ -109,18 +109,20 @@ def _first_day(inputs: StageInputs) -> date:
 
 def _ingest() -> StageFn:
     from ingestion.ingest import ingest_files
+    from ingestion.sources import ingest_from_source
 
     def run(i: StageInputs) -> Landed:
-        if i.portal is None:
-            raise ValueError("ingest needs the portal's users and events files")
-        return ingest_files(*i.portal, i.settings)
+        if i.portal is not None:
+            return ingest_files(*i.portal, i.settings)
+        return ingest_from_source(i.settings, now=i.now, progress=i.progress)
 
     return run
 
 
 def _ingest_options(inputs: StageInputs) -> list[str]:
+    """A full export's files when given; else nothing: the command reads CHURN_SOURCE."""
     if inputs.portal is None:
-        raise ValueError("ingest needs the portal's users and events files")
+        return []
     users, events = inputs.portal
     return ["--users-file", str(users), "--events-file", str(events)]
 
@@ -138,15 +140,25 @@ def _validate() -> StageFn:
 
 
 def _prepare() -> StageFn:
-    from ingestion.prepare import build_user_daily
+    from ingestion.prepare import build_days_through, build_user_daily
 
-    return lambda i: build_user_daily(i.settings, as_of=i.day, now=i.now)
+    def run(i: StageInputs) -> Any:
+        if i.day is None:
+            return build_user_daily(i.settings, now=i.now)
+        return build_days_through(i.settings, i.day, now=i.now, progress=i.progress)
+
+    return run
 
 
 def _features() -> StageFn:
-    from ingestion.rolling_features import build_rolling_features
+    from ingestion.rolling_features import build_features_through, build_rolling_features
 
-    return lambda i: build_rolling_features(i.settings, as_of=i.day)
+    def run(i: StageInputs) -> Any:
+        if i.day is None:
+            return build_rolling_features(i.settings)
+        return build_features_through(i.settings, i.day, progress=i.progress)
+
+    return run
 
 
 def _apply() -> StageFn:
@@ -245,6 +257,7 @@ NIGHT = ("validate", "prepare", "features", "materialize", "batch", "drift", "ou
 DEMO = ("generate", "validate", "prepare", "features", "apply", "materialize", "train", "promote")
 
 
-def night(portal: tuple[Path, Path] | None = None) -> list[Stage]:
-    """The night's stages: with the portal's export, ingesting it comes first."""
-    return [STAGES[name] for name in (("ingest",) if portal else ()) + NIGHT]
+def night(portal: tuple[Path, Path] | None = None, source: bool = False) -> list[Stage]:
+    """The night's stages: with the portal's export, or a configured source (CHURN_SOURCE),
+    ingesting comes first."""
+    return [STAGES[name] for name in (("ingest",) if portal or source else ()) + NIGHT]

@@ -38,6 +38,10 @@ class IngestError(ValueError):
     """An input file cannot be turned into a contract table; the message names file and column."""
 
 
+class SourceError(RuntimeError):
+    """A source cannot be read; the message is one line naming the source and the cause."""
+
+
 def read_arrow_strings(path: Path) -> pd.DataFrame:
     """Read a Parquet file with strings as Arrow-backed pandas strings (no Python objects)."""
     return arrow_strings(pq.read_table(path))

@@ -30,16 +30,12 @@ from core import contract
 from core.atomic import write_json
 from core.settings import Settings
 from ingestion import raw_store
-from ingestion.ingest import IngestError, type_events, type_users
+from ingestion.ingest import IngestError, SourceError, type_events, type_users
 
 STATE_FILE = "source_state.json"
 MARK = "__mark"
 _QUERY = re.compile(r"^\s*(select|with)\b", re.IGNORECASE)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
-
-
-class SourceError(RuntimeError):
-    """The source cannot be read; the message is one line naming the source and the cause."""
 
 
 @dataclass(frozen=True)

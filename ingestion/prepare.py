@@ -7,6 +7,7 @@ went silent still gets rows (with zeros) that say so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from core.settings import Settings
 from core.sql_engine import Engine
 from core.tables import EVENTS, SQL_TYPES, USERS, register_validated
 from feature_repo.spec import COURSES_COLUMN, COURSES_SQL, DAILY_COLUMNS
+from ingestion import raw_store
 
 
 @dataclass(frozen=True)
@@ -112,3 +114,21 @@ def build_user_daily(
         first = last = as_of
         engine.write_day(user_daily_sql(as_of, as_of), root, as_of)
     return DailyResult(first, last, partitions.count_rows(root, first, last), root)
+
+
+def build_days_through(
+    settings: Settings,
+    day: date,
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> DailyResult:
+    """Day ``day``, and every earlier day that received events since its row was built
+    (late events: ``ingestion.raw_store.pending_days``), one partition each."""
+    days = sorted({d for d in raw_store.pending_days(settings) if d <= day} | {day})
+    for i, one in enumerate(days):
+        build_user_daily(settings, as_of=one, now=now)
+        if progress:
+            progress(i + 1, len(days))
+    root = settings.user_daily_path
+    rows = sum(partitions.count_rows(root, d, d) for d in days)
+    return DailyResult(days[0], day, rows, root)

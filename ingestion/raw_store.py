@@ -15,6 +15,7 @@ run, reading from the same mark, fills in the rest without duplicates.
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
@@ -28,10 +29,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core import contract, partitions
-from core.atomic import write_parquet
+from core.atomic import write_json, write_parquet
 from core.settings import Settings
 
 EVENTS_FILE = "events.parquet"
+PENDING_FILE = "pending_days.json"
 
 
 def users_path(settings: Settings) -> Path:
@@ -133,6 +135,7 @@ def merge(settings: Settings, staged: Staging) -> Landed:
     landed = Landed()
     for day in staged.days():
         landed.add(merge_day(settings, day, staged.read(day)))
+    add_pending(settings, landed.days)
     return landed
 
 
@@ -152,7 +155,8 @@ def merge_day(settings: Settings, day: date | None, events: pa.Table) -> Landed:
     already = events.num_rows - new.num_rows
     if new.num_rows == 0:
         return Landed(already_stored=already)
-    merged = pa.concat_tables([stored, new]).sort_by([("event_time", "ascending")])
+    merged = pa.concat_tables([stored, new]).sort_by([("event_time", "ascending"),
+                                                       ("event_id", "ascending")])  # fmt: skip
     write_parquet(merged, target)
     return Landed(events=new.num_rows, already_stored=already, days={day})
 
@@ -215,14 +219,74 @@ def _unchanged(stored: pa.Table, incoming: pa.Table) -> int:
 def replace_all(settings: Settings, users: pa.Table, events: Iterable[pa.Table]) -> Landed:
     """Raw becomes exactly ``users`` and ``events`` (a full export, or the demo's world).
 
-    Every chunk is read and staged before the old tables go: an input that fails to
-    read leaves them as they were.
+    Every chunk is read and staged before anything changes: an input that fails to read
+    leaves the raw tables as they were. Only days whose events differ are rewritten (and
+    become pending), so a nightly full export costs the days that changed downstream.
     """
     with staging(settings) as staged:
         for chunk in events:
             staged.add(chunk)
-        shutil.rmtree(events_root(settings), ignore_errors=True)
-        users_path(settings).unlink(missing_ok=True)
-        landed = merge(settings, staged)
-    landed.users = upsert_users(settings, users)
+        landed = Landed()
+        root = events_root(settings)
+        incoming = {day or date(1970, 1, 1) for day in staged.days()}
+        for day in partitions.partition_days(root):
+            if day not in incoming:  # the export no longer has this day
+                shutil.rmtree(partitions.partition_dir(root, day))
+                landed.days.add(day)
+        for day in staged.days():
+            landed.add(_replace_day(settings, day, staged.read(day)))
+    landed.users = _replace_users(settings, users)
+    add_pending(settings, landed.days)
     return landed
+
+
+def _replace_users(settings: Settings, users: pa.Table) -> int:
+    """The users table becomes ``users``; the count of users added or changed."""
+    schema = contract.contract_schema(contract.USER_COLUMNS)
+    new = _last_of_each_user(users.cast(schema)).sort_by("user_id")
+    path = users_path(settings)
+    stored = pq.read_table(path, schema=schema) if path.is_file() else schema.empty_table()
+    if stored.equals(new):
+        return 0
+    write_parquet(new, path)
+    return new.num_rows - _unchanged(stored, new)
+
+
+def _replace_day(settings: Settings, day: date | None, events: pa.Table) -> Landed:
+    """Day ``day`` becomes ``events`` (one row per id); untouched when its content is the same."""
+    day = day or date(1970, 1, 1)
+    target = partitions.partition_dir(events_root(settings), day) / EVENTS_FILE
+    schema = contract.contract_schema(contract.EVENT_COLUMNS)
+    new = _first_of_each_id(events.cast(schema)).sort_by([("event_time", "ascending"),
+                                                           ("event_id", "ascending")])  # fmt: skip
+    if target.is_file() and pq.read_table(target, schema=schema).equals(new):
+        return Landed(already_stored=new.num_rows)
+    write_parquet(new, target)
+    return Landed(events=new.num_rows, days={day})
+
+
+def pending_days(settings: Settings) -> list[date]:
+    """Days that received events since their daily tables were last built, oldest first."""
+    path = settings.raw_dir / PENDING_FILE
+    return (
+        sorted(date.fromisoformat(d) for d in json.loads(path.read_text()))
+        if path.is_file()
+        else []
+    )
+
+
+def add_pending(settings: Settings, days: Iterable[date]) -> None:
+    """Remember days whose ``user_daily`` and features must be rebuilt (late events)."""
+    days = set(days)
+    if days - set(pending_days(settings)):
+        _write_pending(settings, set(pending_days(settings)) | days)
+
+
+def clear_pending(settings: Settings, days: Iterable[date]) -> None:
+    """Forget days whose daily tables and features were rebuilt."""
+    left = set(pending_days(settings)) - set(days)
+    _write_pending(settings, left)
+
+
+def _write_pending(settings: Settings, days: set[date]) -> None:
+    write_json(sorted(d.isoformat() for d in days), settings.raw_dir / PENDING_FILE)

@@ -7,6 +7,7 @@ only, so a point-in-time join at T never sees an event at or after T.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -46,6 +47,7 @@ from feature_repo.spec import (
     trend_feature_name,
     window_feature_name,
 )
+from ingestion import raw_store
 
 PREVIOUS = "previous_features"
 USER_COURSES = "user_courses"  # (user_id, course, date): the first day a user touched a course
@@ -392,9 +394,33 @@ def build_rolling_features(settings: Settings, as_of: date | None = None) -> Fea
         courses = _register_courses(engine, courses_root, [as_of])
         sql = rolling_features_sql(settings.windows, as_of, as_of, days[0], has_previous, courses)
         engine.write_day(sql, root, as_of)
+    if as_of is None:  # every day is rebuilt: late events included
+        raw_store.clear_pending(settings, [d for d in raw_store.pending_days(settings)
+                                           if d <= last_day])  # fmt: skip
     return FeatureResult(
         first_day, last_day, partitions.count_rows(root, first_day, last_day), root
     )
+
+
+def build_features_through(
+    settings: Settings, day: date, progress: Callable[[int, int], None] | None = None
+) -> FeatureResult:
+    """Day ``day``'s features, after those of every day since the oldest one that received
+    late events (their windows and lifetime totals carry into the days after them).
+
+    The days are forgotten as pending only once all are built: a failure part-way leaves
+    them for the next run.
+    """
+    pending = [d for d in raw_store.pending_days(settings) if d <= day]
+    first = min([*pending, day])
+    days = [first + timedelta(days=i) for i in range((day - first).days + 1)]
+    for i, one in enumerate(days):
+        build_rolling_features(settings, as_of=one)
+        if progress:
+            progress(i + 1, len(days))
+    raw_store.clear_pending(settings, pending)
+    root = settings.features_path
+    return FeatureResult(first, day, partitions.count_rows(root, first, day), root)
 
 
 def _register_courses(engine: Engine, root: Path, days: list[date]) -> bool:

@@ -177,10 +177,25 @@ def test_ingesting_the_same_export_again_adds_nothing(tmp_path):
 
     again = ingest_files(*files, settings)
 
-    assert again.events == 2 and again.users == 3  # a full export replaces raw
-    assert {k: v[0] for k, v in raw_files(settings.raw_dir).items()} == {
-        k: v[0] for k, v in before.items()
-    }
+    assert (again.events, again.already_stored, again.users, again.days) == (0, 2, 0, set())
+    assert raw_files(settings.raw_dir) == before  # not even rewritten
+
+
+def test_a_changed_export_rewrites_only_the_days_that_changed(tmp_path):
+    settings = get_settings(data_dir=tmp_path / "data", artifacts_dir=tmp_path / "art")
+    users = write(tmp_path / "u.csv", USERS_CSV)
+    two_days = EVENTS_CSV + "e3,007,2025-01-01T08:00:00Z,login,\n"
+    ingest_files(users, write(tmp_path / "e.csv", two_days), settings)
+    raw_store.clear_pending(settings, raw_store.pending_days(settings))
+    day_one = raw_store.events_root(settings) / "date=2025-01-01" / "events.parquet"
+    before = day_one.stat().st_mtime_ns
+
+    changed = two_days.replace("12.5", "13.5")
+    again = ingest_files(users, write(tmp_path / "e.csv", changed), settings)
+
+    assert [d.isoformat() for d in again.days] == ["2025-01-03"]
+    assert [d.isoformat() for d in raw_store.pending_days(settings)] == ["2025-01-03"]
+    assert day_one.stat().st_mtime_ns == before
 
 
 def raw_files(folder: Path) -> dict[str, tuple[bytes, int]]:
