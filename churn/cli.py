@@ -128,6 +128,13 @@ def data_generate(
     drift_day: Annotated[
         int | None, typer.Option(help="Day index where the drift scenario starts.")
     ] = None,
+    into_source: Annotated[
+        bool,
+        typer.Option(
+            help="Write the world into the CHURN_SOURCE PostgreSQL (a demo portal's "
+            "database, as compose's portal-seed does) instead of the raw tables."
+        ),
+    ] = False,
 ) -> None:
     """Generate the demo portal's users and events (and the hidden ground truth)."""
     from ingestion.generate import SCENARIOS, generate_demo_data, write_demo_data
@@ -148,8 +155,24 @@ def data_generate(
             drift_day=drift_day,
             progress=progress,
         )
-        write_demo_data(data, settings)
-    log.note(f"{len(data.users):,} users, {len(data.events):,} events → {settings.raw_dir}")
+        if into_source:
+            _seed_source(settings, data)
+        else:
+            write_demo_data(data, settings)
+    where = "CHURN_SOURCE" if into_source else settings.raw_dir
+    log.note(f"{len(data.users):,} users, {len(data.events):,} events → {where}")
+
+
+def _seed_source(settings: Settings, data) -> None:
+    from core.contract import EVENT_COLUMNS, USER_COLUMNS, to_contract_table
+    from ingestion.postgres_source import seed_portal
+    from ingestion.sources import source_url
+
+    url = source_url(settings)
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise typer.BadParameter("--into-source needs CHURN_SOURCE=postgresql://…")
+    seed_portal(settings, url, to_contract_table(data.users, USER_COLUMNS),
+                to_contract_table(data.events, EVENT_COLUMNS))  # fmt: skip
 
 
 @data_app.command("ingest")

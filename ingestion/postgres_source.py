@@ -223,3 +223,26 @@ def _save_mark(settings: Settings, source: PostgresSource, mark: datetime | None
 
 def state_path(settings: Settings) -> Path:
     return settings.raw_dir / STATE_FILE
+
+
+def seed_portal(
+    settings: Settings, url: str, users: pa.Table, events: pa.Table, chunk_rows: int = 500_000
+) -> None:
+    """Append contract tables to the source's users and events tables (created when missing),
+    as a portal's would be: the demo's ``portal-db`` and the benchmarks seed with this.
+
+    Tables only (not queries), in contract column names, plus ``inserted_at``: the time
+    of the write, a mark column as a portal's insert time would be.
+    """
+    for name in (settings.source_users, settings.source_events):
+        if not _IDENTIFIER.match(name):
+            raise SourceError(f"seeding needs table names, got {name!r}")
+    conn = _connect(PostgresSource.from_settings(settings, url))
+    with conn, conn.cursor() as cur:
+        cur.adbc_ingest(settings.source_users, users, mode="create_append")
+        stamp = pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC"))
+        for start in range(0, max(events.num_rows, 1), chunk_rows):
+            chunk = events.slice(start, chunk_rows)
+            chunk = chunk.append_column("inserted_at", pa.repeat(stamp, chunk.num_rows))
+            cur.adbc_ingest(settings.source_events, chunk, mode="create_append")
+        conn.commit()
