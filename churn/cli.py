@@ -171,8 +171,12 @@ def _seed_source(settings: Settings, data) -> None:
     url = source_url(settings)
     if not url.startswith(("postgresql://", "postgres://")):
         raise typer.BadParameter("--into-source needs CHURN_SOURCE=postgresql://…")
-    seed_portal(settings, url, to_contract_table(data.users, USER_COLUMNS),
-                to_contract_table(data.events, EVENT_COLUMNS))  # fmt: skip
+    seeded = seed_portal(settings, url, to_contract_table(data.users, USER_COLUMNS),
+                         to_contract_table(data.events, EVENT_COLUMNS))  # fmt: skip
+    if not seeded:
+        console.print(
+            f"{settings.source_users} exists at the source: already seeded, left as it is"
+        )
 
 
 @data_app.command("ingest")

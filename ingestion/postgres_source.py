@@ -227,9 +227,10 @@ def state_path(settings: Settings) -> Path:
 
 def seed_portal(
     settings: Settings, url: str, users: pa.Table, events: pa.Table, chunk_rows: int = 500_000
-) -> None:
-    """Append contract tables to the source's users and events tables (created when missing),
-    as a portal's would be: the demo's ``portal-db`` and the benchmarks seed with this.
+) -> bool:
+    """Create the source's users and events tables holding ``users`` and ``events``, as a
+    portal's would be: the demo's ``portal-db`` and the benchmarks seed with this. False,
+    and nothing written, when the users table exists already (a seeded database).
 
     Tables only (not queries), in contract column names, plus ``inserted_at``: the time
     of the write, a mark column as a portal's insert time would be.
@@ -239,10 +240,18 @@ def seed_portal(
             raise SourceError(f"seeding needs table names, got {name!r}")
     conn = _connect(PostgresSource.from_settings(settings, url))
     with conn, conn.cursor() as cur:
-        cur.adbc_ingest(settings.source_users, users, mode="create_append")
+        cur.execute(f"SELECT to_regclass({_literal(settings.source_users)}) IS NOT NULL")
+        if cur.fetchone()[0]:
+            return False
+        cur.adbc_ingest(settings.source_users, users, mode="create")
         stamp = pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC"))
         for start in range(0, max(events.num_rows, 1), chunk_rows):
             chunk = events.slice(start, chunk_rows)
             chunk = chunk.append_column("inserted_at", pa.repeat(stamp, chunk.num_rows))
             cur.adbc_ingest(settings.source_events, chunk, mode="create_append")
         conn.commit()
+    return True
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

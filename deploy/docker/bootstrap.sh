@@ -4,7 +4,9 @@
 # promote → materialize, so the API has a model to serve and features to read.
 #
 #   CHURN_BOOTSTRAP_DATA   a directory (inside the container) holding users.parquet|csv and
-#                          events.parquet|csv: your portal's data. Unset: demo data.
+#                          events.parquet|csv: your portal's data.
+#   CHURN_SOURCE           else: the portal's database or landing folder, read whole the
+#                          first time (the backfill). Neither: demo data.
 #   CHURN_BOOTSTRAP_USERS  demo users (default 2000)
 #   CHURN_BOOTSTRAP_DAYS   demo days of history, ending yesterday (default 120)
 #
@@ -52,6 +54,9 @@ if [[ -n "$data" ]]; then
     fi
     say "ingesting $users and $events"
     churn data ingest --users-file "$users" --events-file "$events"
+elif [[ -n "${CHURN_SOURCE:-}" ]]; then
+    say "backfilling from CHURN_SOURCE"
+    churn data ingest
 else
     say "no CHURN_BOOTSTRAP_DATA: generating demo data"
     churn data generate --users "${CHURN_BOOTSTRAP_USERS:-2000}" --days "${CHURN_BOOTSTRAP_DAYS:-120}"
