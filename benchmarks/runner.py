@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ class Bench:
     rate: Callable[[dict, Totals], str] = lambda r, t: ""
     newest_day: bool = False  # only the newest day, as the nightly runs: `--as-of`, T = day + 1
     everyone: bool = False  # every user counts as active: the whole table scored
+    yesterday: bool = False  # the night after yesterday (the day the world's data ends)
 
 
 def _scored(m: Measured) -> dict:
@@ -84,6 +85,21 @@ def _joined(m: Measured) -> dict:
     return {"rows": len(joined.frame), "labels_s": labels_s}
 
 
+def _landed(m: Measured) -> dict:
+    landed = m.results["ingest"]
+    return {"events": landed.events, "already_stored": landed.already_stored,
+            "days": len(landed.days), "users": landed.users}  # fmt: skip
+
+
+def _landed_rate(r: dict, t: Totals) -> str:
+    return (f"{r['events'] / r['seconds']:,.0f} events/s ({r['events']:,} new over {r['days']} "
+            f"days, {r['already_stored']:,} already stored)")  # fmt: skip
+
+
+def _night(m: Measured) -> dict:
+    return _landed(m) | {part: m.seconds[part] for part in m.seconds}
+
+
 def _trained(m: Measured) -> dict:
     result = m.results["train"]
     return {"rows": sum(result.rows.values()), "pr_auc": result.metrics[result.best]["pr_auc"]}
@@ -99,6 +115,10 @@ BENCHES: dict[str, Bench] = {
     "daily run": Bench(("prepare", "features"), _built,
                        lambda r, t: f"one day: {r['feature_rows']:,} feature rows", newest_day=True),
     "apply": Bench(("apply",)),
+    "ingest": Bench(("ingest",), _landed, _landed_rate),
+    "night data": Bench(("ingest", "validate", "prepare", "features"), _night, lambda r, t: (
+        f"{r['events']:,} new events; ingest {r['ingest']:.1f} s, validate {r['validate']:.1f} s, "
+        f"prepare {r['prepare']:.1f} s, features {r['features']:.1f} s"), yesterday=True),
     "materialize": Bench(("materialize",), rate=lambda r, t: (
         f"{t.users / r['seconds']:,.0f} users/s (newest row per user)")),
     "labels+join": Bench(("labels+join",), _joined, lambda r, t: (
@@ -152,6 +172,9 @@ def bench_inputs(bench: Bench, users: int, days: int) -> StageInputs:
     if bench.everyone:
         settings = settings.model_copy(update={"active_lookback_days": days})
     inputs = StageInputs(settings, datetime.now(UTC), users=users, days=days)
+    if bench.yesterday:
+        night = StageInputs.night(settings, datetime.now(UTC).date() - timedelta(days=1))
+        inputs = replace(inputs, now=night.now, day=night.day)
     if bench.newest_day:
         night = StageInputs.night(settings, partitions.partition_days(settings.user_daily_path)[-1])
         inputs = replace(inputs, now=night.now, day=night.day)

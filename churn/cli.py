@@ -19,7 +19,7 @@ from rich.console import Console
 
 from churn.progress import StageLog, training_table, tuning_table
 from core.settings import Settings, get_settings
-from monitor.jobs import job_run, validation_samples
+from monitor.jobs import ingest_samples, job_run, validation_samples
 
 app = typer.Typer(help="Churn prediction on a Feast feature store.", no_args_is_help=True)
 data_app = typer.Typer(
@@ -204,6 +204,7 @@ def data_ingest(
 ) -> None:
     """Land the portal's users and events in the raw tables: a full export (files), or
     what is new at the source (its database, or a landing folder)."""
+    from core.push import push
     from ingestion.ingest import ingest_files
     from ingestion.sources import ingest_from_source
 
@@ -211,11 +212,12 @@ def data_ingest(
         raise typer.BadParameter("--users-file and --events-file go together")
     settings = _settings()
     log = StageLog(console)
-    with _user_errors(), log.stage("ingest") as progress:
+    with _user_errors(), job_run(settings, "ingest"), log.stage("ingest") as progress:
         if users_file and events_file:
             landed = ingest_files(users_file, events_file, settings)
         else:
             landed = ingest_from_source(settings, source, progress=progress)
+        push(settings, "churn_ingest", ingest_samples(landed))
     if landed.events == 0 and landed.users == 0:
         log.note(f"nothing new ({landed.already_stored:,} events read were already stored)")
         return

@@ -232,8 +232,8 @@ def seed_portal(
     portal's would be: the demo's ``portal-db`` and the benchmarks seed with this. False,
     and nothing written, when the users table exists already (a seeded database).
 
-    Tables only (not queries), in contract column names, plus ``inserted_at``: the time
-    of the write, a mark column as a portal's insert time would be.
+    Tables only (not queries), in contract column names, plus ``inserted_at`` (each event's
+    own time, as if written when it happened): a mark column as a portal's insert time.
     """
     for name in (settings.source_users, settings.source_events):
         if not _IDENTIFIER.match(name):
@@ -244,10 +244,9 @@ def seed_portal(
         if cur.fetchone()[0]:
             return False
         cur.adbc_ingest(settings.source_users, users, mode="create")
-        stamp = pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC"))
         for start in range(0, max(events.num_rows, 1), chunk_rows):
             chunk = events.slice(start, chunk_rows)
-            chunk = chunk.append_column("inserted_at", pa.repeat(stamp, chunk.num_rows))
+            chunk = chunk.append_column("inserted_at", chunk["event_time"])
             cur.adbc_ingest(settings.source_events, chunk, mode="create_append")
         conn.commit()
     return True

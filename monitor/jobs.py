@@ -18,7 +18,10 @@ from core import partitions
 from core.push import Sample, push
 from core.settings import Settings
 
-if TYPE_CHECKING:  # pandera, which the rules import, costs every command's start-up
+if TYPE_CHECKING:
+    from ingestion.raw_store import (
+        Landed,  # pandera, which the rules import, costs every command's start-up
+    )
     from ingestion.rules import ValidationReport
 
 SUCCESS = "churn_job_last_success_timestamp_seconds"
@@ -78,6 +81,19 @@ def online_freshness(settings: Settings, until: datetime) -> Sample:
     stamp = min(newest, until) if newest else None
     value = stamp.timestamp() if stamp else 0.0
     return Sample(FRESHNESS, value, "Newest feature timestamp loaded into the online store")
+
+
+def ingest_samples(landed: Landed) -> list[Sample]:
+    """What the last ingest added: a night with nothing new shows 0 new events."""
+    return [
+        Sample("churn_ingest_events_new", landed.events, "Events the last ingest stored"),
+        Sample("churn_ingest_events_already_stored", landed.already_stored,
+               "Events the last ingest read that were already stored (look-back, re-runs)"),
+        Sample("churn_ingest_users_changed", landed.users,
+               "Users the last ingest added or changed"),
+        Sample("churn_ingest_days_touched", len(landed.days),
+               "Days the last ingest added events to (rebuilt by the night)"),
+    ]  # fmt: skip
 
 
 def validation_samples(report: ValidationReport) -> list[Sample]:
