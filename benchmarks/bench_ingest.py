@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from feature_repo.store import open_store
-    from ingestion.postgres_source import seed_portal
+    from ingestion.postgres_source import append_events, seed_portal
 
     admin = os.environ.get("CHURN_TEST_POSTGRES_URL", DEFAULT_URL)
     name = f"churn_bench_{uuid.uuid4().hex[:8]}"
@@ -80,7 +80,7 @@ def main() -> None:
         first = run_stages(("ingest", "validate", "prepare+features"), settings, args.users,
                            args.days)  # fmt: skip
         started = time.perf_counter()
-        seed_more(settings, url, yesterday)
+        append_events(settings, url, yesterday, datetime.now(UTC))
         _seconds(f"inserted yesterday's {yesterday.num_rows:,} events at the source", started)
         night = run_stages(("night data",), settings, args.users, args.days)
     finally:
@@ -91,18 +91,6 @@ def main() -> None:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     report(args, history.num_rows, yesterday.num_rows, seeded, first, night)
-
-
-def seed_more(settings, url: str, events) -> None:
-    """Append ``events`` to the seeded source's events table, stamped now (their insert)."""
-    import adbc_driver_postgresql.dbapi as adbc
-    import pyarrow as pa
-
-    stamp = pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC"))
-    with adbc.connect(url) as conn, conn.cursor() as cur:
-        table = events.append_column("inserted_at", pa.repeat(stamp, events.num_rows))
-        cur.adbc_ingest(settings.source_events, table, mode="append")
-        conn.commit()
 
 
 def report(args, backfill: int, new: int, seeded: float, first: dict, night: dict) -> None:

@@ -252,5 +252,16 @@ def seed_portal(
     return True
 
 
+def append_events(settings: Settings, url: str, events: pa.Table, inserted_at: datetime) -> None:
+    """Append contract events to a seeded source's events table, inserted at ``inserted_at``
+    (events committed late, as a portal's would be): the benchmarks and tests use it."""
+    stamp = pa.scalar(inserted_at, pa.timestamp("us", tz="UTC"))
+    conn = _connect(PostgresSource.from_settings(settings, url))
+    with conn, conn.cursor() as cur:
+        table = events.append_column("inserted_at", pa.repeat(stamp, events.num_rows))
+        cur.adbc_ingest(settings.source_events, table, mode="append")
+        conn.commit()
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"

@@ -10,12 +10,20 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pytest
 
 from churn.nightly import FAILED_STEP
+from core.contract import EVENT_COLUMNS, USER_COLUMNS, to_contract_table
 from core.partitions import partition_dir
 from core.settings import Settings
-from feature_repo.store import open_store
+from feature_repo.store import apply_definitions, open_store
+from ingestion.generate import generate_demo_data
+from ingestion.postgres_source import append_events, seed_portal
+from ingestion.prepare import build_user_daily
+from ingestion.rolling_features import build_rolling_features
+from ingestion.sources import ingest_from_source
+from ingestion.validate import run_validation
 from monitor.jobs import FAILURE, SUCCESS
 from tests.integration.test_push import pushed_samples, running_pushgateway
 from tests.integration.world import TODAY, build_world
@@ -101,5 +109,49 @@ def test_a_night_whose_features_fail_scores_nothing_and_names_the_step(tmp_path,
             assert FAILURE in features and SUCCESS not in features
             for job in JOBS[1:]:
                 assert pushed_samples(gateway, f"churn_{job}") == {}, job
+        finally:
+            open_store(settings).teardown()
+
+
+def test_an_unattended_night_reads_what_is_new_at_the_portals_database(
+    tmp_path, isolated_settings, database
+):
+    """The portal's PostgreSQL is the source: the backfill builds the tables through the day
+    before yesterday, yesterday's events are committed at the source, and ``churn nightly``
+    ingests them and scores; a second night finds nothing new and still completes."""
+    with running_pushgateway(tmp_path) as gateway:
+        settings = isolated_settings(tmp_path / "world", pushgateway_url=gateway,
+                                     source=database, source_mark_column="inserted_at")  # fmt: skip
+        day = (TODAY - timedelta(days=1)).date()
+        data = generate_demo_data(n_users=300, days=120, seed=6, start=day - timedelta(days=119))
+        users = to_contract_table(data.users, USER_COLUMNS)
+        events = to_contract_table(data.events, EVENT_COLUMNS)
+        late = pc.greater_equal(events["event_time"], TODAY - timedelta(days=1))
+        try:
+            seed_portal(settings, database, users, events.filter(pc.invert(late)))
+            backfill = ingest_from_source(settings)
+            assert backfill.events == events.num_rows - pc.sum(late).as_py()
+            assert run_validation(settings).passed
+            build_user_daily(settings, now=TODAY - timedelta(days=1))
+            build_rolling_features(settings)
+            apply_definitions(settings)
+            trained = train_models(settings, now=TODAY - timedelta(days=1))
+            force(settings, trained.versions[trained.best], "nightly source test")
+            append_events(settings, database, events.filter(late), TODAY)
+
+            night = churn_nightly(settings, day.isoformat())
+
+            assert night.returncode == 0, night.stdout[-3000:] + night.stderr[-3000:]
+            assert "→ churn data ingest" in night.stdout
+            ingest = pushed_samples(gateway, "churn_ingest")
+            assert ingest[("churn_ingest_events_new", ())] == pc.sum(late).as_py() > 0
+            assert partition_dir(settings.features_path, day).is_dir()
+            assert (settings.predictions_dir / f"as_of={TODAY.date()}" / "high_risk.csv").exists()
+
+            again = churn_nightly(settings, day.isoformat())
+
+            assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+            assert "nothing new" in again.stdout
+            assert pushed_samples(gateway, "churn_ingest")[("churn_ingest_events_new", ())] == 0
         finally:
             open_store(settings).teardown()
