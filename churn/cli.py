@@ -201,6 +201,13 @@ def data_ingest(
             "CHURN_SOURCE); read incrementally, only what is new."
         ),
     ] = None,
+    full: Annotated[
+        bool,
+        typer.Option(
+            help="Re-read the whole database source and take its corrections to "
+            "events already stored (only the days that differ are rebuilt)."
+        ),
+    ] = False,
 ) -> None:
     """Land the portal's users and events in the raw tables: a full export (files), or
     what is new at the source (its database, or a landing folder)."""
@@ -216,7 +223,7 @@ def data_ingest(
         if users_file and events_file:
             landed = ingest_files(users_file, events_file, settings)
         else:
-            landed = ingest_from_source(settings, source, progress=progress)
+            landed = ingest_from_source(settings, source, progress=progress, full=full)
         push(settings, "churn_ingest", ingest_samples(landed))
     if landed.events == 0 and landed.users == 0:
         log.note(f"nothing new ({landed.already_stored:,} events read were already stored)")

@@ -174,11 +174,17 @@ def ingest_postgres(
     url: str,
     now: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
+    full: bool = False,
 ) -> raw_store.Landed:
-    """One incremental run: users upserted, the events past the mark added, the mark moved."""
+    """One incremental run: users upserted, the events past the mark added, the mark moved.
+
+    ``full`` reads the whole source and makes the raw tables equal to it: the way to take
+    corrections made at the source to events already stored (which an incremental run
+    keeps as first stored); only the days that differ are rewritten and rebuilt.
+    """
     source = PostgresSource.from_settings(settings, url)
     state = load_state(settings).get(source.name, {})
-    mark = datetime.fromisoformat(state["mark"]) if state.get("mark") else None
+    mark = datetime.fromisoformat(state["mark"]) if state.get("mark") and not full else None
     since = mark - source.lookback if mark else None
     newest = mark
     with raw_store.staging(settings) as staged, _connect(source) as conn, conn.cursor() as cur:
@@ -195,8 +201,12 @@ def ingest_postgres(
             raise
         except Exception as exc:  # the driver's: a dropped connection, a bad query
             raise SourceError(f"reading {source.name} failed: {_first_line(exc)}") from exc
-        landed = raw_store.merge(settings, staged)
-    landed.users = raw_store.upsert_users(settings, users)
+        if full:
+            landed = raw_store.replace_with(settings, users, staged)
+        else:
+            landed = raw_store.merge(settings, staged)
+    if not full:
+        landed.users = raw_store.upsert_users(settings, users)
     _save_mark(settings, source, newest, landed, now or datetime.now(UTC))
     return landed
 

@@ -220,21 +220,27 @@ def replace_all(settings: Settings, users: pa.Table, events: Iterable[pa.Table])
     """Raw becomes exactly ``users`` and ``events`` (a full export, or the demo's world).
 
     Every chunk is read and staged before anything changes: an input that fails to read
-    leaves the raw tables as they were. Only days whose events differ are rewritten (and
-    become pending), so a nightly full export costs the days that changed downstream.
+    leaves the raw tables as they were.
     """
     with staging(settings) as staged:
         for chunk in events:
             staged.add(chunk)
-        landed = Landed()
-        root = events_root(settings)
-        incoming = {day or date(1970, 1, 1) for day in staged.days()}
-        for day in partitions.partition_days(root):
-            if day not in incoming:  # the export no longer has this day
-                shutil.rmtree(partitions.partition_dir(root, day))
-                landed.days.add(day)
-        for day in staged.days():
-            landed.add(_replace_day(settings, day, staged.read(day)))
+        return replace_with(settings, users, staged)
+
+
+def replace_with(settings: Settings, users: pa.Table, staged: Staging) -> Landed:
+    """Raw becomes exactly ``users`` and the ``staged`` events: a source read whole. Only
+    days whose events differ are rewritten (and become pending), so a full export, or a
+    re-read after corrections at the source, costs the days that changed downstream."""
+    landed = Landed()
+    root = events_root(settings)
+    incoming = {day or date(1970, 1, 1) for day in staged.days()}
+    for day in partitions.partition_days(root):
+        if day not in incoming:  # the source no longer has this day
+            shutil.rmtree(partitions.partition_dir(root, day))
+            landed.days.add(day)
+    for day in staged.days():
+        landed.add(_replace_day(settings, day, staged.read(day)))
     landed.users = _replace_users(settings, users)
     add_pending(settings, landed.days)
     return landed

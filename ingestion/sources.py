@@ -40,13 +40,18 @@ def ingest_from_source(
     url: str | None = None,
     now: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
+    full: bool = False,
 ) -> Landed:
-    """One ingest run from ``url`` (default CHURN_SOURCE): what it added to the raw tables."""
+    """One ingest run from ``url`` (default CHURN_SOURCE): what it added to the raw tables.
+    ``full`` (the database only) re-reads the whole source and takes its corrections."""
     url = source_url(settings, url)
     if url.startswith("dir://"):
+        if full:
+            raise SourceError("--full re-reads a database; a landing folder takes corrected "
+                              "files as they come")  # fmt: skip
         from ingestion.landing_source import ingest_landing
 
         return ingest_landing(settings, Path(unquote(urlsplit(url).path)), now, progress)
     from ingestion.postgres_source import ingest_postgres
 
-    return ingest_postgres(settings, url, now, progress)
+    return ingest_postgres(settings, url, now, progress, full=full)

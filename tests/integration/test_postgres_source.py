@@ -143,6 +143,19 @@ def test_an_event_changed_at_the_source_after_ingest_keeps_its_first_version(por
     assert again.events == 0 and again.already_stored == 10
     assert stored(settings)["2"]["watch_minutes"] == 12.5
 
+    # A full re-read makes raw equal to the source: the correction lands, and only its
+    # day is rewritten and pending for the daily tables.
+    raw_store.clear_pending(settings, raw_store.pending_days(settings))
+    add_events(portal, 11, 11, "2026-01-25", "2026-01-25 07:00+00")
+    other_day = raw_store.events_root(settings) / "date=2026-01-25" / "events.parquet"
+    full = ingest_postgres(settings, portal, now=NOW, full=True)
+    assert stored(settings)["2"]["watch_minutes"] == 99.0
+    assert sorted(d.isoformat() for d in full.days) == ["2026-01-20", "2026-01-25"]
+    assert other_day.is_file() and len(stored(settings)) == 11
+    before = other_day.stat().st_mtime_ns
+    assert ingest_postgres(settings, portal, now=NOW, full=True).days == set()
+    assert other_day.stat().st_mtime_ns == before
+
 
 def test_a_connection_dropped_mid_read_writes_nothing_and_keeps_the_mark(
     portal, make_settings, postgres_url
