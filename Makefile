@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install activate-settings demo-deps system-deps demo test test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-api bench-models demo-dates feast clean
+.PHONY: install activate-settings demo-deps system-deps demo test test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-ingest bench-api bench-models demo-dates feast clean
 
 install: $(VENV)/.installed activate-settings
 
@@ -112,6 +112,11 @@ bench-batch: install system-deps
 	$(BIN)/python benchmarks/bench_batch.py
 
 # Both engines on the same 100k users: needs Java 17+ (the spark extra is in the dev install).
+# Ingest from PostgreSQL (a database of its own on CHURN_TEST_POSTGRES_URL, default the
+# local server): the backfill and a night. ARGS="--users 2000 --days 30" for a quick run.
+bench-ingest: install system-deps
+	$(BIN)/python benchmarks/bench_ingest.py $(ARGS)
+
 bench-spark: install system-deps
 	$(BIN)/python benchmarks/bench_spark.py $(ARGS)
 
