@@ -87,6 +87,7 @@ def _user_errors() -> Iterator[None]:
     from feature_repo.redis_server import RedisUnavailableError
     from feature_repo.store import FeastCommandError
     from ingestion.ingest import SourceError
+    from ingestion.raw_store import IngestRunning
     from training.registry import RegistryError
 
     try:
@@ -98,6 +99,7 @@ def _user_errors() -> Iterator[None]:
         FeastCommandError,
         RegistryError,
         SourceError,
+        IngestRunning,
     ) as exc:
         console.print(f"[red]{type(exc).__name__}:[/red] {exc}")
         raise typer.Exit(1) from exc

@@ -15,6 +15,7 @@ run, reading from the same mark, fills in the rest without duplicates.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import uuid
@@ -118,16 +119,27 @@ class Staging:
         return pa.concat_tables(pq.read_table(f, schema=schema) for f in files)
 
 
+class IngestRunning(RuntimeError):
+    """Another ingest holds the raw tables; this one changed nothing."""
+
+
 @contextmanager
 def staging(settings: Settings) -> Iterator[Staging]:
     """A fresh staging area under ``raw/.staging``, removed afterwards whatever happens
-    (a crashed run's leftovers are removed by the next)."""
-    root = settings.raw_dir / ".staging"
-    shutil.rmtree(root, ignore_errors=True)
-    try:
-        yield Staging(root / uuid.uuid4().hex)
-    finally:
+    (a crashed run's leftovers are removed by the next). One ingest at a time: a second
+    one, while the lock ``raw/.ingest.lock`` is held, stops at once with IngestRunning."""
+    settings.raw_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.raw_dir / ".ingest.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise IngestRunning(f"another ingest is writing {settings.raw_dir}: try later") from exc
+        root = settings.raw_dir / ".staging"
         shutil.rmtree(root, ignore_errors=True)
+        try:
+            yield Staging(root / uuid.uuid4().hex)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def merge(settings: Settings, staged: Staging) -> Landed:

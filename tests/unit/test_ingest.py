@@ -219,3 +219,13 @@ def test_failed_ingest_leaves_previous_raw_tables_untouched(tmp_path):
         ingest_files(users_file, bad_events, settings)
 
     assert raw_files(settings.raw_dir) == before
+
+
+def test_a_second_ingest_while_one_runs_stops_and_changes_nothing(tmp_path):
+    settings = get_settings(data_dir=tmp_path / "data", artifacts_dir=tmp_path / "art")
+    files = write(tmp_path / "u.csv", USERS_CSV), write(tmp_path / "e.csv", EVENTS_CSV)
+    with raw_store.staging(settings):  # an ingest in progress
+        with pytest.raises(raw_store.IngestRunning, match="another ingest"):
+            ingest_files(*files, settings)
+        assert not raw_store.event_files(settings)
+    assert ingest_files(*files, settings).events == 2
