@@ -17,16 +17,20 @@ The database, the data directory and the Feast project are removed afterwards.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from runner import BENCHES, bench_settings, run_stages
 
 DEFAULT_URL = "postgresql://root@127.0.0.1:5432/postgres"
@@ -46,20 +50,37 @@ def _world(users: int, days: int, seed: int):
     return users_table, events.filter(pc.invert(late)), events.filter(late)
 
 
-def _seconds(message: str, started: float) -> float:
-    took = time.perf_counter() - started
-    print(f"… {message}: {took:.1f} s", file=sys.stderr, flush=True)
-    return took
+def seed(url: str, users: int, days: int, out: Path) -> None:
+    """The child that builds the world: seeds the source with all but yesterday's events,
+    keeps yesterday's in ``out``, prints the counts. A child of its own, so the stages'
+    processes, forked from the parent, do not start with the world's memory as their peak
+    (``ru_maxrss`` carries over a fork and an exec)."""
+    from core.settings import get_settings
+    from ingestion.postgres_source import seed_portal
+
+    settings = get_settings()
+    started = time.perf_counter()
+    users_table, history, yesterday = _world(users, days, settings.seed)
+    generated = time.perf_counter() - started
+    started = time.perf_counter()
+    seed_portal(settings, url, users_table, history)
+    pq.write_table(yesterday, out)
+    print(json.dumps({"generated_s": generated, "seeded_s": time.perf_counter() - started,
+                      "history": history.num_rows, "yesterday": yesterday.num_rows}))  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--seed-into", help=argparse.SUPPRESS)
+    parser.add_argument("--keep", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.seed_into:
+        return seed(args.seed_into, args.users, args.days, args.keep)
 
     from feature_repo.store import open_store
-    from ingestion.postgres_source import append_events, seed_portal
+    from ingestion.postgres_source import append_events
 
     admin = os.environ.get("CHURN_TEST_POSTGRES_URL", DEFAULT_URL)
     name = f"churn_bench_{uuid.uuid4().hex[:8]}"
@@ -71,17 +92,19 @@ def main() -> None:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        started = time.perf_counter()
-        users, history, yesterday = _world(args.users, args.days, settings.seed)
-        _seconds(f"generated {history.num_rows + yesterday.num_rows:,} events", started)
-        started = time.perf_counter()
-        seed_portal(settings, url, users, history)
-        seeded = _seconds(f"seeded {history.num_rows:,} events at the source", started)
+        print(f"… generating and seeding {args.users:,} users × {args.days} days", file=sys.stderr)
+        kept = tmp / "yesterday.parquet"
+        child = subprocess.run(
+            [sys.executable, __file__, "--seed-into", url, "--keep", str(kept),
+             "--users", str(args.users), "--days", str(args.days)],
+            env={**os.environ, **settings.as_env()}, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if child.returncode != 0:
+            raise SystemExit(f"seeding failed:\n{child.stderr[-3000:]}")
+        world = json.loads(child.stdout.strip().splitlines()[-1])
         first = run_stages(("ingest", "validate", "prepare+features"), settings, args.users,
                            args.days)  # fmt: skip
-        started = time.perf_counter()
-        append_events(settings, url, yesterday, datetime.now(UTC))
-        _seconds(f"inserted yesterday's {yesterday.num_rows:,} events at the source", started)
+        append_events(settings, url, pq.read_table(kept), datetime.now(UTC))
         night = run_stages(("night data",), settings, args.users, args.days)
     finally:
         try:
@@ -90,15 +113,16 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    report(args, history.num_rows, yesterday.num_rows, seeded, first, night)
+    report(args, world, first, night)
 
 
-def report(args, backfill: int, new: int, seeded: float, first: dict, night: dict) -> None:
+def report(args, world: dict, first: dict, night: dict) -> None:
     from runner import Totals
 
-    totals = Totals(args.users, backfill, first["prepare+features"]["user_days"])
-    print(f"\n{args.users:,} users × {args.days} days: {backfill:,} events at the source "
-          f"(seeded in {seeded:.1f} s), then {new:,} more for yesterday")  # fmt: skip
+    totals = Totals(args.users, world["history"], first["prepare+features"]["user_days"])
+    print(f"\n{args.users:,} users × {args.days} days: {world['history']:,} events at the "
+          f"source (generated in {world['generated_s']:.1f} s, seeded in "
+          f"{world['seeded_s']:.1f} s), then {world['yesterday']:,} more for yesterday")  # fmt: skip
     print(f"{'stage':<18}{'seconds':>9}{'peak RSS MB':>13}  detail")
     for stage, r in (first | night).items():
         rate = BENCHES[stage].rate(r, totals)
