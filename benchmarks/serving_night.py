@@ -219,6 +219,8 @@ def restart_figures(
 
 def main() -> None:
     args = _arguments()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: `make bench-serving` installs it (as root)")
     from runner import bench_settings, run_stages
 
     from core.readiness import free_port
