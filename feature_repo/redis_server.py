@@ -60,17 +60,22 @@ def ensure_redis(settings: Settings, say: Callable[[str], None] = print) -> Sett
 
 
 def start_redis_server(
-    port: int, directory: Path, persist: bool = True, binary: str = "redis-server"
+    port: int,
+    directory: Path,
+    persist: bool = True,
+    binary: str = "redis-server",
+    append_only: bool = False,
 ) -> str:
     """Start a daemonized redis-server on 127.0.0.1:``port`` with its pid file, log and data
     in ``directory``; its URL once it answers. Without ``persist`` it never writes a
     snapshot: a benchmark or a test that kills it and starts it again gets an empty store,
-    as after a crash of a server that had no time to save."""
+    as after a crash of a server that had no time to save. ``append_only`` keeps an
+    append-only file there, as compose's Redis does: started again, it reloads its data."""
     directory.mkdir(parents=True, exist_ok=True)
     command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
                "--dir", str(directory), "--logfile", str(directory / "redis.log"),
                "--pidfile", str(directory / "redis.pid"), "--save", "60 1" if persist else "",
-               "--appendonly", "no"]  # fmt: skip
+               "--appendonly", "yes" if append_only else "no"]  # fmt: skip
     subprocess.run(command, check=True, capture_output=True)
     url = f"redis://127.0.0.1:{port}/0"
     try:

@@ -171,6 +171,38 @@ def test_a_promotion_under_load_fails_no_request_and_switches_the_answers(night)
     assert {a.model_version for a in load.answers[-50:]} == {target}
 
 
+def test_a_redis_restart_that_keeps_its_data_is_503s_then_200s(night):
+    """As compose runs Redis (an append-only file): killed and started again, it reloads the
+    features, so the API answers 503 with Retry-After while it is down and 200 once it
+    answers again, without a materialize and without restarting the API; never a 404."""
+    client = redis.Redis.from_url(night.settings.redis_url)
+    client.config_set("appendonly", "yes")  # writes the whole dataset to the file, then logs
+
+    def file_written() -> bool:
+        info = client.info("persistence")
+        return (
+            info["aof_enabled"] == 1
+            and not info["aof_rewrite_in_progress"]
+            and not (info["aof_rewrite_scheduled"])
+        )
+
+    wait_until("the append-only file written", file_written, HANG_GUARD_SECONDS, interval=0.05)
+    with Load(night.base, night.users) as load:
+        killed = len(load.answers)
+        kill_redis_server(night.redis_dir)
+        wait_until("the API to answer 503",
+                   lambda: any(a.status == 503 for a in load.answers[killed:]),
+                   HANG_GUARD_SECONDS, interval=0.01)  # fmt: skip
+        start_redis_server(night.redis_port, night.redis_dir, persist=False, append_only=True)
+        wait_until("the API to answer 200 again",
+                   lambda: [a.status for a in load.answers[-20:]] == [200] * 20,
+                   HANG_GUARD_SECONDS, interval=0.01)  # fmt: skip
+    answers = load.answers
+    assert {a.status for a in answers} == {200, 503}, {a.status for a in answers}
+    assert all(a.retry_after == "1" for a in answers if a.status == 503)
+    redis.Redis.from_url(night.settings.redis_url).config_set("appendonly", "no")
+
+
 def test_a_redis_restart_under_load_is_503s_never_a_500_and_the_api_recovers(night):
     """Killed, the redis-server takes the features with it (it saves nothing): 503s with
     Retry-After while it is down, 404s (no features) until materialize has loaded it again,
