@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install activate-settings demo-deps system-deps demo test test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-ingest bench-api bench-models demo-dates feast clean
+.PHONY: install activate-settings demo-deps system-deps demo test test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-ingest wrk-deps bench-api bench-serving bench-models demo-dates feast clean
 
 install: $(VENV)/.installed activate-settings
 
@@ -120,13 +120,21 @@ bench-ingest: install system-deps
 bench-spark: install system-deps
 	$(BIN)/python benchmarks/bench_spark.py $(ARGS)
 
-# wrk is the load generator (api_load.py falls back to a Python one without it).
-bench-api: install system-deps
+# wrk, the load generator of bench-api (api_load.py falls back to a Python one without it)
+# and bench-serving.
+wrk-deps:
 	@if ! command -v wrk >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing wrk (apt-get)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
 	fi
+
+bench-api: install system-deps wrk-deps
 	$(BIN)/python benchmarks/api_load.py $(ARGS)
+
+# The API while materialize writes Redis, while its redis-server restarts, while a model is
+# promoted (issue 15): 100,000 users by default, e.g. make bench-serving ARGS="--users 2000".
+bench-serving: install system-deps wrk-deps
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/serving_night.py $(ARGS)
 
 # The demo's gate verdict and metrics on 14 consecutive end dates (the same world each).
 demo-dates: install system-deps

@@ -26,6 +26,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -116,13 +117,24 @@ def _split(url: str) -> tuple[str, int, str]:
 def wrk(
     url: str, script: str, concurrency: int, duration: int, tmp: Path
 ) -> tuple[float, float, float, int]:
+    """req/s, p50 ms, p99 ms and failed requests (non-2xx and socket errors) of one wrk run."""
+    return wrk_figures(wrk_output(url, script, concurrency, duration, tmp))
+
+
+def wrk_output(url: str, script: str, concurrency: int, duration: int, tmp: Path) -> str:
+    """What wrk printed (with ``--latency``) for ``duration`` s of ``script`` at ``concurrency``;
+    a script's own ``done()`` lines come at its end."""
     lua = tmp / f"load-{uuid.uuid4().hex[:6]}.lua"
     lua.write_text(script)
     threads = min(2, concurrency)
-    out = subprocess.run(
+    return subprocess.run(
         ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", str(lua), url],
         capture_output=True, text=True, check=True, timeout=duration + 60,
     ).stdout  # fmt: skip
+
+
+def wrk_figures(out: str) -> tuple[float, float, float, int]:
+    """req/s, p50 ms, p99 ms and failed requests from wrk's output."""
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1))
     p99 = _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))
@@ -138,28 +150,51 @@ def _ms(text: str) -> float:
 
 
 def python_load(
-    url: str, request: Callable[[], bytes], concurrency: int, duration: int
+    url: str,
+    request: Callable[[], bytes],
+    concurrency: int,
+    duration: float,
+    observe: Callable[[int, bool, bytes], None] | None = None,
+    until: threading.Event | None = None,
 ) -> tuple[float, float, float, int]:
-    """A keep-alive HTTP/1.1 load generator on asyncio streams, for machines without wrk."""
+    """A keep-alive HTTP/1.1 load generator on asyncio streams, for machines without wrk.
+
+    ``observe(status, retry_after, body)`` sees every answer as it arrives (per-status
+    counts, the order of answers); ``until`` ends the load early once set. A connection the
+    server drops counts as a failed request, and the client connects again.
+    """
     host, port, _ = _split(url)
     latencies: list[float] = []
     failed = 0
 
+    async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal failed
+        started = time.perf_counter()
+        writer.write(request())
+        status = int((await reader.readline()).split()[1])
+        length, retry_after = 0, False
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name = line.split(b":", 1)[0].lower()
+            if name == b"content-length":
+                length = int(line.split(b":")[1])
+            retry_after |= name == b"retry-after"
+        body = await reader.readexactly(length)
+        latencies.append(time.perf_counter() - started)
+        failed += not 200 <= status < 300
+        if observe is not None:
+            observe(status, retry_after, body)
+
     async def client(stop: float) -> None:
         nonlocal failed
-        reader, writer = await asyncio.open_connection(host, port)
-        while time.perf_counter() < stop:
-            started = time.perf_counter()
-            writer.write(request())
-            status = int((await reader.readline()).split()[1])
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
-            latencies.append(time.perf_counter() - started)
-            failed += not 200 <= status < 300
-        writer.close()
+        while time.perf_counter() < stop and not (until and until.is_set()):
+            try:
+                reader, writer = await asyncio.open_connection(host, port)
+                while time.perf_counter() < stop and not (until and until.is_set()):
+                    await exchange(reader, writer)
+                writer.close()
+            except (OSError, IndexError, ValueError, asyncio.IncompleteReadError):
+                failed += 1  # a dropped connection or a garbled answer
+                await asyncio.sleep(0.01)
 
     async def run() -> float:
         start = time.perf_counter()

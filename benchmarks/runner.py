@@ -250,11 +250,14 @@ def tree_rss_kb(root: int) -> int:
     return total
 
 
-def bench_settings(prefix: str):  # -> tuple[Path, Settings]
+def bench_settings(prefix: str, redis_port: int | None = None):  # -> tuple[Path, Settings]
     """A temporary directory and settings of a benchmark's own: data, artifacts, Feast
-    project (the caller tears the project down and removes the directory)."""
+    project (the caller tears the project down and removes the directory). With
+    ``redis_port``, the online store is a redis-server of the benchmark's own, started on
+    that port with its data in the directory (the caller shuts it down), never the
+    machine's."""
     from core.settings import get_settings
-    from feature_repo.redis_server import ensure_redis
+    from feature_repo.redis_server import ensure_redis, start_redis_server
 
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     settings = get_settings(
@@ -262,7 +265,10 @@ def bench_settings(prefix: str):  # -> tuple[Path, Settings]
         artifacts_dir=tmp / "artifacts",
         feast_project=f"bench_{uuid.uuid4().hex[:8]}",
     )
-    return tmp, ensure_redis(settings)
+    if redis_port is None:
+        return tmp, ensure_redis(settings)
+    url = start_redis_server(redis_port, tmp / "redis", persist=False)
+    return tmp, settings.model_copy(update={"redis_url": url})
 
 
 def run_stages(stages: tuple[str, ...], settings, users: int, days: int) -> dict[str, dict]:

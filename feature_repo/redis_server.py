@@ -7,9 +7,12 @@ and the returned settings point at it. Nothing else's Redis is ever touched.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import redis
 
@@ -48,41 +51,55 @@ def ensure_redis(settings: Settings, say: Callable[[str], None] = print) -> Sett
             "CHURN_REDIS_URL at a running Redis."
         )
     data = settings.data_dir / "redis"
-    data.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--daemonize",
-            "yes",
-            "--dir",
-            str(data),
-            "--logfile",
-            str(data / "redis.log"),
-            "--pidfile",
-            str(data / "redis.pid"),
-            "--save",
-            "60 1",
-            "--appendonly",
-            "no",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        wait_until(f"redis-server on port {port} to answer", lambda: ping(private_url), 10)
-    except NotReady as exc:
-        raise RedisUnavailableError(
-            f"started redis-server on port {port}, but it does not answer"
-        ) from exc
+    start_redis_server(port, data, binary=binary)
     say(
         f"No Redis at {redact_url(settings.redis_url)}: started a private redis-server on port {port} "
         f"(data in {data}; stop it with `redis-cli -p {port} shutdown`)"
     )
     return settings.model_copy(update={"redis_url": private_url})
+
+
+def start_redis_server(
+    port: int,
+    directory: Path,
+    persist: bool = True,
+    binary: str = "redis-server",
+    append_only: bool = False,
+) -> str:
+    """Start a daemonized redis-server on 127.0.0.1:``port`` with its pid file, log and data
+    in ``directory``; its URL once it answers. Without ``persist`` it never writes a
+    snapshot: a benchmark or a test that kills it and starts it again gets an empty store,
+    as after a crash of a server that had no time to save. ``append_only`` keeps an
+    append-only file there, as compose's Redis does: started again, it reloads its data."""
+    directory.mkdir(parents=True, exist_ok=True)
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "yes",
+               "--dir", str(directory), "--logfile", str(directory / "redis.log"),
+               "--pidfile", str(directory / "redis.pid"), "--save", "60 1" if persist else "",
+               "--appendonly", "yes" if append_only else "no"]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        wait_until(f"redis-server on port {port} to answer", lambda: ping(url), 10)
+    except NotReady as exc:
+        raise RedisUnavailableError(
+            f"started redis-server on port {port}, but it does not answer"
+        ) from exc
+    return url
+
+
+def kill_redis_server(directory: Path, timeout: float = 10) -> None:
+    """SIGKILL the redis-server started with ``directory`` (its pid file there), as a crash
+    would end it, and wait until it is gone; only that server, never another Redis."""
+    pid = int((directory / "redis.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+
+    def gone() -> bool:  # reaped, or a zombie (a container's init may not reap it)
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return True
+
+    wait_until(f"redis-server {pid} to end", gone, timeout, interval=0.01)
 
 
 def redact_url(url: str) -> str:
