@@ -35,6 +35,7 @@ from core.settings import Settings
 
 EVENTS_FILE = "events.parquet"
 PENDING_FILE = "pending_days.json"
+NO_TIME_DAY = date(1970, 1, 1)  # where events without a time are kept, for the gates
 
 
 def users_path(settings: Settings) -> Path:
@@ -157,7 +158,7 @@ def merge_day(settings: Settings, day: date | None, events: pa.Table) -> Landed:
     Events without a time are stored under the epoch's day so that validation sees and
     rejects them (a missing time is a contract error, not something to drop silently).
     """
-    day = day or date(1970, 1, 1)
+    day = day or NO_TIME_DAY
     target = partitions.partition_dir(events_root(settings), day) / EVENTS_FILE
     schema = contract.contract_schema(contract.EVENT_COLUMNS)
     stored = pq.read_table(target, schema=schema) if target.is_file() else schema.empty_table()
@@ -170,7 +171,13 @@ def merge_day(settings: Settings, day: date | None, events: pa.Table) -> Landed:
     merged = pa.concat_tables([stored, new]).sort_by([("event_time", "ascending"),
                                                        ("event_id", "ascending")])  # fmt: skip
     write_parquet(merged, target)
-    return Landed(events=new.num_rows, already_stored=already, days={day})
+    return Landed(events=new.num_rows, already_stored=already, days=_dated(day))
+
+
+def _dated(day: date) -> set[date]:
+    """The day to rebuild downstream: none for the events without a time (kept under the
+    epoch for the gates to refuse, never a day of ``user_daily``)."""
+    return set() if day == NO_TIME_DAY else {day}
 
 
 def _first_of_each_id(events: pa.Table) -> pa.Table:
@@ -246,11 +253,11 @@ def replace_with(settings: Settings, users: pa.Table, staged: Staging) -> Landed
     re-read after corrections at the source, costs the days that changed downstream."""
     landed = Landed()
     root = events_root(settings)
-    incoming = {day or date(1970, 1, 1) for day in staged.days()}
+    incoming = {day or NO_TIME_DAY for day in staged.days()}
     for day in partitions.partition_days(root):
         if day not in incoming:  # the source no longer has this day
             shutil.rmtree(partitions.partition_dir(root, day))
-            landed.days.add(day)
+            landed.days |= _dated(day)
     for day in staged.days():
         landed.add(_replace_day(settings, day, staged.read(day)))
     landed.users = _replace_users(settings, users)
@@ -272,7 +279,7 @@ def _replace_users(settings: Settings, users: pa.Table) -> int:
 
 def _replace_day(settings: Settings, day: date | None, events: pa.Table) -> Landed:
     """Day ``day`` becomes ``events`` (one row per id); untouched when its content is the same."""
-    day = day or date(1970, 1, 1)
+    day = day or NO_TIME_DAY
     target = partitions.partition_dir(events_root(settings), day) / EVENTS_FILE
     schema = contract.contract_schema(contract.EVENT_COLUMNS)
     new = _first_of_each_id(events.cast(schema)).sort_by([("event_time", "ascending"),
@@ -280,7 +287,7 @@ def _replace_day(settings: Settings, day: date | None, events: pa.Table) -> Land
     if target.is_file() and pq.read_table(target, schema=schema).equals(new):
         return Landed(already_stored=new.num_rows)
     write_parquet(new, target)
-    return Landed(events=new.num_rows, days={day})
+    return Landed(events=new.num_rows, days=_dated(day))
 
 
 def pending_days(settings: Settings) -> list[date]:

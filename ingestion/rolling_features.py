@@ -402,6 +402,12 @@ def build_rolling_features(settings: Settings, as_of: date | None = None) -> Fea
     )
 
 
+# Late events that reach further back than this many days rebuild the whole table instead
+# of day by day: at 100k users a daily run took 10 s and the full build 86 s
+# (docs/performance.md, "Ingest from the portal's PostgreSQL").
+REBUILD_ALL_AFTER_DAYS = 8
+
+
 def build_features_through(
     settings: Settings, day: date, progress: Callable[[int, int], None] | None = None
 ) -> FeatureResult:
@@ -414,6 +420,8 @@ def build_features_through(
     pending = [d for d in raw_store.pending_days(settings) if d <= day]
     first = min([*pending, day])
     days = [first + timedelta(days=i) for i in range((day - first).days + 1)]
+    if len(days) > REBUILD_ALL_AFTER_DAYS:  # one pass over history beats many daily runs
+        return build_rolling_features(settings)
     for i, one in enumerate(days):
         build_rolling_features(settings, as_of=one)
         if progress:

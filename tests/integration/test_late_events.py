@@ -1,9 +1,10 @@
 """Late events: events for a day whose tables were built reach them in the next night.
 
-A world is built through yesterday; then the landing folder receives events of three
-days ago (and tonight's normal day). One night's stages (ingest → validate → prepare →
-features, as ``churn nightly`` runs them) must leave ``user_daily``, the (user, course)
-pairs and the features exactly as a full rebuild of the same raw data does. The world's
+A world is built through its last day; then the landing folder receives events of an
+earlier day (three days back: rebuilt day by day; sixteen: the whole table) and of tonight's
+day. One night's stages (ingest → validate → prepare → features, as ``churn nightly`` runs
+them) must leave ``user_daily``, the (user, course) pairs and the features exactly as a
+full rebuild of the same raw data does. The world's
 dates are fixed, and the run's clock is the night's: nothing depends on today.
 """
 
@@ -30,7 +31,6 @@ START = date(2026, 3, 1)
 DAYS = 50
 LAST = START + timedelta(days=DAYS - 1)  # the last day the world has tables for
 NIGHT = LAST + timedelta(days=1)  # tonight's day: its events arrive with the late ones
-LATE = LAST - timedelta(days=2)  # three days before the night's day
 
 
 def table(root) -> pd.DataFrame:
@@ -43,15 +43,15 @@ def night_inputs(settings: Settings) -> StageInputs:
     return StageInputs.night(settings, NIGHT)
 
 
-def late_and_new_events(data) -> pd.DataFrame:
-    """Copies of some users' events, moved to ``LATE`` and to ``NIGHT``, under new ids."""
+def late_and_new_events(data, late: date) -> pd.DataFrame:
+    """Copies of some users' events, moved to ``late`` and to ``NIGHT``, under new ids."""
     events = data.events
-    signed_up = data.users.loc[data.users["signup_time"] < pd.Timestamp(LATE, tz="UTC"), "user_id"]
+    signed_up = data.users.loc[data.users["signup_time"] < pd.Timestamp(late, tz="UTC"), "user_id"]
     events = events[events["user_id"].isin(signed_up)]
     sample = events[events["event_type"].isin(["login", "video_watch", "quiz_attempt"])]
     sample = sample.groupby("user_id").head(2).head(300).copy()
     moved = []
-    for day, prefix in ((LATE, "late-"), (NIGHT, "night-")):
+    for day, prefix in ((late, "late-"), (NIGHT, "night-")):
         copy = sample.copy()
         copy["event_time"] = pd.Timestamp(day, tz="UTC") + pd.to_timedelta(
             copy["event_time"].dt.hour * 3600 + copy["event_time"].dt.minute * 60, unit="s"
@@ -61,7 +61,11 @@ def late_and_new_events(data) -> pd.DataFrame:
     return pd.concat(moved, ignore_index=True)
 
 
-def test_one_night_after_late_events_equals_a_full_rebuild(make_settings, tmp_path):
+# Three days before the night's day: rebuilt day by day; sixteen: past
+# REBUILD_ALL_AFTER_DAYS, the features are rebuilt whole.
+@pytest.mark.parametrize("days_back", [3, 16])
+def test_one_night_after_late_events_equals_a_full_rebuild(make_settings, tmp_path, days_back):
+    late_day = NIGHT - timedelta(days=days_back)
     landing = tmp_path / "landing"
     landing.mkdir()
     settings = make_settings(source=f"dir://{landing}", max_event_age_hours=0)
@@ -72,13 +76,13 @@ def test_one_night_after_late_events_equals_a_full_rebuild(make_settings, tmp_pa
     build_user_daily(settings, now=built_at)
     build_rolling_features(settings)
     assert raw_store.pending_days(settings) == []
-    late = late_and_new_events(data)
+    late = late_and_new_events(data, late_day)
     late.to_csv(landing / "events-late.csv", index=False)
 
     inputs = night_inputs(settings)
     landed = STAGES["ingest"].run(inputs)
-    assert landed.days == {LATE, NIGHT} and landed.events == len(late)
-    assert raw_store.pending_days(settings) == [LATE, NIGHT]
+    assert landed.days == {late_day, NIGHT} and landed.events == len(late)
+    assert raw_store.pending_days(settings) == [late_day, NIGHT]
     STAGES["validate"].run(inputs)
     STAGES["prepare"].run(inputs)
     STAGES["features"].run(inputs)
@@ -95,5 +99,5 @@ def test_one_night_after_late_events_equals_a_full_rebuild(make_settings, tmp_pa
         assert len(full) > 0
         pd.testing.assert_frame_equal(nightly, full, check_exact=True, obj=name)
     days = table(settings.user_daily_path)
-    late_rows = days[days["date"].astype(str) == LATE.isoformat()]
+    late_rows = days[days["date"].astype(str) == late_day.isoformat()]
     assert late_rows["logins"].sum() > 0

@@ -229,3 +229,15 @@ def test_a_second_ingest_while_one_runs_stops_and_changes_nothing(tmp_path):
             ingest_files(*files, settings)
         assert not raw_store.event_files(settings)
     assert ingest_files(*files, settings).events == 2
+
+
+def test_events_without_a_time_are_kept_for_the_gates_but_rebuild_no_day(tmp_path):
+    settings = get_settings(data_dir=tmp_path / "data", artifacts_dir=tmp_path / "art")
+    no_time = EVENTS_CSV + "e3,007,,login,\n"
+    landed = ingest_files(
+        write(tmp_path / "u.csv", USERS_CSV), write(tmp_path / "e.csv", no_time), settings
+    )
+
+    assert landed.events == 3 and [d.isoformat() for d in landed.days] == ["2025-01-03"]
+    assert [d.isoformat() for d in raw_store.pending_days(settings)] == ["2025-01-03"]
+    assert raw_store.read_events(settings)["event_time"].null_count == 1  # validation's to refuse
