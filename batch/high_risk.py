@@ -2,6 +2,8 @@
 
 Each row carries what the user pays, so the team can sort by revenue at risk instead
 of by probability alone: a likely churner on the free plan costs less than a paying one.
+And its arm (``training.outreach``): the team contacts the ``contact`` arm and leaves the
+``holdout`` arm alone, so that the uplift report can tell whether contacting works.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from core.settings import Settings
 from core.sql_engine import Engine
 from core.tables import EVENTS, USERS, register_validated
 from feature_repo.spec import ENTITY_KEY
+from training.outreach import assign_arms
 
 # Three billing months: monthly revenue = the successful payments of the 90 days before T / 3,
 # so a user billed on the 31st or retried after a failure is not counted twice or missed.
@@ -25,6 +28,7 @@ HIGH_RISK_COLUMNS = [
     ENTITY_KEY,
     "churn_risk",
     "risk_band",
+    "arm",
     "plan",
     "monthly_revenue",
     "expected_revenue_at_risk",
@@ -86,8 +90,11 @@ def with_revenue(selected: pd.DataFrame, revenue: pd.DataFrame) -> pd.DataFrame:
 def high_risk_list(
     settings: Settings, engine: Engine, predictions: pd.DataFrame, as_of: datetime
 ) -> pd.DataFrame:
-    """The list for ``high_risk.csv``: selection by rank and band, plan and revenue at T."""
+    """The list for ``high_risk.csv``: selection by rank and band, arm, plan and revenue at T."""
     selected = select_high_risk(predictions, settings.top_k)
+    selected["arm"] = assign_arms(
+        selected[ENTITY_KEY], as_of.date(), settings.holdout_share, settings.holdout_period_days
+    )
     register_validated(engine, settings)
     engine.register_frame("selected", selected[[ENTITY_KEY]])
     return with_revenue(selected, engine.frame(revenue_sql(as_of)))

@@ -44,6 +44,7 @@ from feature_repo.store import open_offline_store, view_ttl
 from training import registry
 from training.dataset import newest_rows_sql, point_in_time_join
 from training.labels import lookback_window, population_sql
+from training.outreach import CONTACT, HOLDOUT, UNLISTED, write_assignments
 from training.risk_bands import risk_bands
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class BatchResult:
     started_at: datetime
     finished_at: datetime
     duration_s: float
+    arms: dict[str, int] = field(default_factory=dict)  # the list's users by arm
     pushed: bool = field(default=False, compare=False)
 
     def run_record(self) -> dict:
@@ -131,6 +133,11 @@ def batch_samples(result: BatchResult) -> list[Sample]:
             result.high_risk,
             "Users on the last run's high-risk list (top K plus the high band)",
         ),
+        Sample(
+            "churn_batch_holdout_users",
+            result.arms.get(HOLDOUT, 0),
+            "Users of the last run's list kept back from outreach (the holdout arm)",
+        ),
     ]
     samples += [
         Sample(
@@ -182,6 +189,7 @@ def score_population(
     check_scored(settings, as_of, ttl, users, features, skipped)
     predictions = ranked_predictions(settings, engine, as_of, ttl, features, risks, version)
     high_risk = high_risk_list(settings, engine, predictions, as_of)
+    predictions = with_arms(predictions, high_risk)
 
     target = batch_dir(settings.predictions_dir, as_of.date())
     # Staged beside predictions_dir, not in it: readers scan predictions_dir for as_of=*.
@@ -207,8 +215,11 @@ def score_population(
             started_at=started_at,
             finished_at=finished_at,
             duration_s=round(time.perf_counter() - clock, 3),
+            arms={arm: int((high_risk["arm"] == arm).sum()) for arm in (CONTACT, HOLDOUT)},
         )
         write_json(result.run_record(), tmp / RUN_FILE)
+        # Last before the batch is swapped in: a list delivered has its arms on record.
+        write_assignments(settings, as_of.date(), high_risk)
     log.info(
         "batch %s: %d scored, %d skipped, %d on the high-risk list, model %s",
         f"{as_of:%Y-%m-%d}", result.scored, result.skipped, result.high_risk, version,
@@ -279,7 +290,8 @@ def ranked_predictions(
     risks: np.ndarray,
     version: str,
 ) -> pd.DataFrame:
-    """The ``PREDICTION_COLUMNS`` rows, riskiest first, each with its feature row's stamp."""
+    """The ``PREDICTION_COLUMNS`` rows but the arm, riskiest first, each with its feature
+    row's stamp."""
     predictions = rank_scores(features[ENTITY_KEY], risks, settings)
     predictions = predictions.merge(
         feature_stamps(settings, engine, as_of, ttl),
@@ -294,7 +306,13 @@ def ranked_predictions(
             "joined features for them: is the registry applied from this data dir?"
         )
     predictions["model_version"] = version
-    return predictions[PREDICTION_COLUMNS]
+    return predictions
+
+
+def with_arms(predictions: pd.DataFrame, high_risk: pd.DataFrame) -> pd.DataFrame:
+    """``PREDICTION_COLUMNS``: each prediction with its arm on the list, or ``unlisted``."""
+    arms = predictions[ENTITY_KEY].map(high_risk.set_index(ENTITY_KEY)["arm"])
+    return predictions.assign(arm=arms.fillna(UNLISTED).astype(str))[PREDICTION_COLUMNS]
 
 
 def score_in_process(
@@ -389,6 +407,10 @@ def print_batch(result: BatchResult, console: Console) -> None:
         ("skipped: no features", skipped),
         ("bands high / medium / low", " / ".join(f"{n:,}" for n in result.bands.values())),
         ("high-risk list", f"{result.high_risk:,}"),
+        (
+            "  contact / holdout",
+            " / ".join(f"{result.arms.get(a, 0):,}" for a in (CONTACT, HOLDOUT)),
+        ),
         ("risk p50 / p90 / p99", f"{q['p50']:.3f} / {q['p90']:.3f} / {q['p99']:.3f}"),
         ("seconds", f"{result.duration_s:.1f}"),
         ("output", str(result.output_dir)),

@@ -542,6 +542,24 @@ def monitor_outcomes() -> None:
     console.print(f"history: {report.history_path}")
 
 
+@monitor_app.command("uplift")
+def monitor_uplift() -> None:
+    """Did outreach keep anyone? Churn of the contacted arm against the holdout, per risk band,
+    for every night's list whose horizon has passed; revenue kept and contacts it took."""
+    from core.push import push
+    from monitor.uplift import print_uplift, realized_uplift, uplift_samples, write_uplift_report
+
+    settings = _settings()
+    with _user_errors(), job_run(settings, "uplift"):
+        report = realized_uplift(settings)
+        path = write_uplift_report(report, settings)
+        push(settings, "churn_uplift", uplift_samples(report))
+    print_uplift(report, console)
+    if path is not None:
+        console.print(f"report: {path} (chart: {path.with_suffix('.png')})")
+    console.print(f"history: {report.history_path}")
+
+
 @monitor_app.command("skew")
 def monitor_skew(
     sample: Annotated[
@@ -604,7 +622,7 @@ def nightly(
     ] = None,
 ) -> None:
     """The night's jobs once, in order, stopping at the first failure: [ingest →] validate →
-    prepare and features for the day → materialize → batch score → drift → outcomes → skew →
+    prepare and features for the day → materialize → batch score → drift → outcomes → uplift → skew →
     retrain-if-needed."""
     from churn.nightly import run_nightly
 
@@ -655,6 +673,33 @@ def demo(
     with _user_errors():
         code = run_demo(_settings(), users, days, console, interactive=interactive)
     raise typer.Exit(code)
+
+
+@app.command("outreach-demo")
+def outreach_demo(
+    effect: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=1,
+            help="Cut of a contacted user's churn hazard [default: CHURN_OUTREACH_EFFECT].",
+        ),
+    ] = None,
+    nights: Annotated[int, typer.Option(min=1, help="Lists, a horizon apart.")] = 3,
+    users: Annotated[int, typer.Option(min=1, help="Number of demo users.")] = DEMO_USERS,
+    days: Annotated[int, typer.Option(min=1, help="Days of history, ending yesterday.")] = 150,
+) -> None:
+    """The holdout experiment on a simulated portal: lists a horizon apart, outreach that cuts
+    the contacted users' churn hazard by EFFECT, then the uplift report against the truth."""
+    from churn.outreach_demo import print_run, simulate_outreach
+
+    settings = _settings()
+    effect = settings.outreach_effect if effect is None else effect
+    log = StageLog(console)
+    with _user_errors():
+        run = simulate_outreach(settings, users, days, nights, effect, log)
+    console.print(log.table("outreach demo"))
+    print_run(run, console)
 
 
 def _utc(value: datetime | None) -> datetime | None:

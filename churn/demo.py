@@ -91,7 +91,7 @@ def build_demo(
     for name in DEMO:
         if name == "apply" and not apply:
             continue
-        results[name] = _run_stage(STAGES[name], inputs, log)
+        results[name] = run_stage(STAGES[name], inputs, log)
         if name == "materialize":  # what the demo checks of it: whom the API can answer for
             results["online"] = _online_users(settings, results["features"].last_day)
         log.note(NOTES[name](settings, results))
@@ -101,7 +101,7 @@ def build_demo(
     return DemoBuild(results["features"].last_day, results["online"], results["train"], promoted)
 
 
-def _run_stage(stage: Stage, inputs: StageInputs, log: StageLog) -> Any:
+def run_stage(stage: Stage, inputs: StageInputs, log: StageLog) -> Any:
     """Run ``stage`` in this process under a progress line of ``log``; its result."""
     run = stage.load()  # importing its package is not the stage's time
     with log.stage(stage.title, total=inputs.days if stage.counts_days else None) as progress:

@@ -214,6 +214,12 @@ def _outcomes() -> StageFn:
     return lambda i: realized_outcomes(i.settings)
 
 
+def _uplift() -> StageFn:
+    from monitor.uplift import realized_uplift, write_uplift_report
+
+    return _written(realized_uplift, write_uplift_report)
+
+
 def _skew() -> StageFn:
     from monitor.skew import skew_report, write_skew_report
 
@@ -244,6 +250,7 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     Stage("drift", ("monitor", "drift"), "drift", _drift,
           findings={10: "drift warning", 20: "drift alert"}),
     Stage("outcomes", ("monitor", "outcomes"), "outcomes", _outcomes),
+    Stage("uplift", ("monitor", "uplift"), "uplift", _uplift),
     Stage("skew", ("monitor", "skew"), "skew", _skew, findings={3: "online/offline mismatch"}),
     Stage("retrain", ("monitor", "retrain-if-needed"), "retrain if needed", _retrain),
 )}  # fmt: skip
@@ -251,8 +258,8 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
 # The night, in order: the day just ended through the gates into the features and Redis,
 # scored, monitored, and the model retrained when the evidence says so. Each stage reads
 # what the one before wrote, so the night stops at the first failure.
-NIGHT = ("validate", "prepare", "features", "materialize", "batch", "drift", "outcomes", "skew",
-         "retrain")  # fmt: skip
+NIGHT = ("validate", "prepare", "features", "materialize", "batch", "drift", "outcomes", "uplift",
+         "skew", "retrain")  # fmt: skip
 # The demo's set-up, up to the gate (then it serves).
 DEMO = ("generate", "validate", "prepare", "features", "apply", "materialize", "train", "promote")
 

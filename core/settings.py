@@ -227,6 +227,32 @@ class Settings(BaseSettings):
         "falls below this; under min_pr_auc_skill so noise around a model the gate passed "
         "does not retrain",
     )
+    holdout_share: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="Share of each night's high-risk list kept back from outreach (the holdout "
+        "arm), to measure whether contacting works; 0 turns the holdout off",
+    )
+    holdout_period_days: int = Field(
+        30,
+        ge=1,
+        description="A user keeps their arm (contact or holdout) for the nights of one period "
+        "of this many days; the next period draws again",
+    )
+    uplift_alert_horizons: int = Field(
+        3,
+        ge=1,
+        description="Alert when the contacted arm churned no less than holdout in this many "
+        "consecutive horizons",
+    )
+    outreach_effect: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Demo generator only: how much outreach cuts a contacted user's daily churn "
+        "hazard for the horizon (0.2 = by 20 %); 0 = outreach changes nothing",
+    )
     skew_sample: int = Field(
         1000, ge=1, description="Users sampled by the online/offline skew check"
     )
@@ -393,6 +419,11 @@ class Settings(BaseSettings):
     def predictions_dir(self) -> Path:
         """Nightly batch output: ``as_of=YYYY-MM-DD/`` per run."""
         return self.data_dir / "predictions"
+
+    @property
+    def outreach_dir(self) -> Path:
+        """The holdout experiment's assignments: ``date=YYYY-MM-DD/`` per night's list."""
+        return self.data_dir / "outreach" / "assignments"
 
     @property
     def monitoring_dir(self) -> Path:

@@ -14,7 +14,7 @@ stable propensity, which keeps them, better than the last month alone.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -71,12 +71,42 @@ SCENARIOS: tuple[str, ...] = get_args(Scenario)
 
 @dataclass(frozen=True)
 class GeneratedData:
-    """Raw tables per the contract plus the hidden truth behind them."""
+    """Raw tables per the contract plus the hidden truth behind them.
+
+    ``truth_saves`` (``user_id, day``): the days outreach kept a user who would have left
+    that day without it; the user would have been active that day all the same (a day's
+    events are drawn before its churn), and gone after it.
+    """
 
     users: pd.DataFrame
     events: pd.DataFrame
     truth_users: pd.DataFrame
     truth_daily: pd.DataFrame
+    truth_saves: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame({"user_id": [], "day": []}, dtype=object)
+    )
+
+
+@dataclass(frozen=True)
+class Outreach:
+    """Outreach to simulate: each ``(user_id, date)`` of ``contacts`` (the contact arm of
+    that night's list) cuts the user's daily churn hazard by ``effect`` for
+    ``horizon_days`` from that night. Ids are the generator's own (``u000123``)."""
+
+    contacts: pd.DataFrame
+    effect: float
+    horizon_days: int
+
+    def starts(self, start: date, n_users: int) -> dict[int, np.ndarray]:
+        """The user indices contacted on each simulated day index."""
+        ids = self.contacts["user_id"].astype(str)
+        if not ids.str.fullmatch(r"u\d+").all():
+            raise ValueError("outreach contacts must be the generator's user ids (u000123)")
+        index = ids.str[1:].astype(int).to_numpy()
+        if len(index) and index.max() >= n_users:
+            raise ValueError(f"outreach contacts name users beyond the {n_users:,} generated")
+        day = np.array([(pd.Timestamp(d).date() - start).days for d in self.contacts["date"]])
+        return {int(d): index[day == d] for d in np.unique(day)}
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -204,6 +234,7 @@ def generate_demo_data(
     scenario: Scenario = "baseline",
     drift_day: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    outreach: Outreach | None = None,
 ) -> GeneratedData:
     """Simulate ``days`` UTC days from ``start`` (default: ending yesterday), seeded.
 
@@ -214,6 +245,8 @@ def generate_demo_data(
     channel mix, and half the watch time for everyone. ``drift_day`` is ignored otherwise.
     ``scenario="purchases"`` is a course shop instead of a portal: enrolments and payments
     only, a slower hidden state, and about half the active customers buy nothing in a month.
+    ``outreach`` cuts the churn hazard of the users it contacted; it draws no random number
+    of its own, so the world is the same as without it until outreach first keeps someone.
     """
     if n_users < 1 or days < 1:
         raise ValueError(f"need n_users >= 1 and days >= 1, got {n_users=} {days=}")
@@ -236,6 +269,9 @@ def generate_demo_data(
     memory = _Memory.empty(n_users)
     events: list[EventChunk] = []
     daily: list[tuple[np.ndarray, ...]] = []
+    contacted_on = outreach.starts(start, n_users) if outreach else {}
+    helped_until = np.zeros(n_users, np.int64)  # outreach works on days before this one
+    saves: list[tuple[np.ndarray, np.ndarray]] = []
     for d in range(days):
         day_us = start_us + d * DAY_US
         idx = np.flatnonzero((pop["signup_day"] <= d) & (churn_us == NO_CHURN))
@@ -254,7 +290,16 @@ def generate_demo_data(
         lo = np.maximum(day_us, pop["signup_us"][idx])
         is_signup = pop["signup_day"][idx] == d
         hazard = _churn_hazard(pop, d, idx, x, memory)
-        churned = rng.random(m) < hazard
+        if outreach is not None:
+            contacted = contacted_on.get(d, np.empty(0, np.int64))
+            helped_until[contacted] = np.maximum(helped_until[contacted], d + outreach.horizon_days)
+            untreated = hazard
+            hazard = hazard * np.where(helped_until[idx] > d, 1 - outreach.effect, 1.0)
+        draw = rng.random(m)
+        churned = draw < hazard
+        if outreach is not None:
+            saved = ~churned & (draw < untreated)
+            saves.append((idx[saved], np.full(int(saved.sum()), d)))
         # Churn strictly after the day's window opens, so every kept event precedes it.
         churn_at = lo + 1 + (rng.random(m) * (day_us + DAY_US - lo - 1)).astype(np.int64)
         hi = np.where(churned, churn_at, day_us + DAY_US)
@@ -263,7 +308,15 @@ def generate_demo_data(
         daily.append((idx.astype(np.int32), np.full(m, d, np.int32), _sigmoid(x), hazard))
         if progress is not None:
             progress(d + 1, days)
-    return _assemble(pop, start, churn_us, events, daily)
+    data = _assemble(pop, start, churn_us, events, daily)
+    if not saves:
+        return data
+    who, when = (np.concatenate(c) for c in zip(*saves, strict=True))
+    truth_saves = pd.DataFrame(
+        {"user_id": data.users["user_id"].to_numpy()[who],
+         "day": [start + timedelta(days=int(d)) for d in when]}
+    )  # fmt: skip
+    return replace(data, truth_saves=truth_saves)
 
 
 def _churn_hazard(

@@ -1,4 +1,4 @@
-"""Drift chart as a PNG next to the drift report, built as training/plots.py builds its figures.
+"""Drift and uplift charts as PNGs next to their reports, built as training/plots.py builds its figures.
 
 Object-oriented API on an Agg canvas, never ``pyplot``: no display needed, no global backend
 switched, nothing kept alive between nightly runs. Written atomically.
@@ -6,7 +6,7 @@ switched, nothing kept alive between nightly runs. Written atomically.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +63,41 @@ def psi_bars(
     axes.set(yscale="log", ylim=(FLOOR, top), ylabel="PSI (log scale)", title=title)
     axes.grid(axis="y", alpha=0.3)
     axes.legend(loc="upper right", fontsize="small")
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    figure.clear()
+    return path
+
+
+def uplift_bars(strata: Sequence, path: Path, title: str) -> Path:
+    """Churn rate of each arm per risk band (Wilson 95 % bars), and contact - holdout with its
+    95 % interval per band, on one figure; return ``path``. ``strata``: ``monitor.uplift.Stratum``."""
+    figure = Figure(layout="constrained", figsize=(10.0, 4.5))
+    FigureCanvasAgg(figure)
+    rates, differences = figure.subplots(1, 2)
+    positions = np.arange(len(strata))
+    for offset, arm, color in ((-0.2, "contact", "tab:blue"), (0.2, "holdout", "tab:gray")):
+        values = [getattr(s, arm) for s in strata]
+        mid = np.array([v.rate for v in values], dtype=float)
+        errors = np.array([[v.rate - v.low, v.high - v.rate] for v in values], dtype=float).T
+        rates.bar(positions + offset, mid, width=0.4, color=color, label=arm,
+                  yerr=errors, capsize=3)  # fmt: skip
+    labels = [s.band for s in strata]
+    rates.set_xticks(positions, labels)
+    rates.set(ylabel="realized churn rate", ylim=(0, 1), title="Churn by arm (95 %)")
+    rates.legend(loc="upper right", fontsize="small")
+    measured = [(i, s.effect) for i, s in enumerate(strata) if s.effect is not None]
+    for i, found in measured:
+        color = "tab:green" if found.high < 0 else "tab:red" if found.low > 0 else "tab:orange"
+        differences.errorbar(i, found.difference, yerr=[[found.difference - found.low],
+                             [found.high - found.difference]], fmt="o", color=color, capsize=4)  # fmt: skip
+    differences.axhline(0, color="black", linewidth=1)
+    differences.set_xticks(positions, labels)
+    differences.set(
+        ylabel="contact − holdout", title="Uplift (95 %); below 0: outreach keeps users"
+    )
+    differences.grid(axis="y", alpha=0.3)
+    figure.suptitle(title)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=120)
     figure.clear()

@@ -30,8 +30,10 @@ from core.push import Sample
 from core.settings import Settings
 from core.sql_engine import connect, quote_path
 from core.tables import MissingInputError
+from feature_repo.spec import ENTITY_KEY
 from training.evaluation import evaluate, pr_auc_skill, reliability_curve
 from training.labels import labels_at_sql
+from training.outreach import CONTACT, read_assignments
 
 CALIBRATION_BINS = 10
 HISTORY_FILE = "history.jsonl"
@@ -57,6 +59,8 @@ class DateOutcome:
     brier: float
     # Equal-width bins of predicted risk: bin_low, bin_high, mean_predicted, observed_rate, count.
     calibration: list[dict] = field(default_factory=list)
+    # Users of the contact arm, left out: outreach may have kept them (training.outreach).
+    contacted_left_out: int = 0
 
     def record(self) -> dict:
         return asdict(self) | {"as_of": self.as_of.isoformat()}
@@ -109,7 +113,11 @@ def realized_labels_sql(scored: str, daily_glob: str, as_of: date, horizon_days:
 
 
 def outcome_of(
-    labelled: pd.DataFrame, as_of: date, model_version: str, settings: Settings
+    labelled: pd.DataFrame,
+    as_of: date,
+    model_version: str,
+    settings: Settings,
+    contacted_left_out: int = 0,
 ) -> DateOutcome:
     """Metrics of one date's scores against its realized labels (``training.evaluation.evaluate``)."""
     y, risk = labelled["churned"].to_numpy(), labelled["churn_risk"].to_numpy()
@@ -133,6 +141,7 @@ def outcome_of(
             {key: (int(v) if key == "count" else float(v)) for key, v in row.items()}
             for row in calibration.to_dict(orient="records")
         ],
+        contacted_left_out=contacted_left_out,
     )
 
 
@@ -165,7 +174,8 @@ def realized_outcomes(settings: Settings) -> OutcomesReport:
         if last_complete < complete_on:
             pending.append(PendingDate(day, complete_on))
             continue
-        frame = read_predictions(settings.predictions_dir, day)
+        frame, left_out = uncontacted(read_predictions(settings.predictions_dir, day),
+                                      read_assignments(settings, day))  # fmt: skip
         con.register("scored", frame)
         labelled = con.execute(
             realized_labels_sql("scored", daily_glob, day, settings.horizon_days)
@@ -173,7 +183,7 @@ def realized_outcomes(settings: Settings) -> OutcomesReport:
         con.unregister("scored")
         version = ",".join(sorted(frame["model_version"].astype(str).unique()))
         try:
-            evaluated.append(outcome_of(labelled, day, version, settings))
+            evaluated.append(outcome_of(labelled, day, version, settings, left_out))
         except ValueError as exc:  # a single realized class: both AUCs undefined
             skipped.append(SkippedDate(day, str(exc)))
     changed = [o.record() for o in evaluated]
@@ -183,6 +193,20 @@ def realized_outcomes(settings: Settings) -> OutcomesReport:
         if _text(lines.get(record["as_of"])) != _text(record):
             append_record(path, record)
     return OutcomesReport(evaluated, pending, skipped, last_complete, path)
+
+
+def uncontacted(scored: pd.DataFrame, assigned: pd.DataFrame | None) -> tuple[pd.DataFrame, int]:
+    """The scored users outreach did not touch (holdout and unlisted), and how many it did.
+
+    A contacted user who stayed may have stayed because of the call: counted, they would
+    make the model look wrong exactly when outreach works. The holdout arm is a random
+    share of the list, so the list's users are still measured, through it.
+    """
+    if assigned is None:  # a night before the holdout experiment: nobody on record
+        return scored, 0
+    contacted = assigned.loc[assigned["arm"] == CONTACT, ENTITY_KEY]
+    touched = scored[ENTITY_KEY].isin(contacted)
+    return scored.loc[~touched].reset_index(drop=True), int(touched.sum())
 
 
 def history_path(settings: Settings) -> Path:

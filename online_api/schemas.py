@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from training.outreach import Arm
 from training.risk_bands import RiskBand
 
 AnswerStatus = Literal["scored", "lapsed"]
@@ -16,6 +17,7 @@ SCORED_EXAMPLE = {
     "status": "scored",
     "churn_risk": 0.62,
     "risk_band": "high",
+    "arm": "contact",
     "days_since_last_activity": 5,
     "model_version": "20260228T023000Z-3f9c1a2b",
     "features_as_of": "2026-03-01T00:00:00Z",
@@ -30,6 +32,7 @@ LAPSED_EXAMPLE = {
     "status": "lapsed",
     "churn_risk": None,
     "risk_band": None,
+    "arm": "holdout",
     "days_since_last_activity": 98,
     "model_version": "20260228T023000Z-3f9c1a2b",
     "features_as_of": "2026-03-01T00:00:00Z",
@@ -72,6 +75,11 @@ class ChurnRisk(BaseModel):
     )  # fmt: skip
     risk_band: RiskBand | None = Field(
         description="The risk's band (CHURN_RISK_BAND_MEDIUM/_HIGH); null when lapsed"
+    )
+    arm: Arm = Field(
+        description="contact or holdout: the holdout arm of the experiment "
+        "(CHURN_HOLDOUT_SHARE) must not be contacted, whatever the risk; the nightly list "
+        "carries the same arm"
     )
     days_since_last_activity: int = Field(
         ge=0,

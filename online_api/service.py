@@ -9,6 +9,10 @@ A user outside the scored population (no activity in the ``active_lookback_days`
 before the features' day, ``training.labels.in_population``) is answered
 ``lapsed`` with the days since the last activity and no risk: the model learned
 only from the population, so its probability for anyone else is an extrapolation.
+
+Every answer carries the user's arm of the holdout experiment (``training.outreach``)
+on the service clock's day, so a CRM asking about one user knows not to contact a
+holdout user, as the nightly list tells it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -30,6 +34,7 @@ from online_api.metrics import ApiMetrics
 from online_api.model_holder import Loaded, ModelHolder
 from online_api.online_features import FeatureRow, Plan
 from training.labels import POPULATION_FEATURES, in_population
+from training.outreach import assign_arms
 from training.references import RECENCY
 from training.risk_bands import risk_band
 
@@ -55,6 +60,11 @@ class FeatureSource(Protocol):
     async def aclose(self) -> None: ...
 
 
+def utc_now() -> datetime:
+    """The service's clock unless a test pins one."""
+    return datetime.now(UTC)
+
+
 class Unanswered(Exception):
     """Why a request gets no answer. ``kind`` is its ``churn_api_errors`` label, counted
     where the error is found; ``detail`` is what the client is told."""
@@ -65,12 +75,22 @@ class Unanswered(Exception):
 
 
 class ScoringService:
-    """Answers users from their online features and the production model."""
+    """Answers users from their online features and the production model.
+
+    ``clock`` (default: the real UTC now) is read once per store read: the TTL check,
+    ``served_at`` and the day of the arm; tests pin it.
+    """
 
     def __init__(
-        self, settings: Settings, online: FeatureSource, holder: ModelHolder, metrics: ApiMetrics
+        self,
+        settings: Settings,
+        online: FeatureSource,
+        holder: ModelHolder,
+        metrics: ApiMetrics,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.settings, self.online, self.holder, self.metrics = settings, online, holder, metrics
+        self.clock = clock
         # The coalescer's work is this service's own batch read, so the service builds it.
         self.coalescer: Coalescer[Outcome] = Coalescer(self.score_users, settings.api_batch_max)
         self._shown: dict[str, str] = {}  # the version (and kind) the info gauge names as served
@@ -184,7 +204,7 @@ class ScoringService:
         start = time.perf_counter()
         rows = await self.online.fetch(user_ids, loaded.plan)
         self.metrics.fetch.observe(time.perf_counter() - start)
-        now = datetime.now(UTC)
+        now = self.clock()
         reasons = [self._missing(u, r, loaded, now) for u, r in zip(user_ids, rows, strict=True)]
         found = [(u, r) for u, r, why in zip(user_ids, rows, reasons, strict=True)
                  if why is None and r is not None]  # fmt: skip
@@ -209,8 +229,13 @@ class ScoringService:
         self, found: list[tuple[str, FeatureRow]], loaded: Loaded, now: datetime
     ) -> list[dict]:
         """Answer the found (user id, row)s: score and explain, in one vectorised pass, those
-        in the population; answer the others lapsed, never scored. Each answer is counted."""
+        in the population; answer the others lapsed, never scored. Each answer is counted.
+
+        Every answer carries the user's arm on ``now``'s day, whatever the risk: the one
+        ``training.outreach.arm_of`` gives, drawn for all the users in one call."""
         rows = [row for _, row in found]
+        share, period_days = self.settings.holdout_share, self.settings.holdout_period_days
+        arms = assign_arms([u for u, _ in found], now.date(), share, period_days).tolist()
         lookback = self.settings.active_lookback_days
         recency = [row.values[RECENCY] for row in rows]
         inside = [
@@ -228,13 +253,14 @@ class ScoringService:
             risks, factors = values.tolist(), reasons
         explained = iter(zip(risks, factors, strict=True))
         out = []
-        for (user_id, row), days, ok in zip(found, recency, inside, strict=True):
+        for (user_id, row), days, ok, arm in zip(found, recency, inside, arms, strict=True):
             age = (now - row.as_of).total_seconds() if row.as_of is not None else None
             body = {
                 "user_id": user_id,
                 "status": "scored" if ok else "lapsed",
                 "churn_risk": None,
                 "risk_band": None,
+                "arm": arm,
                 "days_since_last_activity": days,
                 "model_version": loaded.scorer.version,
                 "features_as_of": row.as_of,

@@ -30,9 +30,11 @@ from feature_repo.spec import (
     FEATURE_VIEW,
     TIMESTAMP_FIELD,
 )
+from training import outreach
 from training.references import RECENCY
 
 LABEL = "churned"
+CONTACTED = "outreach_contacted"  # the relation of the nights users were on the contact arm
 # The online features ``in_population`` reads: serving fetches them whatever the model uses.
 POPULATION_FEATURES = (
     f"{FEATURE_VIEW}:{RECENCY}",
@@ -146,16 +148,28 @@ GROUP BY user_id
 """
 
 
-def labels_sql(asof: AsOfRange, lookback: int, horizon: int) -> str:
+def labels_sql(asof: AsOfRange, lookback: int, horizon: int, contacted: str | None = None) -> str:
     """One row per (user, T) in the population, with the label, from ``USER_DAILY``.
 
     The row of day T - 1 stands for (user, T): its frames count the user's active
     days in the lookback and horizon windows. Every user signed up before T has it.
+    ``contacted`` is a relation of ``user_id, date``, the nights users were on the
+    contact arm (``training.outreach``): a (user, T) whose label window [T, T + horizon)
+    overlaps a contact's [D, D + horizon) is left out, since outreach may have kept them.
     """
     before, after = lookback_window(lookback), horizon_window(horizon)
     first, _ = before.days(asof.first)
     _, end = after.days(asof.last)
     first_row, last_row = asof.first - timedelta(days=1), asof.last - timedelta(days=1)
+    untouched = ""
+    if contacted is not None:
+        # T = row date + 1; windows overlap iff T - horizon < D < T + horizon.
+        untouched = f"""
+  AND NOT EXISTS (
+    SELECT 1 FROM {contacted} c
+    WHERE c.user_id = framed.user_id
+      AND date_diff('day', framed.date, c.date) BETWEEN {2 - horizon} AND {horizon}
+  )"""
     return f"""
 WITH framed AS (
     SELECT
@@ -173,7 +187,7 @@ SELECT
 FROM framed
 WHERE date BETWEEN DATE '{first_row}' AND DATE '{last_row}'
   AND date_diff('day', DATE '{first_row}', date) % {asof.stride} = 0
-  AND {_in_population("active_days_before")}
+  AND {_in_population("active_days_before")}{untouched}
 ORDER BY {TIMESTAMP_FIELD}, {ENTITY_KEY}
 """
 
@@ -235,10 +249,22 @@ def in_population(
 
 
 def build_labels(settings: Settings, asof: AsOfRange | None = None) -> pd.DataFrame:
-    """Label rows (``user_id``, ``event_timestamp`` = T, ``churned``): Feast's entity dataframe."""
+    """Label rows (``user_id``, ``event_timestamp`` = T, ``churned``): Feast's entity dataframe.
+
+    Rows whose label window outreach touched (``training.outreach.contacts``) are left
+    out: a contacted user who stayed must not teach the model that such users stay.
+    """
     history = partitions.partition_days(settings.user_daily_path)
     asof = asof or asof_range(history, settings)
     engine = open_engine(settings)
     register_table(engine, USER_DAILY, settings.user_daily_path, history)
-    sql = labels_sql(asof, settings.active_lookback_days, settings.horizon_days)
+    contacted = outreach.contacts(settings)
+    if not contacted.empty:
+        engine.register_frame(CONTACTED, contacted)
+    sql = labels_sql(
+        asof,
+        settings.active_lookback_days,
+        settings.horizon_days,
+        contacted=None if contacted.empty else CONTACTED,
+    )
     return engine.frame(sql)

@@ -26,6 +26,7 @@ from tests.integration.services import after_a_whole_check, free_port, wait_unti
 from tests.integration.world import build_world
 from training import registry
 from training.models import build_model, calibrate, split_columns
+from training.outreach import arm_of
 from training.promote import force
 from training.references import RECENCY, reference_bins
 from training.train import train_models
@@ -544,6 +545,10 @@ def test_the_api_scores_exactly_the_users_of_the_nightly_list(promoted):
     assert {user for user, s in status.items() if s == "scored"} == nightly
     assert {user for user, s in status.items() if s == "lapsed"} == set(users) - nightly
     assert nightly and set(users) - nightly  # both answers occur in this world
+    # Each user's arm, scored or lapsed, is the one the nightly list gives on the day served.
+    day = datetime.fromisoformat(results[0]["result"]["served_at"]).date()  # one clock read
+    arms = {item["user_id"]: item["result"]["arm"] for item in results}
+    assert arms == {user: arm_of(user, day, settings) for user in users}
 
 
 def test_openapi_documents_the_status_and_both_answers(served):

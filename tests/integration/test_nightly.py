@@ -32,7 +32,7 @@ from training.train import train_models
 
 pytestmark = pytest.mark.integration
 
-JOBS = ("features", "materialize", "batch", "drift", "outcomes", "skew", "retrain")
+JOBS = ("features", "materialize", "batch", "drift", "outcomes", "uplift", "skew", "retrain")
 CHURN = Path(sys.executable).with_name("churn")
 
 

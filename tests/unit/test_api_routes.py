@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pandas as pd
 import pytest
@@ -27,6 +27,7 @@ from online_api.schemas import ChurnRisk
 from online_api.service import READINESS_ID, ScoringService
 from tests.unit.synthetic import NAMES
 from training import registry
+from training.outreach import EPOCH, arm_of
 
 VERSION = "20260101T000000Z-unittest"
 TTL = timedelta(days=3)
@@ -97,7 +98,7 @@ def _count(metrics: ApiMetrics, name: str, **labels: str) -> float:
 
 
 def test_users_in_the_population_are_scored_and_the_others_answered_lapsed(world, client):
-    _, model, _ = world
+    settings, model, _ = world
     client, source, metrics = client
     bodies = {u: client.get(f"/users/{u}/churn-risk") for u in ("active", "edge", "lapsed")}
     assert {u: r.status_code for u, r in bodies.items()} == dict.fromkeys(bodies, 200)
@@ -108,6 +109,8 @@ def test_users_in_the_population_are_scored_and_the_others_answered_lapsed(world
         assert answers[user].churn_risk == pytest.approx(want[0, 1], abs=1e-9)
         assert answers[user].risk_band in ("low", "medium", "high")
         assert answers[user].model_version == VERSION
+    for user, answer in answers.items():  # the arm of the day served, whatever the status
+        assert answer.arm == arm_of(user, answer.served_at.date(), settings)
     lapsed = answers["lapsed"]
     assert lapsed.status == "lapsed"
     assert (lapsed.churn_risk, lapsed.risk_band, lapsed.top_factors) == (None, None, None)
@@ -183,10 +186,11 @@ def test_the_batch_answers_each_id_as_the_single_endpoint_in_one_read(client):
     assert [item["user_id"] for item in items] == ids
     assert items[1] == {"user_id": "nobody-here", "result": None, "error": "not_found",
                         "detail": "user nobody-here has no features in the online store"}  # fmt: skip
+    clocked = ("served_at", "arm")  # read on the clock: equal but across a midnight
     for item in (items[0], items[2]):
         single = client.get(f"/users/{item['user_id']}/churn-risk").json()
-        assert {k: v for k, v in item["result"].items() if k != "served_at"} == {
-            k: v for k, v in single.items() if k != "served_at"
+        assert {k: v for k, v in item["result"].items() if k not in clocked} == {
+            k: v for k, v in single.items() if k not in clocked
         }
 
 
@@ -301,3 +305,70 @@ def test_openapi_lists_every_status_of_every_route(make_settings, token):
         for status in statuses - {"200", "422"}:  # every error answers {"detail": …}
             schema_ref = responses[status]["content"]["application/json"]["schema"]
             assert schema_ref == {"$ref": "#/components/schemas/Problem"}, (path, status)
+
+
+USERS = [f"u{i:03d}" for i in range(40)]
+
+
+def _period_start(settings) -> datetime:
+    """Half an hour into a holdout period (UTC): an hour earlier is the period before."""
+    day = EPOCH + timedelta(days=700 * settings.holdout_period_days)
+    return datetime.combine(day, time(0, 30), UTC)
+
+
+def _pinned(settings, now: datetime) -> TestClient:
+    """The app on a service of the test's own, at ``now``, answering USERS (every fourth
+    lapsed) from features of an hour and a half before."""
+    lookback = settings.active_lookback_days
+    source = InMemoryFeatures({
+        user: FeatureRow(BASE | {"days_since_last_activity": 2 if i % 4 else lookback},
+                         now - timedelta(hours=1.5))
+        for i, user in enumerate(USERS)
+    })  # fmt: skip
+    holder = ModelHolder(settings, lambda metadata: source.plan("churn_model_v1", []))
+    holder.refresh()
+    metrics = ApiMetrics()
+    app = create_app(settings, online=source, metrics=metrics)
+    app.state.service = ScoringService(settings, source, holder, metrics, clock=lambda: now)
+    return TestClient(app)  # no lifespan: the service is the test's
+
+
+def _answered(client: TestClient) -> dict[str, tuple[str, str]]:
+    """Each of USERS' (status, arm) from the single endpoint; the batch gives the same arms."""
+    single = {u: client.get(f"/users/{u}/churn-risk").json() for u in USERS}
+    items = client.post("/churn-risk:batch", json={"user_ids": USERS}).json()["results"]
+    assert {i["user_id"]: i["result"]["arm"] for i in items} == {
+        u: body["arm"] for u, body in single.items()
+    }
+    return {u: (body["status"], body["arm"]) for u, body in single.items()}
+
+
+def test_every_answer_carries_the_arm_of_the_clocks_day_whatever_the_status(world):
+    settings = world[0].model_copy(update={"holdout_share": 0.5, "api_batch_max": len(USERS)})
+    start = _period_start(settings)
+    arms = {}
+    for now in (start, start - timedelta(hours=1)):  # this period's first hour, the last before
+        arms[now] = {u: arm_of(u, now.date(), settings) for u in USERS}
+        answered = _answered(_pinned(settings, now))
+        assert {u: arm for u, (_, arm) in answered.items()} == arms[now]
+        assert set(answered.values()) == {(status, arm) for status in ("scored", "lapsed")
+                                          for arm in ("contact", "holdout")}  # fmt: skip
+    assert arms[start] != arms[start - timedelta(hours=1)]  # the periods split them differently
+
+
+def test_without_a_holdout_share_every_answer_says_contact(world):
+    settings = world[0].model_copy(update={"holdout_share": 0.0, "api_batch_max": len(USERS)})
+    start = _period_start(settings)
+    assert {arm for _, arm in _answered(_pinned(settings, start)).values()} == {"contact"}
+    halved = settings.model_copy(update={"holdout_share": 0.5})
+    assert "holdout" in {arm_of(u, start.date(), halved) for u in USERS}  # else this proves nothing
+
+
+def test_openapi_documents_the_arm(make_settings):
+    schema = TestClient(create_app(make_settings(), metrics=ApiMetrics())).get("/openapi.json")
+    risk = schema.json()["components"]["schemas"]["ChurnRisk"]
+    arm = risk["properties"]["arm"]
+    assert "arm" in risk["required"]
+    assert arm["enum"] == ["contact", "holdout"]
+    assert "(CHURN_HOLDOUT_SHARE) must not be contacted, whatever the risk" in arm["description"]
+    assert [example["arm"] for example in risk["examples"]] == ["contact", "holdout"]

@@ -205,6 +205,7 @@ def test_revenue_columns(make_settings, tmp_path):
             "user_id": ["free_c", "paid_a", "paid_b", "paid_d", "not_in_users"],
             "churn_risk": [0.9, 0.5, 0.4, 0.3, 0.2],
             "risk_band": ["high", "high", "high", "medium", "medium"],
+            "arm": ["contact", "contact", "holdout", "contact", "contact"],
             "rank": [1, 2, 3, 4, 5],
             "model_version": "v1",
         }
@@ -266,6 +267,7 @@ def _result(**changes) -> BatchResult:
         started_at=T + timedelta(hours=2),
         finished_at=T + timedelta(hours=2, seconds=12.5),
         duration_s=12.5,
+        arms={"contact": 28, "holdout": 3},
     )
     return BatchResult(**(values | changes))
 
@@ -277,6 +279,7 @@ def test_pushed_samples():
         ("churn_batch_users_scored", ()): 118,
         ("churn_batch_users_skipped", ()): 2,
         ("churn_batch_high_risk_users", ()): 31,
+        ("churn_batch_holdout_users", ()): 3,
         ("churn_batch_score_quantile", (("quantile", "0.5"),)): 0.12,
         ("churn_batch_score_quantile", (("quantile", "0.9"),)): 0.41,
         ("churn_batch_score_quantile", (("quantile", "0.99"),)): 0.77,
@@ -292,7 +295,8 @@ def test_run_record_is_json_with_iso_dates():
     assert record["score_quantiles"]["p99"] == 0.77
     assert "output_dir" not in record and "pushed" not in record
     assert {"population", "scored", "skipped", "high_risk", "started_at", "finished_at",
-            "duration_s", "model_version"} <= set(record)  # fmt: skip
+            "duration_s", "model_version", "arms"} <= set(record)  # fmt: skip
+    assert record["arms"] == {"contact": 28, "holdout": 3}
 
 
 def test_print_batch_shows_the_figures():

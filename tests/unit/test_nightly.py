@@ -21,6 +21,7 @@ NIGHT = [
     "batch score --as-of 2026-11-26",
     "monitor drift",
     "monitor outcomes",
+    "monitor uplift",
     "monitor skew",
     "monitor retrain-if-needed",
 ]
@@ -30,8 +31,8 @@ def test_the_night_runs_data_then_features_then_scoring_then_monitoring(make_set
     steps = nightly_steps(make_settings(), DAY)
     assert [" ".join(argv) for _, argv in steps] == NIGHT
     assert [stage.name for stage, _ in steps] == [
-        "validate", "prepare", "features", "materialize", "batch", "drift", "outcomes", "skew",
-        "retrain",
+        "validate", "prepare", "features", "materialize", "batch", "drift", "outcomes", "uplift",
+        "skew", "retrain",
     ]  # fmt: skip
 
 
@@ -61,7 +62,7 @@ def test_findings_do_not_stop_the_night(make_settings):
     settings, console = make_settings(), Console(record=True, width=200)
     run, ran = _runner({"monitor drift": 20, "monitor skew": 3})
     assert run_nightly(settings, DAY, console, run) == 0
-    assert len(ran) == 9
+    assert len(ran) == len(NIGHT)
     output = console.export_text()
     assert "drift alert (exit 20); the night goes on" in output
     assert "online/offline mismatch (exit 3); the night goes on" in output
