@@ -93,6 +93,7 @@ def uplift_bars(strata: Sequence, path: Path, title: str) -> Path:
                              [found.high - found.difference]], fmt="o", color=color, capsize=4)  # fmt: skip
     differences.axhline(0, color="black", linewidth=1)
     differences.set_xticks(positions, labels)
+    differences.set_xlim(-0.5, len(strata) - 0.5)
     differences.set(
         ylabel="contact − holdout", title="Uplift (95 %); below 0: outreach keeps users"
     )

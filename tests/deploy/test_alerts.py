@@ -35,6 +35,7 @@ EXPECTED_ALERTS = {
     "ChurnNightlyStepFailed", "ChurnNightlyJobMissed", "ChurnNightlyJobNeverSucceeded",
     "ChurnFeatureDriftAlert",
     "ChurnRealizedPrAucLow",
+    "ChurnOutreachNotWorking",
 }  # fmt: skip
 
 
@@ -283,3 +284,26 @@ def test_the_realized_alert_and_panel_use_the_retraining_floor():
     steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
     assert [s["value"] for s in steps] == [None, floor]
     assert panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] == "line"
+
+
+def test_the_outreach_alert_and_panel_use_the_alert_horizons():
+    """The job turns CHURN_UPLIFT_ALERT_HORIZONS into the flag the alert reads (no threshold
+    in the rule to keep in step); the dashboard's stat turns red at the same count, and the
+    nightly jobs the absent() rule names include the uplift."""
+    from core.settings import get_settings
+
+    horizons = get_settings().uplift_alert_horizons
+    rules = alert_rules()
+    assert rules["ChurnOutreachNotWorking"]["expr"].strip() == (
+        "churn_uplift_outreach_not_working == 1"
+    )
+    assert 'job="churn_uplift"' in rules["ChurnNightlyJobNeverSucceeded"]["expr"]
+    model = next(p for p in DASHBOARDS if p.stem == "churn-model")
+    panel = next(
+        p
+        for p in data_panels(load_dashboard(model))
+        if p["title"] == "Horizons outreach not working"
+    )
+    assert [t["expr"] for t in panel["targets"]] == ["churn_uplift_horizons_not_working"]
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert steps[-1] == {"color": "red", "value": horizons}

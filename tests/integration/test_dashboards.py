@@ -47,7 +47,7 @@ USERS, DAYS = 300, 120
 # A 1 s scrape: Grafana's $__rate_interval would be a few seconds; a minute is safe.
 VARIABLES = {"$__rate_interval": "1m", "$__interval": "1s", "$__range": "1h"}
 JOBS = ("churn_features", "churn_materialize", "churn_batch", "churn_drift",
-        "churn_outcomes", "churn_skew", "churn_retrain")  # fmt: skip
+        "churn_outcomes", "churn_uplift", "churn_skew", "churn_retrain")  # fmt: skip
 SCORING_ROUTE = "/users/{user_id}/churn-risk"
 # What a healthy portal after a complete night must not raise, not even as pending.
 NEVER_HERE = ("ChurnApiDown", "ChurnApiAbsent", "ChurnApi5xxRatioHigh",
@@ -189,6 +189,7 @@ def observed(tmp_path_factory, isolated_settings) -> Iterator[Observed]:
         churn(settings, "batch", "score", "--as-of", END.date().isoformat())
         churn(settings, "monitor", "drift", ok=(0, 10, 20))
         churn(settings, "monitor", "outcomes")
+        churn(settings, "monitor", "uplift")
         churn(settings, "monitor", "skew", ok=(0, 3))
         churn(settings, "monitor", "retrain-if-needed")
 
