@@ -31,8 +31,9 @@ from core.settings import Settings
 from core.sql_engine import connect, quote_path
 from feature_repo.spec import ENTITY_KEY
 from ingestion.generate import GeneratedData, Outreach, generate_demo_data, write_demo_data
+from monitor.outcomes import realized_labels_sql
 from monitor.uplift import UpliftReport, print_uplift, realized_uplift, write_uplift_report
-from training.labels import LABEL, labels_at_sql
+from training.labels import LABEL
 from training.outreach import CONTACT, contacts, read_assignments
 from training.promote import force
 
@@ -129,9 +130,10 @@ def true_effect(settings: Settings, data: GeneratedData, night: date) -> float:
     if first_save.empty:  # outreach kept nobody: every label is what it would have been
         return 0.0
     con = connect(settings)
-    daily = f"read_parquet({quote_path(partitions.table_glob(settings.user_daily_path))}, hive_partitioning = true)"
+    daily_glob = partitions.table_glob(settings.user_daily_path)
+    daily = f"read_parquet({quote_path(daily_glob)}, hive_partitioning = true)"
     con.register("contact", contact)
-    labelled = con.execute(labels_at_sql("contact", night, horizon, daily)).df()
+    labelled = con.execute(realized_labels_sql("contact", daily_glob, night, horizon)).df()
     con.register("kept", first_save)
     active_until_kept = con.execute(f"""
         SELECT k.user_id, coalesce(sum(d.active), 0) AS active_days

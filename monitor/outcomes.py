@@ -4,8 +4,9 @@ A batch of day D (``batch.outputs``) scored users as of T = D 00:00 UTC; its
 label window is [D, D + horizon), the same as training's. Once ``user_daily`` has
 every day of that window, each scored user's realized label is known (churned = no
 active day in the window; no rows at all counts as no activity) and the figures of
-the promotion gate can be computed on what production actually faced. Every run
-recomputes every date whose horizon has passed and appends to
+the promotion gate can be computed on what production actually faced: on the holdout
+arm and the unlisted users, as outreach may have kept the contacted (``uncontacted``).
+Every run recomputes every date whose horizon has passed and appends to
 ``monitoring/outcomes/history.jsonl`` (``core.history``) what changed: a date's figures
 when they are new or differ, a skip marker when a date has no figures (one realized class).
 The newest line of a date is its record. A ``history.json`` list written before this

@@ -34,10 +34,11 @@ from core.atomic import write_json
 from core.history import append_record, read_records
 from core.push import Sample
 from core.settings import Settings
-from core.sql_engine import connect, quote_path
+from core.sql_engine import connect
 from core.tables import MissingInputError
 from monitor.charts import uplift_bars
-from training.labels import LABEL, labels_at_sql
+from monitor.outcomes import horizon_last_day, realized_labels_sql
+from training.labels import LABEL
 from training.outreach import CONTACT, HOLDOUT, assignment_days, read_assignments
 
 Z95 = 1.959963984540054  # the normal quantile of a two-sided 95 % interval
@@ -252,15 +253,16 @@ def realized_uplift(settings: Settings) -> UpliftReport:
     path = settings.monitoring_dir / "uplift" / HISTORY_FILE
     recorded = {str(r["as_of"]): r for r in read_records(path)}
     con = connect(settings)
-    daily = f"read_parquet({quote_path(partitions.table_glob(settings.user_daily_path))}, hive_partitioning = true)"
+    daily_glob = partitions.table_glob(settings.user_daily_path)
     evaluated, pending = [], []
     for night in nights:
-        complete_on = night + timedelta(days=settings.horizon_days - 1)
+        complete_on = horizon_last_day(night, settings.horizon_days)
         if daily_days[-1] < complete_on:
             pending.append((night, complete_on))
             continue
         con.register("listed", read_assignments(settings, night))
-        labelled = con.execute(labels_at_sql("listed", night, settings.horizon_days, daily)).df()
+        sql = realized_labels_sql("listed", daily_glob, night, settings.horizon_days)
+        labelled = con.execute(sql).df()
         con.unregister("listed")
         evaluated.append(night_uplift(labelled, night, settings.horizon_days))
     for found in evaluated:

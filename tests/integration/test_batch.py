@@ -320,6 +320,7 @@ def test_the_run_pushes_its_metrics(scored, tmp_path):
         ("churn_batch_users_scored", ()): result.scored,
         ("churn_batch_users_skipped", ()): result.skipped,
         ("churn_batch_high_risk_users", ()): result.high_risk,
+        ("churn_batch_holdout_users", ()): result.arms["holdout"],
         ("churn_batch_score_quantile", (("quantile", "0.5"),)): pytest.approx(q["p50"]),
         ("churn_batch_score_quantile", (("quantile", "0.9"),)): pytest.approx(q["p90"]),
         ("churn_batch_score_quantile", (("quantile", "0.99"),)): pytest.approx(q["p99"]),

@@ -93,7 +93,7 @@ def test_a_night_whose_features_fail_scores_nothing_and_names_the_step(tmp_path,
             assert f"features for {lost} are missing" in output  # the step's own error
             assert (
                 "the night stops at features; not run: materialize, batch, drift, outcomes, "
-                "skew, retrain" in output
+                "uplift, skew, retrain" in output
             )
             assert "churn batch score" not in output  # never started
             assert not settings.predictions_dir.exists() or not any(

@@ -83,6 +83,18 @@ class Load:
         wait_until(f"{more} more answers", lambda: len(self.answers) >= seen + more,
                    HANG_GUARD_SECONDS, interval=0.01)  # fmt: skip
 
+    def wait_for_503(self, since: int) -> None:
+        """Until an answer after the first ``since`` is a 503 (the store went away)."""
+        wait_until("the API to answer 503",
+                   lambda: any(a.status == 503 for a in self.answers[since:]),
+                   HANG_GUARD_SECONDS, interval=0.01)  # fmt: skip
+
+    def wait_for_200s(self) -> None:
+        """Until the last 20 answers are 200s (the API recovered)."""
+        wait_until("the API to answer 200 again",
+                   lambda: [a.status for a in self.answers[-20:]] == [200] * 20,
+                   HANG_GUARD_SECONDS, interval=0.01)  # fmt: skip
+
     async def _run(self) -> None:
         limits = httpx.Limits(max_connections=CONCURRENCY)
         async with httpx.AsyncClient(base_url=self.base, limits=limits, timeout=10) as client:
@@ -190,13 +202,9 @@ def test_a_redis_restart_that_keeps_its_data_is_503s_then_200s(night):
     with Load(night.base, night.users) as load:
         killed = len(load.answers)
         kill_redis_server(night.redis_dir)
-        wait_until("the API to answer 503",
-                   lambda: any(a.status == 503 for a in load.answers[killed:]),
-                   HANG_GUARD_SECONDS, interval=0.01)  # fmt: skip
+        load.wait_for_503(killed)
         start_redis_server(night.redis_port, night.redis_dir, persist=False, append_only=True)
-        wait_until("the API to answer 200 again",
-                   lambda: [a.status for a in load.answers[-20:]] == [200] * 20,
-                   HANG_GUARD_SECONDS, interval=0.01)  # fmt: skip
+        load.wait_for_200s()
     answers = load.answers
     assert {a.status for a in answers} == {200, 503}, {a.status for a in answers}
     assert all(a.retry_after == "1" for a in answers if a.status == 503)
@@ -210,16 +218,12 @@ def test_a_redis_restart_under_load_is_503s_never_a_500_and_the_api_recovers(nig
     with Load(night.base, night.users) as load:
         killed = len(load.answers)
         kill_redis_server(night.redis_dir)
-        wait_until("the API to answer 503",
-                   lambda: any(a.status == 503 for a in load.answers[killed:]),
-                   HANG_GUARD_SECONDS, interval=0.01)  # fmt: skip
+        load.wait_for_503(killed)
         empty = len(load.answers)
         start_redis_server(night.redis_port, night.redis_dir, persist=False)
         materialize_command(night.settings)
         loaded = len(load.answers)
-        wait_until("the API to answer 200 again",
-                   lambda: [a.status for a in load.answers[-20:]] == [200] * 20,
-                   HANG_GUARD_SECONDS, interval=0.01)  # fmt: skip
+        load.wait_for_200s()
     answers = load.answers
     assert {a.status for a in answers} <= {200, 404, 503}, {a.status for a in answers}
     assert all(a.retry_after == "1" for a in answers if a.status == 503)
