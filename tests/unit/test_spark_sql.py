@@ -29,6 +29,8 @@ RENDERED = {
     "user courses": user_courses_sql(D, D + timedelta(days=30), seen=False),
     "user courses, one day": user_courses_sql(D, D, seen=True),
     "labels": labels_sql(AsOfRange(D, D + timedelta(days=3), 1), 14, 30),
+    "labels, outreach left out": labels_sql(AsOfRange(D, D + timedelta(days=3), 1), 14, 30,
+                                            contacted="contacted"),  # fmt: skip
     "population": population_sql(D, 14),
     "labels at T": labels_at_sql("scored", D, 30),
     "feature stamps": newest_rows_sql(USER_FEATURES, T, timedelta(days=3)),
