@@ -9,11 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import prometheus_client  # noqa: F401  (before Feast: see below)
 import psycopg
 import pytest
 
 from core.settings import Settings, get_settings
 from feature_repo.redis_server import RedisUnavailableError, ensure_redis, redact_url
+
+# prometheus_client picks its value store when imported: importing feast.metrics first sets
+# PROMETHEUS_MULTIPROC_DIR, and every ApiMetrics of the process then shares the same
+# counts. Imported here, the suite's in-process apps count on their own, whatever the order
+# the tests run in (the servers the tests start keep their own multiprocess directory).
 
 # The servers the suite runs against: kept from the developer's environment.
 REDIS_URL_VARIABLE = "CHURN_REDIS_URL"

@@ -66,9 +66,13 @@ def promoted(served):
 
 
 def _newest_offline(settings) -> pd.DataFrame:
+    """Each user's newest offline row, by user id within a stamp: the same users first on every
+    run (DuckDB reads in parallel, and most users share the newest stamp; an arbitrary first
+    user could be one who signed up after a stale materialization's end)."""
     glob = partitions.table_glob(settings.features_path)
     frame = duckdb.execute(f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true)").df()
-    return frame.sort_values("event_timestamp").groupby("user_id").tail(1).set_index("user_id")
+    frame = frame.sort_values(["event_timestamp", "user_id"], kind="stable")
+    return frame.groupby("user_id").tail(1).set_index("user_id")
 
 
 def test_no_production_model_is_503(served):

@@ -91,3 +91,38 @@ def test_watch_follows_the_alias_in_the_background(models):
 
     asyncio.run(promote_while_watching())
     assert holder.current().scorer.version == versions["boosted"]
+
+
+def test_a_refused_model_is_tried_again_after_a_back_off(models, caplog):
+    """A passing cause (here: the store cannot resolve the features, twice) keeps the
+    model out only until a retry, not until the alias moves again."""
+    settings, versions = models
+    now = [0.0]
+    attempts = []
+
+    def resolve(metadata: dict) -> str:
+        attempts.append(now[0])
+        if len(attempts) <= 2:
+            raise ConnectionError("Redis is not up yet")
+        return "plan"
+
+    holder = ModelHolder(settings, resolve, clock=lambda: now[0])
+    registry.set_production(settings.models_dir, versions["logistic"], "test")
+    with caplog.at_level(logging.ERROR, logger="online_api.model_holder"):
+        holder.refresh()
+    assert holder.current() is None and "trying again in 5 s" in caplog.text
+    now[0] = 4.9
+    holder.refresh()
+    assert attempts == [0.0]  # not before the back-off
+    now[0] = 5.0
+    holder.refresh()
+    assert attempts == [0.0, 5.0] and holder.current() is None  # refused again: 10 s now
+    now[0] = 14.9
+    holder.refresh()
+    now[0] = 15.0
+    holder.refresh()
+    assert attempts == [0.0, 5.0, 15.0]
+    assert holder.current().scorer.version == versions["logistic"]
+    now[0] = 1000.0
+    holder.refresh()
+    assert len(attempts) == 3  # loaded: nothing more to try

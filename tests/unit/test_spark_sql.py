@@ -20,6 +20,7 @@ from training.labels import AsOfRange, labels_at_sql, labels_sql, population_sql
 
 D = date(2026, 5, 1)
 T = datetime(2026, 5, 2, tzinfo=UTC)
+ASOF = AsOfRange(D, D + timedelta(days=3), 1)
 
 RENDERED = {
     "user_daily": user_daily_sql(D, D + timedelta(days=30)),
@@ -28,9 +29,8 @@ RENDERED = {
     "features, no courses": rolling_features_sql((7,), D, D, D, courses=False),
     "user courses": user_courses_sql(D, D + timedelta(days=30), seen=False),
     "user courses, one day": user_courses_sql(D, D, seen=True),
-    "labels": labels_sql(AsOfRange(D, D + timedelta(days=3), 1), 14, 30),
-    "labels, outreach left out": labels_sql(AsOfRange(D, D + timedelta(days=3), 1), 14, 30,
-                                            contacted="contacted"),  # fmt: skip
+    "labels": labels_sql(ASOF, 14, 30),
+    "labels, outreach left out": labels_sql(ASOF, 14, 30, contacted="contacted"),
     "population": population_sql(D, 14),
     "labels at T": labels_at_sql("scored", D, 30),
     "feature stamps": newest_rows_sql(USER_FEATURES, T, timedelta(days=3)),
