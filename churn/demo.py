@@ -191,8 +191,8 @@ def serve_and_ask(settings: Settings, ids: list[str], console: Console, interact
                 console.print(f"[red]  → {status}: {body.get('detail')}[/red]")
                 return 1
             factors = ", ".join(f["feature"] for f in body["top_factors"]) or "none"
-            console.print(f"  → churn_risk {body['churn_risk']:.3f} ({body['risk_band']}); "
-                          f"top factors: {factors}")  # fmt: skip
+            console.print(f"  → churn_risk {body['churn_risk']:.3f} ({body['risk_band']}), "
+                          f"arm {body['arm']}; top factors: {factors}")  # fmt: skip
         if not interactive:
             console.print("Not a terminal, so the server stops here; `churn serve` starts it.")
             return 0

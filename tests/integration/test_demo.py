@@ -18,6 +18,8 @@ from training import registry
 
 pytestmark = pytest.mark.integration
 DEMO_FRESHNESS = Settings.model_fields["max_event_age_hours"].default  # the demo's own gate
+# The line the demo prints under each curl: the risk, its band and the user's arm.
+ANSWER = re.compile(r"→ churn_risk 0\.\d{3} \((low|medium|high)\), arm (contact|holdout);")
 
 
 def test_make_demo_promotes_and_serves_the_default_world(tmp_path, isolated_settings):
@@ -34,7 +36,7 @@ def test_make_demo_promotes_and_serves_the_default_world(tmp_path, isolated_sett
         assert f"{DEMO_USERS:,} users in the online store" in output
         # The demo serves the model and asks it about two users, as its curl lines do.
         assert len(re.findall(r"curl -s localhost:\d+/users/u\d+/churn-risk", output)) == 2
-        assert len(re.findall(r"→ churn_risk 0\.\d{3} \((low|medium|high)\)", output)) == 2
+        assert len(ANSWER.findall(output)) == 2
         assert "the server stops here" in output
     finally:
         open_store(settings).teardown()
@@ -70,6 +72,6 @@ def test_a_refused_demo_names_the_floor_and_the_command_that_serves_it(tmp_path,
         output = console.export_text()
         assert code == 0, output
         assert f"production stays {version}" in output
-        assert len(re.findall(r"→ churn_risk 0\.\d{3} \((low|medium|high)\)", output)) == 2
+        assert len(ANSWER.findall(output)) == 2
     finally:
         open_store(settings).teardown()
