@@ -28,10 +28,10 @@ from churn.progress import StageLog
 from churn.stages import STAGES, StageInputs
 from core import partitions
 from core.settings import Settings
-from core.sql_engine import connect, quote_path
+from core.sql_engine import connect
 from feature_repo.spec import ENTITY_KEY
 from ingestion.generate import GeneratedData, Outreach, generate_demo_data, write_demo_data
-from monitor.outcomes import realized_labels_sql
+from monitor.outcomes import daily_files_sql, realized_labels_sql
 from monitor.uplift import UpliftReport, print_uplift, realized_uplift, write_uplift_report
 from training.labels import LABEL
 from training.outreach import CONTACT, contacts, read_assignments
@@ -131,7 +131,7 @@ def true_effect(settings: Settings, data: GeneratedData, night: date) -> float:
         return 0.0
     con = connect(settings)
     daily_glob = partitions.table_glob(settings.user_daily_path)
-    daily = f"read_parquet({quote_path(daily_glob)}, hive_partitioning = true)"
+    daily = daily_files_sql(daily_glob)
     con.register("contact", contact)
     labelled = con.execute(realized_labels_sql("contact", daily_glob, night, horizon)).df()
     con.register("kept", first_save)

@@ -102,15 +102,19 @@ def horizon_last_day(as_of: date, horizon_days: int) -> date:
     return as_of + timedelta(days=horizon_days - 1)
 
 
+def daily_files_sql(daily_glob: str) -> str:
+    """The ``user_daily`` files as a relation, each row's ``date`` from its partition."""
+    return f"read_parquet({quote_path(daily_glob)}, hive_partitioning = true)"
+
+
 def realized_labels_sql(scored: str, daily_glob: str, as_of: date, horizon_days: int) -> str:
     """Each scored user's realized label at T = ``as_of``, over the ``user_daily`` files.
 
-    ``scored`` is a relation with ``user_id`` and ``churn_risk``; ``daily_glob`` the
-    ``user_daily`` files. The label is training's (``training.labels.labels_at_sql``):
+    ``scored`` is a relation with ``user_id`` (its other columns are kept); ``daily_glob``
+    the ``user_daily`` files. The label is training's (``training.labels.labels_at_sql``):
     churned = no active day in [as_of, as_of + horizon_days), no rows counting as none.
     """
-    daily = f"read_parquet({quote_path(daily_glob)}, hive_partitioning = true)"
-    return labels_at_sql(scored, as_of, horizon_days, daily=daily)
+    return labels_at_sql(scored, as_of, horizon_days, daily=daily_files_sql(daily_glob))
 
 
 def outcome_of(
