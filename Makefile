@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install activate-settings demo-deps system-deps demo test test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-ingest wrk-deps bench-api bench-serving bench-models demo-dates feast clean
+.PHONY: install activate-settings demo-deps system-deps demo test test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-ingest bench-materialize wrk-deps bench-api bench-serving bench-models demo-dates feast clean
 
 install: $(VENV)/.installed activate-settings
 
@@ -116,6 +116,11 @@ bench-batch: install system-deps
 # local server): the backfill and a night. ARGS="--users 2000 --days 30" for a quick run.
 bench-ingest: install system-deps
 	$(BIN)/python benchmarks/bench_ingest.py $(ARGS)
+
+# Materialize: Feast's writer against ours on one world, with a redis-server of its own
+# (its memory per user). ARGS="--users 1000000 --writers fast" for the large run.
+bench-materialize: install system-deps
+	$(BIN)/python benchmarks/bench_materialize.py $(ARGS)
 
 bench-spark: install system-deps
 	$(BIN)/python benchmarks/bench_spark.py $(ARGS)

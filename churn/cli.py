@@ -362,9 +362,13 @@ def features_materialize(
     with _user_errors():
         settings = ensure_redis(_settings(), say=console.print)
     log = StageLog(console)
-    with _user_errors(), job_run(settings, "materialize"), log.stage("feast materialize"):
+    with (
+        _user_errors(),
+        job_run(settings, "materialize"),
+        log.stage("feast materialize") as progress,
+    ):
         since, until = materialize(
-            settings, end=_utc(end), start=_utc(start), incremental=incremental
+            settings, end=_utc(end), start=_utc(start), incremental=incremental, progress=progress
         )
         push(settings, "churn_materialize", [online_freshness(settings, until)], replace=False)
     loaded = "since the last run" if since is None else f"from {since:%Y-%m-%d %H:%M}"

@@ -170,7 +170,7 @@ def _apply() -> StageFn:
 def _materialize() -> StageFn:
     from feature_repo.store import materialize
 
-    return lambda i: materialize(i.settings, end=i.now)
+    return lambda i: materialize(i.settings, end=i.now, progress=i.progress)
 
 
 def _train() -> StageFn:

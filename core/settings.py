@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     online_key_ttl_days: int = Field(
         14, ge=1, description="Redis key TTL: users not re-materialized this long expire"
     )
+    materialize_writer: Literal["fast", "feast"] = Field(
+        "fast",
+        description="Who writes the online store: fast (numpy into Feast's Redis layout, "
+        "about 10x Feast's writer; one Redis server and the DuckDB engine, else Feast's) "
+        "or feast (Feast's own materialize)",
+    )
     asof_stride_days: int = Field(1, ge=1, description="Days between training as-of times")
     active_lookback_days: int = Field(
         14, ge=1, description="Scored population: active at least once this many days before T"

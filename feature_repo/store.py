@@ -12,15 +12,17 @@ import os
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import ibis
-from feast import FeatureStore
+from feast import FeatureStore, FeatureView
 from feast.repo_config import RepoConfig
 
 from core.settings import Settings
 from feature_repo.config import REPO_DIR, feast_environment, filled_config
+from feature_repo.online_writer import materialize_view
 from feature_repo.spec import FEATURE_VIEW
 
 # Feast resets warning filters on import; ibis (inside Feast's DuckDB store) then
@@ -138,6 +140,7 @@ def materialize(
     end: datetime | None = None,
     start: datetime | None = None,
     incremental: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[datetime | None, datetime]:
     """Load the newest feature row of every user up to ``end`` (default now) into Redis.
 
@@ -146,15 +149,43 @@ def materialize(
     Redis too. ``incremental`` is Feast's ``materialize-incremental`` instead: from
     the last materialized instant, which skips rows stamped before it that were
     written after it. Returns the range loaded (start is None when incremental).
+    ``progress(done, total)`` counts users (the fast writer's only).
     """
     end = end or datetime.now(UTC)
     store = open_offline_store(settings)
-    if incremental:
-        store.materialize_incremental(end_date=end)
-        return None, end
-    start = start or end - view_ttl(store)
-    store.materialize(start_date=start, end_date=end)
-    return start, end
+    if not _fast_writer(settings):
+        if incremental:
+            store.materialize_incremental(end_date=end)
+            return None, end
+        start = start or end - view_ttl(store)
+        store.materialize(start_date=start, end_date=end)
+        return start, end
+    view = store.get_feature_view(FEATURE_VIEW)
+    since = (view.most_recent_end_time if incremental else start) or end - view_ttl(store)
+    materialize_view(store.config, view, since, end, settings, progress, _alone(store, view))
+    # What Feast's materialize records: materialize-incremental starts from it.
+    store.registry.apply_materialization(view, store.project, since, end)
+    return (None if incremental else since), end
+
+
+def _alone(store: FeatureStore, view: FeatureView) -> bool:
+    """No other feature view keeps fields on ``view``'s entity keys (Feast puts every view
+    of an entity in the same Redis hash), so the writer may replace a key whole."""
+    keys = {c.name for c in view.entity_columns}
+    return not any(
+        keys & {c.name for c in other.entity_columns}
+        for other in store.list_feature_views()
+        if other.name != view.name
+    )
+
+
+def _fast_writer(settings: Settings) -> bool:
+    """Our writer where it writes Feast's layout exactly: one Redis server, local Parquet."""
+    return (
+        settings.materialize_writer == "fast"
+        and settings.engine == "duckdb"
+        and not settings.redis_cluster
+    )
 
 
 def online_feature_rows(
