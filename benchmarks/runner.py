@@ -106,7 +106,7 @@ def _trained(m: Measured) -> dict:
 
 
 BENCHES: dict[str, Bench] = {
-    "generate": Bench(("generate",), lambda m: {"events": len(m.results["generate"].events)},
+    "generate": Bench(("generate",), lambda m: {"events": m.results["generate"].events},
                       lambda r, t: f"{t.events / r['seconds']:,.0f} events/s"),
     "validate": Bench(("validate",), lambda m: {"events": m.results["validate"].stats["events"]},
                       lambda r, t: f"{t.events / r['seconds']:,.0f} events/s"),

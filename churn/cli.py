@@ -138,8 +138,10 @@ def data_generate(
         ),
     ] = False,
 ) -> None:
-    """Generate the demo portal's users and events (and the hidden ground truth)."""
-    from ingestion.generate import SCENARIOS, generate_demo_data, write_demo_data
+    """Generate the demo portal's users and events (and the hidden ground truth).
+
+    Streamed a day at a time over blocks of users: memory does not grow with the world."""
+    from ingestion.generate import SCENARIOS, DemoWorld, write_demo_world
 
     settings = _settings()
     if scenario not in SCENARIOS:
@@ -148,37 +150,40 @@ def data_generate(
         )
     log = StageLog(console)
     with _user_errors(), log.stage("generate", total=days) as progress:
-        data = generate_demo_data(
+        world = DemoWorld(
             n_users=users,
             days=days,
             seed=settings.seed if seed is None else seed,
             start=_day(start),
             scenario=scenario,  # type: ignore[arg-type]
             drift_day=drift_day,
-            progress=progress,
         )
         if into_source:
-            _seed_source(settings, data)
+            if not _seed_source(settings, world, progress):
+                return
         else:
-            write_demo_data(data, settings)
+            write_demo_world(world, settings, progress)
     where = "CHURN_SOURCE" if into_source else settings.raw_dir
-    log.note(f"{len(data.users):,} users, {len(data.events):,} events → {where}")
+    log.note(f"{world.n_users:,} users, {world.n_events:,} events → {where}")
 
 
-def _seed_source(settings: Settings, data) -> None:
-    from core.contract import EVENT_COLUMNS, USER_COLUMNS, to_contract_table
+def _seed_source(settings: Settings, world, progress) -> bool:
+    """Seed the CHURN_SOURCE PostgreSQL with ``world``, a day of events at a time; False
+    (nothing simulated) when it was seeded already."""
+    from ingestion.generate import contract_users, source_event_days
     from ingestion.postgres_source import seed_portal
     from ingestion.sources import source_url
 
     url = source_url(settings)
     if not url.startswith(("postgresql://", "postgres://")):
         raise typer.BadParameter("--into-source needs CHURN_SOURCE=postgresql://…")
-    seeded = seed_portal(settings, url, to_contract_table(data.users, USER_COLUMNS),
-                         to_contract_table(data.events, EVENT_COLUMNS))  # fmt: skip
+    seeded = seed_portal(settings, url, contract_users(world),
+                         source_event_days(world, progress))  # fmt: skip
     if not seeded:
         console.print(
             f"{settings.source_users} exists at the source: already seeded, left as it is"
         )
+    return seeded
 
 
 @data_app.command("ingest")

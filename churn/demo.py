@@ -46,9 +46,7 @@ class DemoBuild:
 
 # Each stage's result line, as the demo prints it (``results`` holds the stages run so far).
 NOTES: dict[str, Callable[[Settings, dict[str, Any]], str]] = {
-    "generate": lambda s, r: (
-        f"{len(r['generate'].users):,} users, {len(r['generate'].events):,} events"
-    ),
+    "generate": lambda s, r: f"{r['generate'].users:,} users, {r['generate'].events:,} events",
     "validate": lambda s, r: "all gates passed",
     "prepare": lambda s, r: (
         f"{r['prepare'].rows:,} user-days, {r['prepare'].first_day} … {r['prepare'].last_day}"

@@ -90,14 +90,12 @@ def _day_option(inputs: StageInputs) -> list[str]:
 
 
 def _generate() -> StageFn:
-    from ingestion.generate import GeneratedData, generate_demo_data, write_demo_data
+    from ingestion.generate import DemoWorld, WrittenWorld, write_demo_world
 
-    def run(i: StageInputs) -> GeneratedData:
-        data = generate_demo_data(n_users=i.users, days=i.days, seed=i.settings.seed,
-                                  start=_first_day(i), scenario=i.scenario,  # type: ignore[arg-type]
-                                  progress=i.progress)  # fmt: skip
-        write_demo_data(data, i.settings)
-        return data
+    def run(i: StageInputs) -> WrittenWorld:
+        world = DemoWorld(n_users=i.users, days=i.days, seed=i.settings.seed,
+                          start=_first_day(i), scenario=i.scenario)  # type: ignore[arg-type]  # fmt: skip
+        return write_demo_world(world, i.settings, i.progress)  # streamed: a day at a time
 
     return run
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -236,11 +236,16 @@ def state_path(settings: Settings) -> Path:
 
 
 def seed_portal(
-    settings: Settings, url: str, users: pa.Table, events: pa.Table, chunk_rows: int = 500_000
+    settings: Settings,
+    url: str,
+    users: pa.Table,
+    events: pa.Table | Iterable[pa.Table],
+    chunk_rows: int = 500_000,
 ) -> bool:
     """Create the source's users and events tables holding ``users`` and ``events``, as a
     portal's would be: the demo's ``portal-db`` and the benchmarks seed with this. False,
-    and nothing written, when the users table exists already (a seeded database).
+    and nothing written (nor ``events`` read), when the users table exists already (a
+    seeded database). ``events`` may come in tables (a generator's days), one transaction.
 
     Tables only (not queries), in contract column names, plus ``inserted_at`` (each event's
     own time, as if written when it happened): a mark column as a portal's insert time.
@@ -254,10 +259,11 @@ def seed_portal(
         if cur.fetchone()[0]:
             return False
         cur.adbc_ingest(settings.source_users, users, mode="create")
-        for start in range(0, max(events.num_rows, 1), chunk_rows):
-            chunk = events.slice(start, chunk_rows)
-            chunk = chunk.append_column("inserted_at", chunk["event_time"])
-            cur.adbc_ingest(settings.source_events, chunk, mode="create_append")
+        for table in [events] if isinstance(events, pa.Table) else events:
+            for start in range(0, max(table.num_rows, 1), chunk_rows):
+                chunk = table.slice(start, chunk_rows)
+                chunk = chunk.append_column("inserted_at", chunk["event_time"])
+                cur.adbc_ingest(settings.source_events, chunk, mode="create_append")
         conn.commit()
     return True
 

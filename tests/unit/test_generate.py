@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from core import partitions
 from core.contract import (
     ACTIVE_EVENT_TYPES,
     EVENT_COLUMNS,
@@ -23,9 +26,13 @@ from ingestion import raw_store
 from ingestion.generate import (
     COURSE_PRICES,
     COURSES,
+    DemoWorld,
     GeneratedData,
+    Outreach,
     generate_demo_data,
+    user_id_width,
     write_demo_data,
+    write_demo_world,
 )
 
 START = date(2024, 3, 1)
@@ -397,3 +404,149 @@ def test_write_demo_data_round_trips_with_contract_types(
             frame.reset_index(drop=True),
         )
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+# sha256 of each world's frames as CSV (``_world_hash``), computed with the generator of
+# commit 0e4dcf0, before users were simulated in blocks: a world of one block is that world.
+BEFORE_BLOCKS = {
+    "data": "027f201499c24128527875dae606f5b983fb3681ec64ae8144d14fae6c034aac",
+    "drift": "70f72e97aa87684979b1757dcfbf10a06a114dee29fbc95eea6357b1389c6168",
+    "shop": "6466bf95a224ac75d38de80613eee2f3a3f23c99f01ff09217926fcc4d5e8cc1",
+    "outreach": "dd22c271c8decf675acddcadfe07c748332bb62fba1863141293fa170a208761",
+}
+TWO_BLOCKS = 200  # users per block: the 300-user world is two blocks, of 200 and 100
+
+
+def _world_hash(data: GeneratedData) -> str:
+    digest = hashlib.sha256()
+    for name in ("users", "events", "truth_users", "truth_daily", "truth_saves"):
+        digest.update(name.encode())
+        digest.update(getattr(data, name).to_csv(index=False).encode())
+    return digest.hexdigest()
+
+
+def _outreach_to(first: int, last: int) -> Outreach:
+    """Every third user of ``first .. last-1`` contacted on the 20th day, hazard cut by 80 %."""
+    contacts = pd.DataFrame(
+        {"user_id": [f"u{i:06d}" for i in range(first, last, 3)], "date": START + timedelta(19)}
+    )
+    return Outreach(contacts, 0.8, 30)
+
+
+@pytest.mark.parametrize("name", ["data", "drift", "shop", "outreach"])
+def test_a_world_of_one_block_is_the_world_of_before_blocks(
+    request: pytest.FixtureRequest, name: str
+) -> None:
+    if name == "outreach":
+        world = generate_demo_data(n_users=300, days=DAYS, seed=7, start=START,
+                                   outreach=_outreach_to(0, 300))  # fmt: skip
+        assert len(world.truth_saves) > 0
+    else:
+        world = request.getfixturevalue(name)
+    assert _world_hash(world) == BEFORE_BLOCKS[name]
+
+
+@pytest.fixture(scope="module")
+def two_blocks() -> GeneratedData:
+    return generate_demo_data(n_users=300, days=DAYS, seed=7, start=START, block_users=TWO_BLOCKS)
+
+
+def test_the_first_block_is_the_one_block_world_of_its_seed(two_blocks: GeneratedData) -> None:
+    one = generate_demo_data(n_users=TWO_BLOCKS, days=DAYS, seed=7, start=START)
+    ids = two_blocks.users["user_id"]
+    assert ids.is_unique and ids.is_monotonic_increasing
+    assert list(ids) == [f"u{i:06d}" for i in range(300)]
+    first = ids[:TWO_BLOCKS]
+    for name in ("users", "truth_users", "truth_daily", "events"):
+        frame = getattr(two_blocks, name)
+        mine = frame[frame["user_id"].isin(first)].reset_index(drop=True)
+        # Event ids number the whole world's events by time, so they differ; nothing else.
+        drop = ["event_id"] if name == "events" else []
+        pd.testing.assert_frame_equal(
+            mine.drop(columns=drop), getattr(one, name).drop(columns=drop)
+        )
+    later = two_blocks.users["signup_time"][TWO_BLOCKS:].reset_index(drop=True)
+    assert not later.equals(one.users["signup_time"][: len(later)])  # a stream of its own
+    assert two_blocks.events["event_id"].is_unique
+    assert two_blocks.events["event_time"].is_monotonic_increasing
+    assert set(two_blocks.events["user_id"]) - set(first)  # the second block is active too
+
+
+def test_outreach_reaches_the_users_of_the_block_it_names(two_blocks: GeneratedData) -> None:
+    """Contacts of the second block's users change that block only, for contacted users."""
+    helped = generate_demo_data(n_users=300, days=DAYS, seed=7, start=START,
+                                block_users=TWO_BLOCKS, outreach=_outreach_to(TWO_BLOCKS, 300))  # fmt: skip
+    contacted = set(_outreach_to(TWO_BLOCKS, 300).contacts["user_id"])
+    assert len(helped.truth_saves) > 0 and set(helped.truth_saves["user_id"]) <= contacted
+    first = two_blocks.users["user_id"][:TWO_BLOCKS]
+    columns = ["user_id", "event_time", "event_type"]
+    in_first = [d.events[d.events["user_id"].isin(first)][columns].reset_index(drop=True)
+                for d in (two_blocks, helped)]  # fmt: skip
+    pd.testing.assert_frame_equal(*in_first)
+    churned = helped.truth_users.set_index("user_id")["churn_time"].notna()
+    untreated = two_blocks.truth_users.set_index("user_id")["churn_time"].notna()
+    assert churned[sorted(contacted)].sum() < untreated[sorted(contacted)].sum()
+
+
+@pytest.mark.parametrize("block_users", [TWO_BLOCKS, 10_000])
+def test_a_streamed_world_writes_the_files_of_the_world_in_memory(
+    block_users: int, tmp_path: Path
+) -> None:
+    """Each day partition holds all users' events of that day, and every file is the one
+    ``write_demo_data`` writes for the same world held in memory."""
+    kwargs = {"n_users": 300, "days": DAYS, "seed": 7, "start": START, "block_users": block_users}
+    streamed = get_settings(data_dir=tmp_path / "streamed", artifacts_dir=tmp_path / "art")
+    in_memory = get_settings(data_dir=tmp_path / "memory", artifacts_dir=tmp_path / "art")
+    calls: list[int] = []
+    written = write_demo_world(DemoWorld(**kwargs), streamed, lambda d, _: calls.append(d))
+    data = generate_demo_data(**kwargs)
+    paths = write_demo_data(data, in_memory)
+    assert calls == list(range(1, DAYS + 1))
+    assert (written.users, written.events) == (300, len(data.events))
+    assert written.paths.keys() == paths.keys()
+    for day in partitions.partition_days(raw_store.events_root(streamed)):
+        events = pq.read_table(partitions.partition_dir(
+            raw_store.events_root(streamed), day) / raw_store.EVENTS_FILE)  # fmt: skip
+        assert set(pc.cast(events["event_time"], "date32").to_pylist()) == {day}
+    files = sorted(p.relative_to(in_memory.data_dir) for p in in_memory.data_dir.rglob("*.parquet"))
+    assert files == sorted(
+        p.relative_to(streamed.data_dir) for p in streamed.data_dir.rglob("*.parquet")
+    )
+    for name in files:
+        mine, theirs = (
+            pq.read_table(streamed.data_dir / name),
+            pq.read_table(in_memory.data_dir / name),
+        )
+        assert mine.equals(theirs, check_metadata=True), name
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_failed_generate_leaves_the_previous_world(data: GeneratedData, tmp_path: Path) -> None:
+    settings = get_settings(data_dir=tmp_path / "data", artifacts_dir=tmp_path / "art")
+    write_demo_data(data, settings)
+    before = {p: p.read_bytes() for p in settings.data_dir.rglob("*") if p.is_file()}
+
+    def fail_on_day_3(day: int, _: int) -> None:
+        if day == 3:
+            raise RuntimeError("disk full")
+
+    world = DemoWorld(n_users=100, days=DAYS, seed=8, start=START, block_users=60)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_demo_world(world, settings, fail_on_day_3)
+    after = {p: p.read_bytes() for p in settings.data_dir.rglob("*") if p.is_file()}
+    assert after.keys() - before.keys() <= {settings.raw_dir / ".ingest.lock"}
+    assert all(after[p] == content for p, content in before.items())
+
+
+@pytest.mark.parametrize(("n_users", "width"), [(1, 6), (1_000_000, 6), (1_000_001, 7)])
+def test_user_ids_widen_past_a_million_users_so_they_still_sort(n_users: int, width: int) -> None:
+    assert user_id_width(n_users) == width
+
+
+def test_a_world_is_simulated_once_and_blocks_have_users() -> None:
+    world = DemoWorld(n_users=20, days=3, seed=1, start=START)
+    assert len(list(world.simulate())) == 3
+    with pytest.raises(RuntimeError, match="simulated already"):
+        next(world.simulate())
+    with pytest.raises(ValueError, match="block_users"):
+        DemoWorld(n_users=20, days=3, start=START, block_users=0)
