@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install activate-settings demo-deps system-deps demo test test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-ingest bench-materialize wrk-deps bench-api bench-serving bench-models demo-dates feast clean
+.PHONY: install activate-settings demo-deps system-deps demo test test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-ingest bench-materialize bench-night wrk-deps bench-api bench-serving bench-models demo-dates feast clean
 
 install: $(VENV)/.installed activate-settings
 
@@ -121,6 +121,11 @@ bench-ingest: install system-deps
 # (its memory per user). ARGS="--users 1000000 --writers fast" for the large run.
 bench-materialize: install system-deps
 	$(BIN)/python benchmarks/bench_materialize.py $(ARGS)
+
+# A portal of N users on one box (issue 25): the backfill from PostgreSQL, training and a
+# night, each stage in a fresh process; e.g. make bench-night ARGS="--users 1000000 --json 1m.json"
+bench-night: install system-deps
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_night.py $(ARGS)
 
 bench-spark: install system-deps
 	$(BIN)/python benchmarks/bench_spark.py $(ARGS)

@@ -130,6 +130,12 @@ BENCHES: dict[str, Bench] = {
     "batch score": Bench(("batch",), _scored, _scored_rate, newest_day=True),
     "batch score (all)": Bench(("batch",), _scored, _scored_rate, newest_day=True, everyone=True),
 }  # fmt: skip
+# The backfill's steps one by one, and the night's stages on the night after yesterday
+# (benchmarks/bench_night.py).
+BENCHES |= {"prepare": Bench(("prepare",)), "features": Bench(("features",))}
+BENCHES |= {f"night {stage}": Bench((stage,), yesterday=True) for stage in (
+    "ingest", "validate", "prepare", "features", "materialize", "batch", "drift", "outcomes",
+    "uplift", "skew")}  # fmt: skip
 STAGES = tuple(BENCHES)
 
 
