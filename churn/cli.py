@@ -241,16 +241,30 @@ def data_ingest(
 
 
 @data_app.command("validate")
-def data_validate() -> None:
-    """Run the validation gates; on failure exit 1 and change nothing downstream."""
+def data_validate(
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Validate every raw day, not only the days new or changed since the last "
+            "accepted run.",
+        ),
+    ] = False,
+) -> None:
+    """Run the validation gates on the raw days that changed; on failure exit 1 and change
+    nothing downstream."""
     from core.push import push
-    from ingestion.validate import print_report, run_validation
+    from ingestion.validate import ValidationRunning, print_report, run_validation
 
     settings = _settings()
     log = StageLog(console)
     with _user_errors(), job_run(settings, "validate"):
-        with log.stage("validate"):
-            report = run_validation(settings)
+        with log.stage("validate") as progress:
+            try:
+                report = run_validation(settings, full=full, progress=progress)
+            except ValidationRunning as exc:
+                console.print(f"[red]{type(exc).__name__}:[/red] {exc}")
+                raise typer.Exit(1) from exc
         push(settings, "churn_validate", validation_samples(report))
         print_report(report, console)
         if not report.passed:

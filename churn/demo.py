@@ -23,6 +23,7 @@ from core import partitions
 from core.readiness import free_port, port_free
 from core.settings import Settings
 from core.sql_engine import connect, quote_path
+from core.tables import validated_events_root, validated_users_path
 from feature_repo.redis_server import RedisUnavailableError, ensure_redis, redact_url
 from feature_repo.spec import FEATURE_VIEW, feature_names
 from feature_repo.store import online_feature_rows
@@ -244,8 +245,8 @@ def _summary(settings: Settings, online: int) -> Table:
     table.add_column("rows", justify="right")
     table.add_column("where")
     for name, path in (
-        ("users", settings.validated_dir / "users.parquet"),
-        ("events", settings.validated_dir / "events.parquet"),
+        ("users", validated_users_path(settings)),
+        ("events", validated_events_root(settings)),
         ("user_daily", settings.user_daily_path),
         ("user_features", settings.features_path),
     ):

@@ -19,20 +19,41 @@ class MissingInputError(FileNotFoundError):
     """A stage's input is missing; the message names the file and the command that makes it."""
 
 
-def validated_paths(settings: Settings) -> tuple[Path, Path]:
-    users = settings.validated_dir / "users.parquet"
-    events = settings.validated_dir / "events.parquet"
-    for path in (users, events):
-        if not path.exists():
+def validated_users_path(settings: Settings) -> Path:
+    return settings.validated_dir / "users.parquet"
+
+
+def validated_events_root(settings: Settings) -> Path:
+    """``validated/events/date=D/events.parquet``: raw day D's events, checked, sorted by time."""
+    return settings.validated_dir / "events"
+
+
+def validated_event_files(settings: Settings) -> list[Path]:
+    """The validated events' files, oldest day first; the single ``validated/events.parquet``
+    of data dirs validated before events were kept by day, until the next validation."""
+    root = validated_events_root(settings)
+    files = [Path(f) for f in partitions.partition_files(root, partitions.partition_days(root))]
+    legacy = settings.validated_dir / "events.parquet"
+    return files or ([legacy] if legacy.is_file() else [])
+
+
+def validated_paths(settings: Settings) -> tuple[Path, list[Path]]:
+    """The validated users file and events files; MissingInputError names what to run."""
+    users, events = validated_users_path(settings), validated_event_files(settings)
+    for path, there in ((users, users.exists()), (validated_events_root(settings), bool(events))):
+        if not there:
             raise MissingInputError(f"{path} is missing: run `churn data validate` first")
     return users, events
 
 
 def register_validated(engine: Engine, settings: Settings) -> None:
-    """The validated users and events as ``USERS`` and ``EVENTS`` (errors say what to run)."""
+    """The validated users and events as ``USERS`` and ``EVENTS`` (errors say what to run).
+
+    The events are registered as files, not as a partitioned table: a time filter skips
+    days and row groups by their statistics (DuckDB also shows the day as ``date``)."""
     users, events = validated_paths(settings)
     engine.register(USERS, [users])
-    engine.register(EVENTS, [events])
+    engine.register(EVENTS, events)
 
 
 def register_table(engine: Engine, name: str, root: Path, days: list[date]) -> None:

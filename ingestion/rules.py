@@ -25,6 +25,7 @@ from ingestion.ingest import REQUIRED_EVENT_COLUMNS
 
 CLOCK_SKEW = pd.Timedelta(minutes=5)
 MAX_EXAMPLES = 5
+MAX_MESSAGE = 400  # a rule broken on many days keeps its first days' messages
 MEASURE_EVENT_TYPES = {
     "watch_minutes": ("video_watch",),
     "quiz_score": ("quiz_attempt",),
@@ -186,14 +187,11 @@ def _pandera_failures(
 
 @dataclass
 class _Inputs:
-    """The tables and parameters of one run, plus lookups several rules share (computed once)."""
+    """One slice of events, the users, and lookups several rules share (computed once)."""
 
     users: pd.DataFrame
     events: pd.DataFrame
     now: pd.Timestamp
-    max_event_age_hours: float
-    volume_factor: float
-    previous_events: int | None
 
     @cached_property
     def user_row(self) -> np.ndarray:
@@ -290,44 +288,55 @@ def drop_repeated_events(events: pd.DataFrame) -> tuple[pd.DataFrame, RuleFailur
     return events[~drop].reset_index(drop=True), _failure("duplicate_events", events, drop, message)
 
 
-def _future_timestamp(t: _Inputs) -> RuleFailure | None:
-    """Timestamps past now + clock skew: a wrong time zone or clock upstream."""
+def _future_events(t: _Inputs) -> RuleFailure | None:
+    """Event times past now + clock skew: a wrong time zone or clock upstream."""
     limit = t.now + CLOCK_SKEW
-    late_events, late_users = t.events["event_time"] > limit, t.users["signup_time"] > limit
-    n_events, n_users = int(late_events.sum()), int(late_users.sum())
-    if not n_events + n_users:
-        return None
-    examples = [{"table": "events", **row} for row in _json_rows(t.events[late_events])]
-    examples += [{"table": "users", **row} for row in _json_rows(t.users[late_users])]
-    message = f"{n_events} event_time and {n_users} signup_time after {limit.isoformat()}"
-    return RuleFailure("future_timestamp", n_events + n_users, message, examples[:MAX_EXAMPLES])
+    late = t.events["event_time"] > limit
+    message = f"{{n}} event_time after {limit.isoformat()}"
+    failure = _failure("future_timestamp", t.events, late, message)
+    if failure:
+        failure.examples = [{"table": "events", **row} for row in failure.examples]
+    return failure
 
 
-def _volume(t: _Inputs) -> RuleFailure | None:
+def _future_signups(users: pd.DataFrame, now: pd.Timestamp) -> RuleFailure | None:
+    """Signup times past now + clock skew (the users half of ``future_timestamp``)."""
+    limit = now + CLOCK_SKEW
+    late = users["signup_time"] > limit
+    failure = _failure(
+        "future_timestamp", users, late, f"{{n}} signup_time after {limit.isoformat()}"
+    )
+    if failure:
+        failure.examples = [{"table": "users", **row} for row in failure.examples]
+    return failure
+
+
+def volume_failure(events: int, previous: int, factor: float) -> RuleFailure | None:
     """Event count within [prev/f, prev*f] of the last accepted run: catches half exports."""
-    count, prev, factor = len(t.events), t.previous_events, t.volume_factor
-    low, high = prev / factor, prev * factor
-    if low <= count <= high:
-        return None
-    message = f"{count} events; the last accepted run had {prev}: allowed {low:.0f}..{high:.0f}"
-    return RuleFailure("volume", 1, message, [{"events": count, "previous_events": prev}])
-
-
-def _freshness(t: _Inputs) -> RuleFailure | None:
-    """Newest event at most max_event_age_hours old: a stale export must not pass as today's."""
-    newest, hours = t.events["event_time"].max(), t.max_event_age_hours
-    if not pd.isna(newest) and newest >= t.now - pd.Timedelta(hours=hours):
+    low, high = previous / factor, previous * factor
+    if low <= events <= high:
         return None
     message = (
-        f"newest event {_iso(newest)} is more than {hours:g} h before {t.now.isoformat()} "
+        f"{events} events; the last accepted run had {previous}: allowed {low:.0f}..{high:.0f}"
+    )
+    return RuleFailure("volume", 1, message, [{"events": events, "previous_events": previous}])
+
+
+def freshness_failure(newest: object, now: pd.Timestamp, hours: float) -> RuleFailure | None:
+    """Newest event at most ``hours`` old: a stale export must not pass as today's."""
+    if not pd.isna(newest) and pd.Timestamp(newest) >= now - pd.Timedelta(hours=hours):
+        return None
+    message = (
+        f"newest event {_iso(newest)} is more than {hours:g} h before {now.isoformat()} "
         "(CHURN_MAX_EVENT_AGE_HOURS=0 turns this gate off for a historical backfill)"
     )
-    example = {"newest_event": _iso(newest), "now": t.now.isoformat(), "max_event_age_hours": hours}
+    example = {"newest_event": _iso(newest), "now": now.isoformat(), "max_event_age_hours": hours}
     return RuleFailure("freshness", 1, message, [example])
 
 
-# Rule → (check, the "table.column" inputs it needs: skipped when one failed the schema gate).
-CROSS_RULES: dict[str, tuple[Callable[[_Inputs], RuleFailure | None], tuple[str, ...]]] = {
+# Rule → (check of one slice of events, the "table.column" inputs it needs: skipped for a
+# slice when one failed the schema gate). Volume and freshness are the history's: see Gate.
+EVENT_RULES: dict[str, tuple[Callable[[_Inputs], RuleFailure | None], tuple[str, ...]]] = {
     "unique_event_id": (_unique_event_id, ("events.event_id",)),
     "referential_integrity": (_referential_integrity, ("users.user_id", "events.user_id")),
     "event_before_signup": (
@@ -342,16 +351,14 @@ CROSS_RULES: dict[str, tuple[Callable[[_Inputs], RuleFailure | None], tuple[str,
         _duplicate_events,
         tuple(f"events.{c}" for c in (*REQUIRED_EVENT_COLUMNS, "course_id")),
     ),
-    "future_timestamp": (_future_timestamp, ("users.signup_time", "events.event_time")),
-    "volume": (_volume, ()),
-    "freshness": (_freshness, ("events.event_time",)),
+    "future_timestamp": (_future_events, ("events.event_time",)),
 }
 
 
 # Every rule a report can name.
 RULES = (
     "users_schema", "events_schema", "users_nulls", "events_nulls", "unique_user_id",
-    *VALUE_RULES.values(), *CROSS_RULES,
+    *VALUE_RULES.values(), *EVENT_RULES, "volume", "freshness",
 )  # fmt: skip
 # Rules whose breach leaves tables the next stages would read wrongly (missing columns or
 # keys, users counted twice, events of nobody): always errors.
@@ -380,6 +387,148 @@ def check_severities(severity: Mapping[str, str]) -> None:
             )
 
 
+def merge_failure(first: RuleFailure | None, more: RuleFailure) -> RuleFailure:
+    """One failure of a rule found in several slices: counts summed, the first five examples,
+    the messages joined (up to MAX_MESSAGE characters, then an ellipsis)."""
+    if first is None:
+        return RuleFailure(more.rule, more.count, more.message, list(more.examples))
+    message = first.message
+    if len(message) >= MAX_MESSAGE:
+        message = message if message.endswith("…") else f"{message}; …"
+    elif more.message != message:
+        message = f"{message}; {more.message}"
+    examples = (first.examples + more.examples)[:MAX_EXAMPLES]
+    return RuleFailure(first.rule, first.count + more.count, message, examples)
+
+
+@dataclass
+class Gate:
+    """One run of the rules over tables checked piece by piece: the users once, the events a
+    slice (a day) at a time, then the history's numbers (volume, freshness). A rule broken
+    in several slices is one failure (``merge_failure``); its severity decides at the end."""
+
+    now: pd.Timestamp
+    max_event_age_hours: float
+    volume_factor: float
+    severity: dict[str, str]
+    found: dict[str, RuleFailure] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    users_bad: set[str] = field(default_factory=set)
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        now: datetime,
+        max_event_age_hours: float,
+        volume_factor: float,
+        severity: Mapping[str, str] | None = None,
+    ) -> Gate:
+        """A gate with no results yet; ValueError when ``severity`` cannot hold (see
+        ``check_severities``). ``now`` (naive means UTC) anchors freshness and future times."""
+        severity = dict(severity or {})
+        check_severities(severity)
+        now = pd.Timestamp(now)
+        now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+        gate = cls(now, max_event_age_hours, volume_factor, severity)
+        gate.skipped = {
+            r: "off (CHURN_VALIDATION_SEVERITY)" for r, v in severity.items() if v == "off"
+        }
+        if not max_event_age_hours:
+            gate.skipped["freshness"] = "off (max_event_age_hours = 0)"
+        return gate
+
+    def add(self, failure: RuleFailure | None) -> None:
+        """Record a broken rule (nothing for None or a rule turned off)."""
+        if failure is None or self.severity.get(failure.rule) == "off":
+            return
+        self.found[failure.rule] = merge_failure(self.found.get(failure.rule), failure)
+
+    @property
+    def failed(self) -> bool:
+        """Whether an error-level rule is broken so far (the run will fail)."""
+        return any(
+            self.severity.get(rule, "error") == "error" and rule not in self.skipped
+            for rule in self.found
+        )
+
+    def _skip(self, rule: str, bad: set[str], needs: tuple[str, ...]) -> bool:
+        """Whether ``rule`` is not run on this piece (off, or its inputs broke the schema)."""
+        if self.severity.get(rule) == "off":
+            return True
+        if broken := sorted(bad.intersection(needs)):
+            self.skipped.setdefault(rule, f"schema failure in {', '.join(broken)}")
+            return True
+        return False
+
+    def check_users(self, users: pd.DataFrame) -> None:
+        """The users table's own rules; its schema failures skip the rules needing the column."""
+        schema = _schema_failure("users", users, contract.USER_COLUMNS)
+        self.users_bad = {f"users.{p['column']}" for p in schema.examples} if schema else set()
+        self.add(schema)
+        for failure in _pandera_failures("users", users, USERS_SCHEMA, self.users_bad):
+            self.add(failure)
+        if not self._skip("future_timestamp", self.users_bad, ("users.signup_time",)):
+            self.add(_future_signups(users, self.now))
+
+    def check_events(self, users: pd.DataFrame, events: pd.DataFrame) -> bool:
+        """Every events rule on one slice of events, against ``users``; False when the slice
+        failed the schema gate on ``event_time`` (its times are unknown)."""
+        schema = _schema_failure("events", events, contract.EVENT_COLUMNS)
+        bad = self.users_bad | (
+            {f"events.{p['column']}" for p in schema.examples} if schema else set()
+        )
+        self.add(schema)
+        for failure in _pandera_failures("events", events, EVENTS_SCHEMA, bad):
+            self.add(failure)
+        t = _Inputs(users, events, self.now)
+        for name, (check, needs) in EVENT_RULES.items():
+            if not self._skip(name, bad, needs):
+                self.add(check(t))
+        return "events.event_time" not in bad
+
+    def check_history(
+        self, events: int, newest: object, previous_events: int | None, times_known: bool = True
+    ) -> None:
+        """Volume (``events`` against the last accepted run's count) and freshness (the
+        ``newest`` event, None when there is none) over the whole history; ``times_known``
+        False (a slice's times failed the schema gate) skips freshness."""
+        if not previous_events:
+            self.skipped["volume"] = "no previous accepted run"
+        elif not self._skip("volume", set(), ()):
+            self.add(volume_failure(events, previous_events, self.volume_factor))
+        if not times_known:
+            self.skipped.setdefault("freshness", "schema failure in events.event_time")
+        elif "freshness" not in self.skipped:
+            self.add(freshness_failure(newest, self.now, self.max_event_age_hours))
+
+    def report(self, stats: dict) -> ValidationReport:
+        """The verdict: errors fail the run, warnings let it pass; ``stats`` gains the skipped
+        rules and the seconds spent."""
+        found = [f for rule, f in self.found.items() if rule not in self.skipped]
+        failures = [f for f in found if self.severity.get(f.rule, "error") == "error"]
+        warnings = [f for f in found if self.severity.get(f.rule) == "warn"]
+        stats = {**stats, "skipped": self.skipped,
+                 "seconds": round(time.perf_counter() - self.started, 3)}  # fmt: skip
+        return ValidationReport(not failures, failures, stats, self.now.to_pydatetime(), warnings)
+
+
+def event_stats(events: pd.DataFrame, times_ok: bool) -> dict:
+    """Rows, oldest and newest event and rows per type of a slice of events (None or empty
+    where its times or types failed the schema gate)."""
+    types_ok = "event_type" in events and _type_ok(events["event_type"], "string")
+    times = events["event_time"] if times_ok else None
+    return {
+        "events": len(events),
+        "newest_event": _iso(times.max()) if times is not None else None,
+        "oldest_event": _iso(times.min()) if times is not None else None,
+        "events_per_type": events["event_type"].value_counts().astype(int).to_dict()
+        if types_ok
+        else {},
+    }
+
+
 def validate_tables(
     users: pd.DataFrame,
     events: pd.DataFrame,
@@ -390,7 +539,7 @@ def validate_tables(
     previous: dict | None,
     severity: Mapping[str, str] | None = None,
 ) -> ValidationReport:
-    """Check raw users and events against every rule; pure (no I/O).
+    """Check raw users and events, as whole tables, against every rule; pure (no I/O).
 
     ``now`` (naive means UTC) anchors freshness and future timestamps; ``previous``
     is the last accepted manifest (None: volume skipped). A rule whose inputs
@@ -398,58 +547,15 @@ def validate_tables(
     ``severity`` relaxes rules (default error): a ``warn`` rule's breach is reported
     in ``warnings`` and the run passes; an ``off`` rule is skipped.
     """
-    severity = dict(severity or {})
-    check_severities(severity)
-    started = time.perf_counter()
-    now = pd.Timestamp(now)
-    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    gate = Gate.start(
+        now=now, max_event_age_hours=max_event_age_hours, volume_factor=volume_factor,
+        severity=severity,
+    )  # fmt: skip
+    users, events = users.reset_index(drop=True), events.reset_index(drop=True)
+    gate.check_users(users)
+    times_ok = gate.check_events(users, events)
+    stats = event_stats(events, times_ok)
     previous_events = (previous or {}).get("events")
-    schema = [
-        _schema_failure("users", users, contract.USER_COLUMNS),
-        _schema_failure("events", events, contract.EVENT_COLUMNS),
-    ]
-    bad = {
-        f"{f.rule.removesuffix('_schema')}.{p['column']}" for f in schema if f for p in f.examples
-    }
-    t = _Inputs(
-        users.reset_index(drop=True),
-        events.reset_index(drop=True),
-        now,
-        max_event_age_hours,
-        volume_factor,
-        previous_events,
-    )
-    failures = [
-        *schema,
-        *_pandera_failures("users", t.users, USERS_SCHEMA, bad),
-        *_pandera_failures("events", t.events, EVENTS_SCHEMA, bad),
-    ]
-    skipped = {
-        rule: "off (CHURN_VALIDATION_SEVERITY)" for rule, lvl in severity.items() if lvl == "off"
-    }
-    if not previous_events:
-        skipped["volume"] = "no previous accepted run"
-    if not max_event_age_hours:
-        skipped["freshness"] = "off (max_event_age_hours = 0)"
-    for name, (check, needs) in CROSS_RULES.items():
-        if broken := sorted(bad.intersection(needs)):
-            skipped.setdefault(name, f"schema failure in {', '.join(broken)}")
-        if name not in skipped:
-            failures.append(check(t))
-    found = [f for f in failures if f is not None and f.rule not in skipped]
-    failures = [f for f in found if severity.get(f.rule, "error") == "error"]
-    warnings = [f for f in found if severity.get(f.rule) == "warn"]
-    times_ok, types_ok = "events.event_time" not in bad, "events.event_type" not in bad
-    stats = {
-        "users": len(t.users),
-        "events": len(t.events),
-        "newest_event": _iso(t.events["event_time"].max()) if times_ok else None,
-        "oldest_event": _iso(t.events["event_time"].min()) if times_ok else None,
-        "events_per_type": t.events["event_type"].value_counts().astype(int).to_dict()
-        if types_ok
-        else {},
-        "previous_events": previous_events,
-        "skipped": skipped,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    return ValidationReport(not failures, failures, stats, now.to_pydatetime(), warnings)
+    newest = events["event_time"].max() if times_ok else None
+    gate.check_history(len(events), newest, previous_events, times_known=times_ok)
+    return gate.report({"users": len(users), **stats, "previous_events": previous_events})

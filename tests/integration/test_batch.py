@@ -27,7 +27,7 @@ from batch.outputs import (
 from core import partitions
 from core.atomic import write_parquet
 from core.sql_engine import DuckEngine
-from core.tables import USER_DAILY, register_table
+from core.tables import USER_DAILY, register_table, validated_event_files
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import open_store
 from tests.integration.test_push import pushed_samples, running_pushgateway
@@ -210,7 +210,7 @@ def test_high_risk_list_with_revenue(scored):
     np.testing.assert_allclose(listed["churn_risk"], wanted["churn_risk"], rtol=1e-12)
 
     users = pd.read_parquet(settings.validated_dir / "users.parquet").set_index(ENTITY_KEY)
-    events = pd.read_parquet(settings.validated_dir / "events.parquet")
+    events = pd.concat(pd.read_parquet(f) for f in validated_event_files(settings))
     paid = events[
         (events["event_type"] == "payment_success")
         & (events["event_time"] >= END - timedelta(days=90))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import shutil
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +20,16 @@ from core import contract
 from core.atomic import write_parquet
 from core.contract import contract_schema
 from core.settings import Settings, get_settings
+from core.tables import validated_event_files
 from ingestion import raw_store
-from ingestion.rules import RULES, STRICT_RULES, drop_repeated_events
-from ingestion.validate import print_report, run_validation, validate_tables
+from ingestion.rules import RULES, STRICT_RULES, RuleFailure, drop_repeated_events, merge_failure
+from ingestion.validate import (
+    ValidationRunning,
+    plan_days,
+    print_report,
+    run_validation,
+    validate_tables,
+)
 
 NOW = pd.Timestamp("2025-03-01 12:00", tz="UTC")
 NAN = np.nan
@@ -235,7 +244,10 @@ def test_clean_data_passes_and_publishes_sorted_tables_and_manifest(tmp_path):
 
     assert report.passed and report.failures == []
     out = settings.validated_dir
-    users, events = pq.read_table(out / "users.parquet"), pq.read_table(out / "events.parquet")
+    # One file per raw day: write_raw lands every event in raw's date=2025-01-05.
+    [day_file] = validated_event_files(settings)
+    assert day_file == out / "events" / "date=2025-01-05" / "events.parquet"
+    users, events = pq.read_table(out / "users.parquet"), pq.read_table(day_file)
     assert users.schema.remove_metadata() == contract_schema(contract.USER_COLUMNS)
     assert events.schema.remove_metadata() == contract_schema(contract.EVENT_COLUMNS)
     times = events.column("event_time").to_pylist()
@@ -402,9 +414,227 @@ def test_dropping_repeats_publishes_the_rest_and_reports_the_count(tmp_path):
     assert report.passed
     assert report.stats["dropped_duplicate_events"] == 1
     assert [(w.rule, w.count) for w in report.warnings] == [("duplicate_events", 1)]
-    published = pq.read_table(settings.validated_dir / "events.parquet").column("event_id")
+    [day_file] = validated_event_files(settings)
+    published = pq.read_table(day_file).column("event_id")
     assert sorted(published.to_pylist()) == sorted(r[0] for r in EVENT_ROWS)
     console = Console(record=True, width=200)
     print_report(report, console)
     text = console.export_text()
     assert "Warnings" in text and "dropped 1 repeated events" in text
+
+
+# Validation of what changed: raw/ by day (as an ingest writes it), validated/ by day.
+def contract_tables(users: pd.DataFrame, events: pd.DataFrame):
+    return (
+        contract.to_contract_table(users, contract.USER_COLUMNS),
+        contract.to_contract_table(events.reset_index(drop=True), contract.EVENT_COLUMNS),
+    )
+
+
+def land(settings: Settings, users: pd.DataFrame, events: pd.DataFrame) -> None:
+    """Raw as a full export lands: users, and events in their event day's partition."""
+    users_table, events_table = contract_tables(users, events)
+    raw_store.replace_all(settings, users_table, [events_table])
+
+
+def land_day(settings: Settings, day: str, events: pd.DataFrame) -> None:
+    """Events merged into one raw day, as a nightly ingest or a late event does."""
+    _, table = contract_tables(clean_tables()[0], events)
+    raw_store.merge_day(settings, date.fromisoformat(day), table)
+
+
+def day_files(settings: Settings) -> dict[str, int]:
+    """Each validated day's file and its mtime."""
+    return {f.parent.name: f.stat().st_mtime_ns for f in validated_event_files(settings)}
+
+
+def stored_ids(settings: Settings) -> list[str]:
+    return sorted(
+        i for f in validated_event_files(settings) for i in pq.read_table(f)["event_id"].to_pylist()
+    )
+
+
+MARCH_1 = ["e10", "e11"]
+
+
+def test_a_second_run_reads_only_the_new_day(tmp_path):
+    settings = make_settings(tmp_path)
+    users, events = clean_tables()
+    land(settings, users, events[~events.event_id.isin(MARCH_1)])
+    first = run_validation(settings, now=NOW)
+    assert first.passed and first.stats["days"]["full"] is True
+    assert len(first.stats["days"]["validated"]) == 6 and first.stats["days"]["rows_read"] == 10
+    before = day_files(settings)
+
+    land_day(settings, "2025-03-01", events[events.event_id.isin(MARCH_1)])
+    second = run_validation(settings, now=NOW)
+
+    assert second.passed
+    days = second.stats["days"]
+    assert days["validated"] == ["2025-03-01"] and days["rows_read"] == 2
+    assert days["unchanged"] == 6 and days["full"] is False and days["users_checked"] is False
+    after = day_files(settings)
+    assert {d: after[d] for d in before} == before  # the stored days were not rewritten
+    assert set(after) - set(before) == {"date=2025-03-01"}
+    assert second.stats["events"] == 12 and second.stats["previous_events"] == 10
+    assert second.stats["newest_event"] == "2025-03-01T11:30:00+00:00"
+    assert stored_ids(settings) == sorted(r[0] for r in EVENT_ROWS)
+    manifest = json.loads((settings.validated_dir / "manifest.json").read_text())
+    assert manifest["events"] == 12 and len(manifest["days"]) == 7
+
+
+def test_a_day_that_changed_in_raw_is_validated_again(tmp_path):
+    settings = make_settings(tmp_path)
+    users, events = clean_tables()
+    land(settings, users, events)
+    assert run_validation(settings, now=NOW).passed
+    before = day_files(settings)
+
+    late = events[events.event_id == "e01"].assign(event_id="e13")
+    late["event_time"] = pd.Timestamp("2025-02-27 21:00", tz="UTC")
+    land_day(settings, "2025-02-27", late)
+    report = run_validation(settings, now=NOW)
+
+    assert report.passed and report.stats["days"]["validated"] == ["2025-02-27"]
+    assert report.stats["days"]["rows_read"] == 5  # e01, e02, e03, e12 and the late e13
+    after = day_files(settings)
+    assert after["date=2025-02-27"] != before["date=2025-02-27"]
+    assert {d: t for d, t in after.items() if d != "date=2025-02-27"} == {
+        d: t for d, t in before.items() if d != "date=2025-02-27"
+    }
+    assert "e13" in stored_ids(settings) and report.stats["events"] == 13
+
+
+def test_nothing_changed_reads_no_day_and_freshness_still_holds_the_history(tmp_path):
+    settings = make_settings(tmp_path)
+    land(settings, *clean_tables())
+    assert run_validation(settings, now=NOW).passed
+
+    same = run_validation(settings, now=NOW)
+    assert same.passed and same.stats["days"]["validated"] == [] and same.stats["events"] == 12
+    stale = run_validation(settings, now=NOW + pd.Timedelta(days=3))  # no new export since
+    assert [(f.rule, f.count) for f in stale.failures] == [("freshness", 1)]
+
+
+def test_an_event_id_already_stored_on_another_day_fails_unique_event_id(tmp_path):
+    settings = make_settings(tmp_path)
+    users, events = clean_tables()
+    land(settings, users, events[~events.event_id.isin(MARCH_1)])
+    assert run_validation(settings, now=NOW).passed
+    before = snapshot(settings.validated_dir)
+
+    # e01 (2025-02-27, stored) sent again as a new event of March 1st.
+    land_day(settings, "2025-03-01", events[events.event_id.isin(MARCH_1)].assign(
+        event_id=["e01", "e11"]))  # fmt: skip
+    report = run_validation(settings, now=NOW)
+
+    assert {f.rule: f.count for f in report.failures} == {"unique_event_id": 2}
+    assert {(e["day"], e["event_id"]) for e in report.failures[0].examples} == {
+        ("2025-02-27", "e01"), ("2025-03-01", "e01")}  # fmt: skip
+    assert snapshot(settings.validated_dir) == before
+
+
+def test_event_ids_shared_by_two_new_days_fail_in_a_full_run(tmp_path):
+    settings = make_settings(tmp_path)
+    users, events = clean_tables()
+    land(settings, users, events.assign(event_id=events.event_id.replace({"e09": "e05"})))
+
+    report = run_validation(settings, now=NOW, full=True)
+
+    # e05 on 2025-02-10 and e09 renamed e05 on 2025-02-15: each alone in its day.
+    assert {f.rule: f.count for f in report.failures} == {"unique_event_id": 2}
+    assert not validated_event_files(settings)
+
+
+def test_users_that_change_are_checked_against_the_stored_days(tmp_path):
+    settings = make_settings(tmp_path)
+    users, events = clean_tables()
+    land(settings, users, events)
+    assert run_validation(settings, now=NOW).passed
+
+    # u2 (4 stored events) leaves; u1's signup moves after 2 of its 4 events.
+    changed = users[users.user_id != "u2"].copy()
+    changed.loc[changed.user_id == "u1", "signup_time"] = pd.Timestamp("2025-02-28", tz="UTC")
+    land(settings, changed, events)
+    report = run_validation(settings, now=NOW)
+
+    assert report.stats["days"]["validated"] == [] and report.stats["days"]["users_checked"]
+    assert {f.rule: f.count for f in report.failures} == {
+        "referential_integrity": 4, "event_before_signup": 4}  # fmt: skip
+
+
+def test_severity_still_relaxes_a_rule_found_across_days(tmp_path):
+    settings = make_settings(tmp_path, validation_severity={"unique_event_id": "warn"})
+    users, events = clean_tables()
+    land(settings, users, events.assign(event_id=events.event_id.replace({"e09": "e05"})))
+
+    report = run_validation(settings, now=NOW)
+
+    assert report.passed and [(w.rule, w.count) for w in report.warnings] == [
+        ("unique_event_id", 2)]  # fmt: skip
+    assert len(validated_event_files(settings)) == 7
+
+
+def test_a_day_gone_from_raw_is_dropped_and_full_validates_every_day_again(tmp_path):
+    settings = make_settings(tmp_path)
+    users, events = clean_tables()
+    land(settings, users, events)
+    assert run_validation(settings, now=NOW).passed
+
+    land(settings, users, events[events.event_id != "e09"])  # 2025-02-15's only event
+    dropped = run_validation(settings, now=NOW)
+    assert dropped.passed and dropped.stats["days"]["removed"] == ["2025-02-15"]
+    assert dropped.stats["days"]["validated"] == [] and dropped.stats["events"] == 11
+    assert "date=2025-02-15" not in day_files(settings)
+
+    again = run_validation(settings, now=NOW, full=True)
+    assert again.passed and again.stats["days"]["full"] and again.stats["users"] == 4
+    assert len(again.stats["days"]["validated"]) == 6 and again.stats["days"]["rows_read"] == 11
+
+
+def test_plan_days_takes_new_changed_and_gone_days():
+    one, two, three = date(2025, 3, 1), date(2025, 3, 2), date(2025, 3, 3)
+    stat = {"bytes": 1, "mtime_ns": 1, "inode": 1}
+    stored = {one: {"raw": stat}, two: {"raw": stat}}
+    plan = plan_days({one: stat, three: stat}, stored, users_changed=False)
+    assert (plan.changed, plan.unchanged, plan.removed) == ([three], [one], [two])
+    plan = plan_days({one: {**stat, "mtime_ns": 2}, two: stat}, stored, users_changed=True)
+    assert (plan.changed, plan.unchanged, plan.removed, plan.users_changed) == (
+        [one], [two], [], True)  # fmt: skip
+    assert plan_days({one: stat}, None, users_changed=False).full
+
+
+def test_a_data_dir_validated_whole_is_validated_again_by_day(tmp_path):
+    settings = make_settings(tmp_path)
+    users, events = clean_tables()
+    land(settings, users, events)
+    legacy = settings.validated_dir / "events.parquet"  # the layout before days
+    write_parquet(events, legacy)
+    (settings.validated_dir / "manifest.json").write_text(json.dumps({"events": 12, "users": 4}))
+    assert validated_event_files(settings) == [legacy]
+
+    report = run_validation(settings, now=NOW)
+
+    assert report.passed and report.stats["days"]["full"] and report.stats["previous_events"] == 12
+    assert not legacy.exists() and len(validated_event_files(settings)) == 7
+
+
+def test_a_second_validation_at_once_stops_and_changes_nothing(tmp_path):
+    settings = make_settings(tmp_path)
+    land(settings, *clean_tables())
+    with open(settings.data_dir / ".validate.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ValidationRunning, match="another validation is writing"):
+            run_validation(settings, now=NOW)
+    assert not settings.validated_dir.exists()
+
+
+def test_a_rule_broken_on_several_days_is_one_failure():
+    first = RuleFailure("amount_range", 2, "amount not > 0: 2 rows", [{"i": 0}, {"i": 1}])
+    more = RuleFailure("amount_range", 4, "amount not > 0: 4 rows", [{"i": j} for j in range(2, 6)])
+
+    merged = merge_failure(merge_failure(None, first), more)
+
+    assert (merged.rule, merged.count) == ("amount_range", 6)
+    assert merged.message == "amount not > 0: 2 rows; amount not > 0: 4 rows"
+    assert merged.examples == [{"i": j} for j in range(5)]
