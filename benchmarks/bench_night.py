@@ -111,12 +111,12 @@ def _remove(state: dict, settings) -> None:
 def run(args: argparse.Namespace) -> dict:
     """The phases asked for (the backfill, training, the night); every stage's figures.
 
-    With ``--keep``, the world stays (its state in that file) for ``--resume``."""
+    With ``--keep``, the world stays (its state in that file) for ``--resume``; remove it
+    with ``--remove`` on that file."""
     state, settings, fresh = _world(args)
     out, url = state["out"], state["url"]
     users, days = out["users"], out["days"]
     phases = args.phases.split(",")
-    kept = False
     try:
         if fresh:
             print(f"… seeding {users:,} users × {days} days", file=sys.stderr)
@@ -130,11 +130,10 @@ def run(args: argparse.Namespace) -> dict:
             _commit_held_back(url)
             stages = tuple(f"night {s}" for s in NIGHT)
             out["night"] = run_stages(stages, settings, users, days)
-        if args.keep:
-            args.keep.write_text(json.dumps(state, indent=1))
-            kept = True
     finally:
-        if not kept:
+        if args.keep:  # kept even when a phase failed: fix, then --resume
+            args.keep.write_text(json.dumps(state, indent=1))
+        else:
             _remove(state, settings)
     return out
 
@@ -189,9 +188,16 @@ def main() -> None:
     )
     parser.add_argument("--keep", type=Path, help="keep the world; its state goes in this file")
     parser.add_argument("--resume", type=Path, help="run on the world a --keep file names")
+    parser.add_argument("--remove", type=Path, help="remove the world a --keep file names")
     args = parser.parse_args()
     if args.compare:
         return compare(args.compare)
+    if args.remove:
+        state = json.loads(args.remove.read_text())
+        os.environ.update(state["env"])
+        from core.settings import get_settings
+
+        return _remove(state, get_settings())
     out = run(args)
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))

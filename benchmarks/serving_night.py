@@ -229,10 +229,16 @@ def main() -> None:
     from online_api import server
 
     tmp, settings = bench_settings("bench-serving-", redis_port=free_port())
+    if args.world:  # a world bench_night.py kept: its data, registry and models
+        kept = json.loads(args.world.read_text())["env"]
+        settings = settings.model_copy(update={
+            "data_dir": Path(kept["CHURN_DATA_DIR"]),
+            "artifacts_dir": Path(kept["CHURN_ARTIFACTS_DIR"]),
+            "feast_project": kept["CHURN_FEAST_PROJECT"]})  # fmt: skip
     env = os.environ | settings.as_env() | {"OMP_NUM_THREADS": "1"}
     api = None
     try:
-        run_stages(WORLD, settings, args.users, args.days)
+        run_stages(("materialize",) if args.world else WORLD, settings, args.users, args.days)
         port = free_port()
         api = server.start(settings, port, tmp / "api.log")
         url = f"http://127.0.0.1:{port}"
@@ -246,7 +252,7 @@ def main() -> None:
         if api is not None:
             server.stop(api)
         try:
-            if ping(settings.redis_url):
+            if ping(settings.redis_url) and not args.world:  # teardown drops the registry
                 open_store(settings).teardown()
         finally:
             _shutdown(settings.redis_url)
@@ -276,6 +282,9 @@ def _arguments() -> argparse.Namespace:
                         help="Seconds of load before the kill and after the reload.")  # fmt: skip
     parser.add_argument("--down-seconds", type=float, default=3.0, help="Redis down this long.")
     parser.add_argument("--json", type=Path, help="Also write the figures here.")
+    parser.add_argument("--world", type=Path,
+                        help="Serve the world bench_night.py --keep saved (its state file) "
+                        "instead of building one; its online store is this run's own Redis.")  # fmt: skip
     return parser.parse_args()
 
 
