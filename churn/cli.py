@@ -84,8 +84,8 @@ def _user_errors() -> Iterator[None]:
 
     ``IngestError`` is a ``ValueError``; so are the generator's argument errors.
     """
+    from feature_repo.feast_cli import FeastCommandError
     from feature_repo.redis_server import RedisUnavailableError
-    from feature_repo.store import FeastCommandError
     from ingestion.ingest import SourceError
     from ingestion.raw_store import IngestRunning
     from training.registry import RegistryError
@@ -348,7 +348,7 @@ def features_sql(
 @features_app.command("apply")
 def features_apply() -> None:
     """Register the entity, source, feature view and feature service (feast plan + apply)."""
-    from feature_repo.store import apply_definitions
+    from feature_repo.feast_cli import apply_definitions
 
     settings = _settings()
     log = StageLog(console)

@@ -160,7 +160,7 @@ def _features() -> StageFn:
 
 
 def _apply() -> StageFn:
-    from feature_repo.store import apply_definitions
+    from feature_repo.feast_cli import apply_definitions
 
     return lambda i: apply_definitions(i.settings)
 

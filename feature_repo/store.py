@@ -1,4 +1,4 @@
-"""Feast from Python: the store for given settings, ``apply`` and ``materialize``.
+"""Feast from Python: the store for given settings, and ``materialize``.
 
 ``feature_store.yaml`` stays the one description of the store: it is read here
 with its ``${CHURN_…}`` variables filled from the settings object
@@ -8,30 +8,22 @@ gets from the environment.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import ibis
 from feast import FeatureStore, FeatureView
 from feast.repo_config import RepoConfig
 
 from core.settings import Settings
-from feature_repo.config import REPO_DIR, feast_environment, filled_config
+from feature_repo.config import REPO_DIR, filled_config
 from feature_repo.online_writer import materialize_view
 from feature_repo.spec import FEATURE_VIEW
 
 # Feast resets warning filters on import; ibis (inside Feast's DuckDB store) then
 # warns about a DuckDB API rename on every query. Not ours to fix, not news.
 warnings.filterwarnings("ignore", message=".*fetch_arrow_table", category=DeprecationWarning)
-
-
-class FeastCommandError(RuntimeError):
-    """A ``feast`` CLI call failed; the message carries what Feast printed."""
 
 
 def repo_config(settings: Settings, redis_timeout_ms: int | None = None) -> RepoConfig:
@@ -104,35 +96,6 @@ def _cap_offline_store_memory(settings: Settings) -> None:
     """
     # fetchall() completes the statement: DuckDB refuses new work while a result is open.
     ibis.get_backend().raw_sql(f"SET memory_limit = '{settings.duckdb_memory_limit}'").fetchall()
-
-
-def feast_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the ``feast`` CLI in the feature repo with these settings in its environment.
-
-    ``feast apply`` imports the repo's modules by top-level names after a
-    ``chdir``; a subprocess keeps that out of our process and is exactly what
-    users run.
-    """
-    settings.registry_path.parent.mkdir(parents=True, exist_ok=True)
-    feast = Path(sys.executable).with_name("feast")
-    result = subprocess.run(
-        [str(feast), *args],
-        cwd=REPO_DIR,
-        env=os.environ | feast_environment(settings),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise FeastCommandError(f"feast {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def apply_definitions(settings: Settings) -> str:
-    """``feast plan`` then ``feast apply``; returns what Feast printed."""
-    plan = feast_cli(settings, "plan").stdout
-    applied = feast_cli(settings, "apply").stdout
-    return plan + applied
 
 
 def materialize(

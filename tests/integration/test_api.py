@@ -18,8 +18,9 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from core import partitions
+from feature_repo.feast_cli import apply_definitions
 from feature_repo.spec import FEATURE_VIEW
-from feature_repo.store import apply_definitions, materialize, open_store
+from feature_repo.store import materialize, open_store
 from online_api.app import create_app
 from online_api.schemas import LAPSED_EXAMPLE, SCORED_EXAMPLE, BatchResponse, ChurnRisk
 from tests.integration.services import after_a_whole_check, free_port, wait_until

@@ -17,8 +17,9 @@ import redis
 
 from core import partitions
 from core.settings import Settings
+from feature_repo.feast_cli import apply_definitions, feast_cli
 from feature_repo.spec import FEATURE_VIEW, feature_names
-from feature_repo.store import apply_definitions, feast_cli, materialize, open_store
+from feature_repo.store import materialize, open_store
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
 from ingestion.rolling_features import build_rolling_features

@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 
 from batch.job import score_population
 from core.history import read_records
-from feature_repo.store import apply_definitions, materialize, open_store
+from feature_repo.feast_cli import apply_definitions
+from feature_repo.store import materialize, open_store
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
 from ingestion.rolling_features import build_rolling_features

@@ -17,7 +17,8 @@ from churn.nightly import FAILED_STEP
 from core.contract import EVENT_COLUMNS, USER_COLUMNS, to_contract_table
 from core.partitions import partition_dir
 from core.settings import Settings
-from feature_repo.store import apply_definitions, open_store
+from feature_repo.feast_cli import apply_definitions
+from feature_repo.store import open_store
 from ingestion.generate import generate_demo_data
 from ingestion.postgres_source import append_events, seed_portal
 from ingestion.prepare import build_user_daily

@@ -17,9 +17,10 @@ import redis
 
 from core import partitions
 from core.settings import Settings, get_settings
+from feature_repo.feast_cli import apply_definitions
 from feature_repo.online_writer import materialize_view
 from feature_repo.spec import FEATURE_VIEW
-from feature_repo.store import apply_definitions, materialize, open_store
+from feature_repo.store import materialize, open_store
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
 from ingestion.rolling_features import build_rolling_features

@@ -23,13 +23,9 @@ import pytest
 from batch.job import score_population
 from batch.outputs import FEATURES_FILE, HIGH_RISK_FILE, PREDICTIONS_FILE
 from core import partitions
+from feature_repo.feast_cli import apply_definitions
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD, feature_names
-from feature_repo.store import (
-    EngineMismatchError,
-    apply_definitions,
-    online_feature_rows,
-    open_store,
-)
+from feature_repo.store import EngineMismatchError, online_feature_rows, open_store
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
 from ingestion.rolling_features import build_rolling_features

@@ -12,8 +12,9 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
+from feature_repo.feast_cli import apply_definitions
 from feature_repo.spec import FEATURE_VIEW
-from feature_repo.store import apply_definitions, materialize, open_store
+from feature_repo.store import materialize, open_store
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
 from ingestion.rolling_features import build_rolling_features

@@ -13,8 +13,9 @@ import pytest
 from core import partitions
 from core.contract import EVENT_COLUMNS, USER_COLUMNS, to_contract_table
 from core.settings import Settings
+from feature_repo.feast_cli import apply_definitions
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
-from feature_repo.store import apply_definitions, open_store
+from feature_repo.store import open_store
 from ingestion import raw_store
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily

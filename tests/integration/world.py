@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 
 from core.settings import Settings
-from feature_repo.store import apply_definitions, materialize
+from feature_repo.feast_cli import apply_definitions
+from feature_repo.store import materialize
 from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
 from ingestion.rolling_features import build_rolling_features
