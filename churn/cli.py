@@ -404,7 +404,14 @@ def train() -> None:
     with _user_errors(), log.stage("train"):
         result = train_models(settings)
     log.note(f"{result.rows} rows, {result.missing} without features; best: {result.best}")
-    console.print(training_table(result))
+    table = training_table(result)
+    if result.sample is not None:  # how much of the portal the fit saw: sampled of total
+        sample = result.sample
+        table.caption = (
+            f"{table.caption}\nfitted on {sample.describe()} (cap {sample.max_users:,} from "
+            f"{sample.cap_from}); validated on every user of the validation days"
+        )
+    console.print(table)
     console.print(tuning_table(result))
 
 

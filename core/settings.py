@@ -37,6 +37,20 @@ RETIRED = {
     "gate's; 0.10 by default)",
 }
 
+# A size as DuckDB writes one: 3GB, 1.5 GiB (KB, MB… are powers of 1000; KiB, MiB… of 1024).
+BYTES_PATTERN = r"^\d+(\.\d+)?\s*[KMGT]i?B$"
+
+
+def parse_bytes(text: str) -> int:
+    """``"6GB"`` → 6,000,000,000; ``"1.5 GiB"`` → 1,610,612,736 (``BYTES_PATTERN``)."""
+    number = text.rstrip("BiKMGT ").strip()
+    unit = text[len(number) :].strip()
+    powers = {"K": 1, "M": 2, "G": 3, "T": 4}
+    if unit[:1] not in powers or unit not in (f"{unit[0]}B", f"{unit[0]}iB"):
+        raise ValueError(f"{text!r} is not a size like 6GB or 1.5GiB")
+    base = 1024 if unit.endswith("iB") else 1000
+    return int(float(number) * base ** powers[unit[0]])
+
 
 class Settings(BaseSettings):
     """Configuration of every stage; paths are derived from ``data_dir`` and ``artifacts_dir``."""
@@ -263,9 +277,21 @@ class Settings(BaseSettings):
         1000, ge=1, description="Users sampled by the online/offline skew check"
     )
     duckdb_memory_limit: str = Field(
-        "3GB", pattern=r"^\d+(\.\d+)?\s*[KMGT]i?B$", description="DuckDB memory cap (spills beyond)"
+        "3GB", pattern=BYTES_PATTERN, description="DuckDB memory cap (spills beyond)"
     )
     duckdb_threads: int = Field(0, ge=0, description="DuckDB threads (0 = all cores)")
+    memory_budget: str = Field(
+        "6GB",
+        pattern=BYTES_PATTERN,
+        description="What one stage may hold in memory; training derives from it how many "
+        "users to fit on, and stops before it starts when it cannot hold a useful sample",
+    )
+    train_max_users: int = Field(
+        0,
+        ge=0,
+        description="Users training fits on, drawn whole by a hash of the id (0 = as many as "
+        "CHURN_MEMORY_BUDGET holds); validation scores every user",
+    )
     engine: Literal["duckdb", "spark"] = Field(
         "duckdb",
         description="Where the feature build, point-in-time joins and batch run: duckdb or spark",
@@ -381,6 +407,11 @@ class Settings(BaseSettings):
         # The file is looked up now, not at import: CHURN_CONFIG_FILE set later still counts.
         config_file = os.environ.get(CONFIG_FILE_VARIABLE, "churn.yaml")
         return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, config_file))
+
+    @property
+    def memory_budget_bytes(self) -> int:
+        """``memory_budget`` in bytes."""
+        return parse_bytes(self.memory_budget)
 
     # Derived paths: the only place a file name is written down.
     @property

@@ -119,11 +119,13 @@ def training_set(
     store = open_offline_store(settings)
     refs = feature_refs(store, service)
     joined = point_in_time_join(store, labels, refs, progress=progress)
-    names = [ref.split(":", 1)[1] for ref in refs]
+    frame, missing = without_missing(joined, [ref.split(":", 1)[1] for ref in refs])
+    return TrainingSet(frame=frame, missing=missing, feature_refs=refs)
+
+
+def without_missing(joined: pd.DataFrame, names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows with at least one feature, the keys of those Feast had none for): a user
+    without a feature row inside the TTL comes back all-null; it is set apart, never filled."""
     no_features = joined[names].isna().all(axis=1)
     frame = joined[~no_features].reset_index(drop=True) if no_features.any() else joined
-    return TrainingSet(
-        frame=frame,
-        missing=joined.loc[no_features, [ENTITY_KEY, TIMESTAMP_FIELD]].reset_index(drop=True),
-        feature_refs=refs,
-    )
+    return frame, joined.loc[no_features, [ENTITY_KEY, TIMESTAMP_FIELD]].reset_index(drop=True)

@@ -18,11 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import numpy as np
 import pandas as pd
 
 from core import partitions
 from core.engines import open_engine
 from core.settings import Settings
+from core.sql_engine import Engine
 from core.tables import USER_DAILY, MissingInputError, register_table
 from feature_repo.spec import (
     DAYS_SINCE_FIRST_ACTIVITY,
@@ -34,6 +36,7 @@ from training import outreach
 from training.references import RECENCY
 
 LABEL = "churned"
+SAMPLED = "training_users"  # the relation of the users a training sample holds
 CONTACTED = "outreach_contacted"  # the relation of the nights users were on the contact arm
 # The online features ``in_population`` reads: serving fetches them whatever the model uses.
 POPULATION_FEATURES = (
@@ -148,7 +151,13 @@ GROUP BY user_id
 """
 
 
-def labels_sql(asof: AsOfRange, lookback: int, horizon: int, contacted: str | None = None) -> str:
+def labels_sql(
+    asof: AsOfRange,
+    lookback: int,
+    horizon: int,
+    contacted: str | None = None,
+    users: str | None = None,
+) -> str:
     """One row per (user, T) in the population, with the label, from ``USER_DAILY``.
 
     The row of day T - 1 stands for (user, T): its frames count the user's active
@@ -156,8 +165,11 @@ def labels_sql(asof: AsOfRange, lookback: int, horizon: int, contacted: str | No
     ``contacted`` is a relation of ``user_id, date``, the nights users were on the
     contact arm (``training.outreach``): a (user, T) whose label window [T, T + horizon)
     overlaps a contact's [D, D + horizon) is left out, since outreach may have kept them.
+    ``users`` is a relation of ``user_id``: only their rows (a training sample; the frames
+    are per user, so the rows kept are those the whole table gives them).
     """
     before, after = lookback_window(lookback), horizon_window(horizon)
+    among = f"\n      AND user_id IN (SELECT user_id FROM {users})" if users else ""
     first, _ = before.days(asof.first)
     _, end = after.days(asof.last)
     first_row, last_row = asof.first - timedelta(days=1), asof.last - timedelta(days=1)
@@ -178,7 +190,7 @@ WITH framed AS (
         {_active_days_over(before)} AS active_days_before,
         {_active_days_over(after)} AS active_days_after
     FROM {USER_DAILY}
-    WHERE date >= DATE '{first}' AND date < DATE '{end}'
+    WHERE date >= DATE '{first}' AND date < DATE '{end}'{among}
 )
 SELECT
     user_id AS {ENTITY_KEY},
@@ -248,12 +260,38 @@ def in_population(
     return window.holds(-1 - int(days_since_last_activity))
 
 
-def build_labels(settings: Settings, asof: AsOfRange | None = None) -> pd.DataFrame:
+def build_labels(
+    settings: Settings, asof: AsOfRange | None = None, users: pd.Index | None = None
+) -> pd.DataFrame:
     """Label rows (``user_id``, ``event_timestamp`` = T, ``churned``): Feast's entity dataframe.
 
     Rows whose label window outreach touched (``training.outreach.contacts``) are left
     out: a contacted user who stayed must not teach the model that such users stay.
+    ``users``: only these users' rows (a training sample, ``training.sampling``).
     """
+    engine, sql = _labels_query(settings, asof, users)
+    return engine.frame(sql)
+
+
+def label_counts(settings: Settings, asof: AsOfRange) -> pd.Series:
+    """Label rows per population user over ``asof``, indexed by user id: what a sample is
+    drawn from and sized by, without bringing the rows themselves into memory."""
+    engine, sql = _labels_query(settings, asof, None)
+    counts = engine.frame(
+        f"SELECT {ENTITY_KEY}, count(*) AS label_rows FROM ({sql}) AS labels GROUP BY {ENTITY_KEY}"
+    )
+    return counts.set_index(ENTITY_KEY)["label_rows"].astype("int64").sort_index()
+
+
+def as_of_days(settings: Settings) -> AsOfRange:
+    """The as-of days the prepared ``user_daily`` history can label."""
+    return asof_range(partitions.partition_days(settings.user_daily_path), settings)
+
+
+def _labels_query(
+    settings: Settings, asof: AsOfRange | None, users: pd.Index | None
+) -> tuple[Engine, str]:
+    """The engine, with ``user_daily`` (and the contacts, the users) registered, and the SQL."""
     history = partitions.partition_days(settings.user_daily_path)
     asof = asof or asof_range(history, settings)
     engine = open_engine(settings)
@@ -261,10 +299,13 @@ def build_labels(settings: Settings, asof: AsOfRange | None = None) -> pd.DataFr
     contacted = outreach.contacts(settings)
     if not contacted.empty:
         engine.register_frame(CONTACTED, contacted)
+    if users is not None:
+        engine.register_frame(SAMPLED, pd.DataFrame({"user_id": np.asarray(users, dtype=object)}))
     sql = labels_sql(
         asof,
         settings.active_lookback_days,
         settings.horizon_days,
         contacted=None if contacted.empty else CONTACTED,
+        users=None if users is None else SAMPLED,
     )
-    return engine.frame(sql)
+    return engine, sql

@@ -39,6 +39,30 @@ DEFAULT_PARAMS: dict[ModelKind, dict[str, float]] = {
     },
 }
 
+# Parameters that count or sum rows are stated for a fit of this many rows, about what the
+# search sees (``training.tuning``); ``scale_to_rows`` keeps their share for a larger fit.
+REFERENCE_ROWS = 200_000
+
+
+def scale_to_rows(kind: ModelKind, params: dict[str, float], rows: int) -> dict[str, float]:
+    """``params`` (stated for ``REFERENCE_ROWS``) for a fit of ``rows`` rows.
+
+    A leaf of 100 rows is 1/2,000 of the reference but 1/16,000 of 1.6 M rows, and the
+    penalties weigh against sums over rows: so above the reference, ``min_samples_leaf``
+    and ``l2_regularization`` grow with the rows and logistic ``C`` (the weight of the
+    summed loss) shrinks, keeping the regularisation the search chose. Below it nothing
+    changes, so a small portal fits as the grid says. A sampled fit and a full one of the
+    same portal are then regularised alike.
+    """
+    factor = max(1.0, rows / REFERENCE_ROWS)
+    chosen = DEFAULT_PARAMS[kind] | params
+    if kind == "logistic":
+        return chosen | {"C": chosen["C"] / factor}
+    return chosen | {
+        "min_samples_leaf": round(chosen["min_samples_leaf"] * factor),
+        "l2_regularization": chosen["l2_regularization"] * factor,
+    }
+
 
 def informative_features(frame: pd.DataFrame, names: list[str]) -> tuple[list[str], list[str]]:
     """(kept, left out): a feature left out is null or one value on every row of ``frame``.

@@ -26,13 +26,17 @@ def oracle_score(frame: pd.DataFrame, ground_truth_dir: Path) -> np.ndarray | No
     daily_path, users_path = ground_truth_dir / "daily.parquet", ground_truth_dir / "users.parquet"
     if not (daily_path.exists() and users_path.exists()):
         return None
-    daily = pd.read_parquet(daily_path, columns=[ENTITY_KEY, "day", "hazard"])
-    daily["day"] = pd.to_datetime(daily["day"].astype(str))
-    churn = pd.read_parquet(users_path, columns=[ENTITY_KEY, "churn_time"])
     rows = frame[[ENTITY_KEY, TIMESTAMP_FIELD]].copy()
     rows[ENTITY_KEY] = rows[ENTITY_KEY].astype(str)
     stamps = pd.to_datetime(rows[TIMESTAMP_FIELD], utc=True)
     rows["day"] = stamps.dt.tz_localize(None) - pd.Timedelta(days=1)
+    # Only the days asked about: the whole hidden history of a large world does not fit.
+    days = [d.date() for d in rows["day"].drop_duplicates()]
+    daily = pd.read_parquet(
+        daily_path, columns=[ENTITY_KEY, "day", "hazard"], filters=[("day", "in", days)]
+    )
+    daily["day"] = pd.to_datetime(daily["day"].astype(str))
+    churn = pd.read_parquet(users_path, columns=[ENTITY_KEY, "churn_time"])
     daily[ENTITY_KEY] = daily[ENTITY_KEY].astype(str)
     churn[ENTITY_KEY] = churn[ENTITY_KEY].astype(str)
     joined = rows.merge(daily, on=[ENTITY_KEY, "day"], how="left").merge(

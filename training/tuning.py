@@ -26,7 +26,7 @@ from sklearn.metrics import average_precision_score
 
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from training.labels import LABEL
-from training.models import DEFAULT_PARAMS, ModelKind, build_model
+from training.models import DEFAULT_PARAMS, REFERENCE_ROWS, ModelKind, build_model
 
 FOLDS = 3
 # A fold trains on at least this many as-of times: fewer teach a model too little to
@@ -34,9 +34,9 @@ FOLDS = 3
 MIN_TRAIN_TIMES = 7
 # The search sees at most about this many fit rows, whole users drawn at random, or 100k
 # users would make a retrain fit every configuration on a million rows three times. The
-# cost: parameters in absolute units (min_samples_leaf, C) are chosen for the sample's size,
-# and at 100k users they cost 0.004 PR-AUC (docs/performance.md).
-MAX_TUNING_ROWS = 200_000
+# cost: parameters in absolute units (min_samples_leaf, C) are chosen for the sample's size.
+# The final fit scales those parameters to its own rows (``models.scale_to_rows``).
+MAX_TUNING_ROWS = REFERENCE_ROWS
 # Tried in this order, the defaults first; a budget of B tries the first B. Logistic: the
 # regularisation strength, both ends of the range first. Boosted: simpler trees first
 # (users repeat across as-of days, so a fit part holds fewer independent rows than it

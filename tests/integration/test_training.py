@@ -77,6 +77,12 @@ def test_two_versions_are_registered_with_their_metadata(trained):
         assert {"recency", "base_rate", "oracle"} <= set(meta["references"])
         assert meta["metrics"]["oracle_roc_auc_ratio"] > 0
         assert meta["metrics"]["pr_auc_skill"] > 0
+        # 600 users fit in the default budget: every one fitted, and the metadata says so.
+        sample = meta["sample"]
+        assert sample["users"] == sample["users_total"] == result.sample.users_total > 0
+        assert sample["rows"] == sample["rows_total"]
+        fitted = meta["rows"]["fit"] + meta["rows"]["calibration"]
+        assert fitted <= sample["rows"] <= fitted + meta["rows"]["missing_features"]
 
 
 def test_embargo_separates_training_from_validation(trained):
@@ -125,6 +131,31 @@ def test_tuning_searches_forward_folds_of_the_fit_rows_only(trained):
         assert tuning["chosen"] == best["params"]
         assert best["mean_pr_auc"] >= tuning["trials"][0]["mean_pr_auc"]  # defaults first
         assert result.tuning[kind].chosen == tuning["chosen"]
+
+
+def test_a_sampled_fit_is_validated_on_the_same_rows_as_the_full_one(built, trained):
+    """CHURN_TRAIN_MAX_USERS: the fit sees whole users of a sample, validation every user."""
+    tmp, settings = built
+    _, full = trained
+    capped = settings.model_copy(
+        update={"artifacts_dir": tmp / "sampled", "train_max_users": 150, "tuning_budget": 1}
+    )
+    sampled = train_models(capped, now=NOW)
+    assert len(sampled.sample.users) == 150 < sampled.sample.users_total
+    assert sampled.sample.rows < sampled.sample.rows_total == full.sample.rows_total
+    assert sampled.rows["fit"] < full.rows["fit"]
+    assert sampled.rows["validation"] == full.rows["validation"]
+    for name in ("recency", "oracle"):  # the same rows: the same figures (the base rate
+        assert sampled.references[name] == full.references[name]  # is the fit's, not these)
+    keys = [ENTITY_KEY, TIMESTAMP_FIELD, LABEL]
+    rows = [
+        pd.read_parquet(s.models_dir / r.versions["boosted"] / VALIDATION_ROWS, columns=keys)
+        for s, r in ((settings, full), (capped, sampled))
+    ]
+    pd.testing.assert_frame_equal(rows[0], rows[1])
+    meta = registry.load_metadata(capped.models_dir, sampled.versions["boosted"])
+    assert meta["sample"]["users"] == 150
+    assert meta["sample"]["cap_from"] == "CHURN_TRAIN_MAX_USERS"
 
 
 def test_labels_without_the_label_column_are_refused(built):

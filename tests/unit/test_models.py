@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.models import MODEL_KINDS, build_model, informative_features
+from training.models import (
+    DEFAULT_PARAMS,
+    MODEL_KINDS,
+    REFERENCE_ROWS,
+    build_model,
+    informative_features,
+    scale_to_rows,
+)
 
 
 def test_null_and_constant_features_are_left_out_in_order():
@@ -48,3 +55,25 @@ def test_a_null_integer_scores_the_same_in_every_guise(kind):
     }
     for name, guise in guises.items():
         np.testing.assert_array_equal(model.predict_proba(guise)[:, 1], expected, err_msg=name)
+
+
+def test_parameters_in_rows_scale_with_the_rows_fitted():
+    tuned = {"learning_rate": 0.05, "max_leaf_nodes": 15, "min_samples_leaf": 200,
+             "l2_regularization": 1.0}  # fmt: skip
+    # Up to the reference, the grid's values as they are: a small portal fits as tuned.
+    assert scale_to_rows("boosted", tuned, 20_000) == tuned
+    assert scale_to_rows("boosted", tuned, REFERENCE_ROWS) == tuned
+    # Eight times the reference (the full 100k-user fit): leaves and penalty eight times.
+    full = scale_to_rows("boosted", tuned, 8 * REFERENCE_ROWS)
+    assert full == tuned | {"min_samples_leaf": 1600, "l2_regularization": 8.0}
+    # A 30 % sample keeps the same share of its rows per leaf as the full fit.
+    sampled = scale_to_rows("boosted", tuned, int(2.4 * REFERENCE_ROWS))
+    assert sampled["min_samples_leaf"] == 480
+    assert sampled["min_samples_leaf"] / (2.4 * REFERENCE_ROWS) == pytest.approx(
+        full["min_samples_leaf"] / (8 * REFERENCE_ROWS)
+    )
+    # Logistic C weighs the summed loss: it shrinks as the rows grow.
+    assert scale_to_rows("logistic", {"C": 0.3}, 4 * REFERENCE_ROWS) == {"C": 0.075}
+    assert scale_to_rows("logistic", {}, 100) == DEFAULT_PARAMS["logistic"]
+    model = build_model("boosted", ["x"], [], 0, full)
+    assert model[-1].min_samples_leaf == 1600
