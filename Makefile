@@ -13,14 +13,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-# `. .venv/bin/activate` also exports the settings as `churn env` prints them in this
-# checkout (its churn.yaml; relative paths from here), so plain `feast` in feature_repo/
-# sees what the churn CLI sees (feature_repo/config.py says why). They are read at
-# activation. The line goes in once, and again whenever `python -m venv` rewrites the script.
-ACTIVATE_MARK := \# churn: the settings, exported for plain feast (make install)
+# `. .venv/bin/activate` also exports the settings as `churn env --reveal` gives them in
+# this checkout (its churn.yaml; relative paths from here), so plain `feast` in
+# feature_repo/ sees what the churn CLI sees (feature_repo/config.py says why), a Redis or
+# registry password included (eval'd, never printed). They are read at activation. The
+# line goes in once, and again whenever `python -m venv` rewrites the script.
+ACTIVATE_MARK := \# churn: the settings, passwords included, exported for plain feast (make install)
 activate-settings: | $(VENV)/.installed
 	@grep -qxF '$(ACTIVATE_MARK)' $(BIN)/activate || printf '\n%s\n%s\n' '$(ACTIVATE_MARK)' \
-		'_churn_env="$$(cd "$(CURDIR)" && "$$VIRTUAL_ENV/bin/churn" env)" && eval "$$_churn_env"; unset _churn_env' \
+		'_churn_env="$$(cd "$(CURDIR)" && "$$VIRTUAL_ENV/bin/churn" env --reveal)" && eval "$$_churn_env"; unset _churn_env' \
 		>> $(BIN)/activate
 
 # Debian packages $(1) (a shell word list, empty when nothing is missing): as root we install
@@ -156,7 +157,7 @@ bench-models: install system-deps
 
 # Plain Feast with the current settings, e.g. make feast ARGS="materialize-incremental 2026-11-26T00:00:00"
 feast: install
-	eval "$$($(BIN)/churn env)" && cd feature_repo && ../$(BIN)/feast $(ARGS)
+	eval "$$($(BIN)/churn env --reveal)" && cd feature_repo && ../$(BIN)/feast $(ARGS)
 
 clean:
 	rm -rf data artifacts .pytest_cache

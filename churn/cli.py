@@ -18,10 +18,16 @@ import typer
 from rich.console import Console
 
 from churn.progress import StageLog, training_table, tuning_table
+from core.redaction import RedactingFormatter, redact
 from core.settings import Settings, get_settings
 from monitor.jobs import ingest_samples, job_run, validation_samples
 
-app = typer.Typer(help="Churn prediction on a Feast feature store.", no_args_is_help=True)
+# No local variables in a traceback: a URL in one may carry its password.
+app = typer.Typer(
+    help="Churn prediction on a Feast feature store.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 data_app = typer.Typer(
     help="Raw data: generate or ingest, validate, prepare.", no_args_is_help=True
 )
@@ -59,12 +65,11 @@ DEMO_DAYS = 120
 def _logging(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
-    """Decisions (promotion, gates) are logged to stderr, as well as printed."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Decisions (promotion, gates) are logged to stderr, as well as printed; with every
+    password in a line shown as ***."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     for noisy in ("feast", "ibis", "urllib3", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -72,9 +77,10 @@ def _logging(
 def _settings() -> Settings:
     try:
         return get_settings()
-    except Exception as exc:  # pydantic's message names the bad variable
+    except Exception as exc:  # pydantic's message (or check_variables') names the variable
         # On stderr: `eval "$(churn env)"` must not run the message as a command.
-        Console(stderr=True).print(f"[red]Bad configuration:[/red] {exc}")
+        message = f"[red]Bad configuration:[/red] {redact(str(exc))}"
+        Console(stderr=True).print(message, soft_wrap=True)
         raise typer.Exit(2) from exc
 
 
@@ -101,7 +107,7 @@ def _user_errors() -> Iterator[None]:
         SourceError,
         IngestRunning,
     ) as exc:
-        console.print(f"[red]{type(exc).__name__}:[/red] {exc}")
+        console.print(f"[red]{type(exc).__name__}:[/red] {redact(str(exc))}")
         raise typer.Exit(1) from exc
 
 
@@ -673,17 +679,36 @@ def schedule() -> None:
 
 
 @app.command("env")
-def env() -> None:
-    """Print the settings as shell exports, for plain `feast` commands: eval "$(churn env)".
+def env(
+    reveal: Annotated[
+        bool,
+        typer.Option(
+            "--reveal",
+            help="Export the values that hold a password too, for eval only: "
+            'eval "$(churn env --reveal)" (the activate line and make feast run that).',
+        ),
+    ] = False,
+) -> None:
+    """Show the settings as shell exports; for plain `feast`: eval "$(churn env --reveal)".
 
-    `.venv/bin/activate` runs it (make install appends the line).
+    A value holding a password (CHURN_SOURCE, a Redis or registry URL) shows it as *** in a
+    comment, which eval does not export (the stars must not replace the real value);
+    --reveal exports it. The API token is never exported: plain Feast does not read it.
     """
     from feature_repo.config import feast_environment
 
-    for key, value in sorted(feast_environment(_settings()).items()):
+    settings = _settings()
+    real, shown = feast_environment(settings), feast_environment(settings, redacted=True)
+    for key in sorted(real):
         if key == "CHURN_API_TOKEN":
-            continue  # the API's secret; plain Feast does not need it
-        print(f"export {key}={shlex.quote(value)}")
+            note = "the API's token, never exported (plain Feast does not read it)"
+        elif shown[key] != real[key] and not reveal:
+            note = "holds a password: not exported (churn env --reveal exports it)"
+        else:
+            print(f"export {key}={shlex.quote(real[key])}")
+            continue
+        if real[key]:  # a comment: repr() keeps a newline in the value from ending it
+            print(f"# {key}={shown[key]!r}: {note}")
 
 
 @app.command("demo")

@@ -21,10 +21,11 @@ from churn.progress import StageLog, training_table, tuning_table
 from churn.stages import DEMO, STAGES, Stage, StageInputs, ValidationFailed
 from core import partitions
 from core.readiness import free_port, port_free
+from core.redaction import redact
 from core.settings import Settings
 from core.sql_engine import connect, quote_path
 from core.tables import validated_events_root, validated_users_path
-from feature_repo.redis_server import RedisUnavailableError, ensure_redis, redact_url
+from feature_repo.redis_server import RedisUnavailableError, ensure_redis
 from feature_repo.spec import FEATURE_VIEW, feature_names
 from feature_repo.store import online_feature_rows
 from ingestion.generate import Scenario
@@ -256,10 +257,10 @@ def _summary(settings: Settings, online: int) -> Table:
     table.add_row("online (Redis)", f"{online:,}", _redis_where(settings))
     table.caption = (
         f"{len(feature_names(settings.windows))} features over windows {settings.windows}; "
-        'plain Feast: eval "$(churn env)" && cd feature_repo && feast feature-views list'
+        'plain Feast: eval "$(churn env --reveal)" && cd feature_repo && feast feature-views list'
     )
     return table
 
 
 def _redis_where(settings: Settings) -> str:
-    return f"{redact_url(settings.redis_url)} project {settings.feast_project}"
+    return f"{redact(settings.redis_url)} project {settings.feast_project}"

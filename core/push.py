@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, push_to_gateway, pushadd_to_gateway
 from prometheus_client.core import GaugeMetricFamily
 
+from core.redaction import redact
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,6 @@ def push(
             grouping_key=grouping or {},
         )  # fmt: skip
     except OSError as exc:
-        log.warning("pushgateway %s: %s", settings.pushgateway_url, exc)
+        log.warning("pushgateway %s: %s", redact(settings.pushgateway_url), redact(str(exc)))
         return False
     return True

@@ -5,14 +5,19 @@ Read once (``get_settings()``) and passed down as an argument. Values come from
 ``CHURN_CONFIG_FILE``, default ``./churn.yaml``, both looked up when the settings are
 built), then the defaults below. Values only: what Feast and Spark make of them is
 rendered beside their users (``feature_repo/config.py``, ``core/spark_engine.py``).
+A ``CHURN_*`` variable that nothing reads (retired, or misspelt) stops the run
+(``check_variables``) rather than be ignored.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from cronsim import CronSim, CronSimError
@@ -25,6 +30,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from core.redaction import HIDDEN, redact
+
 # Names the churn.yaml to read; a missing file is no error (every value has a default).
 CONFIG_FILE_VARIABLE = "CHURN_CONFIG_FILE"
 # Variables that once meant something: set, they stop the run rather than be ignored, since
@@ -36,6 +43,82 @@ RETIRED = {
     "CHURN_REALIZED_PR_AUC_LIFT_FLOOR": "CHURN_REALIZED_PR_AUC_SKILL_FLOOR (a skill, as the "
     "gate's; 0.10 by default)",
 }
+# CHURN_* variables that are not settings but are read or set on purpose. Any other name no
+# setting reads stops the run (check_variables), as a retired one does: CHURN_HORIZON_DAY=90
+# must not run with a 30-day horizon. The value says who reads or sets it.
+NOT_SETTINGS = {
+    CONFIG_FILE_VARIABLE: "names the churn.yaml; read before the settings are",
+    "CHURN_TEST_POSTGRES_URL": "the PostgreSQL the tests and benchmarks create databases on",
+    # feature_store.yaml's ${CHURN_…} variables, rendered from the settings
+    # (feature_repo/config.py, yaml_variables): `churn env` and the activated virtualenv
+    # export them, the feast commands the CLI starts get them, and the Feast definitions
+    # build the settings in that environment.
+    "CHURN_FEAST_REGISTRY_TYPE": "feature_store.yaml: file or sql",
+    "CHURN_FEAST_REGISTRY": "feature_store.yaml: the registry's path or URL",
+    "CHURN_FEAST_OFFLINE_STORE": "feature_store.yaml: the offline store block",
+    "CHURN_FEAST_BATCH_ENGINE": "feature_store.yaml: the batch engine block",
+    "CHURN_FEAST_REDIS_TYPE": "feature_store.yaml: redis or redis_cluster",
+    "CHURN_FEAST_REDIS": "feature_store.yaml: the Redis connection string",
+    "CHURN_ONLINE_KEY_TTL_SECONDS": "feature_store.yaml: the Redis key TTL",
+    # docker-compose.yml's bootstrap service and its script, deploy/docker/bootstrap.sh.
+    "CHURN_BOOTSTRAP_DATA": "compose's bootstrap: the folder of users.* and events.* to ingest",
+    "CHURN_BOOTSTRAP_USERS": "compose's bootstrap: users of the demo world",
+    "CHURN_BOOTSTRAP_DAYS": "compose's bootstrap: days of the demo world",
+    # .env (a shell that sources it exports these too) and the Kubernetes Secret.
+    "CHURN_SOURCE_PASSWORD": "the source database's password, handed to libpq as PGPASSWORD",
+    "CHURN_IMAGE_TAG": "the tag of the images compose builds",
+}
+# What Kubernetes puts in every pod for each Service of its namespace (the churn-api Service
+# gives CHURN_API_SERVICE_HOST, CHURN_API_PORT_8000_TCP_ADDR…): not ours to refuse.
+_SERVICE_LINK = re.compile(
+    r"_SERVICE_HOST$|_SERVICE_PORT(_[A-Z0-9_]+)?$|_PORT_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?$"
+)
+_SERVICE_LINK_URL = re.compile(r"^(tcp|udp|sctp)://")  # the value of <SERVICE>_PORT
+
+
+class UnknownVariableError(ValueError):
+    """A ``CHURN_*`` variable no setting reads (retired, or misspelt); the message is one line
+    naming it and what to use instead."""
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``CHURN_*`` name that is read: each setting's, and ``NOT_SETTINGS``."""
+    settings = {f"CHURN_{name.upper()}" for name in Settings.model_fields}
+    return frozenset(settings | NOT_SETTINGS.keys())
+
+
+def check_variables(environ: Mapping[str, str]) -> None:
+    """Refuse the ``CHURN_*`` variables of ``environ`` that nothing reads, since whoever set
+    one expects it to act: a retired name says what replaces it, any other the closest
+    known name. Names are compared in upper case, as the settings read them."""
+    known = known_variables()
+    problems = []
+    for name, value in sorted(environ.items()):
+        upper = name.upper()
+        if not upper.startswith("CHURN_") or upper in known or _service_link(upper, value):
+            continue
+        if upper in RETIRED:
+            problems.append(f"{name} is no longer read: use {RETIRED[upper]}")
+        elif closest := _closest(upper, known):
+            problems.append(f"{name} is not a setting: did you mean {closest}?")
+        else:
+            problems.append(f"{name} is not a setting, nor like any setting's name")
+    if problems:
+        raise UnknownVariableError("; ".join(problems))
+
+
+def _service_link(name: str, value: str) -> bool:
+    return bool(_SERVICE_LINK.search(name)) or (
+        name.endswith("_PORT") and bool(_SERVICE_LINK_URL.match(value))
+    )
+
+
+def _closest(name: str, known: frozenset[str]) -> str | None:
+    # Compared without the prefix they all share: CHURN_ZZZ is like no setting, not CHURN_SEED.
+    by_suffix = {k.removeprefix("CHURN_"): k for k in known}
+    found = difflib.get_close_matches(name.removeprefix("CHURN_"), sorted(by_suffix), n=1)
+    return by_suffix[found[0]] if found else None
+
 
 # A size as DuckDB writes one: 3GB, 1.5 GiB (KB, MB… are powers of 1000; KiB, MiB… of 1024).
 BYTES_PATTERN = r"^\d+(\.\d+)?\s*[KMGT]i?B$"
@@ -59,6 +142,8 @@ class Settings(BaseSettings):
         env_prefix="CHURN_",
         extra="forbid",
         frozen=True,
+        # An error names the setting, never echoes its value: it may hold a password.
+        hide_input_in_errors=True,
     )
 
     data_dir: Path = Field(Path("data"), description="Root of every data table and the registry")
@@ -368,23 +453,18 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, value: str) -> str:
         parsed = urlparse(value)
         if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
-            raise ValueError(f"CHURN_REDIS_URL must look like redis://host:6379/0, got {value!r}")
+            raise ValueError(
+                f"CHURN_REDIS_URL must look like redis://host:6379/0, got {redact(value)!r}"
+            )
         return value
 
     @model_validator(mode="after")
     def _cluster_has_no_databases(self) -> Settings:
         if self.redis_cluster and urlparse(self.redis_url).path.lstrip("/") not in ("", "0"):
             raise ValueError(
-                f"CHURN_REDIS_URL {self.redis_url!r} names a database, which a Redis Cluster "
-                "does not have: use redis://host:port (Feast projects keep environments apart)"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _no_retired_variables(self) -> Settings:
-        if found := sorted(name for name in RETIRED if name in os.environ):
-            raise ValueError(
-                "; ".join(f"{name} is no longer read: use {RETIRED[name]}" for name in found)
+                f"CHURN_REDIS_URL {redact(self.redis_url)!r} names a database, which a Redis "
+                "Cluster does not have: use redis://host:port (Feast projects keep environments "
+                "apart)"
             )
         return self
 
@@ -404,6 +484,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Checked here, where the environment is read, before validation: a retired or
+        # misspelt name arrives as its own one-line error, not inside pydantic's report.
+        check_variables(os.environ)
         # The file is looked up now, not at import: CHURN_CONFIG_FILE set later still counts.
         config_file = os.environ.get(CONFIG_FILE_VARIABLE, "churn.yaml")
         return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, config_file))
@@ -472,22 +555,33 @@ class Settings(BaseSettings):
         """The model registry: one directory per version, an index, the production alias."""
         return self.artifacts_dir / "models"
 
-    def as_env(self) -> dict[str, str]:
-        """Every setting as ``CHURN_*`` variables, so a subprocess sees the same settings."""
+    def as_env(self, redacted: bool = False) -> dict[str, str]:
+        """Every setting as ``CHURN_*`` variables, so a subprocess sees the same settings.
+
+        ``redacted``: as a person may see them (``churn env``, a record), every password
+        ``***`` (``core.redaction``) and a secret that is not a URL (the API token) all ``***``.
+        """
         env = {}
         for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+                if redacted and value and "://" not in value:
+                    value = HIDDEN  # a token: no part of it may show
             if value is None:
                 text = ""
-            elif isinstance(value, SecretStr):
-                text = value.get_secret_value()
             elif isinstance(value, tuple):
                 text = ",".join(map(str, value))
             elif isinstance(value, dict):
                 text = ",".join(f"{k}={v}" for k, v in value.items())
             else:
                 text = str(value)
-            env[f"CHURN_{name.upper()}"] = text
+            env[f"CHURN_{name.upper()}"] = redact(text) if redacted else text
         return env
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # A traceback or a log may show the settings: a Redis or registry URL's password too.
+        for name, value in super().__repr_args__():
+            yield name, redact(value) if isinstance(value, str) else value
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlparse
 
 import yaml
 
+from core.redaction import redact
 from core.settings import Settings
 
 REPO_DIR = Path(__file__).resolve().parent
@@ -102,10 +103,14 @@ def yaml_variables(settings: Settings, redis_timeout_ms: int | None = None) -> d
     }
 
 
-def feast_environment(settings: Settings) -> dict[str, str]:
+def feast_environment(settings: Settings, redacted: bool = False) -> dict[str, str]:
     """Every variable plain ``feast`` in this repo reads: the settings (the definitions
-    build theirs from the environment) and the yaml's variables. ``churn env`` prints it."""
-    return settings.as_env() | yaml_variables(settings)
+    build theirs from the environment) and the yaml's variables. ``churn env`` prints it;
+    ``redacted``, as a person may see it, with every password and token ``***``."""
+    if not redacted:
+        return settings.as_env() | yaml_variables(settings)
+    shown = {name: redact(value) for name, value in yaml_variables(settings).items()}
+    return settings.as_env(redacted=True) | shown
 
 
 def filled_config(settings: Settings, redis_timeout_ms: int | None = None) -> dict[str, object]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import redis
 
 from core.readiness import NotReady, wait_until
+from core.redaction import redact
 from core.settings import Settings
 
 
@@ -40,20 +41,20 @@ def ensure_redis(settings: Settings, say: Callable[[str], None] = print) -> Sett
     private_url = f"redis://127.0.0.1:{port}/0"
     if ping(private_url):
         say(
-            f"Redis at {redact_url(settings.redis_url)} is not reachable; using the private one on {port}"
+            f"Redis at {redact(settings.redis_url)} is not reachable; using the private one on {port}"
         )
         return settings.model_copy(update={"redis_url": private_url})
     binary = shutil.which("redis-server")
     if binary is None:
         raise RedisUnavailableError(
-            f"No Redis answers at {redact_url(settings.redis_url)} and `redis-server` is not on PATH. "
+            f"No Redis answers at {redact(settings.redis_url)} and `redis-server` is not on PATH. "
             "Install it (Debian/Ubuntu: `sudo apt-get install redis-server`) or point "
             "CHURN_REDIS_URL at a running Redis."
         )
     data = settings.data_dir / "redis"
     start_redis_server(port, data, binary=binary)
     say(
-        f"No Redis at {redact_url(settings.redis_url)}: started a private redis-server on port {port} "
+        f"No Redis at {redact(settings.redis_url)}: started a private redis-server on port {port} "
         f"(data in {data}; stop it with `redis-cli -p {port} shutdown`)"
     )
     return settings.model_copy(update={"redis_url": private_url})
@@ -100,11 +101,3 @@ def kill_redis_server(directory: Path, timeout: float = 10) -> None:
             return True
 
     wait_until(f"redis-server {pid} to end", gone, timeout, interval=0.01)
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    if "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"

@@ -13,8 +13,9 @@ import prometheus_client  # noqa: F401  (before Feast: see below)
 import psycopg
 import pytest
 
+from core.redaction import redact
 from core.settings import Settings, get_settings
-from feature_repo.redis_server import RedisUnavailableError, ensure_redis, redact_url
+from feature_repo.redis_server import RedisUnavailableError, ensure_redis
 
 # prometheus_client picks its value store when imported: importing feast.metrics first sets
 # PROMETHEUS_MULTIPROC_DIR, and every ApiMetrics of the process then shares the same
@@ -95,7 +96,7 @@ def postgres_url() -> str:
         psycopg.connect(url, connect_timeout=3).close()
     except psycopg.OperationalError as exc:
         pytest.fail(
-            f"no PostgreSQL answers at {redact_url(url)}: set {POSTGRES_URL_VARIABLE} to one "
+            f"no PostgreSQL answers at {redact(url)}: set {POSTGRES_URL_VARIABLE} to one "
             f"on which the tests may create databases ({exc})"
         )
     return url

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from core.settings import get_settings
-from feature_repo.redis_server import RedisUnavailableError, ensure_redis, ping, redact_url
+from feature_repo.redis_server import RedisUnavailableError, ensure_redis, ping
 from tests.integration.services import free_port
 
 pytestmark = pytest.mark.integration
@@ -50,8 +50,3 @@ def test_no_redis_and_no_binary_says_how_to_get_one(tmp_path, monkeypatch):
 def test_configured_redis_is_used_as_is(redis_url, tmp_path):
     settings = get_settings(data_dir=tmp_path, redis_url=redis_url)
     assert ensure_redis(settings, say=pytest.fail) is settings
-
-
-def test_redact_url_hides_the_password():
-    assert redact_url("redis://:pw@host:6379/0") == "redis://***@host:6379/0"
-    assert redact_url("redis://host:6379/0") == "redis://host:6379/0"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -175,6 +178,76 @@ def test_env_with_a_bad_setting_prints_nothing_to_eval(env):
     assert result.exit_code == 2
     assert result.stdout == ""
     assert "Bad configuration" in result.stderr and "windows" in result.stderr
+
+
+SOURCE = "postgresql://root:s3cret@db:5432/portal"
+
+
+def test_env_shows_the_source_with_its_password_as_stars(env):
+    result = runner.invoke(app, ["env"], env={**env, "CHURN_SOURCE": SOURCE})
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output
+    line = next(line for line in result.stdout.splitlines() if "CHURN_SOURCE=" in line)
+    # A comment: eval must not replace the real source with the stars.
+    assert line.startswith("# CHURN_SOURCE='postgresql://root:***@db:5432/portal'")
+
+
+def test_env_hides_the_redis_password_and_the_token(env):
+    secrets = {"CHURN_REDIS_URL": "redis://:s3cret@cache:6379/0", "CHURN_API_TOKEN": "s3cret-t0ken"}
+    result = runner.invoke(app, ["env"], env={**env, **secrets})
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output
+    assert "# CHURN_REDIS_URL='redis://:***@cache:6379/0'" in result.stdout
+    assert "# CHURN_FEAST_REDIS='cache:6379,db=0,password=***'" in result.stdout
+    assert "# CHURN_API_TOKEN='***'" in result.stdout
+
+
+def test_env_reveal_exports_the_passwords_for_eval_but_never_the_token(env, tmp_path):
+    secrets = {
+        "CHURN_SOURCE": SOURCE,
+        "CHURN_REDIS_URL": "redis://:s3cret@cache:6379/0",
+        "CHURN_API_TOKEN": "s3cret-t0ken",
+    }
+    result = runner.invoke(app, ["env", "--reveal"], env={**env, **secrets})
+    assert result.exit_code == 0, result.output
+    script = tmp_path / "exports.sh"
+    script.write_text(result.stdout)
+    shell = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'. {script} && echo "$CHURN_SOURCE|$CHURN_FEAST_REDIS|${{CHURN_API_TOKEN-unset}}"',
+        ],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shell.stdout.strip() == f"{SOURCE}|cache:6379,db=0,password=s3cret|unset"
+
+
+def test_a_bad_setting_never_shows_a_password(env):
+    cluster = {"CHURN_REDIS_URL": "redis://:s3cret@cache:7000/3", "CHURN_REDIS_CLUSTER": "true"}
+    result = runner.invoke(app, ["env"], env={**env, **cluster})
+    assert result.exit_code == 2
+    assert "s3cret" not in result.output
+    assert "redis://:***@cache:7000/3" in result.stderr
+
+
+def test_a_misspelt_variable_stops_the_command_with_one_line(env):
+    result = runner.invoke(app, ["data", "validate"], env={**env, "CHURN_HORIZON_DAY": "90"})
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.strip() == (
+        "Bad configuration: CHURN_HORIZON_DAY is not a setting: did you mean CHURN_HORIZON_DAYS?"
+    )
+
+
+def test_a_retired_variable_still_names_its_replacement(env):
+    result = runner.invoke(app, ["env"], env={**env, "CHURN_MIN_PR_AUC_LIFT": "2"})
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "CHURN_MIN_PR_AUC_LIFT is no longer read: use CHURN_MIN_PR_AUC_SKILL" in result.stderr
 
 
 def test_features_sql_shows_the_rendered_windows(env):

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from core.settings import get_settings
+from core.settings import get_settings, known_variables
 from feature_repo.config import (
     FEATURE_STORE_YAML,
     feast_environment,
@@ -96,3 +96,26 @@ def test_plain_feast_gets_the_settings_and_the_yaml_variables(tmp_path):
     assert env["CHURN_WINDOWS"] == "5,50"
     assert env["CHURN_ONLINE_KEY_TTL_SECONDS"] == str(14 * 86400)
     assert env.keys() == settings.as_env().keys() | yaml_variables(settings).keys()
+
+
+def test_the_feast_variables_are_known_to_the_settings_check(monkeypatch, tmp_path):
+    """Plain feast (the activated virtualenv, `churn features apply`) runs with them set, and
+    the definitions build the settings there: an unknown CHURN_* name would stop them."""
+    settings = get_settings(data_dir=tmp_path)
+    assert yaml_variables(settings).keys() <= known_variables()
+    for key, value in feast_environment(settings).items():
+        monkeypatch.setenv(key, value)
+    assert get_settings() == settings
+
+
+def test_the_environment_as_shown_hides_the_redis_and_registry_passwords(tmp_path):
+    settings = get_settings(
+        data_dir=tmp_path,
+        redis_url="redis://:s3cret@cache:6379/0",
+        feast_registry_url="postgresql+psycopg://feast:s3cret@pg/feast",
+    )
+    shown = feast_environment(settings, redacted=True)
+    assert shown.keys() == feast_environment(settings).keys()
+    assert "s3cret" not in "".join(shown.values())
+    assert shown["CHURN_FEAST_REDIS"] == "cache:6379,db=0,password=***"
+    assert shown["CHURN_FEAST_REGISTRY"] == "postgresql+psycopg://feast:***@pg/feast"
