@@ -190,9 +190,7 @@ def serve_and_ask(settings: Settings, ids: list[str], console: Console, interact
             if status != 200:
                 console.print(f"[red]  → {status}: {body.get('detail')}[/red]")
                 return 1
-            factors = ", ".join(f["feature"] for f in body["top_factors"]) or "none"
-            console.print(f"  → churn_risk {body['churn_risk']:.3f} ({body['risk_band']}), "
-                          f"arm {body['arm']}; top factors: {factors}")  # fmt: skip
+            console.print(answer_line(body))
         if not interactive:
             console.print("Not a terminal, so the server stops here; `churn serve` starts it.")
             return 0
@@ -206,6 +204,15 @@ def serve_and_ask(settings: Settings, ids: list[str], console: Console, interact
         return 1
     finally:
         server.stop(process)
+
+
+def answer_line(body: dict) -> str:
+    """The line under a curl: the risk, its band, whether the user is on the newest night's
+    list and their arm there (``null`` off the list: nobody to contact), the top factors."""
+    factors = ", ".join(f["feature"] for f in body["top_factors"]) or "none"
+    listed = "true" if body["listed"] else "false"
+    return (f"  → churn_risk {body['churn_risk']:.3f} ({body['risk_band']}), listed {listed}, "
+            f"arm {body['arm'] or 'null'}; top factors: {factors}")  # fmt: skip
 
 
 def _sample_ids(settings: Settings, last_day: date) -> list[str]:

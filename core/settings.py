@@ -282,6 +282,12 @@ class Settings(BaseSettings):
     model_reload_seconds: float = Field(
         1.0, gt=0, description="How often the API checks the production alias"
     )
+    outreach_reload_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How often the API looks for a newer night's outreach list (the answers' "
+        "listed and arm)",
+    )
     nightly_cron: str = Field(
         "0 2 * * *", description="When `churn schedule` runs the nightly jobs (cron, UTC)"
     )

@@ -17,6 +17,7 @@ SCORED_EXAMPLE = {
     "status": "scored",
     "churn_risk": 0.62,
     "risk_band": "high",
+    "listed": True,
     "arm": "contact",
     "days_since_last_activity": 5,
     "model_version": "20260228T023000Z-3f9c1a2b",
@@ -32,7 +33,8 @@ LAPSED_EXAMPLE = {
     "status": "lapsed",
     "churn_risk": None,
     "risk_band": None,
-    "arm": "holdout",
+    "listed": False,
+    "arm": None,
     "days_since_last_activity": 98,
     "model_version": "20260228T023000Z-3f9c1a2b",
     "features_as_of": "2026-03-01T00:00:00Z",
@@ -76,10 +78,15 @@ class ChurnRisk(BaseModel):
     risk_band: RiskBand | None = Field(
         description="The risk's band (CHURN_RISK_BAND_MEDIUM/_HIGH); null when lapsed"
     )
-    arm: Arm = Field(
-        description="contact or holdout: the holdout arm of the experiment "
-        "(CHURN_HOLDOUT_SHARE) must not be contacted, whatever the risk; the nightly list "
-        "carries the same arm"
+    listed: bool = Field(
+        description="Whether the user is on the newest night's outreach list (the nightly "
+        "batch's high_risk.csv, read by the API within CHURN_OUTREACH_RELOAD_SECONDS of its "
+        "writing); the retention team contacts listed users only"
+    )
+    arm: Arm | None = Field(
+        description="The user's arm on that list, only when listed (else null): contact, or "
+        "holdout (CHURN_HOLDOUT_SHARE), which must not be contacted, whatever the risk. A user "
+        "on no list has no arm and is not to be contacted either"
     )
     days_since_last_activity: int = Field(
         ge=0,
@@ -94,6 +101,12 @@ class ChurnRisk(BaseModel):
         description="Up to three features raising the risk most; null when lapsed"
     )
     served_at: datetime
+
+    @model_validator(mode="after")
+    def _arm_only_when_listed(self) -> ChurnRisk:
+        if self.listed != (self.arm is not None):
+            raise ValueError("a listed answer has an arm, an unlisted one none")
+        return self
 
     @model_validator(mode="after")
     def _risk_only_when_scored(self) -> ChurnRisk:

@@ -10,9 +10,10 @@ before the features' day, ``training.labels.in_population``) is answered
 ``lapsed`` with the days since the last activity and no risk: the model learned
 only from the population, so its probability for anyone else is an extrapolation.
 
-Every answer carries the user's arm of the holdout experiment (``training.outreach``)
-on the service clock's day, so a CRM asking about one user knows not to contact a
-holdout user, as the nightly list tells it.
+Every answer says whether the user is ``listed`` on the newest night's outreach list and,
+only then, their ``arm`` of the holdout experiment (``online_api.outreach_list``), so a
+CRM asking about one user contacts exactly the list's contact arm: neither a holdout
+user nor anyone the night did not list.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from online_api.coalescer import Coalescer
 from online_api.metrics import ApiMetrics
 from online_api.model_holder import Loaded, ModelHolder
 from online_api.online_features import FeatureRow, Plan
+from online_api.outreach_list import OutreachList
 from training.labels import POPULATION_FEATURES, in_population
-from training.outreach import assign_arms
 from training.references import RECENCY
 from training.risk_bands import risk_band
 
@@ -77,8 +78,9 @@ class Unanswered(Exception):
 class ScoringService:
     """Answers users from their online features and the production model.
 
-    ``clock`` (default: the real UTC now) is read once per store read: the TTL check,
-    ``served_at`` and the day of the arm; tests pin it.
+    ``clock`` (default: the real UTC now) is read once per store read: the TTL check and
+    ``served_at``; tests pin it. ``outreach`` (default: one of ``settings``, empty until
+    refreshed) is the newest night's list the answers' ``listed`` and ``arm`` come from.
     """
 
     def __init__(
@@ -88,9 +90,11 @@ class ScoringService:
         holder: ModelHolder,
         metrics: ApiMetrics,
         clock: Callable[[], datetime] = utc_now,
+        outreach: OutreachList | None = None,
     ) -> None:
         self.settings, self.online, self.holder, self.metrics = settings, online, holder, metrics
         self.clock = clock
+        self.outreach = outreach or OutreachList(settings)
         # The coalescer's work is this service's own batch read, so the service builds it.
         self.coalescer: Coalescer[Outcome] = Coalescer(self.score_users, settings.api_batch_max)
         self._shown: dict[str, str] = {}  # the version (and kind) the info gauge names as served
@@ -108,14 +112,18 @@ class ScoringService:
 
         holder = ModelHolder(settings, resolve)
         await asyncio.to_thread(holder.refresh)
-        service = cls(settings, online, holder, metrics)
+        outreach = OutreachList(settings)
+        await outreach.look()
+        service = cls(settings, online, holder, metrics, outreach=outreach)
         await service.warm_up()
         return service
 
     @contextlib.asynccontextmanager
     async def watching(self) -> AsyncIterator[None]:
-        """While inside: follow the production alias and keep the readiness gauge current."""
-        tasks = [asyncio.create_task(self.holder.watch()), asyncio.create_task(self._probe())]
+        """While inside: follow the production alias and the newest outreach list, and keep
+        the readiness gauge current."""
+        watches = (self.holder.watch(), self.outreach.watch(), self._probe())
+        tasks = [asyncio.create_task(watch) for watch in watches]
         try:
             yield
         finally:
@@ -231,11 +239,11 @@ class ScoringService:
         """Answer the found (user id, row)s: score and explain, in one vectorised pass, those
         in the population; answer the others lapsed, never scored. Each answer is counted.
 
-        Every answer carries the user's arm on ``now``'s day, whatever the risk: the one
-        ``training.outreach.arm_of`` gives, drawn for all the users in one call."""
+        Every answer says whether the user is on the newest night's list and, only then,
+        their arm there (else null), whatever the risk: one dict lookup per user."""
         rows = [row for _, row in found]
-        share, period_days = self.settings.holdout_share, self.settings.holdout_period_days
-        arms = assign_arms([u for u, _ in found], now.date(), share, period_days).tolist()
+        newest_list = self.outreach.arms()  # one list for the whole batch, across a reload too
+        arms = [newest_list.get(user_id) for user_id, _ in found]
         lookback = self.settings.active_lookback_days
         recency = [row.values[RECENCY] for row in rows]
         inside = [
@@ -260,6 +268,7 @@ class ScoringService:
                 "status": "scored" if ok else "lapsed",
                 "churn_risk": None,
                 "risk_band": None,
+                "listed": arm is not None,
                 "arm": arm,
                 "days_since_last_activity": days,
                 "model_version": loaded.scorer.version,

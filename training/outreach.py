@@ -5,16 +5,17 @@ Each night's list splits into a ``contact`` arm, which the retention team acts o
 ``holdout`` arm (``holdout_share`` of it), which nobody contacts; once the horizon has
 passed, the arms' churn is compared (``monitor.uplift``). A user's arm is a hash of their
 id and the assignment period (``holdout_period_days``), so they keep it through the
-nights of a period, a rerun draws the same split, and the API answers it for one user
-without the list. The hash ignores the score, so every risk band splits in the holdout
-share in expectation, and the uplift is computed per band and weighted by the bands
-(post-stratification): splitting each night's bands exactly would make a user's arm
-depend on who else was listed that night, and move them between arms from one night
-to the next.
+nights of a period and a rerun draws the same split. The hash ignores the score, so every
+risk band splits in the holdout share in expectation, and the uplift is computed per band
+and weighted by the bands (post-stratification): splitting each night's bands exactly
+would make a user's arm depend on who else was listed that night, and move them between
+arms from one night to the next.
 
 The batch writes each night's listed users with their arm (``write_assignments``); the
 uplift, the realized outcomes (which leave the contacted out) and training (which
-leaves out the label windows outreach touched) read them here.
+leaves out the label windows outreach touched) read them here, and the API answers from
+the newest night's (``newest_assignments``, ``arms_by_user``) whether a user is listed and
+only then their arm: a user on no list is not to be contacted at all.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from core import partitions
 from core.atomic import write_parquet
@@ -72,12 +74,6 @@ def assign_arms(user_ids: Iterable[str], day: date, share: float, period_days: i
     return np.where(draws < share, HOLDOUT, CONTACT)
 
 
-def arm_of(user_id: str, day: date, settings: Settings) -> Arm:
-    """The arm ``user_id`` is in on ``day``: what a CRM must respect before contacting them."""
-    draw = holdout_draw(user_id, assignment_period(day, settings.holdout_period_days))
-    return HOLDOUT if draw < settings.holdout_share else CONTACT
-
-
 def write_assignments(settings: Settings, day: date, listed: pd.DataFrame) -> Path:
     """Store the night's list with its arms (``ASSIGNMENT_COLUMNS``) as the day's partition.
 
@@ -105,6 +101,25 @@ def read_assignments(settings: Settings, day: date) -> pd.DataFrame | None:
     if missing:
         raise ValueError(f"{path} lacks the columns {missing}: rerun that night's batch")
     return frame
+
+
+def newest_assignments(settings: Settings) -> tuple[date, Path] | None:
+    """The newest night that has a list, and its assignments file; None before the first.
+
+    A night's directory exists a moment before ``write_assignments`` renames its file in
+    (and stays empty if that write fails): such a night is passed over.
+    """
+    for day in reversed(assignment_days(settings)):
+        path = partitions.partition_dir(settings.outreach_dir, day) / ASSIGNMENTS_FILE
+        if path.is_file():
+            return day, path
+    return None
+
+
+def arms_by_user(path: Path) -> dict[str, Arm]:
+    """The listed users of one assignments file, each with their arm."""
+    table = pq.read_table(path, columns=[ENTITY_KEY, "arm"])
+    return dict(zip(table[ENTITY_KEY].to_pylist(), table["arm"].to_pylist(), strict=True))
 
 
 def contacts(settings: Settings) -> pd.DataFrame:

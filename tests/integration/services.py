@@ -20,13 +20,13 @@ __all__ = ["after_a_whole_check", "free_port", "installed", "running", "wait_unt
 T = TypeVar("T")
 
 
-def after_a_whole_check(holder, timeout: float = 120) -> None:
-    """Until the API's model holder has run a whole check of the production alias begun
-    after this call (checks run one after another: the second to end began after now).
-    The bound only turns a hang into a failure."""
-    seen = holder.checks
-    wait_until("the holder to check the production alias twice more",
-               lambda: holder.checks >= seen + 2, timeout, interval=0.01)  # fmt: skip
+def after_a_whole_check(watcher, timeout: float = 120) -> None:
+    """Until the API's ``watcher`` (its model holder, which checks the production alias, or
+    its outreach list) has run a whole check begun after this call (checks run one after
+    another: the second to end began after now). The bound only turns a hang into a failure."""
+    seen = watcher.checks
+    wait_until(f"the {type(watcher).__name__} to check twice more",
+               lambda: watcher.checks >= seen + 2, timeout, interval=0.01)  # fmt: skip
 
 
 def installed(name: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ from tests.integration.services import after_a_whole_check, free_port, wait_unti
 from tests.integration.world import build_world
 from training import registry
 from training.models import build_model, calibrate, split_columns
-from training.outreach import arm_of
+from training.outreach import CONTACT, HOLDOUT, read_assignments, write_assignments
 from training.promote import force
 from training.references import RECENCY, reference_bins
 from training.train import train_models
@@ -550,10 +551,10 @@ def test_the_api_scores_exactly_the_users_of_the_nightly_list(promoted):
     assert {user for user, s in status.items() if s == "scored"} == nightly
     assert {user for user, s in status.items() if s == "lapsed"} == set(users) - nightly
     assert nightly and set(users) - nightly  # both answers occur in this world
-    # Each user's arm, scored or lapsed, is the one the nightly list gives on the day served.
-    day = datetime.fromisoformat(results[0]["result"]["served_at"]).date()  # one clock read
-    arms = {item["user_id"]: item["result"]["arm"] for item in results}
-    assert arms == {user: arm_of(user, day, settings) for user in users}
+    # No night's list in this world: nobody is listed, so nobody has an arm.
+    assert {(item["result"]["listed"], item["result"]["arm"]) for item in results} == {
+        (False, None)
+    }
 
 
 def test_openapi_documents_the_status_and_both_answers(served):
@@ -630,3 +631,79 @@ def test_a_model_that_leaves_out_the_recency_is_served_its_features_and_answers_
         assert bodies[user]["days_since_last_activity"] == int(
             newest.loc[user, "days_since_last_activity"]
         )
+
+
+def _listed_and_arms(client: TestClient, users: list[str]) -> dict[str, tuple[bool, str | None]]:
+    """Each user's (listed, arm) as the batch endpoint answers; the single endpoint agrees."""
+    results = client.post("/churn-risk:batch", json={"user_ids": users}).json()["results"]
+    got = {item["user_id"]: (item["result"]["listed"], item["result"]["arm"]) for item in results}
+    for user in users[:: max(1, len(users) // 20)]:  # a sample: one request each
+        body = client.get(f"/users/{user}/churn-risk").json()
+        ChurnRisk.model_validate(body)  # the documented shape: an arm only when listed
+        assert (body["listed"], body["arm"]) == got[user], user
+    return got
+
+
+def test_a_running_api_answers_the_newest_nights_list(promoted):
+    """The nightly batch's list, then a newer night's written while the API serves: each is
+    answered without a restart, ``listed`` for its users and their arm, null for the others."""
+    from batch.job import score_population
+
+    base, _ = promoted
+    # A wide holdout, so the batch's list has both arms; the API looks every 10 ms.
+    settings = base.model_copy(update={"holdout_share": 0.5, "outreach_reload_seconds": 0.01})
+    users = sorted(_newest_offline(settings).index)
+    night = END - timedelta(days=1)
+    made = [d for d in (settings.outreach_dir, settings.predictions_dir) if not d.exists()]
+    try:
+        with serving(settings) as client:
+            outreach = client.app.state.service.outreach
+            assert set(_listed_and_arms(client, users).values()) == {(False, None)}
+
+            score_population(settings, as_of=night)  # writes the night's list with its arms
+            after_a_whole_check(outreach)
+            listed = read_assignments(settings, night.date()).set_index("user_id")["arm"]
+            assert {CONTACT, HOLDOUT} <= set(listed)
+            got = _listed_and_arms(client, users)
+            assert {u: a for u, (on, a) in got.items() if on} == listed.to_dict()
+            assert {got[u] for u in set(users) - set(listed.index)} == {(False, None)}
+
+            # The next night: one contact user moves to holdout, one holdout user leaves the
+            # list, a user on no list joins it.
+            contact = listed.index[listed == CONTACT][0]
+            left = listed.index[listed == HOLDOUT][0]
+            joined = next(u for u in users if u not in listed.index)
+            arms = listed.drop(left).to_dict() | {contact: HOLDOUT, joined: CONTACT}
+            write_assignments(settings, END.date(), pd.DataFrame({
+                "user_id": list(arms), "arm": list(arms.values()), "risk_band": "high",
+                "churn_risk": 0.5, "monthly_revenue": 0.0, "model_version": "v",
+            }))  # fmt: skip
+            after_a_whole_check(outreach)
+            assert outreach.night == END.date()
+            got = _listed_and_arms(client, users)
+            assert (got[contact], got[left], got[joined]) == (
+                (True, HOLDOUT), (False, None), (True, CONTACT)
+            )  # fmt: skip
+            assert {u: a for u, (on, a) in got.items() if on} == arms
+    finally:  # the module's other tests serve this world without a list
+        for folder in made:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_openapi_documents_listed_and_a_nullable_arm_on_both_endpoints(served):
+    settings, _ = served
+    schema = TestClient(create_app(settings)).get("/openapi.json").json()
+    risk = schema["components"]["schemas"]["ChurnRisk"]
+    assert {"listed", "arm"} <= set(risk["required"])
+    assert risk["properties"]["listed"]["type"] == "boolean"
+    assert {"type": "null"} in risk["properties"]["arm"]["anyOf"]
+    assert {"enum": ["contact", "holdout"], "type": "string"} in risk["properties"]["arm"]["anyOf"]
+    # Both endpoints answer with this schema: the single directly, the batch per item.
+    single = schema["paths"]["/users/{user_id}/churn-risk"]["get"]["responses"]["200"]
+    assert single["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ChurnRisk"
+    }
+    lapsed = single["content"]["application/json"]["examples"]["lapsed"]["value"]
+    assert (lapsed["listed"], lapsed["arm"]) == (False, None)  # the null is in the document
+    item = schema["components"]["schemas"]["BatchItem"]["properties"]["result"]
+    assert {"$ref": "#/components/schemas/ChurnRisk"} in item["anyOf"]

@@ -18,8 +18,12 @@ from training import registry
 
 pytestmark = pytest.mark.integration
 DEMO_FRESHNESS = Settings.model_fields["max_event_age_hours"].default  # the demo's own gate
-# The line the demo prints under each curl: the risk, its band and the user's arm.
-ANSWER = re.compile(r"→ churn_risk 0\.\d{3} \((low|medium|high)\), arm (contact|holdout);")
+# The line the demo prints under each curl: the risk, its band, whether the user is on the
+# newest night's list and, only then, their arm.
+ANSWER = re.compile(
+    r"→ churn_risk 0\.\d{3} \((low|medium|high)\), "
+    r"listed (true, arm (contact|holdout)|false, arm null);"
+)
 
 
 def test_make_demo_promotes_and_serves_the_default_world(tmp_path, isolated_settings):

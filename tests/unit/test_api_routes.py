@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -23,11 +23,12 @@ from online_api.app import create_app
 from online_api.metrics import ApiMetrics
 from online_api.model_holder import ModelHolder
 from online_api.online_features import FeatureRow, Plan
+from online_api.outreach_list import OutreachList
 from online_api.schemas import ChurnRisk
 from online_api.service import READINESS_ID, ScoringService
 from tests.unit.synthetic import NAMES
 from training import registry
-from training.outreach import EPOCH, arm_of
+from training.outreach import CONTACT, HOLDOUT, write_assignments
 
 VERSION = "20260101T000000Z-unittest"
 TTL = timedelta(days=3)
@@ -98,7 +99,7 @@ def _count(metrics: ApiMetrics, name: str, **labels: str) -> float:
 
 
 def test_users_in_the_population_are_scored_and_the_others_answered_lapsed(world, client):
-    settings, model, _ = world
+    _, model, _ = world
     client, source, metrics = client
     bodies = {u: client.get(f"/users/{u}/churn-risk") for u in ("active", "edge", "lapsed")}
     assert {u: r.status_code for u, r in bodies.items()} == dict.fromkeys(bodies, 200)
@@ -109,8 +110,8 @@ def test_users_in_the_population_are_scored_and_the_others_answered_lapsed(world
         assert answers[user].churn_risk == pytest.approx(want[0, 1], abs=1e-9)
         assert answers[user].risk_band in ("low", "medium", "high")
         assert answers[user].model_version == VERSION
-    for user, answer in answers.items():  # the arm of the day served, whatever the status
-        assert answer.arm == arm_of(user, answer.served_at.date(), settings)
+    for answer in answers.values():  # no night's list yet: nobody listed, no arm
+        assert (answer.listed, answer.arm) == (False, None)
     lapsed = answers["lapsed"]
     assert lapsed.status == "lapsed"
     assert (lapsed.churn_risk, lapsed.risk_band, lapsed.top_factors) == (None, None, None)
@@ -186,11 +187,10 @@ def test_the_batch_answers_each_id_as_the_single_endpoint_in_one_read(client):
     assert [item["user_id"] for item in items] == ids
     assert items[1] == {"user_id": "nobody-here", "result": None, "error": "not_found",
                         "detail": "user nobody-here has no features in the online store"}  # fmt: skip
-    clocked = ("served_at", "arm")  # read on the clock: equal but across a midnight
     for item in (items[0], items[2]):
         single = client.get(f"/users/{item['user_id']}/churn-risk").json()
-        assert {k: v for k, v in item["result"].items() if k not in clocked} == {
-            k: v for k, v in single.items() if k not in clocked
+        assert {k: v for k, v in item["result"].items() if k != "served_at"} == {
+            k: v for k, v in single.items() if k != "served_at"
         }
 
 
@@ -307,68 +307,98 @@ def test_openapi_lists_every_status_of_every_route(make_settings, token):
             assert schema_ref == {"$ref": "#/components/schemas/Problem"}, (path, status)
 
 
-USERS = [f"u{i:03d}" for i in range(40)]
+USERS = [f"u{i:03d}" for i in range(8)]
+NIGHT = date(2026, 3, 1)
 
 
-def _period_start(settings) -> datetime:
-    """Half an hour into a holdout period (UTC): an hour earlier is the period before."""
-    day = EPOCH + timedelta(days=700 * settings.holdout_period_days)
-    return datetime.combine(day, time(0, 30), UTC)
+def _write_list(settings, arms: dict[str, str], night: date = NIGHT) -> None:
+    """``night``'s list of the users in ``arms``, as the nightly batch writes it."""
+    write_assignments(settings, night, pd.DataFrame({
+        "user_id": list(arms), "arm": list(arms.values()), "risk_band": "high",
+        "churn_risk": 0.5, "monthly_revenue": 0.0, "model_version": VERSION,
+    }))  # fmt: skip
 
 
-def _pinned(settings, now: datetime) -> TestClient:
-    """The app on a service of the test's own, at ``now``, answering USERS (every fourth
-    lapsed) from features of an hour and a half before."""
+def _source(settings) -> InMemoryFeatures:
+    """USERS' features of two hours ago; every fourth user lapsed."""
     lookback = settings.active_lookback_days
-    source = InMemoryFeatures({
-        user: FeatureRow(BASE | {"days_since_last_activity": 2 if i % 4 else lookback},
-                         now - timedelta(hours=1.5))
-        for i, user in enumerate(USERS)
-    })  # fmt: skip
+    return InMemoryFeatures({user: _row(2 if i % 4 else lookback) for i, user in enumerate(USERS)})
+
+
+def _answered(client: TestClient) -> dict[str, tuple[str, bool, str | None]]:
+    """Each of USERS' (status, listed, arm) from the single endpoint, each answer as
+    documented; the batch answers the same."""
+    single = {u: client.get(f"/users/{u}/churn-risk").json() for u in USERS}
+    for body in single.values():
+        ChurnRisk.model_validate(body)
+    items = client.post("/churn-risk:batch", json={"user_ids": USERS}).json()["results"]
+    batch = {i["user_id"]: (i["result"]["listed"], i["result"]["arm"]) for i in items}
+    assert batch == {u: (body["listed"], body["arm"]) for u, body in single.items()}
+    return {u: (body["status"], body["listed"], body["arm"]) for u, body in single.items()}
+
+
+def test_only_users_on_the_newest_list_are_listed_and_only_they_have_an_arm(world):
+    """u001 contact and u002 holdout on the newest night's list, u004 too although lapsed
+    today; u003 only on an older night's; the others on none."""
+    settings = world[0].model_copy(update={"api_batch_max": len(USERS)})
+    _write_list(settings, {"u001": HOLDOUT, "u003": CONTACT}, NIGHT - timedelta(days=1))
+    _write_list(settings, {"u001": CONTACT, "u002": HOLDOUT, "u004": HOLDOUT})
+    source = _source(settings)
+    with TestClient(create_app(settings, online=source, metrics=ApiMetrics())) as client:
+        answered = _answered(client)
+        assert client.app.state.service.outreach.night == NIGHT
+    listed = {"u001": ("scored", True, CONTACT), "u002": ("scored", True, HOLDOUT),
+              "u004": ("lapsed", True, HOLDOUT)}  # fmt: skip
+    unlisted = {u: ("lapsed" if i % 4 == 0 else "scored", False, None)
+                for i, u in enumerate(USERS)}  # fmt: skip
+    assert answered == unlisted | listed
+
+
+def test_a_new_list_is_answered_once_the_service_has_looked(world):
+    settings = world[0].model_copy(update={"api_batch_max": len(USERS)})
+    source = _source(settings)
     holder = ModelHolder(settings, lambda metadata: source.plan("churn_model_v1", []))
     holder.refresh()
+    outreach = OutreachList(settings)
+    outreach.refresh()
     metrics = ApiMetrics()
     app = create_app(settings, online=source, metrics=metrics)
-    app.state.service = ScoringService(settings, source, holder, metrics, clock=lambda: now)
-    return TestClient(app)  # no lifespan: the service is the test's
+    app.state.service = ScoringService(settings, source, holder, metrics, outreach=outreach)
+    client = TestClient(app)  # no lifespan: the service is the test's
+    assert {arm for _, _, arm in _answered(client).values()} == {None}  # no list yet
+
+    _write_list(settings, {"u001": CONTACT, "u002": HOLDOUT})
+    assert _answered(client)["u001"] == ("scored", False, None)  # not looked yet
+    outreach.refresh()
+    answered = _answered(client)
+    assert (answered["u001"], answered["u002"]) == (("scored", True, CONTACT),
+                                                     ("scored", True, HOLDOUT))  # fmt: skip
+    _write_list(settings, {"u002": CONTACT, "u003": HOLDOUT}, NIGHT + timedelta(days=1))
+    outreach.refresh()
+    answered = _answered(client)
+    assert [answered[u][1:] for u in ("u001", "u002", "u003")] == [
+        (False, None),
+        (True, CONTACT),
+        (True, HOLDOUT),
+    ]
 
 
-def _answered(client: TestClient) -> dict[str, tuple[str, str]]:
-    """Each of USERS' (status, arm) from the single endpoint; the batch gives the same arms."""
-    single = {u: client.get(f"/users/{u}/churn-risk").json() for u in USERS}
-    items = client.post("/churn-risk:batch", json={"user_ids": USERS}).json()["results"]
-    assert {i["user_id"]: i["result"]["arm"] for i in items} == {
-        u: body["arm"] for u, body in single.items()
-    }
-    return {u: (body["status"], body["arm"]) for u, body in single.items()}
-
-
-def test_every_answer_carries_the_arm_of_the_clocks_day_whatever_the_status(world):
-    settings = world[0].model_copy(update={"holdout_share": 0.5, "api_batch_max": len(USERS)})
-    start = _period_start(settings)
-    arms = {}
-    for now in (start, start - timedelta(hours=1)):  # this period's first hour, the last before
-        arms[now] = {u: arm_of(u, now.date(), settings) for u in USERS}
-        answered = _answered(_pinned(settings, now))
-        assert {u: arm for u, (_, arm) in answered.items()} == arms[now]
-        assert set(answered.values()) == {(status, arm) for status in ("scored", "lapsed")
-                                          for arm in ("contact", "holdout")}  # fmt: skip
-    assert arms[start] != arms[start - timedelta(hours=1)]  # the periods split them differently
-
-
-def test_without_a_holdout_share_every_answer_says_contact(world):
-    settings = world[0].model_copy(update={"holdout_share": 0.0, "api_batch_max": len(USERS)})
-    start = _period_start(settings)
-    assert {arm for _, arm in _answered(_pinned(settings, start)).values()} == {"contact"}
-    halved = settings.model_copy(update={"holdout_share": 0.5})
-    assert "holdout" in {arm_of(u, start.date(), halved) for u in USERS}  # else this proves nothing
-
-
-def test_openapi_documents_the_arm(make_settings):
+def test_openapi_documents_listed_and_the_arm_only_when_listed(make_settings):
     schema = TestClient(create_app(make_settings(), metrics=ApiMetrics())).get("/openapi.json")
     risk = schema.json()["components"]["schemas"]["ChurnRisk"]
-    arm = risk["properties"]["arm"]
-    assert "arm" in risk["required"]
-    assert arm["enum"] == ["contact", "holdout"]
-    assert "(CHURN_HOLDOUT_SHARE) must not be contacted, whatever the risk" in arm["description"]
-    assert [example["arm"] for example in risk["examples"]] == ["contact", "holdout"]
+    listed, arm = risk["properties"]["listed"], risk["properties"]["arm"]
+    assert {"listed", "arm"} <= set(risk["required"])
+    assert listed["type"] == "boolean"
+    assert "newest night's outreach list" in listed["description"]
+    assert {"enum": ["contact", "holdout"], "type": "string"} in arm["anyOf"]
+    assert {"type": "null"} in arm["anyOf"]
+    assert "only when listed (else null)" in arm["description"]
+    assert "(CHURN_HOLDOUT_SHARE), which must not be contacted" in arm["description"]
+    # The examples show both, the unlisted one's null arm included (FastAPI drops nulls).
+    assert [(e["listed"], e["arm"]) for e in risk["examples"]] == [(True, CONTACT), (False, None)]
+    for example in risk["examples"]:
+        ChurnRisk.model_validate(example)
+    with pytest.raises(ValueError, match="a listed answer has an arm, an unlisted one none"):
+        ChurnRisk.model_validate(risk["examples"][0] | {"arm": None})
+    with pytest.raises(ValueError, match="a listed answer has an arm, an unlisted one none"):
+        ChurnRisk.model_validate(risk["examples"][1] | {"arm": HOLDOUT})

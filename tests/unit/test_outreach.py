@@ -18,7 +18,6 @@ from training.outreach import (
     CONTACT,
     EPOCH,
     HOLDOUT,
-    arm_of,
     assign_arms,
     assignment_period,
     contacts,
@@ -40,12 +39,6 @@ def test_arms_are_a_share_of_the_users_and_stay_put_through_a_period():
     moved = assign_arms(IDS, after, 0.1, 30) != arms
     assert 0.1 < moved.mean() < 0.3  # about 2 × 0.1 × 0.9 change arms
     assert (assign_arms(IDS, first, 0.0, 30) == CONTACT).all()
-
-
-def test_one_users_arm_is_the_lists(make_settings):
-    settings = make_settings(holdout_share=0.3)
-    arms = assign_arms(IDS[:200], date(2026, 5, 4), 0.3, settings.holdout_period_days)
-    assert [arm_of(u, date(2026, 5, 4), settings) for u in IDS[:200]] == arms.tolist()
 
 
 def test_realized_outcomes_leave_out_only_the_contact_arm():
