@@ -379,6 +379,7 @@ def features_materialize(
     ] = False,
 ) -> None:
     """Load the newest features of every user into the Redis online store."""
+    from core.priority import lower_priority
     from core.push import push
     from feature_repo.redis_server import ensure_redis
     from feature_repo.store import materialize
@@ -386,6 +387,7 @@ def features_materialize(
 
     with _user_errors():
         settings = ensure_redis(_settings(), say=console.print)
+    lower_priority(settings.materialize_niceness)  # the API's requests first
     log = StageLog(console)
     with (
         _user_errors(),

@@ -166,9 +166,14 @@ def _apply() -> StageFn:
 
 
 def _materialize() -> StageFn:
+    from core.priority import lower_priority
     from feature_repo.store import materialize
 
-    return lambda i: materialize(i.settings, end=i.now, progress=i.progress)
+    def run(i: StageInputs) -> Any:
+        lower_priority(i.settings.materialize_niceness)  # the API's requests first
+        return materialize(i.settings, end=i.now, progress=i.progress)
+
+    return run
 
 
 def _train() -> StageFn:

@@ -233,6 +233,13 @@ class Settings(BaseSettings):
         "about 10x Feast's writer; one Redis server and the DuckDB engine, else Feast's) "
         "or feast (Feast's own materialize)",
     )
+    materialize_niceness: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Niceness materialize runs at (0-19): on cores it shares with the API, "
+        "the API's requests run first",
+    )
     asof_stride_days: int = Field(1, ge=1, description="Days between training as-of times")
     active_lookback_days: int = Field(
         14, ge=1, description="Scored population: active at least once this many days before T"
