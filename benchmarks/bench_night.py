@@ -138,17 +138,21 @@ def run(args: argparse.Namespace) -> dict:
     return out
 
 
-def _rows(out: dict) -> list[tuple[str, float, float]]:
-    """(phase stage, seconds, peak MB) for every stage, with the phases' totals."""
-    rows = [("seed (generate --into-source)", out["seed"]["seconds"], out["seed"]["peak_tree_mb"])]
+def _rows(out: dict) -> list[tuple[str, float, float, float]]:
+    """(phase stage, seconds, process seconds, peak MB) for every stage, with the phases'
+    totals; the process's seconds add its start-up (nan in runs made before they were kept)."""
+    seed = out["seed"]
+    rows = [("seed (generate --into-source)", seed["seconds"], seed["seconds"],
+             seed["peak_tree_mb"])]  # fmt: skip
     for phase in ("backfill", "training", "night"):
         stages = out.get(phase, {})
         if not stages:
             continue
         for stage, r in stages.items():
             rows.append((f"{phase}: {stage.removeprefix('night ')}", r["seconds"],
-                         r["peak_tree_mb"]))  # fmt: skip
+                         r.get("wall_seconds", math.nan), r["peak_tree_mb"]))  # fmt: skip
         rows.append((f"{phase} in all", sum(r["seconds"] for r in stages.values()),
+                     sum(r.get("wall_seconds", math.nan) for r in stages.values()),
                      max(r["peak_tree_mb"] for r in stages.values())))  # fmt: skip
     return rows
 
@@ -156,15 +160,15 @@ def _rows(out: dict) -> list[tuple[str, float, float]]:
 def report(out: dict) -> None:
     print(f"\n{out['users']:,} users × {out['days']} days "
           f"({out['held_back_events']:,} events in the night)")  # fmt: skip
-    print(f"{'stage':<34}{'seconds':>10}{'peak MB':>10}")
-    for stage, seconds, peak in _rows(out):
-        print(f"{stage:<34}{seconds:>10.1f}{peak:>10,.0f}")
+    print(f"{'stage':<34}{'seconds':>10}{'process':>10}{'peak MB':>10}")
+    for stage, seconds, wall, peak in _rows(out):
+        print(f"{stage:<34}{seconds:>10.1f}{wall:>10.1f}{peak:>10,.0f}")
 
 
 def compare(paths: list[Path]) -> None:
     """Seconds and peaks side by side, and the growth exponent between the extremes."""
     runs = sorted((json.loads(p.read_text()) for p in paths), key=lambda r: r["users"])
-    table = [dict((s, (t, m)) for s, t, m in _rows(r)) for r in runs]
+    table = [dict((s, (t, m)) for s, t, _, m in _rows(r)) for r in runs]
     head = "".join(f"{r['users']:>12,} users" for r in runs)
     print(f"{'stage':<34}{head}{'k':>8}")
     for stage in table[0]:

@@ -278,10 +278,12 @@ def bench_settings(prefix: str, redis_port: int | None = None):  # -> tuple[Path
 
 
 def run_stages(stages: tuple[str, ...], settings, users: int, days: int) -> dict[str, dict]:
-    """Run ``stages`` in order, each in a fresh process with ``settings``; their figures."""
+    """Run ``stages`` in order, each in a fresh process with ``settings``; their figures,
+    with ``wall_seconds``: the process's, start-up and imports included, as a command pays."""
     results: dict[str, dict] = {}
     for stage in stages:
         print(f"… {stage} ({settings.engine})", file=sys.stderr, flush=True)
+        start = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, RUNNER, "--stage", stage, "--users", str(users), "--days", str(days)],
             env={**os.environ, **settings.as_env()},
@@ -292,6 +294,7 @@ def run_stages(stages: tuple[str, ...], settings, users: int, days: int) -> dict
         if proc.returncode != 0:
             raise SystemExit(f"{stage} ({settings.engine}) failed:\n{proc.stderr[-3000:]}")
         results[stage] = json.loads(proc.stdout.strip().splitlines()[-1])
+        results[stage]["wall_seconds"] = time.perf_counter() - start
     return results
 
 

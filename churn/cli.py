@@ -295,7 +295,7 @@ def data_prepare(as_of: AsOf = None) -> None:
     log = StageLog(console)
     with _user_errors(), log.stage("prepare user_daily") as progress:
         if as_of is None:
-            result = build_user_daily(settings)
+            result = build_user_daily(settings, progress=progress)
         else:
             result = build_days_through(settings, as_of.date(), progress=progress)
     log.note(f"{result.rows:,} user-days, {result.first_day} … {result.last_day}")
@@ -315,7 +315,7 @@ def features_build(as_of: AsOf = None) -> None:
         log.stage("build features") as progress,
     ):
         if as_of is None:
-            result = build_rolling_features(settings)
+            result = build_rolling_features(settings, progress=progress)
         else:
             result = build_features_through(settings, as_of.date(), progress=progress)
     log.note(f"{result.rows:,} feature rows, {result.first_day} … {result.last_day}")

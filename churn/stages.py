@@ -142,7 +142,7 @@ def _prepare() -> StageFn:
 
     def run(i: StageInputs) -> Any:
         if i.day is None:
-            return build_user_daily(i.settings, now=i.now)
+            return build_user_daily(i.settings, now=i.now, progress=i.progress)
         return build_days_through(i.settings, i.day, now=i.now, progress=i.progress)
 
     return run
@@ -153,7 +153,7 @@ def _features() -> StageFn:
 
     def run(i: StageInputs) -> Any:
         if i.day is None:
-            return build_rolling_features(i.settings)
+            return build_rolling_features(i.settings, progress=i.progress)
         return build_features_through(i.settings, i.day, progress=i.progress)
 
     return run

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -124,10 +124,18 @@ class SparkEngine:
         return utc_frame(self.sql(sql))
 
     def write_table(self, sql: str, root: Path) -> None:
-        # Rows of a day gathered in one task: a file per day, not one per task and day.
-        rows = self.sql(sql).repartition(PARTITION_COLUMN)
+        self.write_parts([sql], root)
+
+    def write_parts(
+        self, sqls: Sequence[str], root: Path, progress: Callable[[int, int], None] | None = None
+    ) -> None:
         with atomic_dir(root) as tmp:
-            rows.write.mode("overwrite").partitionBy(PARTITION_COLUMN).parquet(str(tmp))
+            for i, sql in enumerate(sqls):
+                # Rows of a day gathered in one task: a file per day, not one per task and day.
+                rows = self.sql(sql).repartition(PARTITION_COLUMN)
+                rows.write.mode("append").partitionBy(PARTITION_COLUMN).parquet(str(tmp))
+                if progress:
+                    progress(i + 1, len(sqls))
 
     def write_day(self, sql: str, root: Path, day: date) -> None:
         root.mkdir(parents=True, exist_ok=True)

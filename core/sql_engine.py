@@ -8,7 +8,7 @@ translation (``core.spark_engine``). Tables are written day-partitioned
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Protocol
@@ -40,6 +40,12 @@ class Engine(Protocol):
 
     def write_table(self, sql: str, root: Path) -> None:
         """Write the query (with a ``date`` column) as the whole table, replacing it atomically."""
+
+    def write_parts(
+        self, sqls: Sequence[str], root: Path, progress: Callable[[int, int], None] | None = None
+    ) -> None:
+        """``write_table`` of the union of queries with disjoint rows, run one after the other
+        (each day's rows in a file per query), so no query holds the whole table at once."""
 
     def write_day(self, sql: str, root: Path, day: date) -> None:
         """Write the query's rows of ``day`` as that day's partition; other days stay."""
@@ -109,11 +115,20 @@ class DuckEngine:
         return self.con.execute(sql).df()
 
     def write_table(self, sql: str, root: Path) -> None:
+        self.write_parts([sql], root)
+
+    def write_parts(
+        self, sqls: Sequence[str], root: Path, progress: Callable[[int, int], None] | None = None
+    ) -> None:
         with atomic_dir(root) as tmp:
-            self.con.execute(
-                f"COPY ({sql}) TO {quote_path(tmp)} "
-                f"(FORMAT parquet, PARTITION_BY ({PARTITION_COLUMN}), OVERWRITE_OR_IGNORE)"
-            ).fetchall()
+            for i, sql in enumerate(sqls):
+                # A file name of its own per part: the parts add files to the same day directories.
+                self.con.execute(
+                    f"COPY ({sql}) TO {quote_path(tmp)} (FORMAT parquet, PARTITION_BY "
+                    f"({PARTITION_COLUMN}), FILENAME_PATTERN 'part{i}_{{i}}', OVERWRITE_OR_IGNORE)"
+                ).fetchall()
+                if progress:
+                    progress(i + 1, len(sqls))
 
     def write_day(self, sql: str, root: Path, day: date) -> None:
         root.mkdir(parents=True, exist_ok=True)

@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
+
+import pyarrow.parquet as pq
 
 from core import partitions
 from core.engines import open_engine
 from core.settings import Settings
 from core.sql_engine import Engine
-from core.tables import EVENTS, SQL_TYPES, USERS, register_validated
+from core.tables import EVENTS, SQL_TYPES, USERS, register_validated, validated_event_files
 from feature_repo.spec import COURSES_COLUMN, COURSES_SQL, DAILY_COLUMNS
 from ingestion import raw_store
 
@@ -95,13 +98,32 @@ def first_day(engine: Engine) -> date:
     return max(signup, event)
 
 
+# The events one pass of the full build groups: 10 M (100k users × 120 days) in one pass
+# took 30 s; 100 M at 1 M users took 14× as long (docs/performance.md).
+PART_EVENTS = 20_000_000
+
+
+def day_parts(first: date, last: date, events: int) -> list[tuple[date, date]]:
+    """[first, last] cut into consecutive ranges of days of about ``PART_EVENTS`` events each
+    (as if the events were spread evenly): one range when one pass holds them."""
+    days = (last - first).days + 1
+    count = max(1, min(days, -(-events // PART_EVENTS)))
+    bounds = [first + timedelta(days=days * i // count) for i in range(count + 1)]
+    return [(lo, hi - timedelta(days=1)) for lo, hi in pairwise(bounds)]
+
+
 def build_user_daily(
-    settings: Settings, as_of: date | None = None, now: datetime | None = None
+    settings: Settings,
+    as_of: date | None = None,
+    now: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DailyResult:
     """Build ``user_daily``: the whole history, or only day ``as_of`` when given.
 
     With ``as_of`` the run reads that day's events only and replaces that day's
-    partition, so its cost grows with the new data, not with all data.
+    partition, so its cost grows with the new data, not with all data. The whole history
+    is built in ranges of days (``day_parts``), a pass each, which ``progress`` counts: a
+    day's rows need that day's events only, so memory holds one range's groups.
     """
     engine = open_engine(settings)
     register_validated(engine, settings)
@@ -109,7 +131,9 @@ def build_user_daily(
     if as_of is None:
         last = default_last_day(engine, now or datetime.now(UTC))
         first = first_day(engine)
-        engine.write_table(user_daily_sql(first, last), root)
+        events = sum(pq.ParquetFile(f).metadata.num_rows for f in validated_event_files(settings))
+        parts = day_parts(first, last, events)
+        engine.write_parts([user_daily_sql(lo, hi) for lo, hi in parts], root, progress)
     else:
         first = last = as_of
         engine.write_day(user_daily_sql(as_of, as_of), root, as_of)

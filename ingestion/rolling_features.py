@@ -117,6 +117,7 @@ def rolling_features_sql(
     history_start: date,
     previous: bool = False,
     courses: bool = True,
+    users: str = "true",
 ) -> str:
     """SQL for the feature rows of days [first_day, last_day], rendered from the spec.
 
@@ -127,6 +128,7 @@ def rolling_features_sql(
     With ``previous``, ``PREVIOUS`` (the feature rows of the day before ``first_day``)
     carries the lifetime totals and the last and first days of each kind forward, so the
     history itself is not re-read; without it they start at ``history_start``.
+    ``users``: a predicate on ``user_id``, the users whose rows are built (``user_bucket``).
     DuckDB dialect (Spark runs its translation).
     """
     window_clauses = "".join(
@@ -147,7 +149,7 @@ def rolling_features_sql(
     profile = ", ".join(f"u.{c}" for c in _PROFILE)
     return f"""
 WITH daily AS (
-    SELECT * FROM {USER_DAILY}
+    SELECT * FROM {USER_DAILY} WHERE {users}
 ),
 -- Distinct courses per window, exactly and without lists: a course touched on
 -- day d counts from d until it is touched again or leaves the window, so each
@@ -164,7 +166,7 @@ course_steps AS (
     )
     GROUP BY user_id, date
 ),
-first_touches AS ({_first_touches_sql(first_day, last_day, courses)}),
+first_touches AS ({_first_touches_sql(first_day, last_day, courses, users)}),
 stepped AS (
     SELECT d.*, {step_fill}, coalesce(f.{NEW_COURSES}, 0) AS {NEW_COURSES}
     FROM daily d
@@ -202,7 +204,7 @@ featured AS (
     FROM rolled r
     JOIN (
         SELECT user_id, CAST(signup_time AS DATE) AS signup_date, {", ".join(_PROFILE)}
-        FROM {USERS}
+        FROM {USERS} WHERE {users}
     ) u USING (user_id)
     LEFT JOIN previous p USING (user_id)
     WHERE r.date BETWEEN DATE '{first_day}' AND DATE '{last_day}'
@@ -270,12 +272,13 @@ def _course_steps(windows: tuple[int, ...]) -> tuple[str, str, str]:
     return steps, step_sums, step_fill
 
 
-def _first_touches_sql(first_day: date, last_day: date, courses: bool) -> str:
+def _first_touches_sql(first_day: date, last_day: date, courses: bool, users: str) -> str:
     """New courses per (user, day) from ``USER_COURSES``, or no rows when none was touched."""
     if courses:
         return (
             f"SELECT user_id, date, count(*) AS {NEW_COURSES} FROM {USER_COURSES} "
-            f"WHERE date BETWEEN DATE '{first_day}' AND DATE '{last_day}' GROUP BY user_id, date"
+            f"WHERE date BETWEEN DATE '{first_day}' AND DATE '{last_day}' AND {users} "
+            "GROUP BY user_id, date"
         )
     return (
         f"SELECT NULL::VARCHAR AS user_id, NULL::DATE AS date, NULL::BIGINT AS {NEW_COURSES} "
@@ -340,12 +343,18 @@ def _exact(dtype: str) -> str:
     return EXACT_SQL_TYPE if dtype == "float64" else SQL_TYPES[dtype]
 
 
-def build_rolling_features(settings: Settings, as_of: date | None = None) -> FeatureResult:
+def build_rolling_features(
+    settings: Settings,
+    as_of: date | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> FeatureResult:
     """Build the feature table: the whole history, or only day ``as_of`` (appended).
 
     A daily run reads ``max(window)`` days of ``user_daily``, the previous day's
     feature rows (which carry the lifetime totals) and the (user, course) pairs seen
-    so far, so its cost does not grow with the length of history.
+    so far, so its cost does not grow with the length of history. The whole history is
+    built in buckets of users (``user_buckets``), each a pass of its own, so memory holds
+    one bucket's windows whatever the portal's size; ``progress`` counts the buckets.
     """
     days = partitions.partition_days(settings.user_daily_path)
     if not days:
@@ -360,8 +369,14 @@ def build_rolling_features(settings: Settings, as_of: date | None = None) -> Fea
         register_table(engine, USER_DAILY, settings.user_daily_path, days)
         engine.write_table(user_courses_sql(first_day, last_day, seen=False), courses_root)
         courses = _register_courses(engine, courses_root, partitions.partition_days(courses_root))
-        sql = rolling_features_sql(settings.windows, first_day, last_day, days[0], False, courses)
-        engine.write_table(sql, root)
+        rows = partitions.count_rows(settings.user_daily_path, first_day, last_day)
+        sqls = [
+            rolling_features_sql(
+                settings.windows, first_day, last_day, days[0], False, courses, users=bucket
+            )
+            for bucket in user_buckets(engine, rows)
+        ]
+        engine.write_parts(sqls, root, progress)
     else:
         if as_of not in days:
             raise MissingInputError(
@@ -402,6 +417,23 @@ def build_rolling_features(settings: Settings, as_of: date | None = None) -> Fea
     )
 
 
+# The user-days one pass of the full build holds: 8.0 M (100k users × 120 days) were built
+# in one pass at a 3.3 GB peak under the default 3GB DuckDB cap; at 1 M users one pass over
+# 80 M spilled and took 15× as long as 100k for 10× the rows (docs/performance.md).
+BUCKET_ROWS = 8_000_000
+
+
+def user_buckets(engine: Engine, rows: int) -> list[str]:
+    """Predicates on ``user_id`` that split the users into buckets of about ``BUCKET_ROWS``
+    of the ``rows`` user-days: every user in exactly one. ``["true"]`` when one pass holds
+    them, and on Spark, which spreads one pass over its executors itself."""
+    count = -(-rows // BUCKET_ROWS)
+    if count <= 1 or engine.name != "duckdb":
+        return ["true"]
+    # DuckDB's hash is an unsigned 64-bit integer: the remainder is never negative.
+    return [f"hash(user_id) % {count} = {i}" for i in range(count)]
+
+
 # Late events that reach further back than this many days rebuild the whole table instead
 # of day by day: at 100k users a daily run took 10 s and the full build 86 s
 # (docs/performance.md, "Ingest from the portal's PostgreSQL").
@@ -421,7 +453,7 @@ def build_features_through(
     first = min([*pending, day])
     days = [first + timedelta(days=i) for i in range((day - first).days + 1)]
     if len(days) > REBUILD_ALL_AFTER_DAYS:  # one pass over history beats many daily runs
-        return build_rolling_features(settings)
+        return build_rolling_features(settings, progress=progress)
     for i, one in enumerate(days):
         build_rolling_features(settings, as_of=one)
         if progress:

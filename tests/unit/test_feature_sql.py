@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import shutil
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 
 import duckdb
 import pandas as pd
@@ -311,3 +312,57 @@ def test_daily_runs_equal_the_full_build_on_a_generated_portal(make_settings):
         daily.reset_index(drop=True), full.reset_index(drop=True), check_exact=True
     )
     assert (full.date == pd.Timestamp(2026, 2, 19)).sum() > 100
+
+
+def test_builds_in_parts_equal_the_one_pass_builds(make_settings, monkeypatch):
+    """user_daily built in ranges of days and the features in buckets of users (as a large
+    portal's are) hold the same rows as one pass; progress counts the parts."""
+    from ingestion import prepare, rolling_features
+    from ingestion.generate import generate_demo_data
+
+    data = generate_demo_data(n_users=150, days=50, seed=9, start=date(2026, 1, 1))
+    settings = make_settings()
+    one_pass = _build(settings, data.users, data.events)
+    one_pass_daily = _read(settings.user_daily_path)
+    monkeypatch.setattr(prepare, "PART_EVENTS", len(data.events) // 4 + 1)
+    steps: list[tuple[int, int]] = []
+    build_user_daily(settings, now=datetime(2026, 4, 1, tzinfo=UTC),
+                     progress=lambda done, total: steps.append((done, total)))  # fmt: skip
+    assert steps == [(i, 4) for i in range(1, 5)]
+    pd.testing.assert_frame_equal(
+        _read(settings.user_daily_path).reset_index(drop=True),
+        one_pass_daily.reset_index(drop=True),
+        check_exact=True,
+    )
+    user_days = len(one_pass_daily)
+    monkeypatch.setattr(rolling_features, "BUCKET_ROWS", user_days // 5 + 1)
+    steps.clear()
+    build_rolling_features(settings, progress=lambda done, total: steps.append((done, total)))
+    assert steps == [(i, 5) for i in range(1, 6)]
+    newest = partitions.partition_dir(settings.features_path, date(2026, 2, 19))
+    assert len(list(newest.glob("*.parquet"))) > 1  # the day's rows came from several buckets
+    pd.testing.assert_frame_equal(
+        _read(settings.features_path).reset_index(drop=True),
+        one_pass.reset_index(drop=True),
+        check_exact=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("days", "events", "expected"),
+    [
+        (120, 10, 1),  # one pass holds them
+        (120, 100_000_000, 5),
+        (3, 100_000_000, 3),  # never more parts than days
+    ],
+)
+def test_day_parts_cover_the_range_once(days, events, expected):
+    from ingestion.prepare import day_parts
+
+    first = date(2026, 1, 1)
+    last = first + timedelta(days=days - 1)
+    parts = day_parts(first, last, events)
+    assert len(parts) == expected
+    assert parts[0][0] == first and parts[-1][1] == last
+    for (_, hi), (lo, _) in pairwise(parts):
+        assert lo == hi + timedelta(days=1)
