@@ -509,6 +509,11 @@ class Settings(BaseSettings):
         """``memory_budget`` in bytes."""
         return parse_bytes(self.memory_budget)
 
+    @property
+    def duckdb_memory_bytes(self) -> int:
+        """DuckDB's cap: ``duckdb_memory_limit``, within the memory budget (a stage holds it)."""
+        return min(parse_bytes(self.duckdb_memory_limit), self.memory_budget_bytes)
+
     # Derived paths: the only place a file name is written down.
     @property
     def raw_dir(self) -> Path:

@@ -55,7 +55,7 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB whose day boundaries are UTC days, whatever the host's zone."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
+    con.execute(f"SET memory_limit = '{settings.duckdb_memory_bytes}B'")
     spill = settings.data_dir / ".duckdb_tmp"
     spill.mkdir(parents=True, exist_ok=True)
     con.execute(f"SET temp_directory = '{spill}'")

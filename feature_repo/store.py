@@ -95,7 +95,7 @@ def _cap_offline_store_memory(settings: Settings) -> None:
     Uncapped, DuckDB may take 80 % of RAM for a point-in-time join; capped, it spills.
     """
     # fetchall() completes the statement: DuckDB refuses new work while a result is open.
-    ibis.get_backend().raw_sql(f"SET memory_limit = '{settings.duckdb_memory_limit}'").fetchall()
+    ibis.get_backend().raw_sql(f"SET memory_limit = '{settings.duckdb_memory_bytes}B'").fetchall()
 
 
 def materialize(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from core.budget import BudgetTooSmallError
 from core.settings import Settings
 
 # The smallest sample worth fitting: the demo's world, the smallest on which the gate's
@@ -38,10 +39,6 @@ ROW_EXTRA_CELLS = 3
 # validation row the run keeps its keys, label, recency and scores (about this many bytes).
 VALIDATION_CHUNK_ROWS = 200_000
 VALIDATION_ROW_BYTES = 300
-
-
-class BudgetTooSmallError(ValueError):
-    """The memory budget cannot hold the smallest useful training sample."""
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,7 @@ def train_models(
 
     ``labels`` (default: ``build_labels(settings)``) are the label rows, in the frame
     ``build_labels`` returns: a test passes them permuted to check the gate refuses a model
-    that learned nothing. Raises ``training.sampling.BudgetTooSmallError`` before any join
+    that learned nothing. Raises ``core.budget.BudgetTooSmallError`` before any join
     when the memory budget cannot hold a useful sample.
     """
     now = now or datetime.now(UTC)

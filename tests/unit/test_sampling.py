@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.budget import BudgetTooSmallError
 from core.settings import Settings, parse_bytes
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from training.labels import LABEL
@@ -17,7 +18,6 @@ from training.sampling import (
     MIN_TRAIN_USERS,
     ROW_COPIES,
     VALIDATION_CHUNK_ROWS,
-    BudgetTooSmallError,
     budget_users,
     draw_users,
     plan_sample,

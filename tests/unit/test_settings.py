@@ -233,3 +233,14 @@ def test_an_empty_token_means_no_token(monkeypatch):
     monkeypatch.setenv("CHURN_API_TOKEN", "t0ken")
     assert get_settings().api_token.get_secret_value() == "t0ken"
     assert "t0ken" not in repr(get_settings())
+
+
+def test_duckdb_cap_stays_within_the_memory_budget():
+    """A budget below DuckDB's cap lowers the cap: a stage holds DuckDB's memory too."""
+    from core.sql_engine import connect
+
+    assert get_settings(memory_budget="6GB").duckdb_memory_bytes == 3_000_000_000
+    small = get_settings(memory_budget="2GiB")
+    assert small.duckdb_memory_bytes == 2 * 1024**3
+    limit = connect(small).execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert limit == "2.0 GiB"
