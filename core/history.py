@@ -14,6 +14,7 @@ same guarantees:
   ``append_record`` cuts it off first. A record is history once its newline is on disk.
 - A complete line that is not a JSON object is damage, not a crash: ``HistoryError``
   names the file and the line, and nothing is written over it.
+- Nothing rewrites a history but an erasure (``rewrite_records``), under the same lock.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import fcntl
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -90,6 +91,20 @@ def start_from(path: Path, records: Iterable[Mapping[str, Any]]) -> bool:
             return False
         write_text("".join(json.dumps(r) + "\n" for r in records), path)
         return True
+
+
+def rewrite_records(path: Path, change: Callable[[list[dict]], list[dict]]) -> None:
+    """Replace the history ``path``'s records by ``change(records)``, under its lock, in
+    one atomic write. The one exception to append-only: an erasure (``churn forget``)
+    removing what names a forgotten learner. Written only when ``change`` changed
+    something; a missing history stays missing."""
+    with _locked(path):
+        if not path.exists():
+            return
+        records = read_records(path)
+        changed = change(records)
+        if changed != records:
+            write_text("".join(json.dumps(r) + "\n" for r in changed), path)
 
 
 def _cut_incomplete_tail(handle: BinaryIO) -> None:

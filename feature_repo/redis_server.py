@@ -20,6 +20,8 @@ from core.readiness import NotReady, wait_until
 from core.redaction import redact
 from core.settings import Settings
 
+PRIVATE_DIR = "redis"  # the private server's data, pid file and log, under the data dir
+
 
 class RedisUnavailableError(RuntimeError):
     """No Redis reachable and none can be started; the message says how to get one."""
@@ -51,7 +53,7 @@ def ensure_redis(settings: Settings, say: Callable[[str], None] = print) -> Sett
             "Install it (Debian/Ubuntu: `sudo apt-get install redis-server`) or point "
             "CHURN_REDIS_URL at a running Redis."
         )
-    data = settings.data_dir / "redis"
+    data = settings.data_dir / PRIVATE_DIR
     start_redis_server(port, data, binary=binary)
     say(
         f"No Redis at {redact(settings.redis_url)}: started a private redis-server on port {port} "

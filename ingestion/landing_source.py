@@ -215,7 +215,7 @@ def ingest_landing(
                 progress(done, len(files))
         landed = raw_store.merge(settings, staged)
     if users:
-        landed.users = raw_store.upsert_users(settings, pa.concat_tables(users))
+        landed.add(raw_store.upsert_users(settings, pa.concat_tables(users)))
     for record in taken:
         append_record(manifest, record)
     log.info(

@@ -206,7 +206,7 @@ def ingest_postgres(
         else:
             landed = raw_store.merge(settings, staged)
     if not full:
-        landed.users = raw_store.upsert_users(settings, users)
+        landed.add(raw_store.upsert_users(settings, users))
     _save_mark(settings, source, newest, landed, now or datetime.now(UTC))
     return landed
 

@@ -7,6 +7,9 @@ day D's events, one file per day, sorted by time. Events are immutable facts: an
 after it was ingested keeps its first version (counted, not applied). So re-running an
 ingest, or a source's look-back reading rows twice, adds nothing.
 
+Learners forgotten (``churn forget``, ``ingestion.erasure_record``) are dropped on the way
+in, events and users alike, whatever the source: ``Landed`` counts them.
+
 An ingest first stages what it read (``raw/.staging/``), then merges each staged day
 into its partition (each an atomic file swap), then upserts the users. Until the merge,
 nothing a reader sees has changed; a crash during it leaves whole days, and the next
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
@@ -32,6 +36,9 @@ import pyarrow.parquet as pq
 from core import contract, partitions
 from core.atomic import write_json, write_parquet
 from core.settings import Settings
+from ingestion.erasure_record import Forgotten
+
+log = logging.getLogger(__name__)
 
 EVENTS_FILE = "events.parquet"
 PENDING_FILE = "pending_days.json"
@@ -67,33 +74,56 @@ def read_events(settings: Settings) -> pa.Table:
 @dataclass
 class Landed:
     """What an ingest added: new events, events it already had, the days that received
-    events (the daily tables to rebuild), and users added or changed."""
+    events (the daily tables to rebuild), users added or changed, and the rows of forgotten
+    learners it dropped (events, user rows)."""
 
     events: int = 0
     already_stored: int = 0
     days: set[date] = field(default_factory=set)
     users: int = 0
+    forgotten_events: int = 0
+    forgotten_users: int = 0
 
     def add(self, other: Landed) -> None:
         self.events += other.events
         self.already_stored += other.already_stored
         self.days |= other.days
         self.users += other.users
+        self.forgotten_events += other.forgotten_events
+        self.forgotten_users += other.forgotten_users
 
     def to_dict(self) -> dict:
         return {"events": self.events, "already_stored": self.already_stored,
-                "days": sorted(d.isoformat() for d in self.days), "users": self.users}  # fmt: skip
+                "days": sorted(d.isoformat() for d in self.days), "users": self.users,
+                "forgotten_events": self.forgotten_events,
+                "forgotten_users": self.forgotten_users}  # fmt: skip
+
+
+def _without_forgotten(forgotten: Forgotten | None, table: pa.Table) -> tuple[pa.Table, int]:
+    """``table`` less the rows of forgotten learners, and how many (logged, never the ids)."""
+    if forgotten is None or table.num_rows == 0:
+        return table, 0
+    kept, dropped = forgotten.drop(table)
+    if dropped:
+        log.info("dropped %d rows of forgotten learners (the erasure record)", dropped)
+    return kept, dropped
 
 
 class Staging:
-    """Events read from a source, parked by event day until ``merge``."""
+    """Events read from a source, parked by event day until ``merge``; those of forgotten
+    learners are dropped here, and counted (``forgotten_rows``)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, forgotten: Forgotten | None = None) -> None:
         self.root = root
         self.rows = 0
+        self.forgotten = forgotten
+        self.forgotten_rows = 0
 
     def add(self, events: pa.Table) -> None:
         """Park a chunk of contract-typed events (any size; memory is the chunk's)."""
+        self.rows += events.num_rows
+        events, dropped = _without_forgotten(self.forgotten, events)
+        self.forgotten_rows += dropped
         if events.num_rows == 0:
             return
         days = pc.cast(events["event_time"], pa.date32())
@@ -105,7 +135,6 @@ class Staging:
             target = self._day_dir(day)
             target.mkdir(parents=True, exist_ok=True)
             pq.write_table(chunk, target / f"{uuid.uuid4().hex}.parquet")
-        self.rows += events.num_rows
 
     def _day_dir(self, day: date | None) -> Path:
         return self.root / (f"date={day.isoformat()}" if day else "no-time")
@@ -125,27 +154,36 @@ class IngestRunning(RuntimeError):
 
 
 @contextmanager
-def staging(settings: Settings) -> Iterator[Staging]:
-    """A fresh staging area under ``raw/.staging``, removed afterwards whatever happens
-    (a crashed run's leftovers are removed by the next). One ingest at a time: a second
-    one, while the lock ``raw/.ingest.lock`` is held, stops at once with IngestRunning."""
+def ingest_lock(settings: Settings) -> Iterator[None]:
+    """Hold ``raw/.ingest.lock``: one writer of the raw tables at a time (an ingest, an
+    erasure); a second stops at once with IngestRunning."""
     settings.raw_dir.mkdir(parents=True, exist_ok=True)
     with open(settings.raw_dir / ".ingest.lock", "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             raise IngestRunning(f"another ingest is writing {settings.raw_dir}: try later") from exc
+        yield
+
+
+@contextmanager
+def staging(settings: Settings) -> Iterator[Staging]:
+    """A fresh staging area under ``raw/.staging``, removed afterwards whatever happens
+    (a crashed run's leftovers are removed by the next), under ``ingest_lock``. It drops
+    the events of the learners the erasure record lists."""
+    with ingest_lock(settings):
+        forgotten = Forgotten.load(settings)
         root = settings.raw_dir / ".staging"
         shutil.rmtree(root, ignore_errors=True)
         try:
-            yield Staging(root / uuid.uuid4().hex)
+            yield Staging(root / uuid.uuid4().hex, forgotten)
         finally:
             shutil.rmtree(root, ignore_errors=True)
 
 
 def merge(settings: Settings, staged: Staging) -> Landed:
     """Merge every staged day into its partition: new ``event_id``s only, sorted by time."""
-    landed = Landed()
+    landed = Landed(forgotten_events=staged.forgotten_rows)
     for day in staged.days():
         landed.add(merge_day(settings, day, staged.read(day)))
     add_pending(settings, landed.days)
@@ -200,21 +238,23 @@ def _one_per_key(table: pa.Table, key: str, which: str) -> pa.Table:
     return table.take(pc.take(picked, pc.sort_indices(picked)))
 
 
-def upsert_users(settings: Settings, users: pa.Table) -> int:
-    """Add new users and take the given values for known ones; the count added or changed."""
+def upsert_users(settings: Settings, users: pa.Table) -> Landed:
+    """Add new users and take the given values for known ones: ``users`` counts those added
+    or changed, ``forgotten_users`` the rows of forgotten learners left out."""
     schema = contract.contract_schema(contract.USER_COLUMNS)
+    users, forgotten = _without_forgotten(Forgotten.load(settings), users)
     incoming = _last_of_each_user(users.cast(schema))
     path = users_path(settings)
     if not path.is_file():
         write_parquet(incoming.sort_by("user_id"), path)
-        return incoming.num_rows
+        return Landed(users=incoming.num_rows, forgotten_users=forgotten)
     stored = pq.read_table(path, schema=schema)
     kept = stored.filter(pc.invert(pc.is_in(stored["user_id"], value_set=incoming["user_id"])))
     unchanged = _unchanged(stored, incoming)
     if unchanged == incoming.num_rows:
-        return 0
+        return Landed(forgotten_users=forgotten)
     write_parquet(pa.concat_tables([kept, incoming]).sort_by("user_id"), path)
-    return incoming.num_rows - unchanged
+    return Landed(users=incoming.num_rows - unchanged, forgotten_users=forgotten)
 
 
 def _last_of_each_user(users: pa.Table) -> pa.Table:
@@ -251,7 +291,7 @@ def replace_with(settings: Settings, users: pa.Table, staged: Staging) -> Landed
     """Raw becomes exactly ``users`` and the ``staged`` events: a source read whole. Only
     days whose events differ are rewritten (and become pending), so a full export, or a
     re-read after corrections at the source, costs the days that changed downstream."""
-    landed = Landed()
+    landed = Landed(forgotten_events=staged.forgotten_rows)
     root = events_root(settings)
     incoming = {day or NO_TIME_DAY for day in staged.days()}
     for day in partitions.partition_days(root):
@@ -260,21 +300,23 @@ def replace_with(settings: Settings, users: pa.Table, staged: Staging) -> Landed
             landed.days |= _dated(day)
     for day in staged.days():
         landed.add(_replace_day(settings, day, staged.read(day)))
-    landed.users = _replace_users(settings, users)
+    landed.add(_replace_users(settings, users, staged.forgotten))
     add_pending(settings, landed.days)
     return landed
 
 
-def _replace_users(settings: Settings, users: pa.Table) -> int:
-    """The users table becomes ``users``; the count of users added or changed."""
+def _replace_users(settings: Settings, users: pa.Table, forgotten: Forgotten | None) -> Landed:
+    """The users table becomes ``users`` less the forgotten learners: the count of users
+    added or changed, and of forgotten rows left out."""
     schema = contract.contract_schema(contract.USER_COLUMNS)
+    users, dropped = _without_forgotten(forgotten, users)
     new = _last_of_each_user(users.cast(schema)).sort_by("user_id")
     path = users_path(settings)
     stored = pq.read_table(path, schema=schema) if path.is_file() else schema.empty_table()
     if stored.equals(new):
-        return 0
+        return Landed(forgotten_users=dropped)
     write_parquet(new, path)
-    return new.num_rows - _unchanged(stored, new)
+    return Landed(users=new.num_rows - _unchanged(stored, new), forgotten_users=dropped)
 
 
 def _replace_day(settings: Settings, day: date | None, events: pa.Table) -> Landed:

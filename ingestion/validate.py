@@ -291,9 +291,9 @@ class ValidationRunning(RuntimeError):
 
 
 @contextmanager
-def _staging(settings: Settings) -> Iterator[Path]:
-    """A fresh directory beside ``validated/`` (same file system, outside what readers scan),
-    removed afterwards. One validation at a time: a second stops at once."""
+def validation_lock(settings: Settings) -> Iterator[None]:
+    """Hold ``.validate.lock``: one writer of ``validated/`` at a time (a validation, an
+    erasure); a second stops at once with ValidationRunning."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with open(settings.data_dir / ".validate.lock", "a") as lock:
         try:
@@ -302,6 +302,14 @@ def _staging(settings: Settings) -> Iterator[Path]:
             raise ValidationRunning(
                 f"another validation is writing {settings.validated_dir}: try later"
             ) from exc
+        yield
+
+
+@contextmanager
+def _staging(settings: Settings) -> Iterator[Path]:
+    """A fresh directory beside ``validated/`` (same file system, outside what readers scan),
+    removed afterwards. One validation at a time (``validation_lock``)."""
+    with validation_lock(settings):
         root = settings.data_dir / ".validated_staging"
         shutil.rmtree(root, ignore_errors=True)  # a crashed run's leftovers
         path = root / uuid.uuid4().hex
@@ -425,6 +433,75 @@ def _publish(settings: Settings, plan: Plan, run: _Run, stats: dict) -> None:
     days = {d.isoformat(): v for d, v in sorted(stats["days"].items())}
     manifest = {**{k: stats[k] for k in keys}, "layout": LAYOUT, "days": days,
                 "checked_at": run.gate.now.isoformat()}  # fmt: skip
+    write_json(manifest, settings.validated_dir / "manifest.json")
+
+
+@dataclass(frozen=True)
+class ManifestCheck:
+    """Which raw files the manifest still describes, taken before an erasure rewrites raw:
+    the days whose raw file is the one their validated day was made from, and whether the
+    users file is."""
+
+    days: frozenset[date]
+    users: bool
+
+
+def manifest_check(settings: Settings) -> ManifestCheck | None:
+    """What the manifest describes of raw now; None without a day manifest (the next run
+    then validates every day whatever an erasure does)."""
+    manifest = _manifest(settings)
+    stored = _stored_days(manifest, full=False)
+    if manifest is None or stored is None:
+        return None
+    users_file = raw_store.users_path(settings)
+    users = users_file.is_file() and manifest.get("raw_files", {}).get("users", {}).get(
+        "sha256") == _fingerprint(users_file)["sha256"]  # fmt: skip
+    days = frozenset(
+        day for day, entry in stored.items()
+        if (raw := _raw_day_file(settings, day)).is_file() and entry.get("raw") == raw_file_stat(raw)
+    )  # fmt: skip
+    return ManifestCheck(days, users)
+
+
+def _raw_day_file(settings: Settings, day: date) -> Path:
+    return partitions.partition_dir(raw_store.events_root(settings), day) / raw_store.EVENTS_FILE
+
+
+def after_erasure(settings: Settings, before: ManifestCheck | None, rewritten: set[Path]) -> None:
+    """Make the manifest describe ``validated/`` and raw again after an erasure rewrote the
+    files ``rewritten`` (taken under ``validation_lock`` and the raw store's lock).
+
+    A rewritten validated day gets its stats from its new file; a day whose raw file the
+    manifest described ``before`` gets the new file's fingerprint, so the next run neither
+    validates it again nor misses it; a day it no longer described (a late event not yet
+    validated) keeps the old one, so the next run validates it as it would have. The users'
+    fingerprint likewise; the totals follow the days."""
+    manifest = _manifest(settings)
+    if before is None or manifest is None or manifest.get("layout") != LAYOUT:
+        return
+    root = validated_events_root(settings)
+    for key, entry in manifest["days"].items():
+        day = date.fromisoformat(key)
+        validated = partitions.partition_dir(root, day) / raw_store.EVENTS_FILE
+        if validated in rewritten:
+            events = arrow_strings(pq.read_table(validated))
+            entry.update(event_stats(events, True), event_ids=_id_range(events))
+        raw = _raw_day_file(settings, day)
+        if day in before.days and raw.is_file():
+            entry["raw"] = raw_file_stat(raw)
+    users_file = raw_store.users_path(settings)
+    if before.users and users_file.is_file():
+        manifest["raw_files"]["users"] = _fingerprint(users_file)
+    if (users := validated_users_path(settings)).is_file():
+        manifest["users"] = pq.ParquetFile(users).metadata.num_rows
+    days = {date.fromisoformat(k): v for k, v in manifest["days"].items()}
+    totals = _totals(days)
+    totals.pop("newest")
+    manifest.update({k: totals[k] for k in ("events", "newest_event", "oldest_event")})
+    if "events" in manifest.get("raw_files", {}):
+        manifest["raw_files"]["events"]["bytes"] = sum(
+            v["raw"]["bytes"] for v in days.values() if "raw" in v
+        )
     write_json(manifest, settings.validated_dir / "manifest.json")
 
 
