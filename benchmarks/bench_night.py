@@ -134,7 +134,12 @@ def run(args: argparse.Namespace) -> dict:
         if args.keep:  # kept even when a phase failed: fix, then --resume
             args.keep.write_text(json.dumps(state, indent=1))
         else:
-            _remove(state, settings)
+            try:
+                _remove(state, settings)
+            except Exception as exc:  # the figures measured outlive a failed clean-up
+                print(f"could not remove the world ({state['tmp']}, database "
+                      f"{state['database']}): {type(exc).__name__}: {exc}",
+                      file=sys.stderr)  # fmt: skip
     return out
 
 
