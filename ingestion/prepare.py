@@ -98,16 +98,21 @@ def first_day(engine: Engine) -> date:
     return max(signup, event)
 
 
-# The events one pass of the full build groups: 10 M (100k users × 120 days) in one pass
-# took 30 s; 100 M at 1 M users took 14× as long (docs/performance.md).
+# The events one pass of the full build groups per 3 GB of DuckDB's cap: 10 M (100k users
+# × 120 days) took 14 s in one pass; 100 M at 1 M users took 424 s, 30× as long
+# (docs/performance.md, "A million users on one box").
 PART_EVENTS = 20_000_000
+PART_CAP_BYTES = 3_000_000_000
 
 
-def day_parts(first: date, last: date, events: int) -> list[tuple[date, date]]:
-    """[first, last] cut into consecutive ranges of days of about ``PART_EVENTS`` events each
-    (as if the events were spread evenly): one range when one pass holds them."""
+def day_parts(
+    first: date, last: date, events: int, cap_bytes: int = PART_CAP_BYTES
+) -> list[tuple[date, date]]:
+    """[first, last] cut into consecutive ranges of days of about ``PART_EVENTS`` events
+    each per 3 GB of DuckDB's cap (``cap_bytes``), as if the events were spread evenly: one
+    range when one pass holds them."""
     days = (last - first).days + 1
-    count = max(1, min(days, -(-events // PART_EVENTS)))
+    count = max(1, min(days, -(-events * PART_CAP_BYTES // (PART_EVENTS * cap_bytes))))
     bounds = [first + timedelta(days=days * i // count) for i in range(count + 1)]
     return [(lo, hi - timedelta(days=1)) for lo, hi in pairwise(bounds)]
 
@@ -132,7 +137,7 @@ def build_user_daily(
         last = default_last_day(engine, now or datetime.now(UTC))
         first = first_day(engine)
         events = sum(pq.ParquetFile(f).metadata.num_rows for f in validated_event_files(settings))
-        parts = day_parts(first, last, events)
+        parts = day_parts(first, last, events, settings.duckdb_memory_bytes)
         engine.write_parts([user_daily_sql(lo, hi) for lo, hi in parts], root, progress)
     else:
         first = last = as_of

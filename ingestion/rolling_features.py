@@ -128,7 +128,7 @@ def rolling_features_sql(
     With ``previous``, ``PREVIOUS`` (the feature rows of the day before ``first_day``)
     carries the lifetime totals and the last and first days of each kind forward, so the
     history itself is not re-read; without it they start at ``history_start``.
-    ``users``: a predicate on ``user_id``, the users whose rows are built (``user_bucket``).
+    ``users``: a predicate on ``user_id``, the users whose rows are built (``user_buckets``).
     DuckDB dialect (Spark runs its translation).
     """
     window_clauses = "".join(
@@ -374,7 +374,7 @@ def build_rolling_features(
             rolling_features_sql(
                 settings.windows, first_day, last_day, days[0], False, courses, users=bucket
             )
-            for bucket in user_buckets(engine, rows)
+            for bucket in user_buckets(engine, rows, settings.duckdb_memory_bytes)
         ]
         engine.write_parts(sqls, root, progress)
     else:
@@ -417,17 +417,20 @@ def build_rolling_features(
     )
 
 
-# The user-days one pass of the full build holds: 8.0 M (100k users × 120 days) were built
-# in one pass at a 3.3 GB peak under the default 3GB DuckDB cap; at 1 M users one pass over
-# 80 M spilled and took 15× as long as 100k for 10× the rows (docs/performance.md).
+# The user-days one pass of the full build holds per 3 GB of DuckDB's cap: 8.0 M (100k
+# users × 120 days) were built in one pass at a 3.3 GB peak under the default 3GB; at 1 M
+# users one pass over 80 M spilled and took 35× as long as 100k's for 10× the rows
+# (docs/performance.md, "A million users on one box").
 BUCKET_ROWS = 8_000_000
+BUCKET_CAP_BYTES = 3_000_000_000
 
 
-def user_buckets(engine: Engine, rows: int) -> list[str]:
+def user_buckets(engine: Engine, rows: int, cap_bytes: int = BUCKET_CAP_BYTES) -> list[str]:
     """Predicates on ``user_id`` that split the users into buckets of about ``BUCKET_ROWS``
-    of the ``rows`` user-days: every user in exactly one. ``["true"]`` when one pass holds
-    them, and on Spark, which spreads one pass over its executors itself."""
-    count = -(-rows // BUCKET_ROWS)
+    (per 3 GB of DuckDB's cap, ``cap_bytes``) of the ``rows`` user-days: every user in
+    exactly one. ``["true"]`` when one pass holds them, and on Spark, which spreads one pass
+    over its executors itself."""
+    count = -(-rows * BUCKET_CAP_BYTES // (BUCKET_ROWS * cap_bytes))
     if count <= 1 or engine.name != "duckdb":
         return ["true"]
     # DuckDB's hash is an unsigned 64-bit integer: the remainder is never negative.

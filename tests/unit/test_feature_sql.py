@@ -366,3 +366,22 @@ def test_day_parts_cover_the_range_once(days, events, expected):
     assert parts[0][0] == first and parts[-1][1] == last
     for (_, hi), (lo, _) in pairwise(parts):
         assert lo == hi + timedelta(days=1)
+
+
+def test_parts_shrink_with_duckdbs_cap():
+    """A smaller memory cap (a smaller CHURN_MEMORY_BUDGET) cuts the full builds finer, so each
+    pass still fits it; Spark keeps one pass."""
+    from ingestion.prepare import day_parts
+    from ingestion.rolling_features import user_buckets
+
+    class Engine:
+        name = "duckdb"
+
+    first, last = date(2026, 1, 1), date(2026, 4, 30)
+    assert len(day_parts(first, last, 100_000_000)) == 5
+    assert len(day_parts(first, last, 100_000_000, cap_bytes=1_500_000_000)) == 10
+    assert len(user_buckets(Engine(), 80_000_000)) == 10
+    assert len(user_buckets(Engine(), 80_000_000, cap_bytes=1_500_000_000)) == 20
+    assert user_buckets(Engine(), 8_000_000) == ["true"]
+    Engine.name = "spark"
+    assert user_buckets(Engine(), 80_000_000) == ["true"]
