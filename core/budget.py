@@ -26,3 +26,13 @@ def check_fits(settings: Settings, need_bytes: float, what: str) -> None:
             f"CHURN_MEMORY_BUDGET={settings.memory_budget}: raise CHURN_MEMORY_BUDGET "
             "on a machine that has it, or run this stage on Spark (CHURN_ENGINE=spark)"
         )
+
+
+# The DuckDB cap the full builds' pass sizes were measured under (the default, 3GB).
+MEASURED_CAP_BYTES = 3_000_000_000
+
+
+def passes(rows: int, rows_per_pass: int, cap_bytes: int) -> int:
+    """How many passes keep each under ``cap_bytes``: ``rows_per_pass`` fitted one pass under
+    ``MEASURED_CAP_BYTES``, and a pass holds rows in proportion to the cap (at least one)."""
+    return max(1, -(-rows * MEASURED_CAP_BYTES // (rows_per_pass * cap_bytes)))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from core import partitions
+from core.budget import MEASURED_CAP_BYTES, passes
 from core.engines import open_engine
 from core.settings import Settings
 from core.sql_engine import Engine
@@ -102,17 +103,16 @@ def first_day(engine: Engine) -> date:
 # × 120 days) took 14 s in one pass; 100 M at 1 M users took 424 s, 30× as long
 # (docs/performance.md, "A million users on one box").
 PART_EVENTS = 20_000_000
-PART_CAP_BYTES = 3_000_000_000
 
 
 def day_parts(
-    first: date, last: date, events: int, cap_bytes: int = PART_CAP_BYTES
+    first: date, last: date, events: int, cap_bytes: int = MEASURED_CAP_BYTES
 ) -> list[tuple[date, date]]:
     """[first, last] cut into consecutive ranges of days of about ``PART_EVENTS`` events
     each per 3 GB of DuckDB's cap (``cap_bytes``), as if the events were spread evenly: one
     range when one pass holds them."""
     days = (last - first).days + 1
-    count = max(1, min(days, -(-events * PART_CAP_BYTES // (PART_EVENTS * cap_bytes))))
+    count = min(days, passes(events, PART_EVENTS, cap_bytes))
     bounds = [first + timedelta(days=days * i // count) for i in range(count + 1)]
     return [(lo, hi - timedelta(days=1)) for lo, hi in pairwise(bounds)]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from core import partitions
+from core.budget import MEASURED_CAP_BYTES, passes
 from core.engines import open_engine
 from core.settings import Settings
 from core.sql_engine import Engine
@@ -422,15 +423,14 @@ def build_rolling_features(
 # users one pass over 80 M spilled and took 35× as long as 100k's for 10× the rows
 # (docs/performance.md, "A million users on one box").
 BUCKET_ROWS = 8_000_000
-BUCKET_CAP_BYTES = 3_000_000_000
 
 
-def user_buckets(engine: Engine, rows: int, cap_bytes: int = BUCKET_CAP_BYTES) -> list[str]:
+def user_buckets(engine: Engine, rows: int, cap_bytes: int = MEASURED_CAP_BYTES) -> list[str]:
     """Predicates on ``user_id`` that split the users into buckets of about ``BUCKET_ROWS``
     (per 3 GB of DuckDB's cap, ``cap_bytes``) of the ``rows`` user-days: every user in
     exactly one. ``["true"]`` when one pass holds them, and on Spark, which spreads one pass
     over its executors itself."""
-    count = -(-rows * BUCKET_CAP_BYTES // (BUCKET_ROWS * cap_bytes))
+    count = passes(rows, BUCKET_ROWS, cap_bytes)
     if count <= 1 or engine.name != "duckdb":
         return ["true"]
     # DuckDB's hash is an unsigned 64-bit integer: the remainder is never negative.
