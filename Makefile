@@ -1,17 +1,50 @@
-# The two commands that matter: `make demo` and `make test`. Both set up first.
-PYTHON ?= python3
+# The two commands that matter: `make demo` and `make test`. Both set up first: the demo
+# installs only what it runs; the tests install the dev extra (Spark, the linters) and the
+# services they talk to.
 VENV ?= .venv
 BIN := $(VENV)/bin
+# feast 0.67 supports Python 3.11 and 3.12 (pyproject's requires-python): the first of these
+# that is one, else python3 (the venv step then says what to do); override with PYTHON=….
+SUPPORTED_PYTHON := import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 13))
+ifndef PYTHON
+PYTHON := $(or $(firstword $(foreach p,python3 python3.12 python3.11,$(shell command -v $(p) >/dev/null 2>&1 && $(p) -c '$(SUPPORTED_PYTHON)' 2>/dev/null && echo $(p)))),python3)
+endif
 
-.PHONY: install activate-settings demo-deps system-deps demo test test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-ingest bench-materialize bench-night wrk-deps bench-api bench-serving bench-models demo-dates feast clean
+.PHONY: install install-demo activate-settings demo-deps system-deps postgres-deps demo test test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-ingest bench-materialize bench-night wrk-deps bench-api bench-serving bench-models demo-dates feast clean
 
 install: $(VENV)/.installed activate-settings
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+install-demo: $(VENV)/.installed-demo activate-settings
+
+# The venv, with an interpreter feast supports. Debian and Ubuntu ship `venv` without pip
+# (python3-venv): as root it is installed, otherwise the message names the package.
+$(VENV)/bin/python:
+	@$(PYTHON) -c '$(SUPPORTED_PYTHON)' 2>/dev/null || { \
+		echo "error: $(PYTHON) is $$($(PYTHON) -V 2>&1); feast 0.67 needs Python 3.11 or 3.12." \
+			"Install one (e.g. apt-get install python3.12-venv, pyenv install 3.12) and run" \
+			"make $(MAKECMDGOALS) PYTHON=python3.12"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+		rm -rf $(VENV); \
+		package="python$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv"; \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing $$package python3-venv (apt-get): $(PYTHON) -m venv needs it"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$package python3-venv >/dev/null \
+			&& $(PYTHON) -m venv $(VENV); \
+		else \
+			echo "error: $(PYTHON) -m venv failed: install $$package (sudo apt-get install $$package) and run make $(MAKECMDGOALS) again"; \
+			exit 1; \
+		fi; }
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+
+# What the demo runs: the package and its dependencies (no Spark, no test tools).
+$(VENV)/.installed-demo: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e .
 	touch $@
+
+# Everything: the dev extra (Spark, PostgreSQL registry, pytest, the linters) as well.
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@ $(VENV)/.installed-demo
 
 # `. .venv/bin/activate` also exports the settings as `churn env --reveal` gives them in
 # this checkout (its churn.yaml; relative paths from here), so plain `feast` in
@@ -19,7 +52,7 @@ $(VENV)/.installed: pyproject.toml
 # registry password included (eval'd, never printed). They are read at activation. The
 # line goes in once, and again whenever `python -m venv` rewrites the script.
 ACTIVATE_MARK := \# churn: the settings, passwords included, exported for plain feast (make install)
-activate-settings: | $(VENV)/.installed
+activate-settings: | $(VENV)/bin/python
 	@grep -qxF '$(ACTIVATE_MARK)' $(BIN)/activate || printf '\n%s\n%s\n' '$(ACTIVATE_MARK)' \
 		'_churn_env="$$(cd "$(CURDIR)" && "$$VIRTUAL_ENV/bin/churn" env --reveal)" && eval "$$_churn_env"; unset _churn_env' \
 		>> $(BIN)/activate
@@ -51,13 +84,40 @@ system-deps: demo-deps
 		$$(command -v kubectl >/dev/null 2>&1 || (apt-cache show kubectl >/dev/null 2>&1 && echo kubectl || echo kubernetes-client)) \
 		$$(command -v java >/dev/null 2>&1 || (apt-cache show openjdk-17-jre-headless >/dev/null 2>&1 && echo openjdk-17-jre-headless || echo default-jre-headless)))
 
-demo: install demo-deps
+# The tests create databases of their own on a PostgreSQL: $CHURN_TEST_POSTGRES_URL, else
+# root@127.0.0.1:5432 with trust auth. When nothing answers there: as root with apt, a local
+# PostgreSQL is installed and started with a superuser role root trusted on loopback only;
+# otherwise `make test` stops at once, naming what is missing.
+TEST_POSTGRES_URL := $(or $(CHURN_TEST_POSTGRES_URL),postgresql://root@127.0.0.1:5432/postgres)
+PG_ANSWERS := import socket, sys; from urllib.parse import urlsplit; u = urlsplit(sys.argv[1]); socket.create_connection((u.hostname or "127.0.0.1", u.port or 5432), 3).close()
+postgres-deps:
+	@if ! python3 -c '$(PG_ANSWERS)' '$(TEST_POSTGRES_URL)' 2>/dev/null; then \
+		where="$$(python3 -c 'import sys; from urllib.parse import urlsplit; u = urlsplit(sys.argv[1]); print(u.hostname or "127.0.0.1", u.port or 5432, sep=":")' '$(TEST_POSTGRES_URL)')"; \
+		if [ -z "$(CHURN_TEST_POSTGRES_URL)" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "make test needs PostgreSQL at $$where: installing and starting postgresql (apt-get)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+			version="$$(ls /etc/postgresql | sort -V | tail -1)"; \
+			hba="/etc/postgresql/$$version/main/pg_hba.conf"; \
+			grep -q '^host all root 127.0.0.1/32 trust' "$$hba" || sed -i '1i host all root 127.0.0.1/32 trust' "$$hba"; \
+			pg_ctlcluster "$$version" main start 2>/dev/null || pg_ctlcluster "$$version" main reload; \
+			su postgres -c "psql -qc 'CREATE ROLE root SUPERUSER LOGIN'" 2>/dev/null || true; \
+			su postgres -c "createdb -O root test" 2>/dev/null || true; \
+			python3 -c '$(PG_ANSWERS)' '$(TEST_POSTGRES_URL)' || { echo "error: PostgreSQL still does not answer at $$where"; exit 1; }; \
+		else \
+			echo "error: make test needs a PostgreSQL at $$where on which it may create databases" \
+				"(none answers): install and start one (sudo apt-get install postgresql) or set" \
+				"CHURN_TEST_POSTGRES_URL=postgresql://user@host:port/db"; \
+			exit 1; \
+		fi; \
+	fi
+
+demo: install-demo demo-deps
 	$(BIN)/churn demo
 
 # One OpenMP/BLAS thread per process: the suite runs servers and CLIs beside the models, and
 # on a shared 2-core machine the boosted model's OpenMP threads spin against them (a demo
 # train took 226 s with two threads, 34 s with one).
-test: install system-deps
+test: postgres-deps install system-deps
 	OMP_NUM_THREADS=1 $(BIN)/pytest
 
 # The whole suite with the clock moved (libfaketime, one offset shared by every process the

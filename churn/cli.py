@@ -84,6 +84,19 @@ def _settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
+def _online_settings(settings: Settings | None = None) -> Settings:
+    """Settings whose ``redis_url`` is the online store, found as every command finds it
+    (``feature_repo.redis_server.online_store``) and said in one line; exported, so the
+    processes this one starts (the API's workers, the night's steps) use the same one."""
+    from feature_repo.redis_server import online_store
+
+    given = settings or _settings()
+    found = online_store(given, say=lambda line: console.print(line, style="dim", soft_wrap=True))
+    if found.redis_url != given.redis_url:
+        os.environ["CHURN_REDIS_URL"] = found.redis_url
+    return found
+
+
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn the errors a user can fix (missing input, bad file or value, no Redis) into one line.
@@ -381,12 +394,10 @@ def features_materialize(
     """Load the newest features of every user into the Redis online store."""
     from core.priority import lower_priority
     from core.push import push
-    from feature_repo.redis_server import ensure_redis
     from feature_repo.store import materialize
     from monitor.jobs import online_freshness
 
-    with _user_errors():
-        settings = ensure_redis(_settings(), say=console.print)
+    settings = _online_settings()
     lower_priority(settings.materialize_niceness)  # the API's requests first
     log = StageLog(console)
     with (
@@ -477,7 +488,7 @@ def serve(
     """Serve GET /users/{user_id}/churn-risk (uvicorn) with the production model."""
     import uvicorn
 
-    settings = _settings()
+    settings = _online_settings()
     with metrics_directory():
         uvicorn.run(
             "online_api.app:app_factory",
@@ -612,7 +623,7 @@ def monitor_skew(
     from core.push import push
     from monitor.skew import print_skew, skew_report, skew_samples, write_skew_report
 
-    settings = _settings()
+    settings = _online_settings()
     with _user_errors(), job_run(settings, "skew"):
         report = skew_report(settings, sample, seed)
         path = write_skew_report(report, settings)
@@ -667,9 +678,46 @@ def nightly(
     if (users_file is None) != (events_file is None):
         raise typer.BadParameter("--users-file and --events-file go together")
     portal = (users_file, events_file) if users_file and events_file else None
-    settings = _settings()
+    settings = _online_settings()
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     raise typer.Exit(run_nightly(settings, _day(day) or yesterday, console, portal=portal))
+
+
+@app.command("bootstrap")
+def bootstrap(
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="CHURN_BOOTSTRAP_DATA",
+            help="A folder of the portal's users.parquet|csv and events.parquet|csv (first "
+            "choice; else CHURN_SOURCE is backfilled).",
+        ),
+    ] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            envvar="CHURN_BOOTSTRAP_DEMO",
+            help="With no folder and no CHURN_SOURCE: build on demo data (never by default).",
+        ),
+    ] = False,
+    users: Annotated[
+        int, typer.Option(min=1, envvar="CHURN_BOOTSTRAP_USERS", help="Demo users.")
+    ] = DEMO_USERS,
+    days: Annotated[
+        int, typer.Option(min=1, envvar="CHURN_BOOTSTRAP_DAYS", help="Demo days, ending yesterday.")
+    ] = DEMO_DAYS,
+) -> None:
+    """A stack's first start: data → validate → prepare → features → apply → train → promote →
+    materialize; once a production model exists, only apply and materialize."""
+    from churn.bootstrap import NoBootstrapData, run_bootstrap
+
+    settings = _settings()
+    try:
+        code = run_bootstrap(settings, console, data, demo, users, days)
+    except NoBootstrapData as exc:  # one line in a container's log, however wide
+        console.print(f"[red]bootstrap:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from exc
+    raise typer.Exit(code)
 
 
 @app.command("schedule")
@@ -677,7 +725,29 @@ def schedule() -> None:
     """Run `churn nightly` at every CHURN_NIGHTLY_CRON time (UTC), in the foreground."""
     from churn.nightly import run_schedule
 
-    run_schedule(_settings(), console)
+    run_schedule(_online_settings(), console)
+
+
+@app.command("status")
+def status(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the state as JSON, for machines.")
+    ] = False,
+    now: Annotated[
+        datetime | None,
+        typer.Option(
+            "--now",
+            formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"],
+            help="Judge as at this UTC instant (default: now), e.g. to replay a morning.",
+        ),
+    ] = None,
+) -> None:
+    """The data's range, the last night's steps, the production model, Redis, the source's
+    mark and the late days on one screen. Exit 0 all well, 30 warnings, 40 something wrong."""
+    from churn.status import show_status
+
+    at = _utc(now) or datetime.now(UTC)
+    raise typer.Exit(show_status(_settings(), at, console, as_json=as_json))
 
 
 @app.command("env")
@@ -790,7 +860,6 @@ def forget(
     keyed hashes, so that no later ingest brings them back."""
     from churn.erasure import clean_ids, print_report
     from churn.erasure import forget as erase
-    from feature_repo.redis_server import RedisUnavailableError, ensure_redis
     from ingestion.validate import ValidationRunning
 
     settings = _settings()
@@ -801,10 +870,7 @@ def forget(
         ]
     with _user_errors():
         ids = clean_ids(given)
-    try:
-        settings = ensure_redis(settings, say=console.print)
-    except RedisUnavailableError as exc:  # the files are erased all the same; the report says
-        console.print(f"[yellow]{redact(str(exc))}[/yellow]")
+    settings = _online_settings(settings)  # unreachable: the files are erased, the report says
     with _user_errors():
         try:
             report = erase(settings, ids)

@@ -1,8 +1,10 @@
-"""Make sure an online store is reachable: the configured Redis, or a private one.
+"""Which Redis is the online store: the configured one, or the demo's private one.
 
-When nothing answers at ``CHURN_REDIS_URL`` and ``redis-server`` is on PATH, a
-private server is started on its own port with its data under the data dir,
-and the returned settings point at it. Nothing else's Redis is ever touched.
+Every command that needs the store finds it with ``online_store``: ``CHURN_REDIS_URL``
+when it answers, else the private server that ``make demo`` started for this data dir.
+Only the demo starts one (``ensure_redis``: when nothing answers and ``redis-server`` is
+on PATH, on its own port with its data under the data dir). Nothing else's Redis is
+ever touched.
 """
 
 from __future__ import annotations
@@ -35,17 +37,57 @@ def ping(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
+def private_url(settings: Settings) -> str | None:
+    """The URL of the private redis-server this data dir started (``make demo``), if it runs.
+
+    Only a server whose pid file is in this data dir counts: another checkout's private
+    server on the same port holds another world.
+    """
+    pid_file = settings.data_dir / PRIVATE_DIR / "redis.pid"
+    try:
+        alive = Path(f"/proc/{int(pid_file.read_text())}").exists()
+    except (OSError, ValueError):
+        return None
+    url = f"redis://127.0.0.1:{settings.redis_private_port}/0"
+    return url if alive and ping(url) else None
+
+
+def online_store(settings: Settings, say: Callable[[str], None] = print) -> Settings:
+    """Settings whose ``redis_url`` is the online store every command uses, said in one line.
+
+    The configured Redis when it answers; else the private server ``make demo`` started for
+    this data dir, while it runs; else the configured one as it is (a server that is down
+    may come back: the API reports itself not ready meanwhile, and a job fails naming it).
+    Only the demo starts a private server (``ensure_redis``): a job that started one would
+    load or check a store that nothing serves from.
+    """
+    if ping(settings.redis_url):
+        say(f"online store: {redact(settings.redis_url)} (CHURN_REDIS_URL)")
+        return settings
+    if url := private_url(settings):
+        say(
+            f"online store: the private redis-server of {settings.data_dir} on port "
+            f"{settings.redis_private_port} (nothing answers at {redact(settings.redis_url)})"
+        )
+        return settings.model_copy(update={"redis_url": url})
+    say(
+        f"online store: nothing answers at {redact(settings.redis_url)} (CHURN_REDIS_URL), "
+        f"and no private redis-server of {settings.data_dir} runs"
+    )
+    return settings
+
+
 def ensure_redis(settings: Settings, say: Callable[[str], None] = print) -> Settings:
-    """Settings whose ``redis_url`` answers: the configured one, else a private server."""
+    """Settings whose ``redis_url`` answers: the configured one, else a private server
+    (this data dir's if it runs, else a new one). The demo's way: it must serve somewhere."""
     if ping(settings.redis_url):
         return settings
     port = settings.redis_private_port
-    private_url = f"redis://127.0.0.1:{port}/0"
-    if ping(private_url):
+    if url := private_url(settings):
         say(
             f"Redis at {redact(settings.redis_url)} is not reachable; using the private one on {port}"
         )
-        return settings.model_copy(update={"redis_url": private_url})
+        return settings.model_copy(update={"redis_url": url})
     binary = shutil.which("redis-server")
     if binary is None:
         raise RedisUnavailableError(
@@ -54,12 +96,13 @@ def ensure_redis(settings: Settings, say: Callable[[str], None] = print) -> Sett
             "CHURN_REDIS_URL at a running Redis."
         )
     data = settings.data_dir / PRIVATE_DIR
-    start_redis_server(port, data, binary=binary)
+    url = start_redis_server(port, data, binary=binary)
     say(
         f"No Redis at {redact(settings.redis_url)}: started a private redis-server on port {port} "
-        f"(data in {data}; stop it with `redis-cli -p {port} shutdown`)"
+        f"(data in {data}; stop it with `redis-cli -p {port} shutdown`); every churn command "
+        f"with this data dir uses it while it runs"
     )
-    return settings.model_copy(update={"redis_url": private_url})
+    return settings.model_copy(update={"redis_url": url})
 
 
 def start_redis_server(

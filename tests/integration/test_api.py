@@ -369,6 +369,67 @@ def test_online_rows_equal_what_feast_get_online_features_returns(served):
         assert row.as_of == datetime.fromtimestamp(newest, UTC)
 
 
+def test_every_command_finds_the_demos_private_redis(promoted, tmp_path):
+    """Nothing answers at CHURN_REDIS_URL, and the private redis-server `make demo` started
+    for this data dir runs: `churn features materialize` loads it and `churn serve` answers
+    from it, each saying so (it used to answer "online store unavailable")."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from feature_repo.redis_server import PRIVATE_DIR, ensure_redis, kill_redis_server
+
+    base, _ = promoted
+    settings = base.model_copy(
+        update={
+            "redis_url": f"redis://127.0.0.1:{free_port()}/0",  # nothing there
+            "redis_private_port": free_port(),
+            "feast_project": f"churntest_{uuid.uuid4().hex[:10]}",
+        }
+    )
+    private = settings.data_dir / PRIVATE_DIR
+    said: list[str] = []
+    try:
+        ensure_redis(settings, say=said.append)  # as the demo starts it
+        assert "started a private redis-server" in said[0]
+        apply_definitions(settings)
+        env = os.environ | settings.as_env()
+        churn = str(Path(sys.executable).with_name("churn"))
+        loaded = subprocess.run(
+            [churn, "features", "materialize", "--end", END.strftime("%Y-%m-%dT%H:%M:%S")],
+            env=env, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS, check=False,
+        )  # fmt: skip
+        assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+        assert "the private redis-server" in loaded.stdout
+        port = free_port()
+        log_path = tmp_path / "serve.log"
+        with log_path.open("w") as log:
+            server = subprocess.Popen([churn, "serve", "--port", str(port)], env=env,
+                                      stdout=log, stderr=log)  # fmt: skip
+        user = _newest_offline(settings).index[0]
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+
+                def ready() -> bool:
+                    assert server.poll() is None, log_path.read_text()
+                    return client.get("/ready").status_code == 200
+
+                wait_until("churn serve to be ready", ready, HANG_GUARD_SECONDS, interval=0.2,
+                           ignore=(httpx.TransportError,))  # fmt: skip
+                answer = client.get(f"/users/{user}/churn-risk")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert "the private redis-server" in log_path.read_text()
+    finally:
+        if (private / "redis.pid").exists():
+            kill_redis_server(private)
+        shutil.rmtree(private, ignore_errors=True)
+
+
 def test_two_workers_switch_models_mid_stream_and_count_together(promoted, tmp_path):
     """`churn serve --workers 2`: a promotion reaches both without a failed request, and
     /metrics, answered by either, counts the requests of both."""
