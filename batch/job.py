@@ -5,7 +5,10 @@ join with the production model's feature references: the row for day D is stampe
 D+1 00:00 UTC, so at T = today 00:00 each user gets yesterday's row (or the newest one
 within the view TTL), exactly as training labels at T see them. The output, the batch
 directory of T's date (``batch.outputs``), is built aside and swapped in whole: a re-run
-replaces that date, a failed run leaves the previous output as it was.
+replaces that date, a failed run leaves the previous output as it was. With
+``CHURN_EXPORT_DIR`` set, the list is then delivered there (``batch.export``); when it
+cannot be, the batch stays written and the run fails all the same: the retention team
+did not get the list.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from feast import FeatureStore
 from rich.console import Console
 from rich.table import Table
 
+from batch.export import Export, ExportError, export_list
 from batch.high_risk import high_risk_list
 from batch.outputs import (
     FEATURES_FILE,
@@ -75,11 +79,12 @@ class BatchResult:
     duration_s: float
     arms: dict[str, int] = field(default_factory=dict)  # the list's users by arm
     pushed: bool = field(default=False, compare=False)
+    exported: Export | None = field(default=None, compare=False)  # None: no CHURN_EXPORT_DIR
 
     def run_record(self) -> dict:
         """The ``run.json`` payload (dates as ISO 8601 strings)."""
         record = asdict(self)
-        del record["output_dir"], record["pushed"]
+        del record["output_dir"], record["pushed"], record["exported"]
         for key in ("as_of", "started_at", "finished_at"):
             record[key] = record[key].isoformat()
         return record
@@ -149,6 +154,14 @@ def batch_samples(result: BatchResult) -> list[Sample]:
         )
         for name, q in QUANTILES.items()
     ]
+    if result.exported is not None:
+        samples.append(
+            Sample(
+                "churn_batch_exported_rows",
+                result.exported.rows,
+                "Rows of the last run's list delivered to CHURN_EXPORT_DIR",
+            )
+        )
     samples += [
         Sample(
             "churn_batch_last_success_timestamp_seconds",
@@ -175,7 +188,8 @@ def score_population(
     Users active in the lookback but without a feature row within the view TTL are
     counted as skipped, never scored with made-up values. ``progress(done, total)``
     follows the point-in-time join. Raises (and writes nothing) when there is no
-    production model, no population, or no user with features.
+    production model, no population, or no user with features; raises ExportError, the
+    batch written but nothing pushed, when ``export_dir`` is set and cannot take the list.
     """
     started_at, clock = datetime.now(UTC), time.perf_counter()
     as_of = run_time(as_of)
@@ -227,7 +241,28 @@ def score_population(
         "batch %s: %d scored, %d skipped, %d on the high-risk list, model %s",
         f"{as_of:%Y-%m-%d}", result.scored, result.skipped, result.high_risk, version,
     )  # fmt: skip
+    if settings.export_dir is not None:
+        exported = export(result, settings.export_dir, keep_nights=settings.horizon_days)
+        result = replace(result, exported=exported)
     return replace(result, pushed=push(settings, PUSH_JOB, batch_samples(result)))
+
+
+def export(result: BatchResult, export_dir: Path, keep_nights: int) -> Export:
+    """The run's ``high_risk.csv`` delivered to ``export_dir``; the job keeps dated lists for
+    one churn horizon (the nights whose listed users may still churn as predicted)."""
+    try:
+        exported = export_list(
+            result.output_dir / HIGH_RISK_FILE,
+            export_dir,
+            result.as_of,
+            result.model_version,
+            keep_nights=keep_nights,
+        )
+    except ExportError as exc:
+        raise ExportError(f"{exc}; the batch itself is written in {result.output_dir}") from exc
+    if exported.file is not None:
+        log.info("exported %d rows to %s", exported.rows, exported.file)
+    return exported
 
 
 # Measured at 1,000,000 users (bench-night, the night's batch): a 3.28 GB peak, about 0.6 GB
@@ -430,6 +465,8 @@ def print_batch(result: BatchResult, console: Console) -> None:
         ("seconds", f"{result.duration_s:.1f}"),
         ("output", str(result.output_dir)),
     ]
+    if result.exported is not None:
+        rows.append(("exported", str(result.exported.file or "no: older than the nights kept")))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)

@@ -50,7 +50,9 @@ AsOf = Annotated[
     typer.Option(
         "--as-of",
         formats=["%Y-%m-%d"],
-        help="Build only this UTC day (a daily run) instead of the whole history.",
+        help="A daily run for this UTC day instead of the whole history: the day, and the "
+        "earlier days late events reached (features: every day from the oldest of them on, or "
+        "the whole history when that is cheaper).",
     ),
 ]
 
@@ -99,7 +101,8 @@ def _online_settings(settings: Settings | None = None) -> Settings:
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn the errors a user can fix (missing input, bad file or value, no Redis) into one line.
+    """Turn the errors a user can fix (missing input, bad file or value, no Redis, a full disk)
+    into one line, unwrapped (a log line a grep finds whole).
 
     ``IngestError`` is a ``ValueError``; so are the generator's argument errors.
     """
@@ -112,7 +115,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except (
-        FileNotFoundError,
+        OSError,  # a missing file, a full disk, a read-only dir: strerror and the path
         ValueError,
         RedisUnavailableError,
         FeastCommandError,
@@ -120,7 +123,7 @@ def _user_errors() -> Iterator[None]:
         SourceError,
         IngestRunning,
     ) as exc:
-        console.print(f"[red]{type(exc).__name__}:[/red] {redact(str(exc))}")
+        console.print(f"[red]{type(exc).__name__}:[/red] {redact(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from exc
 
 
@@ -670,8 +673,9 @@ def nightly(
         typer.Option(help="The portal's events export: ingested first (with --users-file)."),
     ] = None,
 ) -> None:
-    """The night's jobs once, in order, stopping at the first failure: [ingest →] validate →
-    prepare and features for the day → materialize → batch score → drift → outcomes → uplift → skew →
+    """The night's jobs once, in order, stopping at the first failure: ingest (with CHURN_SOURCE
+    set or the export files given) → validate → prepare and features for the day (and the days
+    late events reached) → materialize → batch score → drift → outcomes → uplift → skew →
     retrain-if-needed."""
     from churn.nightly import run_nightly
 
@@ -712,11 +716,12 @@ def bootstrap(
     from churn.bootstrap import NoBootstrapData, run_bootstrap
 
     settings = _settings()
-    try:
-        code = run_bootstrap(settings, console, data, demo, users, days)
-    except NoBootstrapData as exc:  # one line in a container's log, however wide
-        console.print(f"[red]bootstrap:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from exc
+    with _user_errors():
+        try:
+            code = run_bootstrap(settings, console, data, demo, users, days)
+        except NoBootstrapData as exc:  # one line in a container's log, however wide
+            console.print(f"[red]bootstrap:[/red] {exc}", soft_wrap=True)
+            raise typer.Exit(1) from exc
     raise typer.Exit(code)
 
 
@@ -745,9 +750,11 @@ def status(
     """The data's range, the last night's steps, the production model, Redis, the source's
     mark and the late days on one screen. Exit 0 all well, 30 warnings, 40 something wrong."""
     from churn.status import show_status
+    from feature_repo.redis_server import online_store
 
     at = _utc(now) or datetime.now(UTC)
-    raise typer.Exit(show_status(_settings(), at, console, as_json=as_json))
+    settings = online_store(_settings(), say=lambda _: None)  # its Redis line says which
+    raise typer.Exit(show_status(settings, at, console, as_json=as_json))
 
 
 @app.command("env")
@@ -809,7 +816,8 @@ def outreach_demo(
         typer.Option(
             min=0,
             max=1,
-            help="Cut of a contacted user's churn hazard [default: CHURN_OUTREACH_EFFECT].",
+            help="Cut of a contacted user's daily churn hazard for the horizon (default: "
+            "CHURN_OUTREACH_EFFECT, 0 unless set).",
         ),
     ] = None,
     nights: Annotated[int, typer.Option(min=1, help="Lists, a horizon apart.")] = 3,

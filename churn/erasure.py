@@ -9,7 +9,9 @@ a validation running meanwhile stops at once, and the erasure waits for neither)
 2. Every file under the data dir and the artifacts dir is scrubbed (``core.scrub``): the
    rows naming them leave raw, validated, the daily tables, the features, the predictions,
    the high-risk lists, the outreach assignments, the ground truth, the models' stored
-   validation rows, and the reports and histories that name them as examples. Files that
+   validation rows, and the reports and histories that name them as examples; and, with
+   ``CHURN_EXPORT_DIR`` set, the lists delivered there (dated and latest), whose manifest is
+   then rewritten to describe the scrubbed latest list (``batch.export``). Files that
    name none of them are not rewritten. A file in a format that cannot be rewritten but
    whose bytes name one of them is reported (``left``), never silently kept.
 3. The validated manifest is made to describe the rewritten days again
@@ -39,6 +41,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
+from batch.export import refresh_manifest
 from core.redaction import redact
 from core.scrub import SCRUBBED_SUFFIXES, names_any, scrub_file
 from core.settings import Settings
@@ -94,8 +97,11 @@ def clean_ids(user_ids: Iterable[str]) -> list[str]:
 
 def places(settings: Settings) -> list[tuple[str, Path]]:
     """Where the product stores users, most specific first: a file's place is the first
-    that holds it (one name per place in the report)."""
+    that holds it (one name per place in the report). The export dir, chosen by the
+    operator and possibly inside another place, comes first."""
+    exported = [("exported lists", settings.export_dir)] if settings.export_dir else []
     return [
+        *exported,
         ("raw users", raw_store.users_path(settings)),
         ("raw events", raw_store.events_root(settings)),
         ("raw (other)", settings.raw_dir),
@@ -124,12 +130,21 @@ def place_of(path: Path, known: list[tuple[str, Path]], roots: list[Path]) -> st
     return "other"
 
 
+def roots(settings: Settings) -> list[Path]:
+    """The directories the product writes users into: the data dir, the artifacts dir and,
+    when set, the export dir."""
+    return [settings.data_dir, settings.artifacts_dir, *filter(None, [settings.export_dir])]
+
+
 def stored_files(settings: Settings) -> Iterator[Path]:
-    """Every file under the data dir and the artifacts dir, each once, but the erasure
-    record's (hashes only) and a private Redis server's (the server rewrites those)."""
+    """Every file under ``roots``, each once, but the erasure record's (hashes only) and a
+    private Redis server's (the server rewrites those)."""
     skip = {erasure_dir(settings), settings.data_dir / PRIVATE_DIR}
+    if settings.export_dir and not settings.export_dir.is_dir():
+        log.warning("%s (CHURN_EXPORT_DIR) is not here: lists exported there are not "
+                    "scrubbed; run `churn forget` where it is mounted", settings.export_dir)  # fmt: skip
     seen: set[Path] = set()
-    for root in (settings.data_dir, settings.artifacts_dir):
+    for root in roots(settings):
         for folder, dirs, files in os.walk(root):
             here = Path(folder)
             dirs[:] = sorted(d for d in dirs if here / d not in skip)
@@ -151,8 +166,9 @@ class Sweep:
 
 def sweep(settings: Settings, ids: frozenset[str], into: Sweep | None = None) -> Sweep:
     """Scrub ``ids`` out of every stored file (``stored_files``); counted in ``into`` as it
-    goes, so a sweep that fails half way still says what it did."""
-    known, roots = places(settings), [settings.data_dir, settings.artifacts_dir]
+    goes, so a sweep that fails half way still says what it did. An export dir whose lists
+    lost rows gets its manifest rewritten last, as the export writes it."""
+    known, under = places(settings), roots(settings)
     result = into if into is not None else Sweep()
     for path in stored_files(settings):
         rows = _scrubbed(path, ids)
@@ -160,9 +176,12 @@ def sweep(settings: Settings, ids: frozenset[str], into: Sweep | None = None) ->
             result.left.append(path)
         elif rows:
             result.rewritten.add(path)
-            place = result.removed.setdefault(place_of(path, known, roots), Removed())
+            place = result.removed.setdefault(place_of(path, known, under), Removed())
             place.files += 1
             place.rows += rows
+    export_dir = settings.export_dir
+    if export_dir and any(p.is_relative_to(export_dir) for p in result.rewritten):
+        refresh_manifest(export_dir)
     return result
 
 

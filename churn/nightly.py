@@ -22,6 +22,7 @@ from cronsim import CronSim
 from rich.console import Console
 
 from churn.stages import Stage, StageInputs, night
+from core.history import append_record
 from core.push import Sample, push
 from core.settings import Settings
 from monitor.jobs import push_run, run_samples
@@ -57,21 +58,27 @@ def run_nightly(
     env = os.environ | settings.as_env()
     started = time.time()
     steps = nightly_steps(settings, day, portal)
+    ran: list[dict] = []
     for i, (stage, argv) in enumerate(steps):
         command = f"churn {' '.join(argv)}"
         console.print(f"[bold]→ {command}[/bold]")
+        began = time.time()
         code = run([churn, *argv], env=env, check=False).returncode
-        if code in stage.findings:
+        state = "done" if code == 0 else "finding" if code in stage.findings else "failed"
+        ran.append({"step": stage.name, "exit_code": code, "state": state,
+                    "seconds": round(time.time() - began, 1)})  # fmt: skip
+        if state == "finding":
             console.print(
                 f"[yellow]  {stage.findings[code]} (exit {code}); the night goes on[/yellow]"
             )
-        elif code != 0:
+        elif state == "failed":
             skipped = ", ".join(s.name for s, _ in steps[i + 1 :]) or "nothing"
             console.print(f"[red]  {command} failed (exit {code}): the night stops at "
                           f"{stage.name}; not run: {skipped}[/red]", soft_wrap=True)  # fmt: skip
-            report_night(settings, day, started, stage.name, code)
+            ran += [{"step": s.name, "state": "not run"} for s, _ in steps[i + 1 :]]
+            report_night(settings, day, started, ran, stage.name, code)
             return code
-    report_night(settings, day, started)
+    report_night(settings, day, started, ran)
     return 0
 
 
@@ -85,10 +92,22 @@ def night_samples(day: date, failed: str | None = None, code: int = 0) -> list[S
 
 
 def report_night(
-    settings: Settings, day: date, started: float, failed: str | None = None, code: int = 0
+    settings: Settings,
+    day: date,
+    started: float,
+    steps: list[dict],
+    failed: str | None = None,
+    code: int = 0,
 ) -> None:
-    """Push the night's run (success or failure, as every job's) and the step that stopped it."""
-    push_run(settings, JOB, run_samples(failed is None, started, time.time()))
+    """Record the night in the nights' history (``churn status`` reads its steps there) and
+    push its run (success or failure, as every job's) and the step that stopped it."""
+    finished = time.time()
+    append_record(settings.nights_path, {
+        "day": day.isoformat(), "exit_code": code, "stopped_at": failed, "steps": steps,
+        "started_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+        "finished_at": datetime.fromtimestamp(finished, UTC).isoformat(timespec="seconds"),
+    })  # fmt: skip
+    push_run(settings, JOB, run_samples(failed is None, started, finished))
     push(settings, f"churn_{JOB}", night_samples(day, failed, code))
 
 

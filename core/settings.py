@@ -60,10 +60,11 @@ NOT_SETTINGS = {
     "CHURN_FEAST_REDIS_TYPE": "feature_store.yaml: redis or redis_cluster",
     "CHURN_FEAST_REDIS": "feature_store.yaml: the Redis connection string",
     "CHURN_ONLINE_KEY_TTL_SECONDS": "feature_store.yaml: the Redis key TTL",
-    # docker-compose.yml's bootstrap service and its script, deploy/docker/bootstrap.sh.
-    "CHURN_BOOTSTRAP_DATA": "compose's bootstrap: the folder of users.* and events.* to ingest",
-    "CHURN_BOOTSTRAP_USERS": "compose's bootstrap: users of the demo world",
-    "CHURN_BOOTSTRAP_DAYS": "compose's bootstrap: days of the demo world",
+    # `churn bootstrap`'s options (churn/bootstrap.py), as compose and Kubernetes set them.
+    "CHURN_BOOTSTRAP_DATA": "churn bootstrap: the folder of users.* and events.* to ingest",
+    "CHURN_BOOTSTRAP_DEMO": "churn bootstrap: build on demo data when no folder or source is set",
+    "CHURN_BOOTSTRAP_USERS": "churn bootstrap: users of the demo world",
+    "CHURN_BOOTSTRAP_DAYS": "churn bootstrap: days of the demo world",
     # .env (a shell that sources it exports these too) and the Kubernetes Secret.
     "CHURN_SOURCE_PASSWORD": "the source database's password, handed to libpq as PGPASSWORD",
     "CHURN_IMAGE_TAG": "the tag of the images compose builds",
@@ -148,6 +149,13 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("data"), description="Root of every data table and the registry")
     artifacts_dir: Path = Field(Path("artifacts"), description="Models, reports, plots")
+    export_dir: Path | None = Field(
+        None,
+        description="Where each night's high-risk list is delivered to the retention team, "
+        "e.g. a mounted volume: high_risk_YYYY-MM-DD.csv (T's date), high_risk_latest.csv, "
+        "then latest.json (date, rows, columns, model, sha256), dated lists kept "
+        "CHURN_HORIZON_DAYS nights; created when its parent exists; unset = no export",
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Online store (Redis URL)")
     redis_cluster: bool = Field(
         False,
@@ -444,6 +452,7 @@ class Settings(BaseSettings):
         "pushgateway_url",
         "source",
         "source_mark_column",
+        "export_dir",  # as_env renders None as "": it must not come back as Path(".")
         mode="before",
     )
     @classmethod
@@ -486,6 +495,8 @@ class Settings(BaseSettings):
         # Frozen model: resolve once so every stage sees the same absolute paths.
         object.__setattr__(self, "data_dir", self.data_dir.expanduser().resolve())
         object.__setattr__(self, "artifacts_dir", self.artifacts_dir.expanduser().resolve())
+        if self.export_dir is not None:
+            object.__setattr__(self, "export_dir", self.export_dir.expanduser().resolve())
         return self
 
     @classmethod
@@ -567,6 +578,11 @@ class Settings(BaseSettings):
     def monitoring_dir(self) -> Path:
         """Drift, outcome, skew and retraining reports and their histories."""
         return self.artifacts_dir / "monitoring"
+
+    @property
+    def nights_path(self) -> Path:
+        """The nights' history: each ``churn nightly`` run, its steps and their exit codes."""
+        return self.monitoring_dir / "nightly" / "history.jsonl"
 
     @property
     def models_dir(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -13,7 +14,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
+from batch.export import LATEST_FILE, MANIFEST_FILE
 from batch.high_risk import HIGH_RISK_COLUMNS
 from batch.job import score_population
 from batch.outputs import (
@@ -24,6 +27,7 @@ from batch.outputs import (
     RUN_FILE,
     batch_dir,
 )
+from churn.cli import app
 from core import partitions
 from core.atomic import write_parquet
 from core.sql_engine import DuckEngine
@@ -327,3 +331,45 @@ def test_the_run_pushes_its_metrics(scored, tmp_path):
         ("churn_batch_last_success_timestamp_seconds", ()): pytest.approx(result.finished_at.timestamp()),
         ("churn_batch_model_info", (("version", result.model_version),)): 1,
     }  # fmt: skip
+
+
+def test_the_list_is_exported_when_the_export_dir_is_set_and_not_otherwise(scored, tmp_path):
+    settings, first, *_ = scored
+    assert settings.export_dir is None and first.exported is None
+    outbox = tmp_path / "outbox"  # its parent exists: made by the run
+
+    result = score_population(settings.model_copy(update={"export_dir": outbox}), as_of=END)
+
+    dated = f"high_risk_{END:%Y-%m-%d}.csv"  # T's date, as the batch directory's
+    assert sorted(p.name for p in outbox.iterdir()) == [dated, LATEST_FILE, MANIFEST_FILE]
+    listed = (result.output_dir / HIGH_RISK_FILE).read_bytes()
+    assert (outbox / dated).read_bytes() == listed == (outbox / LATEST_FILE).read_bytes()
+    manifest = json.loads((outbox / MANIFEST_FILE).read_text())
+    assert manifest["date"] == f"{END:%Y-%m-%d}" and manifest["file"] == dated
+    assert manifest["rows"] == result.high_risk == result.exported.rows > 0
+    assert manifest["columns"] == HIGH_RISK_COLUMNS
+    assert manifest["model_version"] == result.model_version
+    assert manifest["sha256"] == hashlib.sha256(listed).hexdigest()
+    assert "exported" not in json.loads((result.output_dir / RUN_FILE).read_text())
+
+
+def test_an_export_dir_that_is_not_there_fails_the_run_after_the_batch_is_written(scored, tmp_path):
+    settings, *_ = scored
+    folder = batch_dir(settings.predictions_dir, END.date())
+    before = json.loads((folder / RUN_FILE).read_text())["started_at"]
+    missing = tmp_path / "not-mounted" / "outbox"
+    env = settings.as_env() | {"CHURN_EXPORT_DIR": str(missing)}
+
+    result = CliRunner().invoke(app, ["batch", "score", "--as-of", f"{END:%Y-%m-%d}"], env=env)
+
+    assert result.exit_code == 1, result.output
+    line = (
+        f"ExportError: cannot export the high-risk list to {missing}: neither it nor its parent "
+        f"{missing.parent} exists (mount the volume there, or unset CHURN_EXPORT_DIR); the "
+        f"batch itself is written in {folder}"
+    )
+    # The console folds a line longer than its width: compared without the whitespace.
+    assert "".join(line.split()) in "".join(result.output.split())
+    assert json.loads((folder / RUN_FILE).read_text())["started_at"] != before, "a new batch"
+    assert not missing.parent.exists()
+    _no_staging_left(settings)

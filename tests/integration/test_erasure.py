@@ -1,11 +1,13 @@
 """`churn forget` end to end on a served world: a learner scored, listed and in a model's
-validation rows is forgotten; the running API answers 404 for them, no file under the data
-and artifacts dirs names them, nor any Redis key, and the next ingest of the same source
+validation rows is forgotten; the running API answers 404 for them, no file under the data,
+artifacts and export dirs names them, nor any Redis key, and the next ingest of the same source
 data, and the next materialize, do not bring them back."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from feast.infra.online_stores.helpers import _redis_key
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 
+from batch.export import LATEST_FILE, MANIFEST_FILE
 from batch.job import score_population
 from batch.outputs import HIGH_RISK_FILE, batch_dir
 from core.history import read_records
@@ -53,10 +56,13 @@ def own_database(url: str) -> str:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, isolated_settings, redis_url):
-    """300 users served: features in Redis, a production model, tonight's batch and list;
-    the raw tables exported as the portal's files, to ingest again after the erasure."""
+    """300 users served: features in Redis, a production model, tonight's batch and list,
+    delivered to an export dir outside the data dir (as a mounted volume is); the raw tables
+    exported as the portal's files, to ingest again after the erasure."""
     tmp = tmp_path_factory.mktemp("erasure")
-    settings = isolated_settings(tmp, redis_url=own_database(redis_url), tuning_budget=1)
+    settings = isolated_settings(
+        tmp, redis_url=own_database(redis_url), tuning_budget=1, export_dir=tmp / "outbox"
+    )
     try:
         build_world(settings, users=300, days=120, end=TODAY)
         trained = train_models(settings, now=TODAY)
@@ -83,10 +89,10 @@ def listed_and_validated(settings, version: str) -> str:
 
 
 def files_naming(settings, user: str) -> list[Path]:
-    """Every file under the data and artifacts dirs that names ``user``: a Parquet file by
-    any of its string columns, any other file by its bytes."""
+    """Every file under the data, artifacts and export dirs that names ``user``: a Parquet
+    file by any of its string columns, any other file by its bytes."""
     found = []
-    for root in (settings.data_dir, settings.artifacts_dir):
+    for root in (settings.data_dir, settings.artifacts_dir, settings.export_dir):
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             if path.suffix == ".parquet":
                 table = pq.ParquetFile(path).read()
@@ -109,6 +115,7 @@ def test_a_forgotten_learner_is_gone_everywhere_and_stays_gone(world):
     best = trained.versions[trained.best]
     user = listed_and_validated(settings, best)
     assert files_naming(settings, user), "the world names the learner before the erasure"
+    assert user.encode() in (settings.export_dir / LATEST_FILE).read_bytes()
     client_redis = redis.Redis.from_url(settings.redis_url)
     assert list(client_redis.scan_iter(match=f"*{user}*".encode()))
 
@@ -129,8 +136,13 @@ def test_a_forgotten_learner_is_gone_everywhere_and_stays_gone(world):
     assert len(line["users"]) == 1 and user not in str(line)
     for place in ("raw events", "raw users", "validated events", "validated users", "user_daily",
                   "features", "predictions", "outreach assignments", "ground truth",
-                  "model validation rows"):  # fmt: skip
+                  "model validation rows", "exported lists"):  # fmt: skip
         assert line["removed"][place]["rows"] > 0, place
+    # The manifest describes the scrubbed latest list: a consumer's check of it still holds.
+    manifest = json.loads((settings.export_dir / MANIFEST_FILE).read_text())
+    latest = (settings.export_dir / LATEST_FILE).read_bytes()
+    assert manifest["sha256"] == hashlib.sha256(latest).hexdigest()
+    assert manifest["rows"] == latest.count(b"\n") - 1
     assert line["online_keys"] == 1 and line["left"] == []
     saw = {m["version"]: m for m in line["models"]}
     assert saw[best]["validation_rows"] > 0 and saw[best]["fit_window"]

@@ -5,6 +5,7 @@ command's refusal of bad input. The path through Redis, Feast and the API is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import stat
 from datetime import UTC, date, datetime
@@ -16,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 import churn.erasure
+from batch.export import LATEST_FILE, MANIFEST_FILE, export_list
 from churn.cli import app
 from churn.erasure import clean_ids, place_of, places, sweep
 from core.atomic import write_json, write_parquet, write_text
@@ -245,6 +247,31 @@ def test_a_sweep_leaves_nothing_that_names_the_learner(settings):
     assert swept.removed["validated events"].rows == 4
     assert swept.removed["predictions"].rows == 1 and swept.removed["monitoring"].rows == 1
     assert pq.read_table(validated_users_path(settings)).num_rows == 3
+
+
+def test_a_sweep_scrubs_the_exported_lists_and_rewrites_their_manifest(settings, tmp_path):
+    """The export dir (outside the data dir, as a mounted volume is) loses the learner from
+    every dated list and the latest one, and its manifest describes the latest list again."""
+    settings = settings.model_copy(update={"export_dir": tmp_path / "outbox"})
+    erasable(settings)
+    for day, users in ((1, ["u1", "u2", "u3"]), (2, ["u2", "u4"])):
+        rows = "".join(f"{i},{u}\n" for i, u in enumerate(users, 1))
+        listed = write_text("rank,user_id\n" + rows, tmp_path / f"high_risk_{day}.csv")
+        export_list(listed, settings.export_dir, WHEN.replace(day=day), "v1", keep_nights=30)
+
+    swept = sweep(settings, frozenset({"u2"}))
+
+    outbox = sorted(settings.export_dir.iterdir())
+    assert [p.name for p in outbox] == ["high_risk_2025-03-01.csv", "high_risk_2025-03-02.csv",
+                                        LATEST_FILE, MANIFEST_FILE]  # fmt: skip
+    assert not [p for p in outbox if names_any(p, frozenset({"u2"}))]
+    assert swept.removed["exported lists"].files == 3 and swept.removed["exported lists"].rows == 3
+    assert (settings.export_dir / LATEST_FILE).read_text() == "rank,user_id\n2,u4\n"
+    manifest = json.loads((settings.export_dir / MANIFEST_FILE).read_text())
+    assert (manifest["date"], manifest["rows"]) == ("2025-03-02", 1)
+    latest = (settings.export_dir / LATEST_FILE).read_bytes()
+    assert manifest["sha256"] == hashlib.sha256(latest).hexdigest()
+    assert place_of(settings.export_dir / LATEST_FILE, places(settings), []) == "exported lists"
 
 
 def test_after_an_erasure_the_next_validation_reads_nothing_again(settings):

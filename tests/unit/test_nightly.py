@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 
 from churn.nightly import FAILED_STEP, next_run, night_samples, nightly_steps, run_nightly
+from core.history import read_records
 from monitor.jobs import DURATION, FAILURE, SUCCESS, job_run, run_samples
 
 DAY = date(2026, 11, 25)
@@ -66,6 +67,10 @@ def test_findings_do_not_stop_the_night(make_settings):
     output = console.export_text()
     assert "drift alert (exit 20); the night goes on" in output
     assert "online/offline mismatch (exit 3); the night goes on" in output
+    (record,) = read_records(settings.nights_path)  # what `churn status` shows
+    assert (record["day"], record["exit_code"], record["stopped_at"]) == ("2026-11-25", 0, None)
+    states = {step["step"]: (step["state"], step["exit_code"]) for step in record["steps"]}
+    assert states["drift"] == ("finding", 20) and states["batch"] == ("done", 0)
 
 
 @pytest.mark.parametrize(
@@ -83,6 +88,11 @@ def test_a_failure_stops_the_night_and_names_the_step(make_settings, failing, co
     assert f"failed (exit {code}): the night stops at {name}; not run: {not_run}" in (
         console.export_text()
     )
+    (record,) = read_records(settings.nights_path)
+    assert (record["stopped_at"], record["exit_code"]) == (name, code)
+    states = [(step["step"], step["state"]) for step in record["steps"]]
+    assert states[steps.index(name)] == (name, "failed")
+    assert all(state == "not run" for _, state in states[steps.index(name) + 1 :])
 
 
 def test_the_night_reports_the_step_that_stopped_it():
