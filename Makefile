@@ -221,3 +221,10 @@ feast: install
 
 clean:
 	rm -rf data artifacts .pytest_cache
+
+# The reference pages (docs/reference/*.md) from the code: the CLI, the settings, the features,
+# the metrics, the exit codes, the output layouts. No Redis, PostgreSQL or network needed;
+# tests/unit/test_reference_docs.py fails when a committed page is stale.
+.PHONY: docs
+docs: install-demo
+	$(BIN)/python -m churn.reference

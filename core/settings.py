@@ -191,7 +191,7 @@ class Settings(BaseSettings):
     validation_severity: Annotated[dict[str, Literal["error", "warn", "off"]], NoDecode] = Field(
         default_factory=dict,
         description="Validation rules relaxed from error to warn or off, e.g. "
-        "duplicate_events=warn,volume=off (the README lists the rules)",
+        "duplicate_events=warn,volume=off (docs/your-data.md lists the rules)",
     )
     source: SecretStr | None = Field(
         None,

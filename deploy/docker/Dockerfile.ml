@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # churn-ml: the jobs (data, features, Feast apply/materialize, training, batch scoring,
-# monitoring) and `churn schedule`, which runs `churn nightly` on CHURN_NIGHTLY_CRON.
+# monitoring), `churn bootstrap` (a stack's first start, in compose and Kubernetes alike)
+# and `churn schedule`, which runs `churn nightly` on CHURN_NIGHTLY_CRON.
 # Build from the repository root:
 #   docker build -f deploy/docker/Dockerfile.ml -t churn-ml:0.1.0 .
 # The dependencies are the pins of requirements-ml.txt (regenerate them with
@@ -38,14 +39,14 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="churn-ml" \
       org.opencontainers.image.description="Churn prediction jobs and scheduler (Feast, DuckDB, scikit-learn)"
 # One non-root user with a fixed uid, shared with churn-api: both write or read the same
-# data and artifacts volumes, which start out owned by it (the directories below).
+# data and artifacts volumes, which start out owned by it (the directories below), as
+# does compose's churn-export volume (the nightly's high-risk lists).
 RUN groupadd --system --gid 10001 churn \
     && useradd --system --uid 10001 --gid churn --create-home --home-dir /home/churn \
        --shell /usr/sbin/nologin churn \
-    && mkdir -p /var/lib/churn/data /var/lib/churn/artifacts \
+    && mkdir -p /var/lib/churn/data /var/lib/churn/artifacts /var/lib/churn/export \
     && chown -R churn:churn /var/lib/churn
 COPY --from=builder /opt/venv /opt/venv
-COPY --chmod=0755 deploy/docker/bootstrap.sh /usr/local/bin/churn-bootstrap
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -2,7 +2,9 @@
 
 The compose file against the Compose specification, and what the schema cannot see:
 dependencies that exist, the start order, mounted files that exist, no secret in the
-file, every variable documented. The Dockerfiles: non-root, no baked secret, every
+file, every variable documented, every churn service given the same settings (the file
+resolved as compose would: anchors, env_file, ${...}), and `churn bootstrap` choosing the
+data .env asks for. The Dockerfiles: non-root, no baked secret, every
 package of the project copied. The pinned requirements: exact pins that cover the
 project's requirements and suffice to import what each image runs.
 """
@@ -16,6 +18,7 @@ import shlex
 import subprocess
 import sys
 import tomllib
+from datetime import UTC, datetime
 from fnmatch import fnmatch
 from functools import cache
 from pathlib import Path
@@ -27,6 +30,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from churn.cli import app
+from core.settings import NOT_SETTINGS, Settings
+from tests.deploy.test_k8s import run_in_process
 
 pytestmark = pytest.mark.deploy
 
@@ -34,7 +39,6 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKER = ROOT / "deploy" / "docker"
-BOOTSTRAP = DOCKER / "bootstrap.sh"
 IMAGES = ("ml", "api", "spark")
 BIN = Path(sys.executable).parent
 SECRET = re.compile(r"PASSWORD|TOKEN|SECRET|CREDENTIAL", re.IGNORECASE)
@@ -198,7 +202,9 @@ def test_every_variable_is_documented_in_env_example_with_a_safe_value():
     used = {match.group(1) for text in strings(compose()) for match in VARIABLE.finditer(text)}
     documented = env_example()
     assert used - set(documented) == set(), "used in docker-compose.yml, not in .env.example"
-    assert set(documented) - used == set(), "in .env.example, not used by docker-compose.yml"
+    # The rest reach the churn services through env_file: settings, or read on purpose.
+    read = set(SETTING_VARIABLES) | set(NOT_SETTINGS)
+    assert set(documented) - used - read == set(), "in .env.example, read by nothing"
     for key, value in documented.items():
         if SECRET.search(key):
             assert value == "", f".env.example must not hold a value for {key}"
@@ -217,8 +223,161 @@ def test_images_are_pinned_and_only_published_on_the_publish_address():
 def test_service_commands_are_commands_of_the_images():
     assert services()["scheduler"]["command"] == ["churn", "schedule"]
     assert_churn_command(["churn", "schedule"])
-    assert services()["bootstrap"]["command"] == ["churn-bootstrap"]
-    assert "deploy/docker/bootstrap.sh /usr/local/bin/churn-bootstrap" in dockerfile_text("ml")
+    # One bootstrap, Kubernetes' too (tests/deploy/test_k8s.py): no script of compose's own.
+    assert services()["bootstrap"]["command"] == ["churn", "bootstrap"]
+    assert_churn_command(["churn", "bootstrap"])
+    assert "bootstrap.sh" not in dockerfile_text("ml") and not (DOCKER / "bootstrap.sh").exists()
+
+
+# --- the settings every churn service gets ----------------------------------------------
+
+SETTING_VARIABLES = tuple(f"CHURN_{name.upper()}" for name in Settings.model_fields)
+# Every service that runs a churn image: each must get the same settings.
+CHURN_SERVICES = tuple(
+    name for name, service in services().items() if service["image"].startswith("churn-")
+)
+# What a service sets on purpose, over .env: portal-seed seeds the example database.
+OWN_VALUES = {"portal-seed": {"CHURN_SOURCE"}}
+
+
+def dotenv(text: str) -> dict[str, str]:
+    """A .env as compose reads it: KEY=VALUE lines, surrounding quotes removed."""
+    pairs = {}
+    for line in text.splitlines():
+        if match := re.match(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$", line):
+            value = match.group(2)
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            pairs[match.group(1)] = value
+    return pairs
+
+
+def interpolate(text: str, variables: dict[str, str]) -> str:
+    """compose's ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:+alt}, ${VAR:?error}; $$ is $."""
+
+    def one(match: re.Match[str]) -> str:
+        name, op, word = match.group(1), match.group(2), match.group(3) or ""
+        value = variables.get(name)
+        if op == ":-":
+            return value or word
+        if op == "-":
+            return word if value is None else value
+        if op == ":+":
+            return word if value else ""
+        if op == "+":
+            return "" if value is None else word
+        if op in (":?", "?") and not value:
+            raise ValueError(f"{name}: {word}")
+        return value or ""
+
+    return VARIABLE.sub(one, text).replace("$$", "$")
+
+
+def service_environment(name: str, env_file: dict[str, str]) -> dict[str, str]:
+    """What compose puts in ``name``'s containers when .env holds ``env_file``: its env_file
+    entries (.env, whole), then its ``environment``, interpolated from the same .env."""
+    service = services()[name]
+    env: dict[str, str] = {}
+    for entry in service.get("env_file", []):
+        entry = {"path": entry} if isinstance(entry, str) else entry
+        assert entry["path"] in (".env", "./.env"), f"{name} reads {entry['path']}"
+        env |= env_file
+    for key, value in service.get("environment", {}).items():
+        env[key] = interpolate(str(value), env_file)
+    return env
+
+
+def distinct_value(variable: str) -> str:
+    return f"{variable.lower()}-from-env"
+
+
+def test_every_churn_service_gets_every_setting_of_env_the_same():
+    assert set(CHURN_SERVICES) == {"bootstrap", "api", "scheduler", "portal-seed"}
+    env_file = {variable: distinct_value(variable) for variable in SETTING_VARIABLES}
+    seen = {name: service_environment(name, env_file) for name in CHURN_SERVICES}
+    api = seen["api"]
+    for variable in SETTING_VARIABLES:
+        assert variable in api, f"{variable} of .env does not reach the API"
+        for name in CHURN_SERVICES:
+            if variable not in OWN_VALUES.get(name, set()):
+                assert seen[name].get(variable) == api[variable], (name, variable)
+    # compose overrides only its own values (paths, in-network URLs); .env holds the rest.
+    overridden = {v for v in SETTING_VARIABLES if api[v] != distinct_value(v)}
+    assert overridden == {"CHURN_DATA_DIR", "CHURN_ARTIFACTS_DIR", "CHURN_REDIS_URL",
+                          "CHURN_PUSHGATEWAY_URL", "CHURN_API_HOST", "CHURN_API_PORT",
+                          "CHURN_EXPORT_DIR"}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CHURN_SERVICES)
+def test_env_example_as_it_is_gives_valid_settings_in_every_churn_service(name, monkeypatch):
+    env = service_environment(name, env_example_values())
+    for key in [k for k in os.environ if k.startswith("CHURN_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CHURN_CONFIG_FILE", "/nonexistent/churn.yaml")
+    settings = Settings()  # every CHURN_* name read, every value valid
+    assert str(settings.export_dir) == "/var/lib/churn/export"
+    assert settings.nightly_cron == "0 2 * * *"
+
+
+def env_example_values() -> dict[str, str]:
+    return dotenv(ENV_EXAMPLE.read_text(encoding="utf-8"))
+
+
+def test_the_scheduler_exports_the_list_to_a_host_directory_or_a_volume():
+    env = service_environment("scheduler", env_example_values())
+    export = env["CHURN_EXPORT_DIR"]
+    assert dict(mounts(services()["scheduler"]))["churn-export"] == export
+    assert "churn-export" in compose()["volumes"]
+    bound = [e for e in services()["scheduler"]["volumes"] if e.endswith(f":{export}")]
+    assert bound == ["${EXPORT_HOST_DIR:-churn-export}:" + export]  # a host dir when set
+    assert export in dockerfile_text("ml")  # made in the image, owned by the churn user
+    # Where churn commands are run by hand too (`churn forget` scrubs the lists), the same.
+    bootstrap = [e for e in services()["bootstrap"]["volumes"] if e.endswith(f":{export}")]
+    assert bootstrap == bound
+    assert not any(e.endswith(f":{export}") for e in services()["api"]["volumes"])
+
+
+def bootstrap_command(env_file: dict[str, str], root: Path) -> tuple[list[str], dict[str, str]]:
+    """compose's bootstrap command and environment for this .env, its paths under ``root``."""
+    env = service_environment("bootstrap", env_file)
+    for key, value in env.items():
+        if value.startswith(("/var/lib/churn/", "/import")):
+            env[key] = str(root / value.lstrip("/"))
+    env["CHURN_CONFIG_FILE"] = str(root / "no-churn.yaml")
+    (root / "import").mkdir(parents=True, exist_ok=True)
+    return services()["bootstrap"]["command"], env
+
+
+def test_compose_bootstraps_on_demo_data_only_as_env_example_asks(tmp_path, monkeypatch):
+    command, env = bootstrap_command(env_example_values(), tmp_path)
+    code, calls, output = run_in_process(command, env, monkeypatch)
+    assert code == 0, output
+    assert calls[0].startswith("data generate --users 2000 --days 120 ")
+
+    source = env_example_values() | {"CHURN_SOURCE": "postgresql://portal@portal-db:5432/portal"}
+    code, calls, output = run_in_process(*bootstrap_command(source, tmp_path), monkeypatch)
+    assert code == 0, output
+    assert calls[0] == "data ingest" and not [c for c in calls if "generate" in c]
+
+    folder = env_example_values() | {"CHURN_BOOTSTRAP_DATA": "/srv/portal-export"}
+    command, env = bootstrap_command(folder, tmp_path)
+    assert env["CHURN_BOOTSTRAP_DATA"] == str(tmp_path / "import")  # the mount, not the host path
+    for name in ("users.csv", "events.parquet"):
+        (tmp_path / "import" / name).write_text("")
+    code, calls, output = run_in_process(command, env, monkeypatch)
+    assert code == 0, output
+    assert calls[0] == (f"data ingest --users-file {tmp_path / 'import' / 'users.csv'} "
+                        f"--events-file {tmp_path / 'import' / 'events.parquet'}")  # fmt: skip
+
+
+def test_compose_without_demo_source_or_files_stops_in_one_line(tmp_path, monkeypatch):
+    nothing = env_example_values() | {"CHURN_BOOTSTRAP_DEMO": "false"}
+    code, calls, output = run_in_process(*bootstrap_command(nothing, tmp_path), monkeypatch)
+    assert (code, calls) == (1, [])
+    assert output.startswith("bootstrap: nothing to build the first model on: set ")
+    assert len(output.strip().splitlines()) == 1
 
 
 # --- the Dockerfiles -----------------------------------------------------------------
@@ -424,7 +583,7 @@ def test_each_image_imports_what_it_runs_from_its_pins_alone(image, tmp_path):
     assert int(result.stdout.split()[-1]) >= len(modules)
 
 
-# --- the bootstrap script ------------------------------------------------------------------
+# --- the commands the services run ----------------------------------------------------------
 
 
 def assert_churn_command(words: list[str]) -> None:
@@ -439,20 +598,21 @@ def assert_churn_command(words: list[str]) -> None:
     assert not hasattr(command, "commands"), f"{' '.join(words)} names a group"
 
 
-def test_bootstrap_script_is_strict_and_runs_existing_commands():
-    text = BOOTSTRAP.read_text(encoding="utf-8")
-    assert text.startswith("#!/usr/bin/env bash\n")
-    assert "\nset -euo pipefail\n" in text
-    assert os.access(BOOTSTRAP, os.X_OK), "bootstrap.sh must be executable"
-    syntax = subprocess.run(["bash", "-n", str(BOOTSTRAP)], capture_output=True, text=True)
-    assert syntax.returncode == 0, syntax.stderr
-    commands = [
-        shlex.split(line.strip().split("||")[0])
-        for line in text.splitlines()
-        if line.strip().startswith("churn ")
-    ]
-    names = {" ".join(words[:3]) for words in commands}
-    assert {"churn data generate", "churn data ingest", "churn data validate"} <= names
-    assert {"churn train", "churn promote", "churn features materialize"} <= names
-    for words in commands:
-        assert_churn_command(words)
+@pytest.mark.parametrize("kind", ["files", "source", "demo", "reload"])
+def test_the_bootstrap_s_steps_are_commands_of_the_cli(kind, tmp_path):
+    from churn.bootstrap import DataChoice, bootstrap_steps
+
+    portal = (tmp_path / "users.parquet", tmp_path / "events.csv")
+    choice = None if kind == "reload" else DataChoice(kind, portal if kind == "files" else None,
+                                                      users=300, days=120)  # fmt: skip
+    settings = Settings(data_dir=tmp_path, artifacts_dir=tmp_path)
+    steps = bootstrap_steps(settings, choice, datetime(2026, 3, 1, 5, tzinfo=UTC))
+    for _, argv in steps:
+        assert_churn_command(["churn", *argv])
+    commands = [" ".join(argv[:2]) for _, argv in steps]
+    if kind == "reload":  # a production model exists: no data, no model changes
+        assert commands == ["features apply", "features materialize"]
+    else:
+        first = {"files": "data ingest", "source": "data ingest", "demo": "data generate"}
+        assert commands[0] == first[kind] and commands[-2:] == ["promote", "features materialize"]
+        assert ("--start" in steps[0][1]) == (kind == "demo")  # the demo's days end on 2026-02-28

@@ -1,11 +1,13 @@
 """The Kubernetes manifests (deploy/k8s): both overlays render with kustomize, validate
 against the Kubernetes 1.30 schemas, and keep the properties a typo or a forgotten patch
-would break: probes, non-root pods, writable paths, the one nightly chain and the bootstrap's
-exit codes, selectors, the Redis network policy, the Secret's name and keys, settings the code
-accepts."""
+would break: probes, non-root pods, writable paths, the one nightly chain, the bootstrap's
+choice of data and exit codes, the list export's volume, selectors, the Redis network policy,
+the Secret's name and keys, settings the code accepts. prod-files is prod with
+components/portal-files (the portal's export files instead of CHURN_SOURCE)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -17,9 +19,10 @@ from urllib.parse import urlparse
 import pytest
 import typer
 import yaml
+from typer.testing import CliRunner
 
 from churn.cli import app
-from core.settings import Settings
+from core.settings import Settings, check_variables
 
 KUBECTL = shutil.which("kubectl")
 pytestmark = [
@@ -30,8 +33,12 @@ pytestmark = [
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 SECRET_TEMPLATE = K8S / "base" / "secret.example.yaml"
 KUBERNETES_VERSION = "1.30.0"
-NAMESPACES = {"dev": "churn-dev", "prod": "churn"}
+NAMESPACES = {"dev": "churn-dev", "prod": "churn", "prod-files": "churn"}
 OVERLAYS = tuple(NAMESPACES)
+# Variants that are an overlay plus components, rendered from a kustomization of the test's.
+VARIANTS = {"prod-files": ("overlays/prod", ["components/portal-files"])}
+# The pods' mount paths, and where a test run of a container puts each.
+POD_PATHS = ("/data", "/artifacts", "/tmp", "/export")
 WORKLOADS = ("Deployment", "StatefulSet", "Job", "CronJob")
 CHURN_IMAGES = ("churn-api", "churn-ml")
 
@@ -44,9 +51,26 @@ def kustomize(path: Path) -> str:
     return result.stdout
 
 
+def render(overlay: str, scratch: Path) -> str:
+    """An overlay, or a variant (an overlay with components) through a kustomization in
+    ``scratch`` (kustomize takes relative paths only)."""
+    if overlay not in VARIANTS:
+        return kustomize(K8S / "overlays" / overlay)
+    base, components = VARIANTS[overlay]
+    folder = scratch / overlay
+    folder.mkdir()
+    relative = lambda path: os.path.relpath(K8S / path, folder)  # noqa: E731
+    kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                     "resources": [relative(base)],
+                     "components": [relative(c) for c in components]}  # fmt: skip
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return kustomize(folder)
+
+
 @pytest.fixture(scope="module")
-def rendered() -> dict[str, str]:
-    return {overlay: kustomize(K8S / "overlays" / overlay) for overlay in OVERLAYS}
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    scratch = tmp_path_factory.mktemp("kustomize")
+    return {overlay: render(overlay, scratch) for overlay in OVERLAYS}
 
 
 @pytest.fixture(scope="module")
@@ -293,7 +317,11 @@ def test_what_the_churn_containers_write_lands_on_a_writable_volume(overlay, obj
                 assert "emptyDir" in mounts[under[0]][0], f"{name}: {path} should be scratch"
             claims = {p: v["persistentVolumeClaim"]["claimName"] for p, (v, _) in mounts.items()
                       if "persistentVolumeClaim" in v}  # fmt: skip
-            assert claims == {data: "churn-data", artifacts: "churn-artifacts"}, name
+            expected = {data: "churn-data", artifacts: "churn-artifacts"}
+            if "CHURN_EXPORT_DIR" in env:  # the nightly's batch writes the list there
+                expected[env["CHURN_EXPORT_DIR"]] = "churn-export"
+                assert mounts[env["CHURN_EXPORT_DIR"]][1], name
+            assert claims == expected, name
             api = container["name"] == "api"
             # The API only reads the registries the jobs write; the jobs write both volumes.
             assert mounts[data][1] is not api and mounts[artifacts][1] is not api, name
@@ -515,95 +543,166 @@ def test_one_cron_job_runs_the_night_and_never_overlaps_itself(overlay, objects)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_the_night_is_churn_nightly_and_prod_ingests_the_portal_export_first(overlay, objects):
+def test_the_night_is_churn_nightly_and_reads_the_source_or_the_export(overlay, objects):
     cron = named(objects[overlay], "CronJob", "churn-nightly")
     (container,) = pod_template(cron)["spec"]["containers"]
     assert container["command"] == ["churn", "nightly"]  # one chain, stopping at a failure
     args = container.get("args", [])
-    if overlay == "prod":
+    if overlay == "prod-files":
         assert args == ["--users-file", "/data/incoming/users.parquet",
                         "--events-file", "/data/incoming/events.parquet"]  # fmt: skip
     else:
-        assert args == []  # dev validates the demo's raw tables
+        assert args == []  # CHURN_SOURCE from the Secret when set; else the raw tables as they are
     nightly = typer.main.get_command(app).commands["nightly"]
     options = {o for p in nightly.params for o in p.opts}
     assert {a for a in args if a.startswith("--")} <= options
 
 
-# The bootstrap's shell script, run for real with /bin/sh and a `churn` that records its
-# arguments and exits with the code the test gives each sub-command.
-FAKE_CHURN = """#!/bin/sh
-echo "$*" >> "$CALLS"
-code=$(sed -n "s/^$1 $2=//p" "$CODES" | head -n 1)
-[ -n "$code" ] || code=$(sed -n "s/^$1=//p" "$CODES" | head -n 1)
-exit "${code:-0}"
-"""
-
-
-def run_script(
-    objs: list[dict], cronjob: str, tmp_path: Path, codes: dict[str, int]
-) -> tuple[int, list[str], str]:
-    """Run the CronJob's container command as its pod would: (exit code, churn calls, output)."""
-    (container,) = pod_template(named(objs, "CronJob", cronjob))["spec"]["containers"]
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "churn").write_text(FAKE_CHURN)
-    (bin_dir / "churn").chmod(0o755)
-    calls, codes_file = tmp_path / "calls", tmp_path / "codes"
-    calls.write_text("")
-    codes_file.write_text("".join(f"{k}={v}\n" for k, v in codes.items()))
-    env = config_data(objs) | {e["name"]: e["value"] for e in container["env"] if "value" in e}
-    env |= {
-        "PATH": f"{bin_dir}:/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "CHURN_DATA_DIR": str(tmp_path / "data"),
-        "CHURN_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
-        "CALLS": str(calls),
-        "CODES": str(codes_file),
-    }
-    result = subprocess.run(
-        container["command"] + container["args"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_nightly_exports_the_list_to_a_claim_others_can_read(overlay, objects):
+    objs = objects[overlay]
+    pod = pod_template(named(objs, "CronJob", "churn-nightly"))["spec"]
+    (container,) = pod["containers"]
+    export = {e["name"]: e.get("value") for e in container["env"]}["CHURN_EXPORT_DIR"]
+    volume, writable = mounts_of(pod, container)[export]
+    assert volume["persistentVolumeClaim"]["claimName"] == "churn-export" and writable
+    claim = named(objs, "PersistentVolumeClaim", "churn-export")
+    assert bytes_of(claim["spec"]["resources"]["requests"]["storage"]) <= 5 * 1024**3  # small
+    # prod's reader (another team's pod, a sync sidecar) may run on any node.
+    assert claim["spec"]["accessModes"] == (
+        ["ReadWriteOnce"] if overlay == "dev" else ["ReadWriteMany"]
     )
-    return result.returncode, calls.read_text().splitlines(), result.stdout + result.stderr
+    assert "CHURN_EXPORT_DIR" not in config_data(objs)  # only the pod that mounts it has it
 
 
-def test_bootstrap_builds_everything_once_then_only_reloads(objects, tmp_path):
-    code, calls, output = run_script(objects["dev"], "churn-bootstrap", tmp_path, {})
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_churn_variable_the_pods_get_is_read(overlay, objects):
+    """A CHURN_* name nothing reads stops every command (core.settings.check_variables)."""
+    objs = objects[overlay]
+    for _, pod in workloads(objs):
+        for container in all_containers(pod["spec"]):
+            if is_churn_image(container["image"]):
+                names = set(config_data(objs)) | {e["name"] for e in container.get("env", [])}
+                check_variables(dict.fromkeys(names, "x"))
+
+
+# --- the bootstrap: `churn bootstrap`, as the rendered pod runs it -------------------------
+
+
+def pod_environment(
+    objs: list[dict], cronjob: str, secrets: dict[str, str], root: Path
+) -> tuple[list[str], dict[str, str]]:
+    """The CronJob's container command and args, and the environment its pod would get: the
+    ConfigMap, the container's values, ``secrets`` for its Secret keys (a key not given is
+    left unset, as an optional one would be), the pod's paths under ``root``."""
+    (container,) = pod_template(named(objs, "CronJob", cronjob))["spec"]["containers"]
+    env = dict(config_data(objs))
+    for entry in container.get("env", []):
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+        elif entry["valueFrom"]["secretKeyRef"]["key"] in secrets:
+            env[entry["name"]] = secrets[entry["valueFrom"]["secretKeyRef"]["key"]]
+    for key, value in env.items():
+        for path in POD_PATHS:
+            if value == path or value.startswith(path + "/"):
+                env[key] = str(root / path.lstrip("/")) + value[len(path) :]
+    for path in POD_PATHS:
+        (root / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    env["CHURN_CONFIG_FILE"] = str(root / "no-churn.yaml")  # no developer's churn.yaml
+    return container["command"] + container.get("args", []), env
+
+
+def run_in_process(
+    command: list[str], env: dict[str, str], monkeypatch, codes: dict[str, int] | None = None
+) -> tuple[int, list[str], str]:
+    """``command`` (``churn …``) in this process, in exactly ``env``, its steps recorded and
+    not run: (exit code, each step's churn arguments, output). ``codes`` gives a step's exit."""
+    calls: list[str] = []
+
+    def step(argv: list[str], **_: object) -> subprocess.CompletedProcess:
+        calls.append(" ".join(argv[1:]))
+        code = next((c for prefix, c in (codes or {}).items() if calls[-1].startswith(prefix)), 0)
+        return subprocess.CompletedProcess(argv, code)
+
+    monkeypatch.setattr("churn.bootstrap.subprocess.run", step)
+    assert command[0] == "churn"
+    unset = {key: None for key in os.environ if key.startswith("CHURN_")}
+    result = CliRunner().invoke(app, command[1:], env=unset | env)
+    return result.exit_code, calls, result.output
+
+
+FIRST_BUILD = ["data validate", "data prepare", "features build", "features apply", "train",
+               "promote", "features materialize"]  # fmt: skip
+REDIS = {"CHURN_REDIS_URL": "redis://:pw@127.0.0.1:6379/0"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_overlay_bootstraps_with_churn_bootstrap(overlay, objects):
+    cron = named(objects[overlay], "CronJob", "churn-bootstrap")
+    (container,) = pod_template(cron)["spec"]["containers"]
+    assert container["command"] == ["churn", "bootstrap"] and "args" not in container
+
+
+def test_dev_asks_for_demo_data_and_builds_everything_once_then_only_reloads(
+    objects, tmp_path, monkeypatch
+):
+    command, env = pod_environment(objects["dev"], "churn-bootstrap", REDIS, tmp_path)
+    code, calls, output = run_in_process(command, env, monkeypatch)
     assert code == 0, output
-    assert calls == [
-        "data generate --users 2000 --days 120",
-        "data validate",
-        "data prepare",
-        "features build",
-        "features apply",
-        "train",
-        "promote",
-        "features materialize",
-    ]
-    code, calls, output = run_script(objects["dev"], "churn-bootstrap", tmp_path, {"promote": 3})
+    assert calls[0].startswith("data generate --users 2000 --days 120 --start ")
+    assert [c.split(" --")[0] for c in calls[1:]] == FIRST_BUILD
+    assert "demo data, 2,000 simulated users over 120 days (asked for)" in output
+
+    code, calls, output = run_in_process(command, env, monkeypatch, {"promote": 3})
     assert code == 3
     assert calls[-1] == "promote"  # no model promoted: stop, do not report success
-    assert "no model promoted" in output
+    assert "churn promote --force --version" in output
 
     models = tmp_path / "artifacts" / "models"
     models.mkdir(parents=True)
-    (models / "production.json").write_text("{}")
-    code, calls, output = run_script(objects["dev"], "churn-bootstrap", tmp_path, {})
+    (models / "production.json").write_text('{"version": "v1"}')
+    code, calls, output = run_in_process(command, env, monkeypatch)
     assert code == 0, output
-    assert calls == ["features apply", "features materialize"]  # no data or model changed
+    assert [c.split(" --")[0] for c in calls] == ["features apply", "features materialize"]
 
 
-def test_prod_bootstrap_ingests_the_portal_export(objects, tmp_path):
-    code, calls, output = run_script(objects["prod"], "churn-bootstrap", tmp_path, {})
+def test_a_source_in_the_secret_wins_over_dev_s_demo_data(objects, tmp_path, monkeypatch):
+    secrets = REDIS | {"CHURN_SOURCE": "postgresql://portal@db:5432/portal"}
+    command, env = pod_environment(objects["dev"], "churn-bootstrap", secrets, tmp_path)
+    code, calls, output = run_in_process(command, env, monkeypatch)
+    assert code == 0, output
+    assert calls[0] == "data ingest"  # the backfill: CHURN_SOURCE, read whole
+    assert not [c for c in calls if c.startswith("data generate")]
+
+
+def test_prod_without_a_source_or_files_fails_in_one_line_and_generates_nothing(objects, tmp_path):
+    command, env = pod_environment(objects["prod"], "churn-bootstrap", REDIS, tmp_path)
+    churn = Path(sys.executable).with_name("churn")
+    env["PATH"] = f"{churn.parent}:/usr/bin:/bin"
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120, check=False)  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.strip()]
+    assert line.startswith("bootstrap: nothing to build the first model on")
+    for choice in ("CHURN_BOOTSTRAP_DATA", "CHURN_SOURCE", "CHURN_BOOTSTRAP_DEMO=true"):
+        assert choice in line
+    assert not (tmp_path / "data" / "raw").exists()
+
+
+def test_prod_files_bootstraps_from_the_export_folder(objects, tmp_path, monkeypatch):
+    command, env = pod_environment(objects["prod-files"], "churn-bootstrap", REDIS, tmp_path)
+    code, _, output = run_in_process(command, env, monkeypatch)
+    assert code == 1  # the folder is there, its files are not: say so, fall back to nothing
+    assert "CHURN_BOOTSTRAP_DATA=" in output and "needs users.parquet|csv" in output
+
+    incoming = tmp_path / "data" / "incoming"
+    incoming.mkdir(parents=True)
+    for name in ("users.parquet", "events.csv", "events.parquet"):
+        (incoming / name).write_text("")
+    code, calls, output = run_in_process(command, env, monkeypatch)
     assert code == 0, output
     assert calls[0] == (
-        "data ingest --users-file /data/incoming/users.parquet"
-        " --events-file /data/incoming/events.parquet"
+        f"data ingest --users-file {incoming / 'users.parquet'} "
+        f"--events-file {incoming / 'events.parquet'}"
     )
-    assert "data generate" not in " ".join(calls)
+    assert [c.split(" --")[0] for c in calls[1:]] == FIRST_BUILD

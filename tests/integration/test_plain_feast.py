@@ -1,4 +1,4 @@
-"""Plain Feast as the README has a user run it: a fresh shell, ``. .venv/bin/activate``,
+"""Plain Feast as docs/operations.md has a user run it: a fresh shell, ``. .venv/bin/activate``,
 ``cd feature_repo``, then ``feast plan && feast apply``, ``feast materialize-incremental``
 and ``feast feature-views list``, with nothing exported by hand.
 
