@@ -1,8 +1,13 @@
-"""Online/offline skew: does Redis serve the values the features table holds?
+"""Online/offline skew: does the API serve the values the features table holds?
 
 Training reads the offline table through Feast's point-in-time join; the API reads
-Redis. Both should see the same newest row of a user, so any cell that differs is a
-bug in materialization (a day not loaded, a stale key, a type lost on the way).
+Redis through its own feature source (``online_api.online_features.OnlineFeatures``:
+its own read path and value decoder, not ``FeatureStore.get_online_features``). Both
+should see the same newest row of a user, so any cell that differs is a bug in
+materialization (a day not loaded, a stale key, a type lost on the way) or in the
+API's decoding. The online side is read exactly as the API reads it: the plan the API
+builds for the production model (its feature service and refs, plus the population
+rule's features), fetched in batches by the same source.
 A sample of users whose newest row is within the registered view TTL of the table's
 newest timestamp (the row Feast's join picks there, ``training.dataset.newest_rows_sql``;
 exactly those ``churn features materialize`` loads) is compared cell by cell.
@@ -10,10 +15,12 @@ exactly those ``churn features materialize`` loads) is compared cell by cell.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -28,11 +35,20 @@ from core.settings import Settings
 from core.sql_engine import connect, quote_path
 from core.tables import MissingInputError
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
-from feature_repo.store import online_feature_rows, open_store, view_ttl
+from feature_repo.store import open_store, view_ttl
+from online_api.online_features import OnlineFeatures, Plan
+from training import registry
 from training.dataset import FEATURE_SERVICE, feature_refs, newest_rows_sql
+from training.labels import POPULATION_FEATURES
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+    from online_api.service import FeatureSource
 
 TOLERANCE = 1e-9
 WORST_FEATURES = 5
+FETCH_USERS = 500  # users per fetch, capped by api_batch_max: no larger than an API read
 
 
 @dataclass(frozen=True)
@@ -188,15 +204,63 @@ def _recent(
     return _Recent(newest, ttl, files, [row[0] for row in users])
 
 
-def skew_report(
-    settings: Settings, sample: int | None = None, seed: int | None = None
-) -> SkewReport:
-    """Compare a sample of users' newest offline feature rows with what Feast serves online.
+def served_plan(
+    settings: Settings, store: FeatureStore, source: FeatureSource
+) -> tuple[str, list[str], Plan]:
+    """The feature service, the refs and ``source``'s plan the API reads for the production
+    model: its ``feature_refs`` plus ``POPULATION_FEATURES``, as ``ScoringService.start``
+    resolves a model. Before any promotion, every ref of ``FEATURE_SERVICE`` (what the
+    next model trains on); the refs returned include the population features.
+    """
+    version = registry.production(settings.models_dir)
+    if version is None:
+        service, refs = FEATURE_SERVICE, feature_refs(store, FEATURE_SERVICE)
+    else:
+        metadata = registry.load_metadata(settings.models_dir, version)
+        service, refs = metadata["feature_service"], list(metadata["feature_refs"])
+    plan = source.plan(service, refs, also=POPULATION_FEATURES)
+    return service, list(dict.fromkeys([*refs, *POPULATION_FEATURES])), plan
 
+
+def fetch_online(
+    source: FeatureSource, plan: Plan, users: list[str], names: list[str], chunk: int
+) -> pd.DataFrame:
+    """``names`` as ``source`` serves them to the API, by user (object dtype, None where
+    missing), read ``chunk`` users per fetch in one event loop; ``source`` is closed at
+    the end (its async client belongs to that loop; it reopens on its next fetch).
+    """
+
+    async def read() -> list:
+        try:
+            rows = []
+            for i in range(0, len(users), chunk):
+                rows.extend(await source.fetch(users[i : i + chunk], plan))
+            return rows
+        finally:
+            await source.aclose()
+
+    rows = asyncio.run(read())
+    records = [[None if row is None else row.values.get(n) for n in names] for row in rows]
+    index = pd.Index(users, name=ENTITY_KEY)
+    return pd.DataFrame(records, index=index, columns=names, dtype=object)
+
+
+def skew_report(
+    settings: Settings,
+    sample: int | None = None,
+    seed: int | None = None,
+    source: FeatureSource | None = None,
+) -> SkewReport:
+    """Compare a sample of users' newest offline feature rows with what the API serves.
+
+    ``source`` is the API's feature source (default: ``OnlineFeatures(settings)``, the
+    one ``churn serve`` reads through); it is closed when the report is done. The
+    features compared are those the API reads for the production model (``served_plan``).
     ``sample`` defaults to ``settings.skew_sample`` (a larger one checks everyone),
     ``seed`` to ``settings.seed``. The population is every user whose newest row is
     within the registered view TTL of the table's newest timestamp: older rows are
-    served by neither Feast's join nor ``materialize``.
+    served by neither Feast's join nor ``materialize``. No clock is read but for
+    ``checked_at``: the TTL is not applied to the online rows (the offline side already is).
     """
     size = settings.skew_sample if sample is None else sample
     con = connect(settings)
@@ -205,27 +269,29 @@ def skew_report(
     recent = _recent(con, settings.features_path, newest, view_ttl(store))
     users = sample_users(recent.users, size, settings.seed if seed is None else seed)
 
-    refs = feature_refs(store, FEATURE_SERVICE)
+    source = OnlineFeatures(settings) if source is None else source
+    service, refs, plan = served_plan(settings, store, source)
     names = [ref.split(":", 1)[1] for ref in refs]
     described = con.execute(f"DESCRIBE SELECT * FROM {_read(recent.files)}").fetchall()
     absent = sorted(set(names) - {row[0] for row in described})
     if absent:
         raise ValueError(
             f"the features table {settings.features_path} lacks {absent}, which "
-            f"{FEATURE_SERVICE} serves: rebuild the features or re-apply the feature repo"
+            f"{service} serves: rebuild the features or re-apply the feature repo"
         )
     con.register("sampled", pd.DataFrame({ENTITY_KEY: users}))
     offline = con.execute(
         newest_rows_sql(_read(recent.files), recent.newest, recent.ttl, names, "sampled")
     ).df()
     offline = offline.set_index(ENTITY_KEY)[names]
-    online = pd.DataFrame(online_feature_rows(settings, users, refs)).set_index(ENTITY_KEY)
+    chunk = min(FETCH_USERS, settings.api_batch_max)
+    online = fetch_online(source, plan, list(offline.index), names, chunk)
 
     mismatch, missing, worst = summarize(offline, online)
     return SkewReport(
         checked_at=datetime.now(UTC),
         newest_offline=recent.newest,
-        feature_service=FEATURE_SERVICE,
+        feature_service=service,
         population=len(recent.users),
         users_compared=len(offline),
         users_missing_online=int(missing.sum()),

@@ -1,38 +1,50 @@
-"""Online/offline skew on real Redis + Feast: zero after a correct materialize, and one
-corrupted cell (written through Feast's own online write path) found exactly.
+"""Online/offline skew on real Redis + Feast, read through the API's own feature source:
+zero after a correct materialize, one corrupted cell (written through Feast's own online
+write path) found exactly, and a wrong decoder in the source found cell by cell.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
+from typer.testing import CliRunner
 
+from churn.cli import app
 from core import partitions
 from feature_repo.spec import ENTITY_KEY, FEATURE_VIEW, TIMESTAMP_FIELD, feature_names
 from feature_repo.store import materialize, open_store
+from monitor import skew
 from monitor.skew import (
+    TOLERANCE,
     FeatureSkew,
     print_skew,
     skew_report,
     skew_samples,
     write_skew_report,
 )
+from online_api.online_features import FeatureRow, OnlineFeatures, Plan
 from tests.integration.world import build_world
+from training import registry
+from training.dataset import FEATURE_SERVICE
+from training.labels import POPULATION_FEATURES
 
 pytestmark = pytest.mark.integration
 
 DAYS = 45
-# Ending today, as a nightly run does: the rows materialized are the ones being served.
-END = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), UTC)
-START = END.date() - timedelta(days=DAYS)
+# A fixed day, not today: skew compares values and reads no clock (no TTL against now),
+# so the same world, and the same expected counts, whatever the date or time of day.
+END = datetime(2025, 6, 1, tzinfo=UTC)
 CORRUPTED = "watch_minutes_7d"
+RATIO = "watch_minutes_per_day_lifetime"  # a float64 ratio: rarely exact in float32
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +191,131 @@ def test_the_ttl_is_the_registered_views_not_the_settings(skew_settings):
         assert report.missing_examples == ["u_two_days_old"]
     finally:
         added.unlink()
+
+
+class MisdecodingSource:
+    """The API's real feature source with a decoding bug: ``wrong`` applied to each value
+    served of ``features`` (all when None). Records each fetch's size and each close."""
+
+    def __init__(
+        self, settings, wrong: Callable[[object], object], features: Sequence[str] | None = None
+    ) -> None:
+        self.real = OnlineFeatures(settings)
+        self.wrong, self.features = wrong, features
+        self.fetched: list[int] = []
+        self.closed = 0
+
+    def plan(self, feature_service: str, refs: list[str], also: Sequence[str] = ()) -> Plan:
+        return self.real.plan(feature_service, refs, also)
+
+    async def fetch(self, user_ids: list[str], plan: Plan) -> list[FeatureRow | None]:
+        self.fetched.append(len(user_ids))
+        rows = await self.real.fetch(user_ids, plan)
+        return [None if row is None else FeatureRow(self._decode(row.values), row.as_of)
+                for row in rows]  # fmt: skip
+
+    def _decode(self, values: dict[str, object]) -> dict[str, object]:
+        return {
+            n: self.wrong(v) if self.features is None or n in self.features else v
+            for n, v in values.items()
+        }
+
+    async def aclose(self) -> None:
+        self.closed += 1
+        await self.real.aclose()
+
+
+def _as_float32(value: object) -> object:
+    return None if value is None else float(np.float32(value))
+
+
+def _none_as_zero(value: object) -> object:
+    return 0 if value is None else value
+
+
+def test_the_source_is_read_in_api_sized_batches_closed_and_reusable(skew_settings):
+    population = len(_newest_rows(skew_settings))
+    small_batches = skew_settings.model_copy(update={"api_batch_max": 64})
+    source = MisdecodingSource(small_batches, lambda value: value)  # decodes correctly
+    first = skew_report(small_batches, source=source)
+    assert first.cells_mismatched == 0 and first.users_missing_online == 0
+    full, rest = divmod(population, 64)
+    assert source.fetched == [64] * full + ([rest] if rest else [])
+    assert source.closed == 1
+    # Closed with the report's event loop, the source serves the next report's loop too.
+    assert skew_report(small_batches, source=source).cells_mismatched == 0
+    assert source.closed == 2
+
+
+def test_a_float_decoded_as_float32_is_skew(skew_settings):
+    newest = _newest_rows(skew_settings)
+    offline = newest[RATIO].dropna()
+    rounded = offline.map(_as_float32)
+    # float32 is off by up to ~6e-8 relative: over the 1e-9 tolerance unless the value is small.
+    scale = np.maximum(1.0, np.maximum(offline.abs(), rounded.abs()))
+    wrong = offline[(rounded - offline).abs() > TOLERANCE * scale]
+    assert len(wrong) > 0, "the world has no float that float32 cannot hold"
+    report = skew_report(
+        skew_settings, source=MisdecodingSource(skew_settings, _as_float32, [RATIO])
+    )
+    assert report.cells_mismatched == len(wrong)
+    assert report.users_with_mismatch == len(wrong) and report.users_missing_online == 0
+    user = sorted(wrong.index)[0]
+    assert report.worst_features == [
+        FeatureSkew(RATIO, len(wrong), user, float(offline[user]), rounded[user])
+    ]
+
+
+def test_a_missing_value_decoded_as_zero_is_skew(skew_settings):
+    names = feature_names(skew_settings.windows)
+    nulls = _newest_rows(skew_settings)[names].isna()
+    assert nulls.to_numpy().sum() > 0, "the world has no missing feature value"
+    report = skew_report(skew_settings, source=MisdecodingSource(skew_settings, _none_as_zero))
+    assert report.cells_mismatched == int(nulls.to_numpy().sum())
+    assert report.users_with_mismatch == int(nulls.any(axis=1).sum())
+    counts = nulls.sum()
+    worst = report.worst_features[0]
+    assert worst.mismatches == counts.max() and counts[worst.feature] == counts.max()
+    assert worst.offline_value is None and worst.online_value == 0
+
+
+def test_the_cli_exits_3_on_a_wrong_decoder_and_0_on_the_apis(skew_settings, monkeypatch):
+    env = skew_settings.as_env()
+    clean = CliRunner().invoke(app, ["monitor", "skew"], env=env)
+    assert clean.exit_code == 0, clean.output
+    assert "Online/offline skew: 0 of" in clean.output
+    # The command builds the API's source itself: make that one decode a float wrongly.
+    monkeypatch.setattr(
+        skew, "OnlineFeatures", lambda settings: MisdecodingSource(settings, _as_float32, [RATIO])
+    )
+    wrong = CliRunner().invoke(app, ["monitor", "skew"], env=env)
+    assert wrong.exit_code == 3, wrong.output
+    reports = (skew_settings.monitoring_dir / "skew").glob("skew_*.json")
+    written = json.loads(max(reports, key=lambda path: path.stat().st_mtime_ns).read_text())
+    assert written["cells_mismatched"] > 0
+    assert written["worst_features"][0]["feature"] == RATIO
+
+
+def test_the_production_models_features_are_the_ones_compared(skew_settings, tmp_path):
+    """The API reads the production model's refs plus the population rule's features, and
+    refuses a model whose refs its feature service does not serve: so does the check."""
+    settings = skew_settings.model_copy(update={"artifacts_dir": tmp_path / "artifacts"})
+    models = settings.models_dir
+    refs = [f"{FEATURE_VIEW}:logins_7d", f"{FEATURE_VIEW}:{RATIO}"]
+    for version, model_refs in (("v1", refs), ("v2", [*refs, f"{FEATURE_VIEW}:no_such"])):
+        metadata = {"feature_service": FEATURE_SERVICE, "feature_refs": model_refs,
+                    "model_kind": "stand-in", "created_at": "2026-01-01T00:00:00+00:00"}  # fmt: skip
+        registry.save_model(models, version, {"stand-in": True}, metadata)
+    registry.set_production(models, "v1", reason="test")
+    population = len(_newest_rows(skew_settings))
+    compared = {ref.split(":", 1)[1] for ref in [*refs, *POPULATION_FEATURES]}
+
+    report = skew_report(settings)
+    assert report.feature_service == FEATURE_SERVICE
+    assert report.features_compared == len(compared) == 4
+    assert report.cells_compared == population * len(compared)
+    assert report.cells_mismatched == 0
+
+    registry.set_production(models, "v2", reason="test")
+    with pytest.raises(ValueError, match="no_such"):
+        skew_report(settings)

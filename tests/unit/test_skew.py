@@ -1,8 +1,9 @@
-"""Online/offline skew, the pure parts: cell comparison, sampling, and bad input."""
+"""Online/offline skew, the pure parts: cell comparison, sampling, the batched read of a
+feature source, and bad input."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,8 @@ import pytest
 
 from core import partitions
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
-from monitor.skew import cell_mismatches, sample_users, skew_report
+from monitor.skew import cell_mismatches, fetch_online, sample_users, skew_report
+from online_api.online_features import FeatureRow
 
 
 def test_an_empty_features_table_is_a_clear_error(make_settings):
@@ -63,3 +65,47 @@ def test_the_sample_is_seeded_sorted_and_capped():
     assert len(set(first)) == 20
     assert sample_users(users, 20, seed=2) != first
     assert sample_users(users, 500, seed=1) == users
+
+
+class DictSource:
+    """A feature source over a dict of rows; records each fetch's size and each close, and
+    fails the fetch that reaches ``fail_at`` users."""
+
+    def __init__(self, rows: dict[str, dict], fail_at: int | None = None) -> None:
+        self.rows, self.fail_at = rows, fail_at
+        self.fetched: list[int] = []
+        self.closed = 0
+
+    def plan(self, feature_service, refs, also=()):
+        raise AssertionError("fetch_online is given the plan")
+
+    async def fetch(self, user_ids, plan):
+        self.fetched.append(len(user_ids))
+        if self.fail_at is not None and sum(self.fetched) >= self.fail_at:
+            raise ConnectionError("store gone")
+        stamp = datetime(2026, 3, 2, tzinfo=UTC)
+        return [FeatureRow(self.rows[u], stamp) if u in self.rows else None for u in user_ids]
+
+    async def aclose(self):
+        self.closed += 1
+
+
+def test_the_source_is_read_in_chunks_in_order_and_closed():
+    rows = {"a": {"x": 1, "y": "DE"}, "c": {"x": 2.5}, "d": {"x": None, "y": "FR", "z": 9}}
+    source = DictSource(rows)
+    got = fetch_online(source, object(), ["a", "b", "c", "d", "e"], ["x", "y"], chunk=2)
+    assert source.fetched == [2, 2, 1] and source.closed == 1
+    assert got.index.name == ENTITY_KEY and list(got.columns) == ["x", "y"]
+    # Unknown users and names a row lacks are None; values keep their served type.
+    assert got.to_dict(orient="index") == {
+        "a": {"x": 1, "y": "DE"}, "b": {"x": None, "y": None}, "c": {"x": 2.5, "y": None},
+        "d": {"x": None, "y": "FR"}, "e": {"x": None, "y": None},
+    }  # fmt: skip
+    assert type(got.at["a", "x"]) is int
+
+
+def test_the_source_is_closed_when_a_fetch_fails():
+    source = DictSource({}, fail_at=3)
+    with pytest.raises(ConnectionError):
+        fetch_online(source, object(), ["a", "b", "c", "d"], ["x"], chunk=2)
+    assert source.fetched == [2, 2] and source.closed == 1
