@@ -353,6 +353,13 @@ class Settings(BaseSettings):
         "falls below this; under min_pr_auc_skill so noise around a model the gate passed "
         "does not retrain",
     )
+    calibration_error_alert: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="Realized outcomes: a night's expected calibration error (10 equal-mass "
+        "bins) above this says the probabilities, and so the performance estimate, are off",
+    )
     holdout_share: float = Field(
         0.1,
         ge=0,

@@ -91,7 +91,10 @@ class DemoWorld:
     calendar), so the demo trains on the same data whatever the date.
     Events fall in [start, start+days) 00:00 UTC. With ``scenario="drift"`` the world
     changes from ``drift_day`` (default two-thirds in): weaker sign-ups from a different
-    channel mix, and half the watch time for everyone. ``drift_day`` is ignored otherwise.
+    channel mix, and half the watch time for everyone. With ``scenario="concept"`` the same
+    behaviour carries a higher churn hazard from ``drift_day`` (default two-thirds in), while
+    what users do, and so every feature's distribution, is the baseline's until churn
+    differs. ``drift_day`` is ignored otherwise.
     ``scenario="purchases"`` is a course shop instead of a portal: enrolments and payments
     only, a slower hidden state, and about half the active customers buy nothing in a month.
     ``outreach`` cuts the churn hazard of the users it contacted; it draws no random number
@@ -119,7 +122,7 @@ class DemoWorld:
         sizes = [min(block_users, n_users - first) for first in self.offsets]
         starts = outreach.starts(self.start, n_users) if outreach else {}
         self.blocks = [
-            Block(_block_rng(seed, b), n, days, start_us, world, drift_day,
+            Block(_block_rng(seed, b), n, days, start_us, world,
                   outreach.on_block(starts, first, n) if outreach else None)
             for b, (first, n) in enumerate(zip(self.offsets, sizes, strict=True))
         ]  # fmt: skip
@@ -234,7 +237,7 @@ def _checked_drift_day(
         )
     if scenario not in SCENARIOS:
         raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
-    if scenario != "drift":
+    if scenario not in ("drift", "concept"):
         return None
     drift_day = days * 2 // 3 if drift_day is None else drift_day
     if not 0 <= drift_day < days:

@@ -27,10 +27,11 @@ from ingestion.demo_world import (
     WorldDay,
     user_id_width,
 )
-from ingestion.simulate import COURSE_PRICES, COURSES, SCENARIOS, Scenario
+from ingestion.simulate import CONCEPT_HAZARD_FACTOR, COURSE_PRICES, COURSES, SCENARIOS, Scenario
 
 __all__ = [
     "BLOCK_USERS",
+    "CONCEPT_HAZARD_FACTOR",
     "COURSES",
     "COURSE_PRICES",
     "SCENARIOS",

@@ -5,6 +5,11 @@ level, which drifts down for a share of users). Activity, payments, tickets and 
 churn hazard all follow it; a churned user emits nothing afterwards. The hidden state is
 returned only as the ground truth (evaluation, never features).
 
+Scenario "concept" changes what behaviour means, not behaviour: from its day on, every
+user's daily churn hazard is ``CONCEPT_HAZARD_FACTOR`` times what it was (a cheaper rival,
+say), whatever they do. Nothing the features see causes it, so a model trained before
+underestimates the risk of the same behaviour after (concept drift, invisible to PSI).
+
 Scenario "purchases" is a course shop on the same hidden state: customers only buy courses
 (a payment, then the enrolment), so about half of those who bought in the last two weeks buy
 nothing in the next month, and how much a customer bought since their first day tells their
@@ -54,7 +59,11 @@ BUY_SHIFT = -4.0
 # a seed draws never depends on where the calendar's month boundaries fall.
 BILLING_CYCLE_DAYS = 30
 TYPE_CODE = {name: code for code, name in enumerate(EVENT_TYPES)}
-Scenario = Literal["baseline", "drift", "purchases"]
+# Scenario "concept": the daily churn hazard from the concept day on, times this: a typical
+# user's 30-day chance of leaving goes from about 10 % to about 40 %, the 30-day label's rate
+# from 0.09 to 0.19 (3,000 users, seed 5), while the features' PSI stays under 0.02.
+CONCEPT_HAZARD_FACTOR = 5.0
+Scenario = Literal["baseline", "drift", "purchases", "concept"]
 SCENARIOS: tuple[str, ...] = get_args(Scenario)
 
 
@@ -158,21 +167,37 @@ EventChunk = tuple[np.ndarray, ...]
 class World:
     """What a scenario decides: the share of users who signed up before the simulated range,
     how the hidden deviation moves (AR(1): ``fresh_sd`` on a user's first day, then
-    ``persistence`` and ``step_sd``), and what a user does on a day."""
+    ``persistence`` and ``step_sd``), what a user does on a day, from which day sign-ups are
+    weaker (``cohort_day``, scenario drift) and from which day the same behaviour carries a
+    higher churn hazard (``concept_day``, scenario concept)."""
 
     existing_share: float
     fresh_sd: float
     persistence: float
     step_sd: float
     events: Callable[[np.random.Generator, dict[str, np.ndarray], _Day, _Memory], EventChunk]
+    cohort_day: int | None = None
+    concept_day: int | None = None
+
+    def hazard_factor(self, d: int) -> float:
+        """What multiplies day ``d``'s churn hazard: 1 but after the concept day."""
+        if self.concept_day is None or d < self.concept_day:
+            return 1.0
+        return CONCEPT_HAZARD_FACTOR
 
 
 def scenario_world(scenario: Scenario, drift_day: int | None) -> World:
-    """The portal (baseline, drift), or the shop: an established customer base, mostly
-    bought before the range, whose propensity drifts slowly (a half-life of about a month)."""
+    """The portal (baseline, drift, concept), or the shop: an established customer base,
+    mostly bought before the range, whose propensity drifts slowly (a half-life of about a
+    month). ``drift_day`` is the day drift or concept starts (ignored by the others)."""
     if scenario == "purchases":
         return World(0.6, 0.5, 0.98, 0.1, _purchase_events)
-    return World(1 / 3, 0.7, 0.9, 0.3, partial(_learning_events, drift_day=drift_day))
+    if scenario == "concept":  # the inputs' world is the baseline's: only the hazard moves
+        return World(1 / 3, 0.7, 0.9, 0.3, partial(_learning_events, drift_day=None),
+                     concept_day=drift_day)  # fmt: skip
+    drift_day = drift_day if scenario == "drift" else None
+    return World(1 / 3, 0.7, 0.9, 0.3, partial(_learning_events, drift_day=drift_day),
+                 cohort_day=drift_day)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -211,11 +236,10 @@ class Block:
         days: int,
         start_us: int,
         world: World,
-        drift_day: int | None,
         contacts: Contacts | None = None,
     ) -> None:
         self.rng, self.world, self.start_us, self.contacts = rng, world, start_us, contacts
-        self.pop = _draw_users(rng, n, days, start_us, drift_day, world.existing_share)
+        self.pop = _draw_users(rng, n, days, start_us, world.cohort_day, world.existing_share)
         self.z = np.zeros(n)  # AR(1) deviation from the user's level, logit scale
         self.started = np.zeros(n, bool)
         self.churn_us = np.full(n, NO_CHURN)
@@ -232,7 +256,7 @@ class Block:
         x = self._engagement(d, day_us, idx)
         lo = np.maximum(day_us, pop["signup_us"][idx])
         is_signup = pop["signup_day"][idx] == d
-        untreated = _churn_hazard(pop, d, idx, x, self.memory)
+        untreated = _churn_hazard(pop, d, idx, x, self.memory, self.world.hazard_factor(d))
         hazard = self._treated(d, idx, untreated)
         draw = rng.random(m)
         churned = draw < hazard
@@ -271,12 +295,19 @@ class Block:
 
 
 def _churn_hazard(
-    pop: dict[str, np.ndarray], d: int, idx: np.ndarray, x: np.ndarray, memory: _Memory
+    pop: dict[str, np.ndarray],
+    d: int,
+    idx: np.ndarray,
+    x: np.ndarray,
+    memory: _Memory,
+    factor: float = 1.0,
 ) -> np.ndarray:
     """Daily churn probability: low engagement, a failed payment (14 d) or a ticket (7 d)
-    raise it; paying users stay longer. Multiplicative, capped so it stays a probability."""
+    raise it; paying users stay longer; ``factor`` (``World.hazard_factor``) scales it for
+    everyone alike. Multiplicative, capped so it stays a probability."""
     return np.minimum(
         0.0024
+        * factor
         * np.exp(-1.3 * (x + 0.3))
         * np.where(pop["paid"][idx], 0.5, 1.0)
         * np.where(d - memory.last_fail[idx] <= 14, 3.0, 1.0)

@@ -11,6 +11,12 @@ Every run recomputes every date whose horizon has passed and appends to
 when they are new or differ, a skip marker when a date has no figures (one realized class).
 The newest line of a date is its record. A ``history.json`` list written before this
 format is read as it is, and carried over to ``history.jsonl`` on the first write.
+
+Each evaluated date also gets its calibration check (``monitor.calibration``): the expected
+calibration error over equal-mass bins (``calibration_error``, ``calibration_bins``) and a
+reliability plot, ``monitoring/outcomes/reliability/as_of=D.png``; the newest date's error
+is pushed beside ``CHURN_CALIBRATION_ERROR_ALERT``, since the performance estimate is only
+right while the probabilities are calibrated.
 """
 
 from __future__ import annotations
@@ -32,12 +38,14 @@ from core.settings import Settings
 from core.sql_engine import connect, quote_path
 from core.tables import MissingInputError
 from feature_repo.spec import ENTITY_KEY
+from monitor.calibration import calibration_error, equal_mass_bins, reliability_png
 from training.evaluation import evaluate, pr_auc_skill, reliability_curve
 from training.labels import labels_at_sql
 from training.outreach import CONTACT, read_assignments
 
 CALIBRATION_BINS = 10
 HISTORY_FILE = "history.jsonl"
+RELIABILITY_DIR = "reliability"  # one PNG per evaluated date, beside the history
 LEGACY_HISTORY_FILE = "history.json"  # one JSON list, rewritten whole: read, then carried over
 
 
@@ -62,6 +70,9 @@ class DateOutcome:
     calibration: list[dict] = field(default_factory=list)
     # Users of the contact arm, left out: outreach may have kept them (training.outreach).
     contacted_left_out: int = 0
+    # ECE over equal-mass bins (monitor.calibration), and those bins (same columns as above).
+    calibration_error: float = 0.0
+    calibration_bins: list[dict] = field(default_factory=list)
 
     def record(self) -> dict:
         return asdict(self) | {"as_of": self.as_of.isoformat()}
@@ -90,6 +101,11 @@ class OutcomesReport:
     skipped: list[SkippedDate]
     last_complete_day: date | None  # newest day of user_daily
     history_path: Path
+    calibration_alert: float  # CHURN_CALIBRATION_ERROR_ALERT of the run
+
+    def miscalibrated(self, outcome: DateOutcome) -> bool:
+        """Whether ``outcome``'s calibration error is above the run's threshold."""
+        return outcome.calibration_error > self.calibration_alert
 
     @property
     def latest(self) -> DateOutcome | None:
@@ -128,6 +144,7 @@ def outcome_of(
     y, risk = labelled["churned"].to_numpy(), labelled["churn_risk"].to_numpy()
     metrics = evaluate(y, risk, k=settings.top_k)
     calibration = reliability_curve(y, risk, bins=CALIBRATION_BINS)
+    mass_bins = equal_mass_bins(y, risk, bins=CALIBRATION_BINS)
     return DateOutcome(
         as_of=as_of,
         model_version=model_version,
@@ -142,12 +159,19 @@ def outcome_of(
         precision_at_k=float(metrics["precision_at_k"]),
         k=int(metrics["k"]),
         brier=float(metrics["brier"]),
-        calibration=[
-            {key: (int(v) if key == "count" else float(v)) for key, v in row.items()}
-            for row in calibration.to_dict(orient="records")
-        ],
+        calibration=_bin_records(calibration),
         contacted_left_out=contacted_left_out,
+        calibration_error=calibration_error(mass_bins),
+        calibration_bins=_bin_records(mass_bins),
     )
+
+
+def _bin_records(table: pd.DataFrame) -> list[dict]:
+    """A bin table as JSON-ready records: counts as int, the rest as float."""
+    return [
+        {key: (int(v) if key == "count" else float(v)) for key, v in row.items()}
+        for row in table.to_dict(orient="records")
+    ]
 
 
 def realized_outcomes(settings: Settings) -> OutcomesReport:
@@ -194,10 +218,29 @@ def realized_outcomes(settings: Settings) -> OutcomesReport:
     changed = [o.record() for o in evaluated]
     changed += [{"as_of": s.as_of.isoformat(), "skipped": s.reason} for s in skipped]
     _carry_over_legacy(path)
-    for record in changed:
-        if _text(lines.get(record["as_of"])) != _text(record):
-            append_record(path, record)
-    return OutcomesReport(evaluated, pending, skipped, last_complete, path)
+    new = [r for r in changed if _text(lines.get(r["as_of"])) != _text(r)]
+    for record in new:
+        append_record(path, record)
+    report = OutcomesReport(evaluated, pending, skipped, last_complete, path,
+                            settings.calibration_error_alert)  # fmt: skip
+    redrawn = {r["as_of"] for r in new}
+    for outcome in evaluated:  # a plot per date whose figures changed, or that has none yet
+        png = reliability_path(settings, outcome.as_of)
+        if outcome.as_of.isoformat() in redrawn or not png.exists():
+            write_reliability(outcome, report.calibration_alert, png)
+    return report
+
+
+def reliability_path(settings: Settings, as_of: date) -> Path:
+    """The reliability plot of batch date ``as_of``, beside the outcomes history."""
+    return history_path(settings).parent / RELIABILITY_DIR / f"as_of={as_of.isoformat()}.png"
+
+
+def write_reliability(outcome: DateOutcome, threshold: float, path: Path) -> Path:
+    """Draw ``outcome``'s equal-mass bins (``monitor.calibration.reliability_png``)."""
+    title = f"Calibration of {outcome.as_of} ({outcome.model_version}, {outcome.rows} users)"
+    table = pd.DataFrame(outcome.calibration_bins)
+    return reliability_png(table, outcome.calibration_error, threshold, path, title)
 
 
 def uncontacted(scored: pd.DataFrame, assigned: pd.DataFrame | None) -> tuple[pd.DataFrame, int]:
@@ -282,14 +325,16 @@ def print_outcomes(report: OutcomesReport, console: Console) -> None:
     """One row per evaluated batch date, the newest date's calibration, and what is pending."""
     table = Table(
         "as of", "model", "rows", "base rate", "PR-AUC", "skill", "lift", "ROC-AUC", "P@K",
-        "Brier",
+        "Brier", "ECE",
         title=f"Realized performance (user_daily up to {report.last_complete_day})",
     )  # fmt: skip
     for o in report.evaluated:
+        ece = f"{o.calibration_error:.3f}"
         table.add_row(
             str(o.as_of), o.model_version, str(o.rows), f"{o.base_rate:.3f}", f"{o.pr_auc:.3f}",
             f"{o.pr_auc_skill:.3f}", f"{o.pr_auc_lift:.2f}", f"{o.roc_auc:.3f}",
             f"{o.precision_at_k:.3f} (K={o.k})", f"{o.brier:.4f}",
+            f"[red]{ece} > {report.calibration_alert:g}[/red]" if report.miscalibrated(o) else ece,
         )  # fmt: skip
     if report.evaluated:
         console.print(table)
@@ -299,15 +344,24 @@ def print_outcomes(report: OutcomesReport, console: Console) -> None:
     if latest is not None:
         calibration = Table(
             "predicted risk", "mean predicted", "realized rate", "users",
-            title=f"Calibration of {latest.as_of}",
+            title=f"Calibration of {latest.as_of}: ECE {latest.calibration_error:.3f} "
+            "(equal-mass bins)",
         )  # fmt: skip
-        for row in latest.calibration:
+        for row in latest.calibration_bins:
             calibration.add_row(
-                f"[{row['bin_low']:.1f}, {row['bin_high']:.1f}{']' if row['bin_high'] >= 1 else ')'}",
+                f"[{row['bin_low']:.3f}, {row['bin_high']:.3f}]",
                 f"{row['mean_predicted']:.3f}",
                 f"{row['observed_rate']:.3f}", str(row["count"]),
             )  # fmt: skip
         console.print(calibration)
+    for o in report.evaluated:
+        if report.miscalibrated(o):
+            console.print(
+                f"[red]{o.as_of}: calibration error {o.calibration_error:.3f} exceeds "
+                f"CHURN_CALIBRATION_ERROR_ALERT {report.calibration_alert:g}[/red]: the "
+                "predicted risks no longer match what users do, so the performance estimate "
+                "(read off those risks) is off too; retrain on recent labels"
+            )
     for s in report.skipped:
         console.print(f"[yellow]{s.as_of}: not evaluated[/yellow] ({s.reason})")
     for p in report.pending:
@@ -315,7 +369,12 @@ def print_outcomes(report: OutcomesReport, console: Console) -> None:
 
 
 def outcome_samples(report: OutcomesReport) -> list[Sample]:
-    """Gauges of the newest evaluated batch date (none before any horizon has passed)."""
+    """Gauges of the newest evaluated batch date (none before any horizon has passed).
+
+    ``churn_outcomes_calibration_error`` (labelled by model version) and its threshold
+    ``churn_outcomes_calibration_error_threshold`` (no labels: a setting, not a model's)
+    feed the ChurnModelMiscalibrated alert.
+    """
     o = report.latest
     if o is None:
         return []
@@ -331,4 +390,12 @@ def outcome_samples(report: OutcomesReport) -> list[Sample]:
         ("churn_realized_brier", o.brier, "Brier score of the predicted risks"),
         ("churn_realized_as_of_timestamp_seconds", as_of, "Batch date (T) these figures are of"),
     ]
-    return [Sample(name, float(value), text, labels) for name, value, text in values]
+    samples = [Sample(name, float(value), text, labels) for name, value, text in values]
+    return [
+        *samples,
+        Sample("churn_outcomes_calibration_error", o.calibration_error,
+               "Expected calibration error (10 equal-mass bins) of the newest evaluated batch",
+               labels),
+        Sample("churn_outcomes_calibration_error_threshold", report.calibration_alert,
+               "CHURN_CALIBRATION_ERROR_ALERT: a calibration error above it is an alert"),
+    ]  # fmt: skip

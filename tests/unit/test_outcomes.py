@@ -18,6 +18,7 @@ from rich.console import Console
 from core import partitions
 from core.atomic import write_parquet
 from core.sql_engine import DuckEngine, connect
+from monitor.calibration import equal_mass_bins, expected_calibration_error
 from monitor.outcomes import (
     history_lines,
     history_path,
@@ -26,6 +27,7 @@ from monitor.outcomes import (
     read_history,
     realized_labels_sql,
     realized_outcomes,
+    reliability_path,
 )
 from training.evaluation import evaluate
 
@@ -330,7 +332,10 @@ def test_samples_are_the_newest_evaluated_date(settings):
         "churn_realized_base_rate",
         "churn_realized_brier",
         "churn_realized_as_of_timestamp_seconds",
+        "churn_outcomes_calibration_error",
+        "churn_outcomes_calibration_error_threshold",
     }
+    assert samples.pop("churn_outcomes_calibration_error_threshold").labels == {}
     assert all(s.labels == {"model_version": "v2"} for s in samples.values())
     assert samples["churn_realized_pr_auc"].value == latest.pr_auc
     assert samples["churn_realized_pr_auc_skill"].value == latest.pr_auc_skill
@@ -350,3 +355,52 @@ def test_printed_table_names_dates_models_and_pending(settings):
     assert f"{report.latest.pr_auc:.3f}" in text
     assert "skill" in text and f"{report.latest.pr_auc_skill:.3f}" in text
     assert "pending 2026-03-13: needs user_daily up to 2026-03-17" in text
+
+
+def test_each_date_gets_its_calibration_error_bins_and_plot(settings):
+    """ECE over ten equal-mass bins of the same arrays, in the record and the history, and a
+    reliability PNG per date, redrawn only when the date's figures change."""
+    report = realized_outcomes(settings)
+    history = read_history(history_path(settings))
+    for outcome, seed in zip(report.evaluated, (1, 2), strict=True):
+        frame = predictions(SCORED, seed=seed)
+        y = np.array([expected_label(u, outcome.as_of) for u in frame["user_id"]])
+        risk = frame["churn_risk"].to_numpy()
+        assert outcome.calibration_error == pytest.approx(expected_calibration_error(y, risk))
+        assert outcome.calibration_bins == equal_mass_bins(y, risk).to_dict(orient="records")
+        assert [b["count"] for b in outcome.calibration_bins] == [7] * 6 + [6] * 4  # 66 users
+        record = history[outcome.as_of.isoformat()]
+        assert record["calibration_error"] == outcome.calibration_error
+        assert record["calibration_bins"] == outcome.calibration_bins
+        png = reliability_path(settings, outcome.as_of)
+        assert png == settings.monitoring_dir / "outcomes" / "reliability" / (
+            f"as_of={outcome.as_of.isoformat()}.png"
+        )
+        assert png.read_bytes()[:4] == b"\x89PNG"
+    untouched = reliability_path(settings, D).stat().st_mtime_ns
+    reliability_path(settings, date(2026, 3, 12)).unlink()
+    realized_outcomes(settings)  # same figures: only the missing plot is drawn again
+    assert reliability_path(settings, D).stat().st_mtime_ns == untouched
+    assert reliability_path(settings, date(2026, 3, 12)).exists()
+
+
+def test_samples_carry_the_calibration_error_and_its_threshold(settings):
+    strict = settings.model_copy(update={"calibration_error_alert": 0.01})
+    report = realized_outcomes(strict)
+    samples = {s.name: s.value for s in outcome_samples(report)}
+    assert samples["churn_outcomes_calibration_error"] == report.latest.calibration_error
+    assert samples["churn_outcomes_calibration_error_threshold"] == 0.01
+
+
+@pytest.mark.parametrize("alert", [0.01, 0.99])
+def test_printed_ece_per_date_and_what_exceeds_the_threshold(settings, alert):
+    report = realized_outcomes(settings.model_copy(update={"calibration_error_alert": alert}))
+    console = Console(record=True, width=250)
+    print_outcomes(report, console)
+    text = console.export_text()
+    assert "ECE" in text
+    for o in report.evaluated:
+        assert 0.01 < o.calibration_error < 0.99  # random risks: between the two thresholds
+        assert f"{o.calibration_error:.3f}" in text
+        exceeds = f"{o.as_of}: calibration error {o.calibration_error:.3f} exceeds"
+        assert (exceeds in text) == (alert == 0.01)
