@@ -146,11 +146,12 @@ def data_generate(
         str,
         typer.Option(
             help="baseline; drift: the world changes from --drift-day on; purchases: a course "
-            "shop (enrolments and payments only, about half the recent buyers churn)."
+            "shop (enrolments and payments only, about half the recent buyers churn); concept: from "
+            "--drift-day on the same behaviour carries five times the churn hazard (inputs unchanged)."
         ),
     ] = "baseline",
     drift_day: Annotated[
-        int | None, typer.Option(help="Day index where the drift scenario starts.")
+        int | None, typer.Option(help="Day index where the drift or concept scenario starts.")
     ] = None,
     into_source: Annotated[
         bool,
@@ -579,6 +580,37 @@ def monitor_drift(as_of: BatchDate = None) -> None:
     raise typer.Exit(EXIT_CODES[report.status])
 
 
+@monitor_app.command("estimate")
+def monitor_estimate(as_of: BatchDate = None) -> None:
+    """Expected churn rate, precision@K, PR-AUC (skill) and ROC-AUC of a batch from its
+    calibrated probabilities, before any label; beside the realized figures once they exist.
+
+    Exit code: 0 ok, 10 estimated skill under the floor, 20 under it for
+    CHURN_ESTIMATE_ALERT_NIGHTS nights (1: an error).
+    """
+    from core.push import push
+    from monitor.estimate import (
+        EXIT_CODES,
+        check_against_realized,
+        estimate_report,
+        estimate_samples,
+        print_estimate,
+        write_estimate_report,
+    )
+
+    settings = _settings()
+    log = StageLog(console)
+    with _user_errors(), job_run(settings, "estimate"), log.stage("estimate"):
+        report = estimate_report(settings, _day(as_of))
+        path = write_estimate_report(report, settings)
+        checked = check_against_realized(settings)
+        push(settings, "churn_estimate", estimate_samples(report, checked))
+    log.note(f"{report.expected.rows:,} users, {report.expected.draws} draws → {path}")
+    print_estimate(report, checked, console)
+    console.print(f"chart: {path.with_suffix('.png')}")
+    raise typer.Exit(EXIT_CODES[report.status])
+
+
 @monitor_app.command("outcomes")
 def monitor_outcomes() -> None:
     """Realized PR-AUC, ROC-AUC, precision@K and calibration of every batch whose horizon
@@ -619,7 +651,8 @@ def monitor_skew(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed (default CHURN_SEED).")] = None,
 ) -> None:
-    """Online (Redis) against offline (newest row) features of sampled users.
+    """What the API reads from Redis (its own read path and decoder) against the offline newest
+    rows of sampled users.
 
     Exit code 3 when any cell differs or a sampled user is missing online.
     """
@@ -675,7 +708,7 @@ def nightly(
 ) -> None:
     """The night's jobs once, in order, stopping at the first failure: ingest (with CHURN_SOURCE
     set or the export files given) → validate → prepare and features for the day (and the days
-    late events reached) → materialize → batch score → drift → outcomes → uplift → skew →
+    late events reached) → materialize → batch score → estimate → drift → outcomes → uplift → skew →
     retrain-if-needed."""
     from churn.nightly import run_nightly
 

@@ -205,6 +205,17 @@ def _written(report: Callable[[Settings], Any], write: Callable[[Any, Settings],
     return run
 
 
+def _estimate() -> StageFn:
+    from monitor.estimate import estimate_report, write_estimate_report
+
+    def run(i: StageInputs) -> Any:
+        report = estimate_report(i.settings, i.run_time.date())  # the batch just scored
+        write_estimate_report(report, i.settings)
+        return report
+
+    return run
+
+
 def _drift() -> StageFn:
     from monitor.drift import drift_report, write_drift_report
 
@@ -250,6 +261,10 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
     Stage("promote", ("promote",), "promote", _promote),
     Stage("batch", ("batch", "score"), "batch score", _batch,
           lambda i: ["--as-of", i.run_time.date().isoformat()]),
+    Stage("estimate", ("monitor", "estimate"), "estimate", _estimate,
+          lambda i: ["--as-of", i.run_time.date().isoformat()],
+          findings={10: "estimated PR-AUC skill under the floor",
+                    20: "estimated PR-AUC skill under the floor for CHURN_ESTIMATE_ALERT_NIGHTS nights"}),
     Stage("drift", ("monitor", "drift"), "drift", _drift,
           findings={10: "drift warning", 20: "drift alert"}),
     Stage("outcomes", ("monitor", "outcomes"), "outcomes", _outcomes),
@@ -261,8 +276,8 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
 # The night, in order: the day just ended through the gates into the features and Redis,
 # scored, monitored, and the model retrained when the evidence says so. Each stage reads
 # what the one before wrote, so the night stops at the first failure.
-NIGHT = ("validate", "prepare", "features", "materialize", "batch", "drift", "outcomes", "uplift",
-         "skew", "retrain")  # fmt: skip
+NIGHT = ("validate", "prepare", "features", "materialize", "batch", "estimate", "drift", "outcomes",
+         "uplift", "skew", "retrain")  # fmt: skip
 # The demo's set-up, up to the gate (then it serves).
 DEMO = ("generate", "validate", "prepare", "features", "apply", "materialize", "train", "promote")
 

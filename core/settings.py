@@ -360,6 +360,23 @@ class Settings(BaseSettings):
         description="Realized outcomes: a night's expected calibration error (10 equal-mass "
         "bins) above this says the probabilities, and so the performance estimate, are off",
     )
+    estimate_draws: int = Field(
+        200,
+        ge=20,
+        description="Label draws behind the nightly estimate's PR-AUC and ROC-AUC and their "
+        "5-95 % band (`churn monitor estimate`); time grows with draws x scored users",
+    )
+    estimate_alert_nights: int = Field(
+        3,
+        ge=1,
+        description="Alert (and, with CHURN_RETRAIN_ON_ESTIMATE, retrain) when the estimated "
+        "PR-AUC skill stays under CHURN_REALIZED_PR_AUC_SKILL_FLOOR this many nights in a row",
+    )
+    retrain_on_estimate: bool = Field(
+        False,
+        description="retrain-if-needed also fires on the estimate: estimated PR-AUC skill under "
+        "the floor for CHURN_ESTIMATE_ALERT_NIGHTS nights (before any label can confirm it)",
+    )
     holdout_share: float = Field(
         0.1,
         ge=0,
@@ -585,6 +602,11 @@ class Settings(BaseSettings):
     def monitoring_dir(self) -> Path:
         """Drift, outcome, skew and retraining reports and their histories."""
         return self.artifacts_dir / "monitoring"
+
+    @property
+    def estimate_dir(self) -> Path:
+        """The nightly estimate's reports, charts and history (``monitor.estimate``)."""
+        return self.monitoring_dir / "estimate"
 
     @property
     def nights_path(self) -> Path:

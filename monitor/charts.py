@@ -1,4 +1,4 @@
-"""Drift and uplift charts as PNGs next to their reports, built as training/plots.py builds its figures.
+"""Drift, uplift and estimate charts as PNGs next to their reports, built as training/plots.py builds its figures.
 
 Object-oriented API on an Agg canvas, never ``pyplot``: no display needed, no global backend
 switched, nothing kept alive between nightly runs. Written atomically.
@@ -98,6 +98,43 @@ def uplift_bars(strata: Sequence, path: Path, title: str) -> Path:
         ylabel="contact − holdout", title="Uplift (95 %); below 0: outreach keeps users"
     )
     differences.grid(axis="y", alpha=0.3)
+    figure.suptitle(title)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    figure.clear()
+    return path
+
+
+def estimate_lines(
+    series: Mapping[str, Mapping[str, tuple]], floor: float, path: Path, title: str
+) -> Path:
+    """One panel per figure (``series``: figure -> night -> (estimate, lower, upper, realized)):
+    the estimate night by night with its 5-95 % band, the realized figure where the horizon
+    has passed, and the skill floor; return ``path``."""
+    figure = Figure(layout="constrained", figsize=(11.0, 3.6 * len(series)))
+    FigureCanvasAgg(figure)
+    for axes, (name, nights) in zip(figure.subplots(len(series), 1, squeeze=False)[:, 0],
+                                    series.items(), strict=True):  # fmt: skip
+        days = sorted(nights)
+        positions = np.arange(len(days))
+        estimate = np.array([nights[d][0] for d in days], dtype=float)
+        axes.plot(positions, estimate, "o-", color="tab:blue", label="estimated")
+        banded = [i for i, d in enumerate(days) if nights[d][1] is not None]
+        if banded:
+            axes.fill_between(positions[banded], [nights[days[i]][1] for i in banded],
+                              [nights[days[i]][2] for i in banded], color="tab:blue",
+                              alpha=0.2, label="5-95 %")  # fmt: skip
+        realized = [(i, nights[d][3]) for i, d in enumerate(days) if nights[d][3] is not None]
+        if realized:
+            axes.plot(*zip(*realized, strict=True), "s", color="black", label="realized")
+        if name == "pr_auc_skill":
+            axes.axhline(floor, color="tab:red", linestyle="--", linewidth=1,
+                         label=f"floor {floor:g}")  # fmt: skip
+        step = max(1, len(days) // 12)
+        axes.set_xticks(positions[::step], days[::step], fontsize="small")
+        axes.set(ylabel=name)
+        axes.grid(axis="y", alpha=0.3)
+        axes.legend(loc="best", fontsize="small")
     figure.suptitle(title)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=120)

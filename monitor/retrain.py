@@ -1,6 +1,7 @@
 """``churn monitor retrain-if-needed``: the loop that renews the model without a person.
 
-Three triggers, each in settings: drift at alert level on the newest batch, realized
+Three triggers, each in settings (and a fourth, off by default: the estimate, below): drift
+at alert level on the newest batch, realized
 PR-AUC skill, (PR-AUC - base rate) / (1 - base rate), below ``realized_pr_auc_skill_floor``
 on the newest date whose horizon has passed, and a production model older than
 ``max_model_age_days``. Skill, not lift (PR-AUC / base rate), as in the promotion gate: lift
@@ -11,7 +12,9 @@ logged and appended to ``monitoring/retrain/history.jsonl`` (``core.history``).
 
 The loop decides on what the night's monitoring jobs recorded (``churn monitor drift`` and
 ``churn monitor outcomes`` run before it, see ``churn.nightly``): it reads their histories
-and never recomputes or rewrites them.
+and never recomputes or rewrites them. With ``retrain_on_estimate``, the estimate's history
+(``churn monitor estimate``) is evidence too: estimated PR-AUC skill under the realized floor
+for ``estimate_alert_nights`` nights in a row fires before any label could confirm it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from core import partitions
 from core.history import append_record
 from core.settings import Settings
 from monitor.drift import drift_history
+from monitor.estimate import estimate_history, nights_under_floor
 from monitor.outcomes import history_lines, history_path, horizon_last_day
 from training import registry
 
@@ -41,6 +45,11 @@ class Evidence:
     realized_skill: float | None = None  # PR-AUC skill, newest evaluated batch date
     realized_as_of: str | None = None
     model_age_days: float | None = None
+    # Estimated PR-AUC skill of the newest batch, and nights in a row under the floor
+    # (only with CHURN_RETRAIN_ON_ESTIMATE).
+    estimated_skill: float | None = None
+    estimated_as_of: str | None = None
+    estimate_nights_under_floor: int | None = None
     # Evidence the loop expected and did not find, each with the command that records it.
     notes: list[str] = field(default_factory=list)
 
@@ -68,6 +77,16 @@ def triggers(evidence: Evidence, settings: Settings) -> list[str]:
         out.append(
             f"realized PR-AUC skill {evidence.realized_skill:.2f} < {floor:.2f} "
             f"on the batch of {evidence.realized_as_of}"
+        )
+    nights = evidence.estimate_nights_under_floor
+    if (
+        settings.retrain_on_estimate
+        and nights is not None
+        and nights >= settings.estimate_alert_nights
+    ):
+        out.append(
+            f"estimated PR-AUC skill {evidence.estimated_skill:.2f} < {floor:.2f} for {nights} "
+            f"nights in a row, up to the batch of {evidence.estimated_as_of}"
         )
     if (
         evidence.model_age_days is not None
@@ -103,10 +122,11 @@ def gather_evidence(settings: Settings, production: str, now: datetime) -> Evide
     days = batch_dates(settings.predictions_dir)
     drift, drift_note = _drift_evidence(settings, days)
     realized, realized_note = _realized_evidence(settings, days)
-    notes = [note for note in (drift_note, realized_note) if note]
+    estimated, estimate_note = _estimate_evidence(settings, days)
+    notes = [note for note in (drift_note, realized_note, estimate_note) if note]
     for note in notes:
         log.warning("%s", note)
-    return Evidence(model_age_days=age, notes=notes, **drift, **realized)
+    return Evidence(model_age_days=age, notes=notes, **drift, **realized, **estimated)
 
 
 def _drift_evidence(settings: Settings, days: list[date]) -> tuple[dict, str | None]:
@@ -155,6 +175,29 @@ def _realized_evidence(settings: Settings, days: list[date]) -> tuple[dict, str 
     return {
         "realized_skill": evaluated[-1]["pr_auc_skill"],
         "realized_as_of": evaluated[-1]["as_of"],
+    }, None
+
+
+def _estimate_evidence(settings: Settings, days: list[date]) -> tuple[dict, str | None]:
+    """``Evidence`` fields from the estimate history up to its line of the newest batch, or a
+    note; nothing at all unless ``retrain_on_estimate``. The run of nights under the floor is
+    counted against the floor of this run's settings."""
+    if not settings.retrain_on_estimate or not days:
+        return {}, None
+    newest = days[-1].isoformat()
+    lines = [line for line in estimate_history(settings) if line["as_of"] <= newest]
+    if not lines or lines[-1]["as_of"] != newest:
+        recorded = lines[-1]["as_of"] if lines else "none"
+        return {}, (
+            f"no estimate record for the newest batch, {newest} (newest record: {recorded}): "
+            "run `churn monitor estimate`"
+        )
+    return {
+        "estimated_skill": lines[-1]["expected"]["pr_auc_skill"]["mean"],
+        "estimated_as_of": newest,
+        "estimate_nights_under_floor": nights_under_floor(
+            lines, settings.realized_pr_auc_skill_floor
+        ),
     }, None
 
 

@@ -34,7 +34,7 @@ EXPECTED_ALERTS = {
     "ChurnOnlineStoreUnreachable", "ChurnFeaturesStale", "ChurnOnlineOfflineMismatch",
     "ChurnNightlyStepFailed", "ChurnNightlyJobMissed", "ChurnNightlyJobNeverSucceeded",
     "ChurnFeatureDriftAlert",
-    "ChurnRealizedPrAucLow",
+    "ChurnRealizedPrAucLow", "ChurnEstimatedPrAucLow", "ChurnModelMiscalibrated",
     "ChurnOutreachNotWorking",
 }  # fmt: skip
 
@@ -307,3 +307,26 @@ def test_the_outreach_alert_and_panel_use_the_alert_horizons():
     assert [t["expr"] for t in panel["targets"]] == ["churn_uplift_horizons_not_working"]
     steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
     assert steps[-1] == {"color": "red", "value": horizons}
+
+
+def test_the_estimate_alert_and_panels_follow_the_settings_through_the_job():
+    """The job turns CHURN_ESTIMATE_ALERT_NIGHTS and the skill floor into the flag the alert
+    reads and the floor the panel draws, so no threshold is written in the rule or the
+    dashboard; the calibration rule compares with the threshold pushed beside the error."""
+    rules = alert_rules()
+    assert rules["ChurnEstimatedPrAucLow"]["expr"].strip() == "churn_estimate_skill_low == 1"
+    assert rules["ChurnModelMiscalibrated"]["expr"].strip() == (
+        "churn_outcomes_calibration_error > on(job) group_left "
+        "churn_outcomes_calibration_error_threshold"
+    )
+    assert 'job="churn_estimate"' in rules["ChurnNightlyJobNeverSucceeded"]["expr"]
+    model = next(p for p in DASHBOARDS if p.stem == "churn-model")
+    panels = {p["title"]: p for p in data_panels(load_dashboard(model))}
+    skill = [t["expr"] for t in panels["Estimated PR-AUC skill"]["targets"]]
+    assert skill == ["churn_estimate_pr_auc_skill", "churn_estimate_pr_auc_skill_lower",
+                     "churn_estimate_pr_auc_skill_upper", "churn_estimate_pr_auc_skill_floor"]  # fmt: skip
+    versus = [t["expr"] for t in panels["Estimated vs realized, same night"]["targets"]]
+    assert versus == ["churn_estimate_checked_pr_auc", "churn_estimate_checked_precision_at_k"]
+    calibration = [t["expr"] for t in panels["Calibration error"]["targets"]]
+    assert calibration == ["churn_outcomes_calibration_error",
+                           "churn_outcomes_calibration_error_threshold"]  # fmt: skip

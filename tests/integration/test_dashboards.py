@@ -46,7 +46,7 @@ END = TODAY
 USERS, DAYS = 300, 120
 # A 1 s scrape: Grafana's $__rate_interval would be a few seconds; a minute is safe.
 VARIABLES = {"$__rate_interval": "1m", "$__interval": "1s", "$__range": "1h"}
-JOBS = ("churn_features", "churn_materialize", "churn_batch", "churn_drift",
+JOBS = ("churn_features", "churn_materialize", "churn_batch", "churn_estimate", "churn_drift",
         "churn_outcomes", "churn_uplift", "churn_skew", "churn_retrain")  # fmt: skip
 SCORING_ROUTE = "/users/{user_id}/churn-risk"
 # What a healthy portal after a complete night must not raise, not even as pending.
@@ -187,8 +187,13 @@ def observed(tmp_path_factory, isolated_settings) -> Iterator[Observed]:
         churn(settings, "features", "materialize", "--end", f"{END:%Y-%m-%dT%H:%M:%S}")
         churn(settings, "batch", "score", "--as-of", old_batch.isoformat())
         churn(settings, "batch", "score", "--as-of", END.date().isoformat())
+        # The old night's estimate, made that night; tonight's after outcomes, so the
+        # estimate-vs-realized gauges have a night with both (the night runs estimate
+        # before outcomes: it sees the previous night's outcomes).
+        churn(settings, "monitor", "estimate", "--as-of", old_batch.isoformat(), ok=(0, 10, 20))
         churn(settings, "monitor", "drift", ok=(0, 10, 20))
         churn(settings, "monitor", "outcomes")
+        churn(settings, "monitor", "estimate", ok=(0, 10, 20))
         churn(settings, "monitor", "uplift")
         churn(settings, "monitor", "skew", ok=(0, 3))
         churn(settings, "monitor", "retrain-if-needed")

@@ -20,6 +20,7 @@ NIGHT = [
     "features build --as-of 2026-11-25",
     "features materialize --end 2026-11-26T00:00:00",
     "batch score --as-of 2026-11-26",
+    "monitor estimate --as-of 2026-11-26",
     "monitor drift",
     "monitor outcomes",
     "monitor uplift",
@@ -32,8 +33,8 @@ def test_the_night_runs_data_then_features_then_scoring_then_monitoring(make_set
     steps = nightly_steps(make_settings(), DAY)
     assert [" ".join(argv) for _, argv in steps] == NIGHT
     assert [stage.name for stage, _ in steps] == [
-        "validate", "prepare", "features", "materialize", "batch", "drift", "outcomes", "uplift",
-        "skew", "retrain",
+        "validate", "prepare", "features", "materialize", "batch", "estimate", "drift", "outcomes",
+        "uplift", "skew", "retrain",
     ]  # fmt: skip
 
 
@@ -61,16 +62,21 @@ def _runner(codes: dict[str, int]):
 
 def test_findings_do_not_stop_the_night(make_settings):
     settings, console = make_settings(), Console(record=True, width=200)
-    run, ran = _runner({"monitor drift": 20, "monitor skew": 3})
+    run, ran = _runner({"monitor estimate": 20, "monitor drift": 20, "monitor skew": 3})
     assert run_nightly(settings, DAY, console, run) == 0
     assert len(ran) == len(NIGHT)
     output = console.export_text()
     assert "drift alert (exit 20); the night goes on" in output
+    assert (
+        "estimated PR-AUC skill under the floor for CHURN_ESTIMATE_ALERT_NIGHTS nights (exit 20); "
+        "the night goes on"
+    ) in output
     assert "online/offline mismatch (exit 3); the night goes on" in output
     (record,) = read_records(settings.nights_path)  # what `churn status` shows
     assert (record["day"], record["exit_code"], record["stopped_at"]) == ("2026-11-25", 0, None)
     states = {step["step"]: (step["state"], step["exit_code"]) for step in record["steps"]}
     assert states["drift"] == ("finding", 20) and states["batch"] == ("done", 0)
+    assert states["estimate"] == ("finding", 20)
 
 
 @pytest.mark.parametrize(
