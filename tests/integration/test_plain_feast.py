@@ -39,7 +39,7 @@ def activate_script(tmp_path: Path) -> Path:
     copy = tmp_path / "venv"
     (copy / "bin").mkdir(parents=True)
     shutil.copy(venv / "bin" / "activate", copy / "bin" / "activate")
-    (copy / ".installed").touch()  # make's prerequisite: the venv is installed
+    (copy / "bin" / "python").symlink_to(sys.executable)  # make's prerequisite: the venv exists
     subprocess.run(
         ["make", "-s", "-C", str(ROOT), "activate-settings", f"VENV={copy}"],
         check=True,
