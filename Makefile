@@ -10,7 +10,7 @@ ifndef PYTHON
 PYTHON := $(or $(firstword $(foreach p,python3 python3.12 python3.11,$(shell command -v $(p) >/dev/null 2>&1 && $(p) -c '$(SUPPORTED_PYTHON)' 2>/dev/null && echo $(p)))),python3)
 endif
 
-.PHONY: install install-demo activate-settings demo-deps system-deps postgres-deps demo test test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-ingest bench-materialize bench-night wrk-deps bench-api bench-serving bench-models demo-dates feast clean
+.PHONY: install install-demo activate-settings demo-deps system-deps postgres-deps demo test test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-ingest bench-materialize bench-night wrk-deps bench-api bench-serving bench-models bench-estimate demo-dates feast clean
 
 install: $(VENV)/.installed activate-settings
 
@@ -210,6 +210,11 @@ bench-serving: install system-deps wrk-deps
 # The demo's gate verdict and metrics on 14 consecutive end dates (the same world each).
 demo-dates: install system-deps
 	$(BIN)/python benchmarks/demo_dates.py $(ARGS)
+
+# The nightly estimate against realized figures in three worlds, baseline, drift and concept
+# (issue 27): about 10-18 min at 2,000 users on 2 shared cores.
+bench-estimate: install system-deps
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/three_worlds.py --users 2000 --days 180 --drift-day 120 $(ARGS)
 
 # Both demo worlds' model tables beside the references and the observable ceiling (seed 42).
 bench-models: install system-deps
