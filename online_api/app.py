@@ -11,7 +11,7 @@ only from the population, so its probability for anyone else is an extrapolation
 The request path is async end to end and does no per-request set-up: the
 FeatureStore is opened, the model compiled and its feature service resolved at
 start-up or on a model switch (in a thread), the read is one async Redis round
-trip through Feast's online store, and bodies are written by orjson.
+trip in Feast's layout on Feast's Redis client, and bodies are written by orjson.
 """
 
 from __future__ import annotations

@@ -78,6 +78,10 @@ class _Logistic:
         self.fill[self.kept] = self.median
         self.flag_slope = np.zeros(columns)
         self.flag_slope[self.flagged] = coef[kept:width] / self.scale[kept:width]
+        # A missing value's whole term (its imputed value and its flag), and the margin's
+        # constant: the intercept with the scaler's mean folded in.
+        self.missing_term = self.slope * self.fill + self.flag_slope
+        self.constant = self.intercept - float(np.sum(self.coef * self.mean / self.scale))
 
     def numeric_terms(self, values: np.ndarray, columns: np.ndarray) -> np.ndarray:
         """Each value's share of the margin (up to a constant), for values of ``columns``."""
@@ -89,14 +93,16 @@ class _Logistic:
         """Each code's share of the margin, for codes of categorical ``columns``."""
         return self.weights[codes + self.offsets[columns]]
 
+    def terms(self, numeric: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every input column's share of the margin, numeric and categorical, for all rows:
+        the margin is their sum plus ``constant``."""
+        numeric_terms = np.where(np.isnan(numeric), self.missing_term, self.slope * numeric)
+        return numeric_terms, self.weights[codes + self.offsets]
+
     def margin(self, numeric: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """decision_function of the pipeline for encoded rows."""
-        values = numeric[:, self.kept]
-        filled = np.where(np.isnan(values), self.median, values)
-        columns = np.hstack([filled, np.isnan(numeric[:, self.flagged]).astype(float)])
-        scaled = (columns - self.mean) / self.scale
-        one_hot = self.weights[codes + self.offsets].sum(axis=1)
-        return scaled @ self.coef + one_hot + self.intercept
+        numeric_terms, categorical_terms = self.terms(numeric, codes)
+        return numeric_terms.sum(axis=1) + categorical_terms.sum(axis=1) + self.constant
 
 
 class _Boosted:
@@ -327,18 +333,14 @@ class Scorer:
         are re-scored: the rows and all their one-feature variants in one pass.
         """
         compiled = self.compiled
-        margin = compiled.margin(numeric, codes)
-        if isinstance(compiled, _Logistic):
+        if isinstance(compiled, _Logistic):  # the terms once: margin and variants from them
+            numeric_terms, categorical_terms = compiled.terms(numeric, codes)
+            margin = numeric_terms.sum(axis=1) + categorical_terms.sum(axis=1) + compiled.constant
             change = np.empty(differs.shape)
-            change[:, self._num_slot] = (
-                compiled.numeric_terms(numeric[:, self._num_col], self._num_col)
-                - self._ref_terms[0]
-            )
-            change[:, self._cat_slot] = (
-                compiled.categorical_terms(codes[:, self._cat_col], self._cat_col)
-                - self._ref_terms[1]
-            )
+            change[:, self._num_slot] = numeric_terms[:, self._num_col] - self._ref_terms[0]
+            change[:, self._cat_slot] = categorical_terms[:, self._cat_col] - self._ref_terms[1]
             return margin, margin[:, None] - change
+        margin = compiled.margin(numeric, codes)
         variants = np.repeat(margin[:, None], differs.shape[1], axis=1)
         owner, slot = np.nonzero(differs)
         if owner.size == 0:

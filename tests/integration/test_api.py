@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import shutil
 import uuid
@@ -367,6 +368,84 @@ def test_online_rows_equal_what_feast_get_online_features_returns(served):
         assert row.values == {name: want[name][i] for name in names}, users[i]
         newest = max(want[f"{name}__ts"][i] for name in names)
         assert row.as_of == datetime.fromtimestamp(newest, UTC)
+
+
+def test_every_value_kind_reads_as_feast_get_online_features_returns_it(served):
+    """The API's own HMGET of Feast's layout against Feast's read, on rows written by Feast's
+    writer: each scalar kind, an explicit null, features never written, a row of nulls only
+    (no features: a 404), a user not in the store, and the timestamp to the microsecond.
+
+    An explicit null (``null_val``, what ``feast serve``'s push writes for a JSON null) is
+    None, as Feast's feature server answers it (``feature_server_utils._value_to_native``);
+    the SDK's ``to_dict`` alone turns it into 0, the enum's number, so it is compared there."""
+    import asyncio
+
+    from feast.feature_server_utils import _value_to_native
+    from feast.infra.online_stores.helpers import _redis_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Null, Value
+
+    from online_api.online_features import OnlineFeatures
+    from training.dataset import FEATURE_SERVICE, feature_refs
+
+    settings, _ = served
+    online = OnlineFeatures(settings)
+    store, config = online.store, online.store.config
+    refs = feature_refs(store)
+    names = [ref.split(":", 1)[1] for ref in refs]
+    kinds = [Value(int32_val=-7), Value(int64_val=2**40 + 3), Value(float_val=0.1),
+             Value(double_val=1 / 3), Value(string_val="plan-ü"), Value(bool_val=True),
+             Value(bool_val=False), Value(null_val=Null.NULL), Value(int64_val=0),
+             Value(double_val=float("nan")), Value(string_val="")]  # fmt: skip
+    tag = uuid.uuid4().hex[:8]
+    mixed, nulls, nobody = f"kinds-{tag}", f"nulls-{tag}", f"nobody-{tag}"
+    stamp = datetime(2026, 3, 1, 0, 0, 0, 123456, tzinfo=UTC)
+
+    def key(user: str) -> EntityKey:
+        return EntityKey(join_keys=["user_id"], entity_values=[Value(string_val=user)])
+
+    view = store.get_feature_view(FEATURE_VIEW)
+    rows = [  # the rest of the features of ``mixed`` are never written: absent fields
+        (key(mixed), dict(zip(names, kinds, strict=False)), stamp, None),
+        (key(nulls), {name: Value(null_val=Null.NULL) for name in names[:5]}, stamp, None),
+    ]
+    store.provider.online_write_batch(config, view, rows, None)
+    users = [mixed, nulls, nobody, mixed]
+    try:
+        plan = online.plan(FEATURE_SERVICE, refs)
+
+        async def read() -> list:
+            try:
+                return await online.fetch(users, plan)
+            finally:
+                await online.aclose()
+
+        got = asyncio.run(read())
+        want = store.get_online_features(
+            features=store.get_feature_service(FEATURE_SERVICE),
+            entity_rows=[{"user_id": u} for u in users],
+        ).to_dict()
+        null = Value(null_val=Null.NULL)
+        assert got[1] is None and got[2] is None  # nothing but nulls, or nothing at all
+        assert all(want[name][2] is None for name in names)
+        assert [want[name][1] for name in names[:5]] == [0] * 5 != [_value_to_native(null)] * 5
+        for row in (got[0], got[3]):
+            expected = {name: want[name][0] for name in names} | {names[7]: _value_to_native(null)}
+            nan = names[9]  # NaN equals nothing, itself included: compared on its own
+            assert {n: v for n, v in row.values.items() if n != nan} == {
+                n: v for n, v in expected.items() if n != nan
+            }
+            assert math.isnan(row.values[nan]) and math.isnan(expected[nan])
+            assert row.as_of == stamp
+        single = got[0].values[names[2]]  # a float32, as Feast returns it
+        assert single == pytest.approx(0.1, rel=1e-7) and single != 0.1
+        assert [got[0].values[n] for n in names[:2]] == [-7, 2**40 + 3]
+        assert [got[0].values[n] for n in names[4:9]] == ["plan-ü", True, False, None, 0]
+        assert all(got[0].values[n] is None for n in names[len(kinds) :])
+    finally:
+        client = store.provider.online_store._get_client(config.online_store)
+        version = config.entity_key_serialization_version
+        client.delete(*(_redis_key(config.project, key(u), version) for u in (mixed, nulls)))
 
 
 def test_every_command_finds_the_demos_private_redis(promoted, tmp_path):

@@ -402,3 +402,26 @@ def test_openapi_documents_listed_and_the_arm_only_when_listed(make_settings):
         ChurnRisk.model_validate(risk["examples"][0] | {"arm": None})
     with pytest.raises(ValueError, match="a listed answer has an arm, an unlisted one none"):
         ChurnRisk.model_validate(risk["examples"][1] | {"arm": HOLDOUT})
+
+
+def test_stored_values_decode_as_feast_and_only_immutable_ones_are_kept(monkeypatch):
+    """The read path's decoder: each value as Feast's ValueProto parse and conversion gives
+    it; a list is parsed anew on every read (a row may be changed by its reader); the
+    number of values kept decoded is bounded."""
+    from feast.protos.feast.types.Value_pb2 import Int64List, Null, Value
+
+    from online_api import online_features
+
+    values = [Value(int32_val=-7), Value(int64_val=2**40), Value(float_val=0.1),
+              Value(double_val=1 / 3), Value(string_val="ü"), Value(bool_val=False),
+              Value(null_val=Null.NULL), Value(), Value(unix_timestamp_val=1_700_000_000),
+              Value(int64_list_val=Int64List(val=[1, 2]))]  # fmt: skip
+    monkeypatch.setattr(online_features, "DECODED_MAX", 6)
+    decoded = online_features._Decoded({None: None, b"": None})
+    for value in values:
+        raw = value.SerializeToString()
+        assert decoded[raw] == online_features._python(Value.FromString(raw)), value
+    assert decoded[None] is None and decoded[b""] is None
+    listed = values[-1].SerializeToString()
+    assert decoded[listed] == [1, 2] and decoded[listed] is not decoded[listed]
+    assert len(decoded) == 6
