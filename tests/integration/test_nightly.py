@@ -33,7 +33,8 @@ from training.train import train_models
 
 pytestmark = pytest.mark.integration
 
-JOBS = ("features", "materialize", "batch", "drift", "outcomes", "uplift", "skew", "retrain")
+JOBS = ("features", "materialize", "batch", "estimate", "drift", "outcomes", "uplift", "skew",
+        "retrain")  # fmt: skip
 CHURN = Path(sys.executable).with_name("churn")
 
 
@@ -93,8 +94,8 @@ def test_a_night_whose_features_fail_scores_nothing_and_names_the_step(tmp_path,
             assert night.returncode == 1, output
             assert f"features for {lost} are missing" in output  # the step's own error
             assert (
-                "the night stops at features; not run: materialize, batch, drift, outcomes, "
-                "uplift, skew, retrain" in output
+                "the night stops at features; not run: materialize, batch, estimate, drift, "
+                "outcomes, uplift, skew, retrain" in output
             )
             assert "churn batch score" not in output  # never started
             assert not settings.predictions_dir.exists() or not any(
