@@ -37,9 +37,9 @@ from core.tables import MissingInputError
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import open_store, view_ttl
 from online_api.online_features import OnlineFeatures, Plan
+from online_api.service import model_plan
 from training import registry
 from training.dataset import FEATURE_SERVICE, feature_refs, newest_rows_sql
-from training.labels import POPULATION_FEATURES
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -208,8 +208,8 @@ def served_plan(
     settings: Settings, store: FeatureStore, source: FeatureSource
 ) -> tuple[str, list[str], Plan]:
     """The feature service, the refs and ``source``'s plan the API reads for the production
-    model: its ``feature_refs`` plus ``POPULATION_FEATURES``, as ``ScoringService.start``
-    resolves a model. Before any promotion, every ref of ``FEATURE_SERVICE`` (what the
+    model: its ``feature_refs`` plus ``POPULATION_FEATURES`` (``model_plan``, as the API
+    resolves a model). Before any promotion, every ref of ``FEATURE_SERVICE`` (what the
     next model trains on); the refs returned include the population features.
     """
     version = registry.production(settings.models_dir)
@@ -218,8 +218,9 @@ def served_plan(
     else:
         metadata = registry.load_metadata(settings.models_dir, version)
         service, refs = metadata["feature_service"], list(metadata["feature_refs"])
-    plan = source.plan(service, refs, also=POPULATION_FEATURES)
-    return service, list(dict.fromkeys([*refs, *POPULATION_FEATURES])), plan
+    plan = model_plan(source, service, refs)
+    read = [f"{view.name}:{name}" for view, names in plan.views for name in names]
+    return service, list(dict.fromkeys([*refs, *read])), plan
 
 
 def fetch_online(

@@ -61,6 +61,12 @@ class FeatureSource(Protocol):
     async def aclose(self) -> None: ...
 
 
+def model_plan(online: FeatureSource, feature_service: str, refs: Sequence[str]) -> Plan:
+    """``online``'s plan for a model of ``refs``: the population rule's features are read
+    whether or not the model uses them. The API and the skew check both read through it."""
+    return online.plan(feature_service, list(refs), also=POPULATION_FEATURES)
+
+
 def utc_now() -> datetime:
     """The service's clock unless a test pins one."""
     return datetime.now(UTC)
@@ -106,9 +112,7 @@ class ScoringService:
         """The service with the production model loaded (if any) and warmed up."""
 
         def resolve(metadata: dict) -> Plan:
-            # The population rule's features are read whether or not the model uses them.
-            refs = metadata["feature_refs"]
-            return online.plan(metadata["feature_service"], refs, also=POPULATION_FEATURES)
+            return model_plan(online, metadata["feature_service"], metadata["feature_refs"])
 
         holder = ModelHolder(settings, resolve)
         await asyncio.to_thread(holder.refresh)
