@@ -44,6 +44,7 @@ from core.push import Sample, push
 from core.settings import Settings
 from core.sql_engine import Engine, utc_timestamps
 from core.tables import USER_DAILY, MissingInputError, register_table, validated_paths
+from core.timeline import day_of, midnight, require_midnight, stamp_of
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import open_offline_store, view_ttl
 from training import registry
@@ -97,14 +98,8 @@ def run_time(as_of: datetime | None = None, now: datetime | None = None) -> date
     the date, so a T inside a day would score the same features under a misleading name.
     """
     if as_of is None:
-        today = (now or datetime.now(UTC)).astimezone(UTC).date()
-        return datetime(today.year, today.month, today.day, tzinfo=UTC)
-    if as_of.tzinfo is None:
-        raise ValueError(f"as_of must be timezone-aware (UTC midnight), got naive {as_of}")
-    as_of = as_of.astimezone(UTC)
-    if as_of != datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC):
-        raise ValueError(f"as_of must be a UTC midnight (00:00), got {as_of.isoformat()}")
-    return as_of
+        return midnight(now or datetime.now(UTC))
+    return require_midnight(as_of)
 
 
 def rank_scores(user_ids: pd.Series, risks: np.ndarray, settings: Settings) -> pd.DataFrame:
@@ -393,7 +388,7 @@ def population(settings: Settings, engine: Engine, as_of: datetime) -> list[str]
         raise MissingInputError(
             f"{settings.user_daily_path} is empty or missing: run `churn data prepare` first"
         )
-    if days[-1] < as_of.date() - timedelta(days=1):
+    if days[-1] < day_of(as_of):
         log.warning(
             "user_daily ends on %s, before the day before T (%s): the lookback is cut short",
             days[-1], as_of.date(),
@@ -423,7 +418,7 @@ def feature_stamps(
     window = [
         d
         for d in partitions.partition_days(settings.features_path)
-        if as_of - ttl <= datetime(d.year, d.month, d.day, tzinfo=UTC) + timedelta(days=1) <= as_of
+        if as_of - ttl <= stamp_of(d) <= as_of
     ]
     if not window:
         raise ValueError(

@@ -22,12 +22,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from churn.stages import STAGES as PIPELINE
 from churn.stages import StageFn, StageInputs
+from core.timeline import day_of
 
 RUNNER = str(Path(__file__).resolve())
 
@@ -179,7 +180,7 @@ def bench_inputs(bench: Bench, users: int, days: int) -> StageInputs:
         settings = settings.model_copy(update={"active_lookback_days": days})
     inputs = StageInputs(settings, datetime.now(UTC), users=users, days=days)
     if bench.yesterday:
-        night = StageInputs.night(settings, datetime.now(UTC).date() - timedelta(days=1))
+        night = StageInputs.night(settings, day_of(datetime.now(UTC)))
         inputs = replace(inputs, now=night.now, day=night.day)
     if bench.newest_day:
         night = StageInputs.night(settings, partitions.partition_days(settings.user_daily_path)[-1])

@@ -46,8 +46,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as clock_time
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 WORLDS = ("baseline", "drift", "concept")
@@ -59,7 +58,9 @@ def say(text: str) -> None:
 
 
 def midnight(day: date) -> datetime:
-    return datetime.combine(day, clock_time.min, UTC)
+    from core.timeline import start_of
+
+    return start_of(day)
 
 
 def world_settings(scenario: str):  # -> tuple[Path, Settings]
@@ -161,8 +162,9 @@ def run_nights(settings, scenario: str, first: date, last: date) -> tuple[list[d
 
 def add_realized(settings, lines: list[dict]) -> dict:
     """``realized_outcomes`` once; each night's realized figures and calibration beside it."""
+    from core.timeline import horizon_last_day
     from monitor.estimate import check_against_realized
-    from monitor.outcomes import horizon_last_day, realized_outcomes
+    from monitor.outcomes import realized_outcomes
 
     report = realized_outcomes(settings)
     outcomes = {o.as_of.isoformat(): o for o in report.evaluated}

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +20,7 @@ from rich.console import Console
 from churn.progress import StageLog, training_table, tuning_table
 from core.redaction import RedactingFormatter, redact
 from core.settings import Settings, get_settings
+from core.timeline import day_of
 from monitor.jobs import ingest_samples, job_run, validation_samples
 
 # No local variables in a traceback: a URL in one may carry its password.
@@ -45,15 +46,20 @@ app.add_typer(monitor_app, name="monitor")
 
 console = Console()
 
-AsOf = Annotated[
+Day = Annotated[
     datetime | None,
     typer.Option(
-        "--as-of",
+        "--day",
         formats=["%Y-%m-%d"],
         help="A daily run for this UTC day instead of the whole history: the day, and the "
         "earlier days late events reached (features: every day from the oldest of them on, or "
         "the whole history when that is cheaper).",
     ),
+]
+# The old spelling of --day, from when --as-of named a day here but an instant elsewhere.
+DeprecatedAsOfDay = Annotated[
+    datetime | None,
+    typer.Option("--as-of", formats=["%Y-%m-%d"], hidden=True, help="Deprecated: use --day."),
 ]
 
 
@@ -129,6 +135,16 @@ def _user_errors() -> Iterator[None]:
 
 def _day(value: datetime | None) -> date | None:
     return value.date() if value else None
+
+
+def _day_flag(day: datetime | None, old_as_of: datetime | None) -> date | None:
+    """The calendar day of ``--day``, or of its deprecated spelling ``--as-of`` (warned)."""
+    if old_as_of is None:
+        return _day(day)
+    if day is not None:
+        raise typer.BadParameter("--as-of is the deprecated spelling of --day: give only --day")
+    print("warning: --as-of is deprecated for a calendar day; use --day", file=sys.stderr)
+    return _day(old_as_of)
 
 
 @data_app.command("generate")
@@ -303,38 +319,40 @@ def data_validate(
 
 
 @data_app.command("prepare")
-def data_prepare(as_of: AsOf = None) -> None:
+def data_prepare(day: Day = None, as_of: DeprecatedAsOfDay = None) -> None:
     """Build the user_daily table (one row per user per UTC day) from validated events; with
-    --as-of D, day D and every earlier day that received late events."""
+    --day D, day D and every earlier day that received late events."""
     from ingestion.prepare import build_days_through, build_user_daily
 
     settings = _settings()
     log = StageLog(console)
+    only = _day_flag(day, as_of)
     with _user_errors(), log.stage("prepare user_daily") as progress:
-        if as_of is None:
+        if only is None:
             result = build_user_daily(settings, progress=progress)
         else:
-            result = build_days_through(settings, as_of.date(), progress=progress)
+            result = build_days_through(settings, only, progress=progress)
     log.note(f"{result.rows:,} user-days, {result.first_day} … {result.last_day}")
 
 
 @features_app.command("build")
-def features_build(as_of: AsOf = None) -> None:
+def features_build(day: Day = None, as_of: DeprecatedAsOfDay = None) -> None:
     """Compute the rolling-window features (the Feast offline store) from user_daily; with
-    --as-of D, day D after every day since the oldest that received late events."""
+    --day D, day D after every day since the oldest that received late events."""
     from ingestion.rolling_features import build_features_through, build_rolling_features
 
     settings = _settings()
     log = StageLog(console)
+    only = _day_flag(day, as_of)
     with (
         _user_errors(),
         job_run(settings, "features"),
         log.stage("build features") as progress,
     ):
-        if as_of is None:
+        if only is None:
             result = build_rolling_features(settings, progress=progress)
         else:
-            result = build_features_through(settings, as_of.date(), progress=progress)
+            result = build_features_through(settings, only, progress=progress)
     log.note(f"{result.rows:,} feature rows, {result.first_day} … {result.last_day}")
 
 
@@ -526,7 +544,11 @@ def metrics_directory() -> Iterator[None]:
 
 BatchDate = Annotated[
     datetime | None,
-    typer.Option("--as-of", formats=["%Y-%m-%d"], help="The batch date (default: the newest)."),
+    typer.Option(
+        "--as-of",
+        formats=["%Y-%m-%d"],
+        help="The batch's T, named by its date (00:00 UTC that day; default: the newest).",
+    ),
 ]
 
 
@@ -716,7 +738,7 @@ def nightly(
         raise typer.BadParameter("--users-file and --events-file go together")
     portal = (users_file, events_file) if users_file and events_file else None
     settings = _online_settings()
-    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    yesterday = day_of(datetime.now(UTC))
     raise typer.Exit(run_nightly(settings, _day(day) or yesterday, console, portal=portal))
 
 

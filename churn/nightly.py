@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from cronsim import CronSim
@@ -25,6 +25,7 @@ from churn.stages import Stage, StageInputs, night
 from core.history import append_record
 from core.push import Sample, push
 from core.settings import Settings
+from core.timeline import day_of
 from monitor.jobs import push_run, run_samples
 
 JOB = "nightly"
@@ -125,5 +126,5 @@ def run_schedule(
         console.print(f"next nightly run at {at:%Y-%m-%d %H:%M} UTC")
         while (left := (at - datetime.now(UTC)).total_seconds()) > 0:
             sleep(min(left, 60.0))  # short naps: a changed clock is noticed within a minute
-        code = run_nightly(settings, at.date() - timedelta(days=1), console)
+        code = run_nightly(settings, day_of(at), console)
         console.print(f"nightly run of {at:%Y-%m-%d} ended with exit {code}")

@@ -29,6 +29,7 @@ from churn.stages import STAGES, StageInputs
 from core import partitions
 from core.settings import Settings
 from core.sql_engine import connect
+from core.timeline import day_of, start_of
 from feature_repo.spec import ENTITY_KEY
 from ingestion.generate import GeneratedData, Outreach, generate_demo_data, write_demo_data
 from monitor.outcomes import daily_files_sql, realized_labels_sql
@@ -100,7 +101,7 @@ def simulate_outreach(
         force(settings, best, "outreach simulation: the model of the world before any outreach")
         log.note(f"{best} in production")
     for night in list_days:
-        run_stage(STAGES["batch"], StageInputs.night(settings, night - timedelta(days=1)), log)
+        run_stage(STAGES["batch"], StageInputs.night(settings, day_of(start_of(night))), log)
         log.note(f"list of {night}")
         if effect > 0:  # the world since this night, with this run's contacts so far
             contacted = contacts(settings)

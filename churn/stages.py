@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.settings import Settings
+from core.timeline import midnight, stamp_of
 
 if TYPE_CHECKING:  # pandera, which the rules import, costs every command's start-up
     from ingestion.raw_store import Landed
@@ -44,13 +45,12 @@ class StageInputs:
         """The night after ``day``: every dated stage reads and writes ``day``, and the run
         time is ``day`` + 1 00:00 UTC (day D's features are stamped D+1 00:00), whenever
         the night actually runs."""
-        return cls(settings, datetime.combine(day + timedelta(days=1), time.min, UTC), day,
-                   portal=portal)  # fmt: skip
+        return cls(settings, stamp_of(day), day, portal=portal)
 
     @property
     def run_time(self) -> datetime:
         """The batch's T: 00:00 UTC of the run's day."""
-        return datetime.combine(self.now.astimezone(UTC).date(), time.min, UTC)
+        return midnight(self.now)
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class ValidationFailed(Exception):
 
 
 def _day_option(inputs: StageInputs) -> list[str]:
-    return ["--as-of", inputs.day.isoformat()] if inputs.day else []
+    return ["--day", inputs.day.isoformat()] if inputs.day else []
 
 
 def _generate() -> StageFn:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +45,7 @@ from core import partitions, tables
 from core.history import read_records
 from core.redaction import redact
 from core.settings import Settings
+from core.timeline import day_of, stamp_of, start_of
 from ingestion import raw_store
 from training import registry
 
@@ -231,7 +232,7 @@ def _night(settings: Settings, layers: tuple[Layer, ...]) -> NightState:
         for d in (
             by_name[DAILY].last,
             by_name[FEATURES].last,
-            last_batch - timedelta(days=1) if last_batch else None,
+            day_of(start_of(last_batch)) if last_batch else None,  # the night that scored it
         )
         if d
     ]
@@ -265,7 +266,7 @@ def _step_detail(step: dict) -> str:
 def _steps_on_disk(settings: Settings, day: date) -> dict[str, Step]:
     """The steps whose output for the night of ``day`` is on disk, dated (a night run step
     by step, or by the demo, leaves no record of its own)."""
-    run_time = day + timedelta(days=1)
+    run_time = stamp_of(day).date()  # the night's T names its batch and drift report
 
     def has(root: Path) -> Step:
         there = day in partitions.partition_days(root)
@@ -410,7 +411,7 @@ def _data_problems(status: Status) -> list[Problem]:
             return _error("data", f"no {layer.name} yet: run `{made_by[layer.name]}`")
     if daily.last and features.last and features.last < daily.last:
         return _warn("data", f"features end on {features.last}, user_daily on {daily.last}: "
-                     f"run `churn features build --as-of {daily.last}`")  # fmt: skip
+                     f"run `churn features build --day {daily.last}`")  # fmt: skip
     return []
 
 
@@ -426,7 +427,7 @@ def _night_problems(status: Status, now: datetime) -> list[Problem]:
     if night.last_batch is None:
         return found + _error("night", "no night has scored yet: run `churn nightly` (with a "
                               "production model)")  # fmt: skip
-    age = now - datetime.combine(night.last_batch, time.min, UTC)
+    age = now - start_of(night.last_batch)
     if age > NIGHT_MAX_AGE:
         found += _error("night", f"the newest batch (as of {night.last_batch}) is {_hours(age)} "
                         f"old (> {_hours(NIGHT_MAX_AGE)}): a later night did not complete; "

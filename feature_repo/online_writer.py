@@ -34,7 +34,7 @@ import struct
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -49,6 +49,7 @@ from feast.repo_config import RepoConfig
 from core import partitions
 from core.settings import Settings
 from core.sql_engine import connect, quote_path
+from core.timeline import day_of
 from feature_repo import redis_encoding as enc
 from feature_repo.redis_encoding import CRLF, Part, Piece
 from feature_repo.spec import TIMESTAMP_FIELD
@@ -178,11 +179,7 @@ def newest_rows(
     A row of day D is stamped D+1 00:00 UTC, so only the partitions of days
     [start - 1 day, end] can hold such rows; the stamp filter decides.
     """
-    days = [
-        d
-        for d in partitions.partition_days(root)
-        if (start - timedelta(days=1)).date() <= d <= end.date()
-    ]
+    days = [d for d in partitions.partition_days(root) if day_of(start) <= d <= end.date()]
     files = partitions.partition_files(root, days)
     if not files:
         return 0, 0, iter(())

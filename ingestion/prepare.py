@@ -21,6 +21,7 @@ from core.engines import open_engine
 from core.settings import Settings
 from core.sql_engine import Engine
 from core.tables import EVENTS, SQL_TYPES, USERS, register_validated, validated_event_files
+from core.timeline import day_of
 from feature_repo.spec import COURSES_COLUMN, COURSES_SQL, DAILY_COLUMNS
 from ingestion import raw_store
 
@@ -87,7 +88,7 @@ def default_last_day(engine: Engine, now: datetime) -> date:
     newest = engine.rows(f"SELECT CAST(max(event_time) AS DATE) FROM {EVENTS}")[0][0]
     if newest is None:
         raise ValueError(f"{EVENTS} has no events")
-    return min(newest, now.astimezone(UTC).date() - timedelta(days=1))
+    return min(newest, day_of(now.astimezone(UTC)))
 
 
 def first_day(engine: Engine) -> date:

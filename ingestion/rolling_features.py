@@ -27,6 +27,7 @@ from core.tables import (
     register_table,
     register_validated,
 )
+from core.timeline import stamp_sql
 from feature_repo.spec import (
     COURSE_STEP,
     COURSES_COLUMN,
@@ -188,7 +189,7 @@ previous AS ({_previous_columns(previous)}),
 featured AS (
     SELECT
     r.user_id,
-    CAST(r.date + INTERVAL 1 DAY AS TIMESTAMPTZ) AS {TIMESTAMP_FIELD},
+    {stamp_sql("r.date")} AS {TIMESTAMP_FIELD},
     {", ".join(f"r.{n}" for n in window_names)}{_trend_columns(windows, observed)},
     {_lifetime_columns()},
     CAST(coalesce(p.{DISTINCT_COURSES_LIFETIME}, 0) + r.courses_fresh AS BIGINT)
@@ -381,7 +382,7 @@ def build_rolling_features(
     else:
         if as_of not in days:
             raise MissingInputError(
-                f"user_daily has no day {as_of}: run `churn data prepare --as-of {as_of}` first"
+                f"user_daily has no day {as_of}: run `churn data prepare --day {as_of}` first"
             )
         first_day = last_day = as_of
         start = max(days[0], as_of - timedelta(days=max(settings.windows) - 1))

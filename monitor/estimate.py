@@ -40,6 +40,7 @@ from core.atomic import write_json
 from core.history import append_record, read_records
 from core.push import Sample
 from core.settings import Settings
+from core.timeline import start_of
 from feature_repo.spec import ENTITY_KEY
 from monitor.cbpe import Expected, expected_metrics
 from monitor.charts import estimate_lines
@@ -243,7 +244,7 @@ def estimate_samples(report: EstimateReport, checked: list[Checked]) -> list[Sam
     estimated and realized side by side (``source``), so one panel plots the same night."""
     e = report.expected
     labels = {"model_version": report.model_version}
-    as_of = datetime.combine(report.as_of, datetime.min.time(), UTC).timestamp()
+    as_of = start_of(report.as_of).timestamp()
     values: list[tuple[str, float, str]] = [
         ("churn_estimate_churn_rate", e.churn_rate, "Expected churn rate (mean p), newest batch"),
         ("churn_estimate_precision_at_k", e.precision_at_k, "Expected precision among the top K"),

@@ -11,12 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core import partitions
 from core.push import Sample, push
 from core.settings import Settings
+from core.timeline import stamp_of
 
 if TYPE_CHECKING:
     from ingestion.raw_store import (
@@ -75,9 +76,7 @@ def online_freshness(settings: Settings, until: datetime) -> Sample:
     fresh, so the stale-features alert reads this, not the time of the run.
     """
     days = partitions.partition_days(settings.features_path)
-    newest = (
-        datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC) if days else None
-    )
+    newest = stamp_of(days[-1]) if days else None
     stamp = min(newest, until) if newest else None
     value = stamp.timestamp() if stamp else 0.0
     return Sample(FRESHNESS, value, "Newest feature timestamp loaded into the online store")

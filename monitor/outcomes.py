@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +37,7 @@ from core.push import Sample
 from core.settings import Settings
 from core.sql_engine import connect, quote_path
 from core.tables import MissingInputError
+from core.timeline import horizon_last_day, start_of
 from feature_repo.spec import ENTITY_KEY
 from monitor.calibration import calibration_error, equal_mass_bins, reliability_png
 from training.evaluation import evaluate, pr_auc_skill, reliability_curve
@@ -111,11 +112,6 @@ class OutcomesReport:
     def latest(self) -> DateOutcome | None:
         """The newest evaluated batch date: what the retraining loop and the alerts look at."""
         return self.evaluated[-1] if self.evaluated else None
-
-
-def horizon_last_day(as_of: date, horizon_days: int) -> date:
-    """The last day of the label window [D, D + horizon): ``user_daily`` must contain it."""
-    return as_of + timedelta(days=horizon_days - 1)
 
 
 def daily_files_sql(daily_glob: str) -> str:
@@ -379,7 +375,7 @@ def outcome_samples(report: OutcomesReport) -> list[Sample]:
     if o is None:
         return []
     labels = {"model_version": o.model_version}
-    as_of = datetime.combine(o.as_of, datetime.min.time(), UTC).timestamp()
+    as_of = start_of(o.as_of).timestamp()
     values = [
         ("churn_realized_pr_auc", o.pr_auc, "Realized PR-AUC of the newest evaluated batch"),
         ("churn_realized_pr_auc_skill", o.pr_auc_skill, "Realized (PR-AUC - base) / (1 - base)"),

@@ -27,9 +27,10 @@ from batch.outputs import batch_dates
 from core import partitions
 from core.history import append_record
 from core.settings import Settings
+from core.timeline import horizon_complete
 from monitor.drift import drift_history
 from monitor.estimate import estimate_history, nights_under_floor
-from monitor.outcomes import history_lines, history_path, horizon_last_day
+from monitor.outcomes import history_lines, history_path
 from training import registry
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ def _realized_evidence(settings: Settings, days: list[date]) -> tuple[dict, str 
     complete = [
         d.isoformat()
         for d in days
-        if daily and horizon_last_day(d, settings.horizon_days) <= daily[-1]
+        if daily and horizon_complete(d, settings.horizon_days, daily[-1])
     ]
     if not complete:
         return {}, None

@@ -34,6 +34,7 @@ from core.push import Sample
 from core.settings import Settings
 from core.sql_engine import connect, quote_path
 from core.tables import MissingInputError
+from core.timeline import day_of
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import open_store, view_ttl
 from online_api.online_features import OnlineFeatures, Plan
@@ -198,7 +199,7 @@ def _recent(
     """The files that may hold a row served at ``newest``, and the users they serve."""
     since = newest - ttl
     # The row of day D is stamped D+1 00:00 UTC: older partitions hold nothing since ``since``.
-    days = [d for d in partitions.partition_days(root) if d >= since.date() - timedelta(days=1)]
+    days = [d for d in partitions.partition_days(root) if d >= day_of(since)]
     files = partitions.partition_files(root, days)
     users = con.execute(newest_rows_sql(_read(files), newest, ttl)).fetchall()
     return _Recent(newest, ttl, files, [row[0] for row in users])

@@ -36,8 +36,9 @@ from core.push import Sample
 from core.settings import Settings
 from core.sql_engine import connect
 from core.tables import MissingInputError
+from core.timeline import horizon_last_day, start_of
 from monitor.charts import uplift_bars
-from monitor.outcomes import horizon_last_day, realized_labels_sql
+from monitor.outcomes import realized_labels_sql
 from training.labels import LABEL
 from training.outreach import CONTACT, HOLDOUT, assignment_days, read_assignments
 
@@ -324,7 +325,7 @@ def uplift_samples(report: UpliftReport) -> list[Sample]:
         if found.contacts_per_retained is not None:
             samples.append(Sample("churn_uplift_contacts_per_retained_user",
                                   found.contacts_per_retained, "Contacts per user kept"))  # fmt: skip
-    as_of = datetime.combine(night.as_of, datetime.min.time(), UTC).timestamp()
+    as_of = start_of(night.as_of).timestamp()
     samples += [
         Sample("churn_uplift_horizons_not_working", report.horizons_not_working,
                "Consecutive horizons in which the contacted churned no less than holdout"),

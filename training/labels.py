@@ -26,6 +26,7 @@ from core.engines import open_engine
 from core.settings import Settings
 from core.sql_engine import Engine
 from core.tables import USER_DAILY, MissingInputError, register_table
+from core.timeline import day_of, last_complete_as_of, stamp_sql, start_of
 from feature_repo.spec import (
     DAYS_SINCE_FIRST_ACTIVITY,
     ENTITY_KEY,
@@ -67,7 +68,7 @@ def asof_range(history: list[date], settings: Settings) -> AsOfRange:
     if not history:
         raise MissingInputError("user_daily is empty: run `churn data prepare` first")
     first = history[0] + timedelta(days=max(settings.windows))
-    last = history[-1] + timedelta(days=1) - timedelta(days=settings.horizon_days)
+    last = last_complete_as_of(history[-1], settings.horizon_days)
     if last < first:
         raise ValueError(
             f"{len(history)} days of history cannot label anything: need at least "
@@ -172,7 +173,8 @@ def labels_sql(
     among = f"\n      AND user_id IN (SELECT user_id FROM {users})" if users else ""
     first, _ = before.days(asof.first)
     _, end = after.days(asof.last)
-    first_row, last_row = asof.first - timedelta(days=1), asof.last - timedelta(days=1)
+    # The row of day T - 1, stamped T, stands for (user, T).
+    first_row, last_row = day_of(start_of(asof.first)), day_of(start_of(asof.last))
     untouched = ""
     if contacted is not None:
         # T = row date + 1; windows overlap iff T - horizon < D < T + horizon.
@@ -194,7 +196,7 @@ WITH framed AS (
 )
 SELECT
     user_id AS {ENTITY_KEY},
-    CAST(date + INTERVAL 1 DAY AS TIMESTAMPTZ) AS {TIMESTAMP_FIELD},
+    {stamp_sql("date")} AS {TIMESTAMP_FIELD},
     {_churned("active_days_after")} AS {LABEL}
 FROM framed
 WHERE date BETWEEN DATE '{first_row}' AND DATE '{last_row}'

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.timeline import days_of
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 
 RECENCY = "days_since_last_activity"
@@ -29,7 +30,7 @@ def oracle_score(frame: pd.DataFrame, ground_truth_dir: Path) -> np.ndarray | No
     rows = frame[[ENTITY_KEY, TIMESTAMP_FIELD]].copy()
     rows[ENTITY_KEY] = rows[ENTITY_KEY].astype(str)
     stamps = pd.to_datetime(rows[TIMESTAMP_FIELD], utc=True)
-    rows["day"] = stamps.dt.tz_localize(None) - pd.Timedelta(days=1)
+    rows["day"] = days_of(stamps)
     # Only the days asked about: the whole hidden history of a large world does not fit.
     days = [d.date() for d in rows["day"].drop_duplicates()]
     daily = pd.read_parquet(

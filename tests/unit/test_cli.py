@@ -41,11 +41,21 @@ def test_stages_run_in_order_from_the_cli(env, tmp_path):
     assert (tmp_path / "data" / "features" / "user_features" / "date=2026-02-09").is_dir()
     # A daily run of the last day replaces that day's partition only.
     for step in (
+        ["data", "prepare", "--day", "2026-02-09"],
+        ["features", "build", "--day", "2026-02-09"],
+    ):
+        result = runner.invoke(app, step, env=env)
+        assert result.exit_code == 0, (step, result.output)
+    # The old spelling of --day still runs the same, with a one-line warning naming --day.
+    for step in (
         ["data", "prepare", "--as-of", "2026-02-09"],
         ["features", "build", "--as-of", "2026-02-09"],
     ):
         result = runner.invoke(app, step, env=env)
         assert result.exit_code == 0, (step, result.output)
+        assert "--as-of is deprecated for a calendar day; use --day" in result.output
+    both = runner.invoke(app, ["data", "prepare", "--day", "2026-02-09", "--as-of", "2026-02-09"])
+    assert both.exit_code == 2
 
 
 def _raw_settings(tmp_path):

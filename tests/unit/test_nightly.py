@@ -16,8 +16,8 @@ from monitor.jobs import DURATION, FAILURE, SUCCESS, job_run, run_samples
 DAY = date(2026, 11, 25)
 NIGHT = [
     "data validate",
-    "data prepare --as-of 2026-11-25",
-    "features build --as-of 2026-11-25",
+    "data prepare --day 2026-11-25",
+    "features build --day 2026-11-25",
     "features materialize --end 2026-11-26T00:00:00",
     "batch score --as-of 2026-11-26",
     "monitor estimate --as-of 2026-11-26",

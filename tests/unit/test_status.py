@@ -106,7 +106,7 @@ FAULTS = {
         lambda s: with_layer(s, layer("features", last=DAY - timedelta(days=2))),
         "warn",
         "data",
-        "churn features build --as-of 2026-03-01",
+        "churn features build --day 2026-03-01",
     ),
     "no production model": (
         lambda s: replace(s, model=ModelState()),
