@@ -7,16 +7,21 @@ plain ``Response``: no response-model validation on the request path.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Path, Request, Response, params
+from fastapi.routing import APIRoute
 
 from online_api.deps import MetricsDep, ServiceDep, service_of
 from online_api.schemas import ANSWER_EXAMPLES, BatchRequest, BatchResponse, ChurnRisk, Problem
 from online_api.service import Unanswered
 
-UserId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+USER_ID_CHARS = r"[A-Za-z0-9_.:-]"
+USER_ID_MAX = 64
+UserId = Annotated[str, Path(min_length=1, max_length=USER_ID_MAX, pattern=rf"^{USER_ID_CHARS}+$")]
 
 # The HTTP status of each kind of Unanswered.
 STATUS = {"not_found": 404, "stale_features": 404, "batch_too_large": 413,
@@ -61,6 +66,30 @@ async def churn_risk(user_id: UserId, request: Request) -> Response:
     return json_response(await service_of(request).answer(user_id))
 
 
+class UserRoute(APIRoute):
+    """The single-user route without FastAPI's parameter machinery on the hot path.
+
+    A valid id (the ``UserId`` rule as one compiled regex) goes straight to the service:
+    FastAPI's dependency solving and validation were ~5 % of a request's CPU. Anything else
+    (an invalid id, a route with the bearer-token guard) takes FastAPI's own handler, so the
+    422s, the 401s and the OpenAPI document stay FastAPI's.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        fastapi_handler = super().get_route_handler()
+        if self.dependencies:
+            return fastapi_handler
+        valid = re.compile(rf"{USER_ID_CHARS}{{1,{USER_ID_MAX}}}").fullmatch
+
+        async def handler(request: Request) -> Response:
+            user_id = request.path_params["user_id"]
+            if valid(user_id) is None:
+                return await fastapi_handler(request)
+            return json_response(await service_of(request).answer(user_id))
+
+        return handler
+
+
 async def churn_risk_batch(request: BatchRequest, service: ServiceDep) -> Response:
     """Answers of many users in one online-store round trip, each as the single endpoint
     gives it (scored or lapsed); unknown ids reported per item."""
@@ -101,6 +130,7 @@ def add_routes(router: APIRouter, token_check: params.Depends | None = None) -> 
     router.add_api_route(
         "/users/{user_id}/churn-risk", churn_risk, dependencies=guard, response_model=ChurnRisk,
         responses=single | {404: NO_FEATURES, 503: UNAVAILABLE} | unauthorized,
+        route_class_override=UserRoute,
     )  # fmt: skip
     router.add_api_route(
         "/churn-risk:batch", churn_risk_batch, methods=["POST"], dependencies=guard,

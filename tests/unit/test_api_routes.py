@@ -230,6 +230,35 @@ def test_a_store_down_is_a_503_to_retry_and_the_service_recovers(client):
     assert metrics.ready._value.get() == 1.0
 
 
+# Ids at each edge of the rule: the longest, every allowed character, one too long, a
+# trailing newline (which a ``$`` anchor in Python's ``re`` would let through), a space, a
+# non-ASCII letter, an encoded slash.
+EDGE_IDS = ["x" * 64, "Az09_.:-", "x" * 65, "active%0A", "act ive", "é", "a%2Fb"]
+
+
+def test_the_fast_single_user_route_answers_every_id_as_fastapi_does(world):
+    """Without a token the route skips FastAPI's parameter handling for a valid id; with
+    one it is FastAPI's own: the same statuses and bodies for every id at the rule's edges."""
+    settings, _, source = world
+    guarded = settings.model_copy(update={"api_token": SecretStr("s3cret-token")})
+    right = {"Authorization": "Bearer s3cret-token"}
+    with (
+        TestClient(create_app(settings, online=source, metrics=ApiMetrics())) as fast,
+        TestClient(create_app(guarded, online=source, metrics=ApiMetrics())) as own,
+    ):
+        statuses = []
+        for user_id in [*EDGE_IDS, "active", "lapsed", "stale", "unknown"]:
+            got = fast.get(f"/users/{user_id}/churn-risk")
+            expected = own.get(f"/users/{user_id}/churn-risk", headers=right)
+            bodies = [r.json() for r in (got, expected)]
+            for body in bodies:  # the answer's own clock
+                body.pop("served_at", None)
+            assert got.status_code == expected.status_code, user_id
+            assert bodies[0] == bodies[1], user_id
+            statuses.append(got.status_code)
+    assert statuses == [404, 404, 422, 422, 422, 422, 404, 200, 200, 404, 404]
+
+
 def test_the_bearer_token_guards_scoring_and_the_model_but_not_the_probes(world):
     settings, _, source = world
     guarded = settings.model_copy(update={"api_token": SecretStr("s3cret-token")})
