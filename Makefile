@@ -10,7 +10,7 @@ ifndef PYTHON
 PYTHON := $(or $(firstword $(foreach p,python3 python3.12 python3.11,$(shell command -v $(p) >/dev/null 2>&1 && $(p) -c '$(SUPPORTED_PYTHON)' 2>/dev/null && echo $(p)))),python3)
 endif
 
-.PHONY: install install-demo activate-settings demo-deps system-deps postgres-deps demo test test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-ingest bench-materialize bench-night wrk-deps bench-api bench-serving bench-models bench-estimate demo-dates feast clean
+.PHONY: install install-demo activate-settings demo-deps system-deps postgres-deps demo test test-fast test-clock test-unit test-deploy test-integration lint format bench-features bench-training bench-batch bench-spark bench-ingest bench-materialize bench-night wrk-deps bench-api bench-serving bench-models bench-estimate demo-dates feast clean
 
 install: $(VENV)/.installed activate-settings
 
@@ -117,8 +117,13 @@ demo: install-demo demo-deps
 # One OpenMP/BLAS thread per process: the suite runs servers and CLIs beside the models, and
 # on a shared 2-core machine the boosted model's OpenMP threads spin against them (a demo
 # train took 226 s with two threads, 34 s with one).
+#
+# The modules run in TEST_WORKERS processes (pytest-xdist), a module's tests in one process
+# (its module-scoped world is built once): most of the suite waits on servers, subprocesses
+# and Redis, so two processes keep a 2-core machine busy. TEST_WORKERS=0 runs in one.
+TEST_WORKERS ?= 2
 test: postgres-deps install system-deps
-	OMP_NUM_THREADS=1 $(BIN)/pytest
+	OMP_NUM_THREADS=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The whole suite with the clock moved (libfaketime, one offset shared by every process the
 # tests start), so no test passes on some dates or times of day only: across the midnight
@@ -145,6 +150,10 @@ test-clock: install system-deps
 
 test-unit: install
 	OMP_NUM_THREADS=1 $(BIN)/pytest tests/unit
+
+# The inner loop: the unit tier (no servers, no Feast registry), in TEST_WORKERS processes.
+test-fast: install
+	OMP_NUM_THREADS=1 $(BIN)/pytest tests/unit -n $(TEST_WORKERS) -q
 
 # The deployment files, offline: compose, the Dockerfiles, the Kubernetes and Spark manifests
 # (kubectl's kustomize), the alert rules (promtool) and the dashboards' JSON.

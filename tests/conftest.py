@@ -28,6 +28,23 @@ POSTGRES_URL_VARIABLE = "CHURN_TEST_POSTGRES_URL"
 LOCAL_POSTGRES_URL = "postgresql://root@127.0.0.1:5432/postgres"
 
 
+# The slowest integration modules, slowest first (make test's --durations): they start the run, so that
+# under xdist (make test's two processes) no slow module is left to start last and run alone.
+SLOW_FIRST = ("test_demo_dates", "test_nightly", "test_spark_parity", "test_demo",
+              "test_dashboards", "test_outreach", "test_training", "test_monitoring_loop",
+              "test_serving_night", "test_bootstrap", "test_api")  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+
+    def key(item: pytest.Item) -> int:
+        slow = item.path.parent.name == "integration"
+        return rank.get(item.path.stem, len(rank)) if slow else len(rank)
+
+    items.sort(key=key)  # stable: the others as found
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _clean_environment() -> Iterator[None]:
     """Tests state their settings: a developer's CHURN_* variables must not change them.
@@ -41,6 +58,13 @@ def _clean_environment() -> Iterator[None]:
         yield
 
 
+# One configuration per model kind (its defaults): tuning is tested by the tests that tune,
+# which ask for the product's budget (PRODUCT_TUNING_BUDGET); every other test trains once
+# per kind instead of once per configuration and fold.
+TEST_TUNING_BUDGET = 1
+PRODUCT_TUNING_BUDGET = Settings.model_fields["tuning_budget"].default
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path):
     """Settings under this test's tmp dir; keyword overrides on top."""
@@ -50,6 +74,7 @@ def make_settings(tmp_path: Path):
             "data_dir": tmp_path / "data",
             "artifacts_dir": tmp_path / "artifacts",
             "max_event_age_hours": 0,
+            "tuning_budget": TEST_TUNING_BUDGET,
         }
         values.update(overrides)
         return get_settings(**values)
@@ -81,6 +106,7 @@ def isolated_settings(redis_url: str):
             "redis_url": redis_url,
             "feast_project": f"churntest_{uuid.uuid4().hex[:10]}",
             "max_event_age_hours": 0,
+            "tuning_budget": TEST_TUNING_BUDGET,
         }
         return get_settings(**(values | overrides))
 

@@ -14,6 +14,7 @@ from churn.cli import DEMO_DAYS, DEMO_USERS, app
 from churn.demo import run_demo
 from core.settings import Settings
 from feature_repo.store import open_store
+from tests.conftest import PRODUCT_TUNING_BUDGET
 from training import registry
 
 pytestmark = pytest.mark.integration
@@ -27,8 +28,11 @@ ANSWER = re.compile(
 
 
 def test_make_demo_promotes_and_serves_the_default_world(tmp_path, isolated_settings):
-    """The world `make demo` runs (the same data on every date) passes the gate and serves."""
-    settings = isolated_settings(tmp_path, max_event_age_hours=DEMO_FRESHNESS)
+    """The world `make demo` runs (the same data on every date), tuned as the demo tunes,
+    passes the gate and serves."""
+    settings = isolated_settings(
+        tmp_path, max_event_age_hours=DEMO_FRESHNESS, tuning_budget=PRODUCT_TUNING_BUDGET
+    )
     console = Console(record=True, width=120)
     try:
         code = run_demo(settings, users=DEMO_USERS, days=DEMO_DAYS, console=console)

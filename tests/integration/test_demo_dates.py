@@ -17,6 +17,7 @@ import pytest
 from churn.demo import replay_demo
 from core.settings import Settings
 from feature_repo.store import open_store
+from tests.conftest import PRODUCT_TUNING_BUDGET
 
 pytestmark = pytest.mark.integration
 USERS, DAYS, DATES = 300, 120, 14
@@ -25,7 +26,9 @@ DEMO_FRESHNESS = Settings.model_fields["max_event_age_hours"].default
 
 
 def test_fourteen_end_dates_give_the_same_metrics_and_the_same_refusal(tmp_path, isolated_settings):
-    base = isolated_settings(tmp_path, max_event_age_hours=DEMO_FRESHNESS)
+    base = isolated_settings(  # the demo's own freshness gate and tuning
+        tmp_path, max_event_age_hours=DEMO_FRESHNESS, tuning_budget=PRODUCT_TUNING_BUDGET
+    )
     try:
         runs = list(replay_demo(base, USERS, DAYS, FIRST_RUN, DATES, tmp_path))
     finally:

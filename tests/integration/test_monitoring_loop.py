@@ -25,6 +25,7 @@ from monitor.drift import drift_report, write_drift_report
 from monitor.outcomes import realized_outcomes
 from monitor.retrain import retrain_if_needed
 from online_api.app import create_app
+from tests.conftest import PRODUCT_TUNING_BUDGET
 from tests.integration.services import after_a_whole_check
 from training import registry
 from training.promote import decisions, force
@@ -70,8 +71,10 @@ def _world(settings, scenario: str):
 
 @pytest.fixture(scope="module")
 def drifted(tmp_path_factory, isolated_settings):
+    # Tuned as the product tunes: the retrained model must beat the recency reference.
     settings = isolated_settings(tmp_path_factory.mktemp("drift"), max_event_age_hours=0,
-                                 model_reload_seconds=0.05, top_k=TEAM_LIST)  # fmt: skip
+                                 model_reload_seconds=0.05, top_k=TEAM_LIST,
+                                 tuning_budget=PRODUCT_TUNING_BUDGET)  # fmt: skip
     try:
         yield _world(settings, "drift")
     finally:

@@ -62,7 +62,8 @@ def newest_rows(settings: Settings, stamped: datetime) -> dict[str, int]:
 def test_the_readme_feast_lines_work_in_a_fresh_shell(tmp_path, isolated_settings, monkeypatch):
     settings = isolated_settings(tmp_path)
     config = tmp_path / "churn.yaml"
-    fields = ("data_dir", "artifacts_dir", "redis_url", "feast_project", "max_event_age_hours")
+    fields = ("data_dir", "artifacts_dir", "redis_url", "feast_project", "max_event_age_hours",
+              "tuning_budget")  # fmt: skip
     config.write_text(yaml.safe_dump({f: str(getattr(settings, f)) for f in fields}))
     monkeypatch.setenv("CHURN_CONFIG_FILE", str(config))
     assert get_settings() == settings  # the file says what the churn CLI uses

@@ -21,6 +21,7 @@ from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
 from ingestion.rolling_features import build_rolling_features
 from ingestion.validate import run_validation
+from tests.conftest import PRODUCT_TUNING_BUDGET
 from training import registry
 from training.dataset import feature_refs, training_set
 from training.labels import LABEL, build_labels
@@ -44,7 +45,7 @@ def _prepare(settings: Settings) -> None:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, isolated_settings):
     tmp = tmp_path_factory.mktemp("training")
-    settings = isolated_settings(tmp)
+    settings = isolated_settings(tmp, tuning_budget=PRODUCT_TUNING_BUDGET)  # the tuning tests
     write_demo_data(generate_demo_data(n_users=600, days=DAYS, seed=4, start=START), settings)
     _prepare(settings)
     apply_definitions(settings)
