@@ -25,7 +25,9 @@ from tests.conftest import PRODUCT_TUNING_BUDGET
 from training import registry
 from training.dataset import feature_refs, training_set
 from training.labels import LABEL, build_labels
+from training.models import MODEL_KINDS
 from training.promote import decisions, force, promote
+from training.references import RECENCY
 from training.train import VALIDATION_ROWS, train_models
 from training.tuning import FOLDS, GRIDS
 
@@ -108,6 +110,24 @@ def test_training_is_deterministic(built, trained):
         (tmp / "again" / "models", again.versions["logistic"]),
     )]  # fmt: skip
     assert meta[0]["fingerprint"] == meta[1]["fingerprint"]
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_more_days_without_activity_never_lower_the_risk(trained, kind):
+    """Behavioural test of each candidate, calibrated as it would be served: all else equal,
+    a user quiet for longer is never less at risk (on every validation row)."""
+    settings, result = trained
+    version = result.versions[kind]
+    model, _ = registry.load_model(settings.models_dir, version)
+    rows = pd.read_parquet(settings.models_dir / version / VALIDATION_ROWS)
+    risk = model.predict_proba(rows)[:, 1]
+    assert len(rows) > 1000 and rows[RECENCY].notna().any()
+    for days in (1, 7, 30):
+        quieter = model.predict_proba(rows.assign(**{RECENCY: rows[RECENCY] + days}))[:, 1]
+        assert (quieter >= risk - 1e-12).all(), (kind, days, (quieter - risk).min())
+    assert (
+        model.predict_proba(rows.assign(**{RECENCY: rows[RECENCY] + 30}))[:, 1].mean() > risk.mean()
+    )
 
 
 def test_tuning_searches_forward_folds_of_the_fit_rows_only(trained):

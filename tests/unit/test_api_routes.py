@@ -230,6 +230,22 @@ def test_a_store_down_is_a_503_to_retry_and_the_service_recovers(client):
     assert metrics.ready._value.get() == 1.0
 
 
+def test_the_same_features_give_the_same_answer_whatever_the_user_id(client):
+    """Behavioural: the id only finds the row; nothing about it reaches the risk."""
+    client, source, _ = client
+    for twin in ("u000001", "zz-9", "A.b:c_d"):
+        source.rows[twin] = source.rows["active"]
+    answers = [client.get(f"/users/{user_id}/churn-risk").json()
+               for user_id in ("active", "u000001", "zz-9", "A.b:c_d")]  # fmt: skip
+    for answer in answers:
+        del answer["user_id"], answer["served_at"]
+    assert answers[0]["status"] == "scored"
+    assert answers[1:] == [answers[0]] * 3
+    batch = client.post("/churn-risk:batch", json={"user_ids": ["zz-9", "active"]}).json()
+    risks = [item["result"]["churn_risk"] for item in batch["results"]]
+    assert risks == [answers[0]["churn_risk"]] * 2
+
+
 # Ids at each edge of the rule: the longest, every allowed character, one too long, a
 # trailing newline (which a ``$`` anchor in Python's ``re`` would let through), a space, a
 # non-ASCII letter, an encoded slash.
