@@ -120,10 +120,11 @@ demo: install-demo demo-deps
 #
 # The modules run in TEST_WORKERS processes (pytest-xdist), a module's tests in one process
 # (its module-scoped world is built once): most of the suite waits on servers, subprocesses
-# and Redis, so two processes keep a 2-core machine busy. TEST_WORKERS=0 runs in one.
+# and Redis, so two processes keep a 2-core machine busy. TEST_WORKERS=0 runs in one. It ends
+# with the product's line coverage (pyproject's [tool.coverage]), a report with no threshold.
 TEST_WORKERS ?= 2
 test: postgres-deps install system-deps
-	OMP_NUM_THREADS=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	OMP_NUM_THREADS=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --cov --cov-report=term
 
 # The whole suite with the clock moved (libfaketime, one offset shared by every process the
 # tests start), so no test passes on some dates or times of day only: across the midnight
