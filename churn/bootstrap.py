@@ -31,7 +31,7 @@ from churn.stages import STAGES, Stage, StageInputs
 from core.redaction import redact
 from core.settings import Settings
 
-# The variables of the command's options (churn/cli.py; core.settings.NOT_SETTINGS lists
+# The variables of the command's options (churn/cli/operations.py; core.settings.NOT_SETTINGS lists
 # them with CHURN_BOOTSTRAP_USERS and _DAYS), named in the messages.
 DATA_VARIABLE = "CHURN_BOOTSTRAP_DATA"
 DEMO_VARIABLE = "CHURN_BOOTSTRAP_DEMO"

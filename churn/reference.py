@@ -423,14 +423,21 @@ def _pushed() -> list[tuple[str, str, list[Any]]]:
 
 
 def _job_runs() -> tuple[list[str], list[Any]]:
-    """The jobs that record their runs (``monitor.jobs.job_run`` in ``churn.cli``), and the
-    run's samples."""
-    from churn import cli, nightly
+    """The jobs that record their runs (``monitor.jobs.job_run`` around a stage's name in a
+    ``churn.cli`` command), and the run's samples."""
+    import typer.main
+
+    from churn import nightly
+    from churn.cli import app
     from monitor.jobs import run_samples
 
-    jobs = sorted(set(re.findall(r'job_run\(settings, "(\w+)"\)', inspect.getsource(cli))))
+    jobs: set[str] = set()
+    for _, command in _commands(typer.main.get_command(app), ()):
+        source = inspect.getsource(command.callback) if command.callback else ""
+        if "job_run(settings, stage.name)" in source:
+            jobs |= set(re.findall(r'stage = STAGES\["(\w+)"\]', source))
     samples = run_samples(True, 0.0, 1.0) + run_samples(False, 0.0, 1.0)
-    return [f"churn_{j}" for j in [*jobs, nightly.JOB]], samples
+    return [f"churn_{j}" for j in [*sorted(jobs), nightly.JOB]], samples
 
 
 def _api_metrics() -> list[tuple[str, str, str, str]]:
@@ -538,16 +545,14 @@ COMMAND_EXITS = {
 
 def _sources(function: Callable[..., Any], seen: set[str]) -> Iterator[str]:
     """The source of ``function`` and of the ``churn.cli`` helpers it calls, recursively."""
-    from churn import cli
-
     if function.__name__ in seen:
         return
     seen.add(function.__name__)
     source = inspect.getsource(function)
     yield source
-    for name in re.findall(r"\b(_\w+)\(", source):
-        helper = getattr(cli, name, None)
-        if inspect.isfunction(helper) and helper.__module__ == cli.__name__:
+    for name in re.findall(r"\b(\w+)\(", source):
+        helper = function.__globals__.get(name)
+        if inspect.isfunction(helper) and helper.__module__.startswith("churn.cli"):
             yield from _sources(inspect.unwrap(helper), seen)
 
 
@@ -561,7 +566,7 @@ def _exit_codes(path: tuple[str, ...], command: Any) -> dict[int | str, str]:
 
     source = "\n".join(_sources(command.callback, set())) if command.callback else ""
     found: dict[int | str, str] = {0: GENERIC_EXITS[0], 2: GENERIC_EXITS[2]}
-    if "_user_errors()" in source:
+    if "user_errors()" in source:
         found[1] = GENERIC_EXITS[1]
     for code in map(int, re.findall(r"typer\.Exit\((\d+)\)", source)):
         found[code] = GENERIC_EXITS.get(code, "")
@@ -588,7 +593,7 @@ def exit_codes_page() -> str:
     lines = _header(
         "Exit codes",
         "`monitor/drift.py` (`EXIT_CODES`), `churn/stages.py` (each stage's `findings`) and the "
-        "`typer.Exit` codes in `churn/cli.py`",
+        "`typer.Exit` codes in `churn/cli/`",
         "In `churn nightly`, a step's findings are reported and the night goes on; any other "
         "non-zero code stops the night at that step, and `churn nightly` exits with it. Drift: "
         f"{', '.join(f'{c} {s}' for s, c in EXIT_CODES.items())}.",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.settings import Settings
 from core.timeline import midnight, stamp_of
+from monitor.exit_codes import DRIFT, ESTIMATE, SKEW
 
 if TYPE_CHECKING:  # pandera, which the rules import, costs every command's start-up
     from ingestion.raw_store import Landed
@@ -66,6 +67,12 @@ class Stage:
     options: Callable[[StageInputs], list[str]] = lambda inputs: []
     findings: Mapping[int, str] = field(default_factory=dict)  # exit codes that report, not fail
     counts_days: bool = False  # its progress counts the ``days`` of the inputs
+
+    @property
+    def job(self) -> str:
+        """The Pushgateway job its command pushes its figures under; ``monitor.jobs.job_run``
+        takes ``name`` and adds the prefix itself."""
+        return f"churn_{self.name}"
 
     def argv(self, inputs: StageInputs) -> list[str]:
         """The ``churn`` arguments that run this stage on ``inputs``."""
@@ -263,13 +270,13 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in (
           lambda i: ["--as-of", i.run_time.date().isoformat()]),
     Stage("estimate", ("monitor", "estimate"), "estimate", _estimate,
           lambda i: ["--as-of", i.run_time.date().isoformat()],
-          findings={10: "estimated PR-AUC skill under the floor",
-                    20: "estimated PR-AUC skill under the floor for CHURN_ESTIMATE_ALERT_NIGHTS nights"}),
+          findings={ESTIMATE["low"]: "estimated PR-AUC skill under the floor",
+                    ESTIMATE["alert"]: "estimated PR-AUC skill under the floor for CHURN_ESTIMATE_ALERT_NIGHTS nights"}),
     Stage("drift", ("monitor", "drift"), "drift", _drift,
-          findings={10: "drift warning", 20: "drift alert"}),
+          findings={DRIFT["warn"]: "drift warning", DRIFT["alert"]: "drift alert"}),
     Stage("outcomes", ("monitor", "outcomes"), "outcomes", _outcomes),
     Stage("uplift", ("monitor", "uplift"), "uplift", _uplift),
-    Stage("skew", ("monitor", "skew"), "skew", _skew, findings={3: "online/offline mismatch"}),
+    Stage("skew", ("monitor", "skew"), "skew", _skew, findings={SKEW["mismatch"]: "online/offline mismatch"}),
     Stage("retrain", ("monitor", "retrain-if-needed"), "retrain if needed", _retrain),
 )}  # fmt: skip
 

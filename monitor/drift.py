@@ -38,15 +38,15 @@ from core.history import append_record, read_records
 from core.push import Sample
 from core.settings import Settings
 from monitor.charts import psi_bars
+from monitor.exit_codes import DRIFT
 from monitor.psi import STATUSES, feature_psi, psi_status, worst
 from training import registry
 
 HISTORY_FILE = "history.jsonl"
 SCORE_COLUMN = "churn_risk"
 SCORE_LABEL = "score: churn_risk"  # the score's bar in the chart and row in the table
-# `churn monitor drift` exits with these, so a scheduler can tell the levels apart;
-# 1 stays the exit code of an error (missing or unreadable input).
-EXIT_CODES = {"ok": 0, "warn": 10, "alert": 20}
+# `churn monitor drift` exits with these (owned by monitor.exit_codes, which the night reads).
+EXIT_CODES = DRIFT
 STATUS_STYLES = {"ok": "green", "warn": "yellow", "alert": "bold red"}
 
 

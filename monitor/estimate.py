@@ -44,6 +44,7 @@ from core.timeline import start_of
 from feature_repo.spec import ENTITY_KEY
 from monitor.cbpe import Expected, expected_metrics
 from monitor.charts import estimate_lines
+from monitor.exit_codes import ESTIMATE
 from monitor.outcomes import history_path as outcomes_history_path
 from monitor.outcomes import read_history as read_outcomes
 from monitor.outcomes import uncontacted
@@ -51,7 +52,7 @@ from training.outreach import read_assignments
 
 HISTORY_FILE = "history.jsonl"
 # `churn monitor estimate` exits with these; the night goes on (churn.stages findings).
-EXIT_CODES = {"ok": 0, "low": 10, "alert": 20}
+EXIT_CODES = ESTIMATE
 STATUS_STYLES = {"ok": "green", "low": "yellow", "alert": "bold red"}
 # The figures both histories hold, compared night by night (outcomes has no list precision).
 COMPARED = ("precision_at_k", "pr_auc", "pr_auc_skill", "roc_auc")

@@ -23,7 +23,7 @@ from core.settings import Settings
 
 # The smallest sample worth fitting: the demo's world, the smallest on which the gate's
 # verdict was shown to rest on the model's signal rather than on which users lead the
-# validation nights (churn/cli.py DEMO_USERS). A budget that holds fewer stops the run.
+# validation nights (churn/cli/options.py DEMO_USERS). A budget that holds fewer stops the run.
 MIN_TRAIN_USERS = 2_000
 # Measured at 100,000 users × 120 days, 67 features (docs/performance.md, "Training in
 # bounded memory"): peak RSS = 0.76 GB + 3,660 bytes per fit and calibration row, from

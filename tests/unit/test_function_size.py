@@ -16,7 +16,7 @@ MAX_LINES = 80
 
 def _packages() -> list[str]:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    return config["tool"]["setuptools"]["packages"]
+    return sorted({package.split(".")[0] for package in config["tool"]["setuptools"]["packages"]})
 
 
 def long_functions(root: Path, packages: list[str], max_lines: int) -> list[str]:
