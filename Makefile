@@ -119,12 +119,15 @@ demo: install-demo demo-deps
 # train took 226 s with two threads, 34 s with one).
 #
 # The modules run in TEST_WORKERS processes (pytest-xdist), a module's tests in one process
-# (its module-scoped world is built once): most of the suite waits on servers, subprocesses
+# (its module-scoped world is built once), in the order tests/conftest.py sorts them, the
+# slowest first (xdist would put the modules with the most tests first, and the slowest
+# module, of one test, last and alone): most of the suite waits on servers, subprocesses
 # and Redis, so two processes keep a 2-core machine busy. TEST_WORKERS=0 runs in one. It ends
 # with the product's line coverage (pyproject's [tool.coverage]), a report with no threshold.
 TEST_WORKERS ?= 2
 test: postgres-deps install system-deps
-	OMP_NUM_THREADS=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --cov --cov-report=term
+	OMP_NUM_THREADS=1 $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+		--cov --cov-report=term
 
 # The whole suite with the clock moved (libfaketime, one offset shared by every process the
 # tests start), so no test passes on some dates or times of day only: across the midnight
