@@ -40,7 +40,7 @@ from core import partitions
 from core.atomic import atomic_dir, write_json, write_parquet, write_text
 from core.budget import check_fits
 from core.engines import open_engine
-from core.push import Sample, push
+from core.push import Sample, job_name, push
 from core.settings import Settings
 from core.sql_engine import Engine, utc_timestamps
 from core.tables import USER_DAILY, MissingInputError, register_table, validated_paths
@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 SKIPPED_EXAMPLES = 10
-PUSH_JOB = "churn_batch"
+PUSH_JOB = job_name("batch")
 USER_FEATURES = "user_features"
 
 

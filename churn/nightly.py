@@ -23,7 +23,7 @@ from rich.console import Console
 
 from churn.stages import Stage, StageInputs, night
 from core.history import append_record
-from core.push import Sample, push
+from core.push import Sample, job_name, push
 from core.settings import Settings
 from core.timeline import day_of
 from monitor.jobs import push_run, run_samples
@@ -109,7 +109,7 @@ def report_night(
         "finished_at": datetime.fromtimestamp(finished, UTC).isoformat(timespec="seconds"),
     })  # fmt: skip
     push_run(settings, JOB, run_samples(failed is None, started, finished))
-    push(settings, f"churn_{JOB}", night_samples(day, failed, code))
+    push(settings, job_name(JOB), night_samples(day, failed, code))
 
 
 def next_run(cron: str, after: datetime) -> datetime:

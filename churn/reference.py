@@ -391,6 +391,7 @@ def _pushed() -> list[tuple[str, str, list[Any]]]:
     stand-in reports: the names, help and labels are the functions' own."""
     from batch.job import PUSH_JOB, batch_samples
     from churn.nightly import JOB, night_samples
+    from core.push import job_name
     from core.settings import Settings
     from monitor.drift import drift_samples
     from monitor.jobs import ingest_samples, online_freshness, validation_samples
@@ -405,20 +406,20 @@ def _pushed() -> list[tuple[str, str, list[Any]]]:
     metric = dict.fromkeys(("pr_auc", "pr_auc_skill", "pr_auc_lift", "roc_auc", "precision_at_k",
                             "base_rate", "brier"), 0.0)  # fmt: skip
     return [
-        ("churn_ingest", "`churn data ingest`", ingest_samples(_ns(events=0, already_stored=0, users=0, days=[]))),
-        ("churn_validate", "`churn data validate`", validation_samples(
+        (job_name("ingest"), "`churn data ingest`", ingest_samples(_ns(events=0, already_stored=0, users=0, days=[]))),
+        (job_name("validate"), "`churn data validate`", validation_samples(
             _ns(failures=[_ns(rule="<rule>", count=0)], warnings=[], stats={}))),
-        ("churn_materialize", "`churn features materialize`", [online_freshness(nowhere, _T0)]),
+        (job_name("materialize"), "`churn features materialize`", [online_freshness(nowhere, _T0)]),
         (PUSH_JOB, "`churn batch score`", batch_samples(_ns())),
-        ("churn_drift", "`churn monitor drift`", drift_samples(
+        (job_name("drift"), "`churn monitor drift`", drift_samples(
             _ns(features={"<feature>": _ns(psi=0.0)}, score_psi=0.0, status="ok"))),
-        ("churn_outcomes", "`churn monitor outcomes`", outcome_samples(
+        (job_name("outcomes"), "`churn monitor outcomes`", outcome_samples(
             _ns(latest=_ns(model_version="<version>", as_of=day, **metric)))),
-        ("churn_uplift", "`churn monitor uplift`", uplift_samples(_ns(
+        (job_name("uplift"), "`churn monitor uplift`", uplift_samples(_ns(
             latest=_ns(as_of=day, overall=_ns(contact=arm, holdout=arm, effect=effect)),
             horizons_not_working=0, not_working=False))),
-        ("churn_skew", "`churn monitor skew`", skew_samples(_ns(mismatch_ratio=0.0, users_missing_online=0))),
-        (f"churn_{JOB}", "`churn nightly`", night_samples(day, "<step>", 1)),
+        (job_name("skew"), "`churn monitor skew`", skew_samples(_ns(mismatch_ratio=0.0, users_missing_online=0))),
+        (job_name(JOB), "`churn nightly`", night_samples(day, "<step>", 1)),
     ]  # fmt: skip
 
 
@@ -429,6 +430,7 @@ def _job_runs() -> tuple[list[str], list[Any]]:
 
     from churn import nightly
     from churn.cli import app
+    from core.push import job_name
     from monitor.jobs import run_samples
 
     jobs: set[str] = set()
@@ -437,7 +439,7 @@ def _job_runs() -> tuple[list[str], list[Any]]:
         if "job_run(settings, stage.name)" in source:
             jobs |= set(re.findall(r'stage = STAGES\["(\w+)"\]', source))
     samples = run_samples(True, 0.0, 1.0) + run_samples(False, 0.0, 1.0)
-    return [f"churn_{j}" for j in [*sorted(jobs), nightly.JOB]], samples
+    return [job_name(j) for j in [*sorted(jobs), nightly.JOB]], samples
 
 
 def _api_metrics() -> list[tuple[str, str, str, str]]:

@@ -70,9 +70,11 @@ class Stage:
 
     @property
     def job(self) -> str:
-        """The Pushgateway job its command pushes its figures under; ``monitor.jobs.job_run``
-        takes ``name`` and adds the prefix itself."""
-        return f"churn_{self.name}"
+        """The Pushgateway job its command pushes its figures under (``monitor.jobs.job_run``
+        takes ``name``): imported here, so the night's light process loads no Prometheus."""
+        from core.push import job_name
+
+        return job_name(self.name)
 
     def argv(self, inputs: StageInputs) -> list[str]:
         """The ``churn`` arguments that run this stage on ``inputs``."""

@@ -42,6 +42,11 @@ class _Samples:
         return list(families.values())
 
 
+def job_name(name: str) -> str:
+    """The Pushgateway job of a stage or command called ``name``: every job is ``churn_<name>``."""
+    return f"churn_{name}"
+
+
 def push(
     settings: Settings,
     job: str,

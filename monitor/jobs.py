@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from core import partitions
-from core.push import Sample, push
+from core.push import Sample, job_name, push
 from core.settings import Settings
 from core.timeline import stamp_of
 
@@ -66,7 +66,7 @@ def push_run(settings: Settings, name: str, samples: list[Sample]) -> None:
     A group of its own (``kind="job_run"``): the job's figures are pushed whole, which
     replaces their group, and must not take the last failure or success with them.
     """
-    push(settings, f"churn_{name}", samples, replace=False, grouping=RUN_GROUP)
+    push(settings, job_name(name), samples, replace=False, grouping=RUN_GROUP)
 
 
 def online_freshness(settings: Settings, until: datetime) -> Sample:
