@@ -111,8 +111,11 @@ postgres-deps:
 		fi; \
 	fi
 
+# One OpenMP thread, as in the suite below and the ml image: on a laptop or a shared box the
+# boosted model's threads otherwise spin against everything else (a demo train: 226 s with
+# two threads, 34 s with one, see below; make demo's beside other jobs: 1,291 s with two).
 demo: install-demo demo-deps
-	$(BIN)/churn demo
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/churn demo
 
 # One OpenMP/BLAS thread per process: the suite runs servers and CLIs beside the models, and
 # on a shared 2-core machine the boosted model's OpenMP threads spin against them (a demo

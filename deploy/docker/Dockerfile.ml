@@ -47,7 +47,12 @@ RUN groupadd --system --gid 10001 churn \
     && mkdir -p /var/lib/churn/data /var/lib/churn/artifacts /var/lib/churn/export \
     && chown -R churn:churn /var/lib/churn
 COPY --from=builder /opt/venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH \
+# One OpenMP thread per job, as the benchmarks measured them (the 1M-user night and train):
+# a container sees the host's cores, not its CPU limit, and the boosted model's OpenMP
+# threads spin against the API and each other when they share cores (a demo's train:
+# 226 s with two threads, 34 s with one). Set OMP_NUM_THREADS on a dedicated node.
+ENV OMP_NUM_THREADS=1 \
+    PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     CHURN_DATA_DIR=/var/lib/churn/data \
