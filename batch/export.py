@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TypedDict
 
 from core.atomic import write_json, write_text
 
@@ -88,7 +89,15 @@ def manifest(as_of: datetime, text: str, model_version: str) -> dict[str, object
     }
 
 
-def described(text: str) -> dict[str, object]:
+class ListDescription(TypedDict):
+    """What ``described`` says of a list's CSV text."""
+
+    rows: int
+    columns: list[str]
+    sha256: str
+
+
+def described(text: str) -> ListDescription:
     """``rows`` (without the header), ``columns`` and ``sha256`` of a list's CSV text."""
     rows = list(csv.reader(io.StringIO(text, newline="")))
     return {
@@ -123,7 +132,7 @@ def export_list(
         raise ExportError(
             f"cannot export the high-risk list to {export_dir}: {_cause(exc)}"
         ) from exc
-    rows = int(described(text)["rows"])
+    rows = described(text)["rows"]
     return Export(target, rows, latest=day == newest, pruned=prune(export_dir, newest, keep_nights))
 
 

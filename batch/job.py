@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,9 @@ from training.dataset import newest_rows_sql, point_in_time_join
 from training.labels import lookback_window, population_sql
 from training.outreach import CONTACT, HOLDOUT, UNLISTED, write_assignments
 from training.risk_bands import risk_bands
+
+if TYPE_CHECKING:  # training.models imports scikit-learn; only the type is needed here
+    from training.models import Classifier
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +276,7 @@ def batch_bytes(users: int) -> int:
     return BATCH_BASE_BYTES + BATCH_BYTES_PER_USER * users
 
 
-def production_model(settings: Settings) -> tuple[str, object, list[str]]:
+def production_model(settings: Settings) -> tuple[str, Classifier, list[str]]:
     """The production model's version, the model, and its feature references."""
     version = registry.production(settings.models_dir)
     if version is None:
@@ -289,7 +293,7 @@ def join_and_score(
     users: list[str],
     as_of: datetime,
     refs: list[str],
-    model: object,
+    model: Classifier,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     """``(features, risks, skipped)`` of ``users`` at T, on the engine's side: on Spark
@@ -299,7 +303,9 @@ def join_and_score(
         progress(0, 1)
     if engine.name == "spark":
         from batch.spark_predict import score_on_spark
+        from core.spark_engine import SparkEngine
 
+        assert isinstance(engine, SparkEngine)  # open_engine's engine named spark is one
         return score_on_spark(engine, store, entity_rows, refs, model, progress)
     return score_in_process(store, entity_rows, refs, model, progress)
 
@@ -364,7 +370,7 @@ def score_in_process(
     store: FeatureStore,
     entity_rows: pd.DataFrame,
     refs: list[str],
-    model: object,
+    model: Classifier,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     """``(features, risks, skipped)``: Feast's join and ``predict_proba`` in this process.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from functools import partial, reduce
 from operator import or_
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,9 @@ from pyspark.sql.types import DoubleType, StructField, StructType
 
 from core.spark_engine import SparkEngine, utc_frame
 from feature_repo.spec import ENTITY_KEY
+
+if TYPE_CHECKING:
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark import SparkRetrievalJob
 
 SCORE = "churn_risk"
 
@@ -47,7 +51,9 @@ def score_on_spark(
     ``refs`` order); users with no feature row within the TTL are ``skipped``.
     """
     names = [ref.split(":", 1)[1] for ref in refs]
-    joined = store.get_historical_features(entity_df=entity_rows, features=refs).to_spark_df()
+    job = store.get_historical_features(entity_df=entity_rows, features=refs)
+    # Feast types it as a RetrievalJob; the Spark offline store's is a SparkRetrievalJob.
+    joined = cast("SparkRetrievalJob", job).to_spark_df()
     # Cached: read twice (the skipped ids, then the scores), joined once.
     joined = joined.select(ENTITY_KEY, *names).cache()
     has_features = reduce(or_, [F.col(name).isNotNull() for name in names])

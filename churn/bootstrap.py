@@ -59,6 +59,7 @@ class DataChoice:
     def describe(self, settings: Settings) -> str:
         """One line for the log, passwords hidden."""
         if self.kind == "files":
+            assert self.portal is not None  # choose_data gives "files" with its two files
             return f"the portal's export: {self.portal[0]} and {self.portal[1]}"
         if self.kind == "source":
             url = settings.source.get_secret_value() if settings.source else ""
@@ -82,12 +83,13 @@ def choose_data(
     ``folder`` lacks its files (a folder given by mistake must not fall back to anything)."""
     if folder is not None:
         found = {table: export_file(folder, table) for table in ("users", "events")}
-        if None in found.values():
+        users_file, events_file = found["users"], found["events"]
+        if users_file is None or events_file is None:
             missing = " and ".join(f"{t}.parquet|csv" for t, path in found.items() if path is None)
             held = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else None
             where = "is not a folder" if held is None else f"holds {', '.join(held) or 'nothing'}"
             raise NoBootstrapData(f"{DATA_VARIABLE}={folder} needs {missing}; it {where}")
-        return DataChoice("files", (found["users"], found["events"]))
+        return DataChoice("files", (users_file, events_file))
     if settings.source is not None:
         return DataChoice("source")
     if demo:

@@ -122,6 +122,8 @@ def true_effect(settings: Settings, data: GeneratedData, night: date) -> float:
     what it would have been. So the effect is the arm's realized rate minus that one.
     """
     listed = read_assignments(settings, night)
+    if listed is None:
+        raise ValueError(f"no outreach assignments for the night of {night}: its batch has not run")
     contact = listed.loc[listed["arm"] == CONTACT, [ENTITY_KEY]].reset_index(drop=True)
     horizon = settings.horizon_days
     end = night + timedelta(days=horizon)

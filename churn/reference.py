@@ -17,7 +17,7 @@ import inspect
 import re
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import UnionType
@@ -49,7 +49,7 @@ def _code(text: object) -> str:
     return f"`{text}`" if str(text) else ""
 
 
-def _table(head: tuple[str, ...], rows: list[tuple[object, ...]]) -> list[str]:
+def _table(head: tuple[str, ...], rows: Sequence[tuple[object, ...]]) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return [*lines, ""]
@@ -383,7 +383,9 @@ class _Stand:
         return "<value>"
 
 
-_ns = _Stand
+def _ns(**known: Any) -> Any:
+    """A ``_Stand``, typed to stand in for whichever report a function takes."""
+    return _Stand(**known)
 
 
 def _pushed() -> list[tuple[str, str, list[Any]]]:
@@ -444,7 +446,7 @@ def _job_runs() -> tuple[list[str], list[Any]]:
 
 def _api_metrics() -> list[tuple[str, str, str, str]]:
     """(exposed name, type, labels, help) of every metric the API registers."""
-    from prometheus_client.metrics import MetricWrapperBase
+    from prometheus_client.metrics import Histogram, MetricWrapperBase
 
     from online_api.metrics import ApiMetrics
 
@@ -456,7 +458,7 @@ def _api_metrics() -> list[tuple[str, str, str, str]]:
         (family,) = metric.describe()
         name = f"{family.name}_total" if family.type == "counter" else family.name
         kind = family.type
-        if family.type == "histogram":
+        if isinstance(metric, Histogram):
             bounds = [b for b in metric._upper_bounds if b != float("inf")]
             kind = f"histogram, buckets {_number(bounds[0])} … {_number(bounds[-1])}"
         rows.append(
@@ -523,13 +525,13 @@ def metrics_page() -> str:
 
 # What a literal ``typer.Exit(code)`` means where no structure names it; a command's own entry
 # wins over the generic one. A code without an entry is listed all the same, marked so.
-GENERIC_EXITS = {
+GENERIC_EXITS: dict[int | str, str] = {
     0: "success",
     1: "an error a user can fix (missing input, bad file or value, no Redis, a running ingest), "
     "printed as one line",
     2: "bad configuration (a setting's value or an unknown `CHURN_*` name), or bad usage (click)",
 }
-COMMAND_EXITS = {
+COMMAND_EXITS: dict[tuple[str, ...], dict[int | str, str]] = {
     ("data", "validate"): {1: "a validation gate failed (nothing under `validated/` changed), or "
                            "another validation is running"},
     ("promote",): {3: "the gate refused the candidate"},

@@ -327,7 +327,7 @@ def _redis(settings: Settings) -> RedisState:
             socket_timeout=REDIS_TIMEOUT_SECONDS,
             socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         )
-        db_keys = int(client.dbsize())
+        db_keys = int(client.dbsize())  # type: ignore[arg-type]  # redis-py: reply Awaitable | Any
         suffix = settings.feast_project.encode()
         sample = list(islice(client.scan_iter(count=1000), REDIS_KEY_SAMPLE))
     except (redis.RedisError, redis.exceptions.RedisClusterException, *READ_ERRORS) as exc:
@@ -616,7 +616,7 @@ def _summary_lines(status: Status) -> list[tuple[str, str]]:
 def status_json(status: Status, found: list[Problem]) -> dict:
     """The state, the problems, the verdict and its exit code, JSON-ready (ISO 8601 times)."""
     outcome = verdict(found)
-    payload = {
+    payload: dict[str, Any] = {
         "verdict": outcome,
         "exit_code": EXIT_CODES[outcome],
         "problems": [asdict(p) for p in found],

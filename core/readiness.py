@@ -60,12 +60,13 @@ def wait_until(
     deadline = time.monotonic() + timeout
     while True:
         try:
-            last: object = check()
+            value = check()
         except ignore as exc:
-            last = exc
+            last: object = exc
         else:
-            if done(last):
-                return last
+            if done(value):
+                return value
+            last = value
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise NotReady(f"waited {timeout:g} s for {what}; last seen: {last!r:.2000}")

@@ -25,6 +25,7 @@ import mmap
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import overload
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -156,6 +157,10 @@ def scrub_history(path: Path, ids: frozenset[str]) -> int:
     return removed
 
 
+@overload
+def scrub_value(value: dict, ids: frozenset[str]) -> tuple[dict, int]: ...
+@overload
+def scrub_value(value: object, ids: frozenset[str]) -> tuple[object, int]: ...
 def scrub_value(value: object, ids: frozenset[str]) -> tuple[object, int]:
     """Pure: ``value`` (parsed JSON) without what names one of ``ids``, and how many
     elements or entries went. ``value`` itself is not changed."""

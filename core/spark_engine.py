@@ -87,7 +87,7 @@ def spark_session(settings: Settings) -> SparkSession:
 
 def utc_frame(frame: DataFrame) -> pd.DataFrame:
     """``frame`` as pandas, its timestamps as DuckDB gives them (``utc_timestamps``)."""
-    out = frame.toPandas()
+    out: pd.DataFrame = frame.toPandas()
     for field in frame.schema.fields:
         if isinstance(field.dataType, TimestampType):
             out[field.name] = utc_timestamps(out[field.name])

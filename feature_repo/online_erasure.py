@@ -63,8 +63,9 @@ def refresh_persistence(client: redis.Redis) -> str:
     """Ask a persisting server to write its files again without the deleted keys; what it
     was asked, or why not (never raises)."""
     try:
-        snapshot = bool(client.config_get("save").get("save"))
-        append_only = client.config_get("appendonly").get("appendonly") == "yes"
+        # The ignores: redis-py types every reply as Awaitable | Any, its sync client's too.
+        snapshot = bool(client.config_get("save").get("save"))  # type: ignore[union-attr]
+        append_only = client.config_get("appendonly").get("appendonly") == "yes"  # type: ignore[union-attr]
         asked = []
         if snapshot:
             client.bgsave(schedule=True)

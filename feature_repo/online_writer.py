@@ -117,12 +117,12 @@ def materialize_view(
     return Written(done, stamps, "hset" if version is None else "restore")
 
 
-def _read_replies(connection: redis.connection.AbstractConnection, count: int) -> None:
+def _read_replies(connection: redis.connection.ConnectionInterface, count: int) -> None:
     for _ in range(count):
         connection.read_response()  # raises the first error reply (OOM, WRONGTYPE, …)
 
 
-def dump_version(connection: redis.connection.AbstractConnection) -> bytes | None:
+def dump_version(connection: redis.connection.ConnectionInterface) -> bytes | None:
     """The RDB version of the server's DUMP payloads, if its DUMP of a small hash is the
     payload this module builds for it (type, listpack, version, CRC-64); else None."""
     key = b"churn:online-writer-probe:" + uuid.uuid4().hex.encode()
@@ -269,7 +269,7 @@ class Layout:
         head = struct.pack("<III", 1, ValueType.STRING.value, len(name)) + name
         head += struct.pack("<I", ValueType.STRING.value)
         data, lengths = enc.strings(ids)
-        parts = [head, enc.little_endian(lengths, 4), (data, lengths), self.project]
+        parts: list[Part] = [head, enc.little_endian(lengths, 4), (data, lengths), self.project]
         return parts, enc.row_lengths(parts, len(lengths))
 
     def commands(self, batch: pa.RecordBatch, version: bytes | None = None) -> tuple[bytes, int]:

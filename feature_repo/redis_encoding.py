@@ -12,6 +12,8 @@ and for ``RESTORE``, Redis' listpack, the RDB length prefix and Redis' CRC-64 (J
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pyarrow as pa
 
@@ -39,7 +41,7 @@ def padded(parts: list[Part], n: int) -> Piece:
     return (flat[index] if len(flat) else np.zeros((n, width), np.uint8)), lengths
 
 
-def row_lengths(parts: list[Part], n: int) -> np.ndarray:
+def row_lengths(parts: Sequence[Part], n: int) -> np.ndarray:
     """How many bytes ``parts`` make in each row."""
     total = np.zeros(n, np.int64)
     for part in parts:
@@ -70,7 +72,7 @@ def bulk(data: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
-def bulk_parts(payload: list[Part], n: int) -> list[Part]:
+def bulk_parts(payload: Sequence[Part], n: int) -> list[Part]:
     """Per row, a Redis bulk string of the row's bytes of ``payload``."""
     return [b"$", decimal(row_lengths(payload, n)), CRLF, *payload, CRLF]
 
@@ -143,7 +145,7 @@ def strings(column: pa.Array) -> Piece:
 SHORT_STRING = 63  # listpack strings up to this long have a one-byte header
 
 
-def listpack_entry(payload: list[Part], n: int) -> list[Part]:
+def listpack_entry(payload: Sequence[Part], n: int) -> list[Part]:
     """A listpack string entry per row: its header, the bytes, the back-length. Rows must
     be at most ``SHORT_STRING`` long (the writer checks): one header byte, and an entry
     of at most 64 bytes has a one-byte back-length."""

@@ -214,9 +214,9 @@ def ingest_postgres(
 def _later(mark: datetime | None, value: object) -> datetime | None:
     if value is None:
         return mark
-    value = pd.Timestamp(value)
-    value = (value.tz_localize("UTC") if value.tzinfo is None else value).to_pydatetime()
-    return value if mark is None or value > mark else mark
+    stamp = pd.Timestamp(value)
+    when = (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).to_pydatetime()
+    return when if mark is None or when > mark else mark
 
 
 def _save_mark(settings: Settings, source: PostgresSource, mark: datetime | None,

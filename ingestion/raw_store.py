@@ -298,8 +298,8 @@ def replace_with(settings: Settings, users: pa.Table, staged: Staging) -> Landed
         if day not in incoming:  # the source no longer has this day
             shutil.rmtree(partitions.partition_dir(root, day))
             landed.days |= _dated(day)
-    for day in staged.days():
-        landed.add(_replace_day(settings, day, staged.read(day)))
+    for staged_day in staged.days():
+        landed.add(_replace_day(settings, staged_day, staged.read(staged_day)))
     landed.add(_replace_users(settings, users, staged.forgotten))
     add_pending(settings, landed.days)
     return landed

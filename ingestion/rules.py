@@ -15,6 +15,7 @@ from datetime import datetime
 from functools import cached_property
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow
@@ -117,7 +118,9 @@ def _iso(value: object) -> str | None:
     return None if pd.isna(value) else pd.Timestamp(value).isoformat()
 
 
-def _failure(rule: str, frame: pd.DataFrame, mask: object, message: str) -> RuleFailure | None:
+def _failure(
+    rule: str, frame: pd.DataFrame, mask: npt.ArrayLike, message: str
+) -> RuleFailure | None:
     """A RuleFailure for the rows under boolean ``mask`` (``{n}`` in message = count), or None."""
     count = int(np.count_nonzero(mask))
     if not count:
@@ -429,8 +432,8 @@ class Gate:
         ``check_severities``). ``now`` (naive means UTC) anchors freshness and future times."""
         severity = dict(severity or {})
         check_severities(severity)
-        now = pd.Timestamp(now)
-        now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+        stamp = pd.Timestamp(now)
+        now = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
         gate = cls(now, max_event_age_hours, volume_factor, severity)
         gate.skipped = {
             r: "off (CHURN_VALIDATION_SEVERITY)" for r, v in severity.items() if v == "off"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -100,11 +101,11 @@ def sample_users(users: list[str], size: int, seed: int) -> list[str]:
     return [ordered[i] for i in sorted(picked)]
 
 
-def _as_float(values: object) -> np.ndarray:
+def _as_float(values: Iterable[object]) -> np.ndarray:
     return pd.array(list(values), dtype="Float64").to_numpy(dtype=float, na_value=np.nan)
 
 
-def _as_text(values: object) -> np.ndarray:
+def _as_text(values: Iterable[object]) -> np.ndarray:
     series = pd.Series(list(values), dtype=object)
     return series.where(series.notna(), None).to_numpy()
 
@@ -187,7 +188,9 @@ def _newest_stamp(con: duckdb.DuckDBPyConnection, root: Path) -> datetime:
     for day in reversed(days):  # the newest partition that has rows
         files = partitions.partition_files(root, [day])
         if files:
-            newest = con.execute(f"SELECT max({TIMESTAMP_FIELD}) FROM {_read(files)}").fetchone()[0]
+            row = con.execute(f"SELECT max({TIMESTAMP_FIELD}) FROM {_read(files)}").fetchone()
+            assert row is not None  # an aggregate without GROUP BY returns one row
+            newest = row[0]
             if newest is not None:
                 return newest
     raise ValueError(f"the features table {root} has no rows: run `churn features build`")

@@ -45,7 +45,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        source = online or await asyncio.to_thread(OnlineFeatures, settings)
+        source = online if online is not None else await asyncio.to_thread(OnlineFeatures, settings)
         service = await ScoringService.start(settings, source, metrics)
         # Start-up leaves a few hundred thousand long-lived objects (Feast, pandas, sklearn);
         # frozen, the collector stops re-scanning them: full collections took ~120 ms, the p99.

@@ -83,7 +83,8 @@ class ApiMetrics:
             "churn_api_ready", "Model loaded and online store answering (1) or not (0)",
             registry=r, multiprocess_mode="min",
         )  # fmt: skip
-        self._children: dict[tuple, tuple] = {}  # labelled children, looked up once
+        # Labelled children, looked up once: by (route, status), ("answers", status) or band.
+        self._children: dict[tuple[str, int | str] | str, tuple] = {}
 
     def request(self, route: str, status: int, seconds: float) -> None:
         """One answered request (called for every request: the children are cached)."""

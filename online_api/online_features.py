@@ -135,8 +135,8 @@ class OnlineFeatures:
             )
         by_view: dict[str, list[str]] = {}
         for ref in [*refs, *(ref for ref in also if ref not in refs)]:
-            view, name = ref.split(":", 1)
-            by_view.setdefault(view, []).append(name)
+            view_name, name = ref.split(":", 1)
+            by_view.setdefault(view_name, []).append(name)
         views = tuple((self.store.get_feature_view(v), tuple(n)) for v, n in by_view.items())
         for view, names in views:
             absent = sorted(set(names) - {f.name for f in view.features})

@@ -135,10 +135,10 @@ def add_routes(router: APIRouter, token_check: params.Depends | None = None) -> 
     router.add_api_route(
         "/churn-risk:batch", churn_risk_batch, methods=["POST"], dependencies=guard,
         response_model=BatchResponse,
-        responses={400: NOT_UTF8, 413: TOO_MANY, 503: UNAVAILABLE} | unauthorized,
+        responses={400: NOT_UTF8, 413: TOO_MANY, 503: UNAVAILABLE, **unauthorized},
     )  # fmt: skip
     router.add_api_route(
-        "/model", model, dependencies=guard, responses={503: UNAVAILABLE} | unauthorized
+        "/model", model, dependencies=guard, responses={503: UNAVAILABLE, **unauthorized}
     )
     router.add_api_route("/health", health)
     router.add_api_route("/ready", ready, responses={503: UNAVAILABLE})

@@ -6,13 +6,14 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 from training.outreach import Arm
 from training.risk_bands import RiskBand
 
 AnswerStatus = Literal["scored", "lapsed"]
 
-SCORED_EXAMPLE = {
+SCORED_EXAMPLE: JsonDict = {
     "user_id": "u000123",
     "status": "scored",
     "churn_risk": 0.62,
@@ -28,7 +29,7 @@ SCORED_EXAMPLE = {
     ],
     "served_at": "2026-03-01T09:12:44.123456Z",
 }
-LAPSED_EXAMPLE = {
+LAPSED_EXAMPLE: JsonDict = {
     "user_id": "u000456",
     "status": "lapsed",
     "churn_risk": None,

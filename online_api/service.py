@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, cast
 
 from redis.exceptions import RedisError
 
@@ -249,9 +249,10 @@ class ScoringService:
         newest_list = self.outreach.arms()  # one list for the whole batch, across a reload too
         arms = [newest_list.get(user_id) for user_id, _ in found]
         lookback = self.settings.active_lookback_days
-        recency = [row.values[RECENCY] for row in rows]
+        # Two int64 features (None when missing), as Feast decodes them; the rule checks them.
+        recency = [cast(int, row.values[RECENCY]) for row in rows]
         inside = [
-            in_population(days, row.values[DAYS_SINCE_FIRST_ACTIVITY], lookback)
+            in_population(days, cast("int | None", row.values[DAYS_SINCE_FIRST_ACTIVITY]), lookback)
             for days, row in zip(recency, rows, strict=True)
         ]
         # The scorer reads only the model's features from a row, not the rule's extras.
@@ -267,7 +268,7 @@ class ScoringService:
         out = []
         for (user_id, row), days, ok, arm in zip(found, recency, inside, arms, strict=True):
             age = (now - row.as_of).total_seconds() if row.as_of is not None else None
-            body = {
+            body: dict[str, object] = {
                 "user_id": user_id,
                 "status": "scored" if ok else "lapsed",
                 "churn_risk": None,

@@ -113,6 +113,7 @@ def decide(
     elif candidate == production:
         checks.append((False, f"fail: candidate {candidate} already is production"))
     else:
+        assert production_metrics is not None  # refused above when production has none
         checks.append(
             _beats_check(
                 f"production {production}",

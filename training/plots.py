@@ -9,6 +9,7 @@ Each file is written atomically, so a reader never sees a half-written PNG.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ from training.evaluation import reliability_curve
 Curves = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def _figure(**kwargs: object) -> Figure:
+def _figure(**kwargs: Any) -> Figure:
     figure = Figure(layout="constrained", **kwargs)
     FigureCanvasAgg(figure)
     return figure

@@ -26,11 +26,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import joblib
 
 from core.atomic import atomic_dir, write_text
 from core.history import HistoryError, append_record, read_records
+
+if TYPE_CHECKING:  # training.models imports scikit-learn; only the type is needed here
+    from training.models import Classifier
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
@@ -104,7 +108,7 @@ def save_model(
     return target
 
 
-def load_model(models_dir: Path, version: str) -> tuple[object, dict]:
+def load_model(models_dir: Path, version: str) -> tuple[Classifier, dict]:
     """``(model, metadata)`` of ``version``; RegistryError naming the file that cannot be read."""
     path = _existing_version_dir(models_dir, version) / MODEL_FILE
     try:

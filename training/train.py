@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from feast import FeatureStore
 from sklearn.inspection import permutation_importance
 
 from core.settings import Settings
@@ -45,6 +46,8 @@ from training.evaluation import evaluate
 from training.labels import LABEL, AsOfRange, as_of_days, build_labels, label_counts
 from training.models import (
     MODEL_KINDS,
+    Classifier,
+    ModelKind,
     build_model,
     calibrate,
     informative_features,
@@ -172,7 +175,7 @@ def training_labels(
 class _Fitted:
     """One model kind fitted on a split: the calibrated model and what it showed."""
 
-    model: object
+    model: Classifier
     scores: np.ndarray
     importance: tuple[pd.Series, pd.Series]
     tuning: Tuning
@@ -230,8 +233,9 @@ def train_models(
             store, chosen.validation, refs, {k: m[0] for k, m in models.items()},
             (columns, pa_schema(fit[columns])), rows_path, hasher, settings.seed,
         )  # fmt: skip
-        fitted = {kind: _explained(kind, models[kind], val, names, settings.seed)
-                  for kind in MODEL_KINDS}  # fmt: skip
+        fitted: dict[str, _Fitted] = {
+            kind: _explained(kind, models[kind], val, names, settings.seed) for kind in MODEL_KINDS
+        }
         result = _store(settings, now, (fit, cal, val), fitted, chosen, (names, left_out,
                         numeric, categorical), refs, hasher.hexdigest(), rows_path)  # fmt: skip
     return result
@@ -288,7 +292,7 @@ def _store(
     y_val = val.rows[LABEL].to_numpy()
     versions = _register(settings, now, shared, fitted, metrics, curves, y_val, rows_path)
     best = max(MODEL_KINDS, key=lambda kind: metrics[kind]["pr_auc"])
-    tuning = {kind: fitted[kind].tuning for kind in MODEL_KINDS}
+    tuning: dict[str, Tuning] = {kind: fitted[kind].tuning for kind in MODEL_KINDS}
     return TrainResult(versions, metrics, references, split, rows, positive_rate, missing,
                        tuning, best, chosen.sample)  # fmt: skip
 
@@ -304,10 +308,10 @@ def pa_schema(frame: pd.DataFrame) -> pa.Schema:
 
 
 def score_validation(
-    store: object,
+    store: FeatureStore,
     labels: pd.DataFrame,
     refs: list[str],
-    models: dict[str, object],
+    models: dict[str, Classifier],
     layout: tuple[list[str], pa.Schema],
     out: Path,
     hasher: hashlib._Hash,
@@ -386,12 +390,12 @@ def _metrics(
 
 
 def _fit_kind(
-    kind: str,
+    kind: ModelKind,
     parts: tuple[pd.DataFrame, pd.DataFrame],
     names: list[str],
     columns: tuple[list[str], list[str]],
     settings: Settings,
-) -> tuple[object, Tuning, dict[str, float]]:
+) -> tuple[Classifier, Tuning, dict[str, float]]:
     """Tune on the fit part, fit with the chosen parameters scaled to the fit's rows,
     calibrate on the calibration part: (calibrated model, tuning, parameters fitted)."""
     fit, cal = parts
@@ -405,7 +409,7 @@ def _fit_kind(
 
 
 def _explained(
-    kind: str, model: tuple[object, Tuning, dict[str, float]], val: Validated, names: list[str],
+    kind: str, model: tuple[Classifier, Tuning, dict[str, float]], val: Validated, names: list[str],
     seed: int,
 ) -> _Fitted:  # fmt: skip
     """The kind's validation scores and permutation importance on the drawn rows."""
@@ -470,13 +474,13 @@ def _plots(
     importances: dict[str, tuple[pd.Series, pd.Series]],
 ) -> dict[str, dict[str, Path]]:
     """The PNGs each version carries: curves of both models beside the references."""
-    models = {kind: (y_val, scores[kind]) for kind in MODEL_KINDS}
+    models: plots.Curves = {kind: (y_val, scores[kind]) for kind in MODEL_KINDS}
     shared = {
         "pr_curve.png": plots.pr_curves(models | curves, out / "pr_curve.png"),
         "roc_curve.png": plots.roc_curves(models | curves, out / "roc_curve.png"),
         "reliability.png": plots.reliability(models, out / "reliability.png"),
     }
-    files = {}
+    files: dict[str, dict[str, Path]] = {}
     for kind in MODEL_KINDS:
         mean, std = importances[kind]
         path = plots.feature_importance(

@@ -74,7 +74,7 @@ class Fold:
     def describe(self) -> dict[str, object]:
         times = {name: [str(min(part)), str(max(part))]
                  for name, part in (("train", self.train), ("test", self.test))}  # fmt: skip
-        return {"test_users": f"group {self.group} of {FOLDS}"} | times
+        return {"test_users": f"group {self.group} of {FOLDS}", **times}
 
 
 @dataclass(frozen=True)
