@@ -29,13 +29,14 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from feature_repo.service_name import FEATURE_SERVICE
+
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
-FEATURE_SERVICE = "churn_model_v1"
 
 SEED = """
 local threads = 0
@@ -135,17 +136,25 @@ def wrk_output(url: str, script: str, concurrency: int, duration: int, tmp: Path
 
 def wrk_figures(out: str) -> tuple[float, float, float, int]:
     """req/s, p50 ms, p99 ms and failed requests from wrk's output."""
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1))
-    p99 = _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))
+    rate = float(_found(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(_found(r"50%\s+([\d.]+\w+)", out).group(1))
+    p99 = _ms(_found(r"99%\s+([\d.]+\w+)", out).group(1))
     failed = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses:\s+(\d+)", out))
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     failed += sum(int(n) for n in errors.groups()) if errors else 0
     return rate, p50, p99, failed
 
 
+def _found(pattern: str, text: str) -> re.Match[str]:
+    """The first match of ``pattern`` in ``text``; ValueError naming it when wrk said no such line."""
+    match = re.search(pattern, text)
+    if match is None:
+        raise ValueError(f"no {pattern!r} in wrk's output:\n{text}")
+    return match
+
+
 def _ms(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    value, unit = _found(r"^([\d.]+)(\w+)", text).groups()
     return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
 
 
@@ -334,7 +343,7 @@ def _start_servers(
     from feature_repo.config import REPO_DIR
 
     w = str(args.workers)
-    commands = {
+    commands: dict[str, tuple[Sequence[str | Path], Path | None, dict]] = {
         "bare": (
             [sys.executable, "-m", "uvicorn", "bare_api:app", "--app-dir", str(HERE),
              "--log-level", "warning"], None, env,

@@ -24,7 +24,6 @@ from core.readiness import free_port, port_free
 from core.redaction import redact
 from core.settings import Settings
 from core.sql_engine import connect, quote_path
-from core.tables import validated_events_root, validated_users_path
 from feature_repo.redis_server import RedisUnavailableError, ensure_redis
 from feature_repo.spec import FEATURE_VIEW, feature_names
 from feature_repo.store import online_feature_rows
@@ -32,6 +31,7 @@ from ingestion.generate import Scenario
 from ingestion.validate import print_report
 from online_api import server
 from training.gate import Decision
+from training.labels import in_population_sql
 from training.promote import PromotionResult
 from training.train import TrainResult
 
@@ -217,11 +217,12 @@ def answer_line(body: dict) -> str:
 
 def _sample_ids(settings: Settings, last_day: date) -> list[str]:
     """Two users the online store knows and the model is for: the first and the last id
-    of the newest day among users active in the look-back (the scored population)."""
+    of the newest day's population (``training.labels.in_population_sql``), the users the
+    API answers for."""
     rows = _query(
         settings,
         f"SELECT min(user_id), max(user_id) FROM {_day(settings, last_day)} "
-        f"WHERE days_since_last_activity < {settings.active_lookback_days}",
+        f"WHERE {in_population_sql(settings.active_lookback_days)}",
     )
     return list(rows[0])
 
@@ -253,8 +254,8 @@ def _summary(settings: Settings, online: int) -> Table:
     table.add_column("rows", justify="right")
     table.add_column("where")
     for name, path in (
-        ("users", validated_users_path(settings)),
-        ("events", validated_events_root(settings)),
+        ("users", settings.validated_users_path),
+        ("events", settings.validated_events_path),
         ("user_daily", settings.user_daily_path),
         ("user_features", settings.features_path),
     ):

@@ -121,6 +121,23 @@ def _closest(name: str, known: frozenset[str]) -> str | None:
     return by_suffix[found[0]] if found else None
 
 
+# The name of every monitor's history (``core.history``), in the folder of its reports.
+HISTORY_FILE = "history.jsonl"
+
+
+def history_path(folder: Path) -> Path:
+    """The history kept in ``folder``: ``folder/history.jsonl`` (the one naming rule)."""
+    return folder / HISTORY_FILE
+
+
+# The demo generator's ground truth, in ``Settings.ground_truth_dir``: the properties
+# ``truth_*_path`` name them; a reader handed only the folder (``training.references``) too.
+TRUTH_DAILY_FILE, TRUTH_USERS_FILE, TRUTH_SAVES_FILE = (
+    "daily.parquet",
+    "users.parquet",
+    "saves.parquet",
+)
+
 # A size as DuckDB writes one: 3GB, 1.5 GiB (KB, MB… are powers of 1000; KiB, MiB… of 1024).
 BYTES_PATTERN = r"^\d+(\.\d+)?\s*[KMGT]i?B$"
 
@@ -311,35 +328,11 @@ class Settings(BaseSettings):
         description="Prometheus Pushgateway for job metrics, e.g. http://host:9091 (unset = none)",
     )
     psi_warn: float = Field(0.1, gt=0, description="Drift: PSI from here on is a warning")
-    drift_ignore_features: Annotated[tuple[str, ...], NoDecode] = Field(
-        # feature_repo.spec.ageing_features(), written out: settings import no stage.
-        (
-            "tenure_days",
-            "active_days_lifetime",
-            "logins_lifetime",
-            "videos_lifetime",
-            "watch_minutes_lifetime",
-            "quiz_attempts_lifetime",
-            "enrolments_lifetime",
-            "payments_ok_lifetime",
-            "payments_failed_lifetime",
-            "amount_paid_lifetime",
-            "tickets_lifetime",
-            "distinct_courses_lifetime",
-            "active_days_per_day_lifetime",
-            "logins_per_day_lifetime",
-            "watch_minutes_per_day_lifetime",
-            "enrolments_per_day_lifetime",
-            "payments_ok_per_day_lifetime",
-            "amount_paid_per_day_lifetime",
-            "days_since_last_payment",
-            "days_since_last_video",
-            "days_since_last_quiz",
-            "days_since_last_ticket",
-            "days_since_first_activity",
-            "mean_days_between_active_days",
-        ),
-        description="Drift: features that grow with time by nature; PSI reported, not counted",
+    drift_ignore_features: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        None,
+        description="Drift: features whose PSI is reported, not counted (comma list); unset = "
+        "those that grow with time by nature, tenure_days and every feature that looks back to "
+        "the first day (feature_repo.spec.ageing_features, listed in the features reference)",
     )
     psi_alert: float = Field(0.25, gt=0, description="Drift: PSI from here on is an alert")
     max_model_age_days: int = Field(
@@ -454,9 +447,10 @@ class Settings(BaseSettings):
             return value
         pairs = [part for part in value.replace(" ", "").split(",") if part]
         if bad := [part for part in pairs if part.count("=") != 1]:
+            field = info.field_name or ""  # always set for a field validator
             wants = {"validation_severity": "rule=error|warn|off",
-                     "source_columns": "contract_column=source_column"}[info.field_name]  # fmt: skip
-            raise ValueError(f"CHURN_{info.field_name.upper()} wants {wants} pairs, got {bad[0]!r}")
+                     "source_columns": "contract_column=source_column"}[field]  # fmt: skip
+            raise ValueError(f"CHURN_{field.upper()} wants {wants} pairs, got {bad[0]!r}")
         return dict(part.split("=") for part in pairs)
 
     @field_validator("windows")
@@ -471,6 +465,7 @@ class Settings(BaseSettings):
         return tuple(sorted(value))
 
     @field_validator(
+        "drift_ignore_features",  # as_env renders None as "": unset again, the spec's features
         "feast_registry_url",
         "api_token",
         "pushgateway_url",
@@ -549,7 +544,8 @@ class Settings(BaseSettings):
         """DuckDB's cap: ``duckdb_memory_limit``, within the memory budget (a stage holds it)."""
         return min(parse_bytes(self.duckdb_memory_limit), self.memory_budget_bytes)
 
-    # Derived paths: the only place a file name is written down.
+    # Derived paths: the only place a file name is written down. The product and the tests
+    # read these; on-disk names are kept as they were, so an existing data dir stays readable.
     @property
     def raw_dir(self) -> Path:
         return self.data_dir / "raw"
@@ -559,6 +555,27 @@ class Settings(BaseSettings):
         return self.data_dir / "validated"
 
     @property
+    def validated_users_path(self) -> Path:
+        """The validated users, one row each."""
+        return self.validated_dir / "users.parquet"
+
+    @property
+    def validated_events_path(self) -> Path:
+        """The validated events: ``date=D/events.parquet``, raw day D's, checked, sorted by time."""
+        return self.validated_dir / "events"
+
+    @property
+    def validated_events_legacy_path(self) -> Path:
+        """The validated events of a data dir validated before they were kept by day: read
+        until the next validation, which removes it."""
+        return self.validated_dir / "events.parquet"
+
+    @property
+    def validated_manifest_path(self) -> Path:
+        """The last accepted validation: totals, newest event, each day's raw file and stats."""
+        return self.validated_dir / "manifest.json"
+
+    @property
     def tables_dir(self) -> Path:
         return self.data_dir / "tables"
 
@@ -566,6 +583,21 @@ class Settings(BaseSettings):
     def ground_truth_dir(self) -> Path:
         """Hidden state of the demo generator: for evaluation only, never a feature."""
         return self.data_dir / "ground_truth"
+
+    @property
+    def truth_daily_path(self) -> Path:
+        """The demo generator's hidden state per user and day (the oracle reads it)."""
+        return self.ground_truth_dir / TRUTH_DAILY_FILE
+
+    @property
+    def truth_users_path(self) -> Path:
+        """The demo generator's hidden traits per user (the oracle reads it)."""
+        return self.ground_truth_dir / TRUTH_USERS_FILE
+
+    @property
+    def truth_saves_path(self) -> Path:
+        """The demo generator's record of the users outreach kept."""
+        return self.ground_truth_dir / TRUTH_SAVES_FILE
 
     @property
     def reports_dir(self) -> Path:
@@ -604,14 +636,59 @@ class Settings(BaseSettings):
         return self.artifacts_dir / "monitoring"
 
     @property
+    def drift_dir(self) -> Path:
+        """Drift's reports and charts, ``as_of=<date>.json`` and ``.png`` (``monitor.drift``)."""
+        return self.monitoring_dir / "drift"
+
+    @property
+    def drift_history_path(self) -> Path:
+        """``core.history``: a line per report, the newest of a date counts."""
+        return history_path(self.drift_dir)
+
+    @property
+    def outcomes_dir(self) -> Path:
+        """Realized outcomes: the history and ``reliability/as_of=<date>.png`` (``monitor.outcomes``)."""
+        return self.monitoring_dir / "outcomes"
+
+    @property
+    def outcomes_history_path(self) -> Path:
+        """``core.history``: the newest line of a batch date counts."""
+        return history_path(self.outcomes_dir)
+
+    @property
+    def uplift_dir(self) -> Path:
+        """The outreach uplift's newest report and chart and its history (``monitor.uplift``)."""
+        return self.monitoring_dir / "uplift"
+
+    @property
+    def uplift_history_path(self) -> Path:
+        """``core.history``: the newest line of a night counts."""
+        return history_path(self.uplift_dir)
+
+    @property
+    def retrain_dir(self) -> Path:
+        """The retraining loop's decisions (``monitor.retrain``)."""
+        return self.monitoring_dir / "retrain"
+
+    @property
+    def retrain_history_path(self) -> Path:
+        """``core.history``: a line per decision, retrain or not."""
+        return history_path(self.retrain_dir)
+
+    @property
     def estimate_dir(self) -> Path:
         """The nightly estimate's reports, charts and history (``monitor.estimate``)."""
         return self.monitoring_dir / "estimate"
 
     @property
+    def estimate_history_path(self) -> Path:
+        """``core.history``: the newest line of a night counts."""
+        return history_path(self.estimate_dir)
+
+    @property
     def nights_path(self) -> Path:
         """The nights' history: each ``churn nightly`` run, its steps and their exit codes."""
-        return self.monitoring_dir / "nightly" / "history.jsonl"
+        return history_path(self.monitoring_dir / "nightly")
 
     @property
     def models_dir(self) -> Path:
@@ -647,6 +724,7 @@ class Settings(BaseSettings):
             yield name, redact(value) if isinstance(value, str) else value
 
 
-def get_settings(**overrides: object) -> Settings:
-    """Settings from the environment (and ``churn.yaml``), with explicit overrides on top."""
+def get_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and ``churn.yaml``), with explicit overrides on top
+    (validated as the environment's values are: any type a field accepts)."""
     return Settings(**overrides)

@@ -20,12 +20,14 @@ class MissingInputError(FileNotFoundError):
 
 
 def validated_users_path(settings: Settings) -> Path:
-    return settings.validated_dir / "users.parquet"
+    """``Settings.validated_users_path`` (kept for its callers)."""
+    return settings.validated_users_path
 
 
 def validated_events_root(settings: Settings) -> Path:
-    """``validated/events/date=D/events.parquet``: raw day D's events, checked, sorted by time."""
-    return settings.validated_dir / "events"
+    """``Settings.validated_events_path``: ``date=D/events.parquet``, raw day D's events,
+    checked, sorted by time (kept for its callers)."""
+    return settings.validated_events_path
 
 
 def validated_event_files(settings: Settings) -> list[Path]:
@@ -33,7 +35,7 @@ def validated_event_files(settings: Settings) -> list[Path]:
     of data dirs validated before events were kept by day, until the next validation."""
     root = validated_events_root(settings)
     files = [Path(f) for f in partitions.partition_files(root, partitions.partition_days(root))]
-    legacy = settings.validated_dir / "events.parquet"
+    legacy = settings.validated_events_legacy_path
     return files or ([legacy] if legacy.is_file() else [])
 
 

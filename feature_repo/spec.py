@@ -248,7 +248,8 @@ def ageing_features() -> tuple[str, ...]:
 
     Their distribution shifts as the history grows (a user enrols most on the first days, so
     even a rate per day of tenure falls with tenure), so drift shows them but does not count
-    them (``CHURN_DRIFT_IGNORE_FEATURES``'s default, kept equal to this by a test).
+    them (what ``monitor.drift.ignored_features`` takes while ``CHURN_DRIFT_IGNORE_FEATURES``
+    is unset).
     """
     return ("tenure_days", *(name for name, _, _ in lifetime_columns()))
 

@@ -128,7 +128,7 @@ def write_demo_data(data: GeneratedData, settings: Settings) -> dict[str, Path]:
     return {
         "users": raw_store.users_path(settings),
         "events": raw_store.events_root(settings),
-        "truth_daily": write_parquet(data.truth_daily, settings.ground_truth_dir / "daily.parquet"),
+        "truth_daily": write_parquet(data.truth_daily, settings.truth_daily_path),
         **_write_truth(settings, data.truth_users, data.truth_saves),
     }
 
@@ -138,10 +138,8 @@ def _write_truth(
 ) -> dict[str, Path]:
     """The hidden users table, and the outreach saves when there are any (a stale saves
     file, of an earlier world, is removed: it would credit outreach this world never had)."""
-    written = {
-        "truth_users": write_parquet(truth_users, settings.ground_truth_dir / "users.parquet")
-    }
-    saves_path = settings.ground_truth_dir / "saves.parquet"
+    written = {"truth_users": write_parquet(truth_users, settings.truth_users_path)}
+    saves_path = settings.truth_saves_path
     if saves.empty:
         saves_path.unlink(missing_ok=True)
     else:
@@ -169,7 +167,7 @@ def write_demo_world(
     is (a failure before leaves them as they were); the truth's daily table is appended to
     a temporary file renamed into place at the end.
     """
-    daily_path = settings.ground_truth_dir / "daily.parquet"
+    daily_path = settings.truth_daily_path
     schema = _truth_daily_schema()
     with (
         raw_store.staging(settings) as staged,

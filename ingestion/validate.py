@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -63,7 +64,6 @@ from core import contract, partitions
 from core.atomic import atomic_dir, write_json, write_parquet
 from core.settings import Settings
 from core.sql_engine import connect, quote_path
-from core.tables import validated_events_root, validated_users_path
 from ingestion import raw_store
 from ingestion.ingest import arrow_strings, read_arrow_strings
 from ingestion.rules import (
@@ -122,7 +122,7 @@ def plan_days(raw: dict[date, dict], stored: dict[date, dict] | None, users_chan
 
 
 def _manifest(settings: Settings) -> dict | None:
-    path = settings.validated_dir / "manifest.json"
+    path = settings.validated_manifest_path
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -207,16 +207,23 @@ def shared_event_ids(
     """
     con = connect(settings)
     try:
-        rows = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+        rows = _count(con, f"SELECT count(*) FROM ({sql})")
         first = f"{sql} ORDER BY event_id, day LIMIT {MAX_EXAMPLES}"
-        examples = con.execute(first).fetchall() if rows else []
+        found = con.execute(first).fetchall() if rows else []
     finally:
         con.close()
     if not rows:
         return None
-    examples = [{"day": day.isoformat(), "event_id": event_id} for day, event_id in examples]
+    examples = [{"day": day.isoformat(), "event_id": event_id} for day, event_id in found]
     message = f"{rows} events rows share an event_id with another day's"
     return RuleFailure("unique_event_id", rows, message, examples)
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    """The one number of a ``SELECT count(*)``."""
+    row = con.execute(sql).fetchone()
+    assert row is not None  # an aggregate without GROUP BY returns one row
+    return int(row[0])
 
 
 def users_left_behind(
@@ -225,7 +232,7 @@ def users_left_behind(
     """The stored days against changed users: events of users no longer in the users file
     (``referential_integrity``) or before a signup that moved later (``event_before_signup``).
     Only the users that left or moved are joined; nothing is read when there are none."""
-    previous = validated_users_path(settings)
+    previous = settings.validated_users_path
     if not old_files or not previous.is_file():
         return []
     events = ", ".join(quote_path(f) for f in old_files)
@@ -243,7 +250,7 @@ def users_left_behind(
     """
     con = connect(settings)
     try:
-        if not con.execute(f"{moved} SELECT count(*) FROM moved").fetchone()[0]:
+        if not _count(con, f"{moved} SELECT count(*) FROM moved"):
             return []
         counts = dict(
             con.execute(f"SELECT gone, count(*) FROM ({matches}) GROUP BY gone").fetchall()
@@ -347,7 +354,7 @@ def run_validation(
         volume_factor=settings.volume_factor, severity=settings.validation_severity,
     )  # fmt: skip
     stored = stored or {}
-    old_files = {d: partitions.partition_dir(validated_events_root(settings), d)
+    old_files = {d: partitions.partition_dir(settings.validated_events_path, d)
                  / raw_store.EVENTS_FILE for d in plan.unchanged}  # fmt: skip
     with _staging(settings) as staging:
         users = read_arrow_strings(users_file) if plan.changed or plan.users_changed else None
@@ -367,7 +374,11 @@ def run_validation(
         totals = _totals(days)
         gate.check_history(totals["events"], totals.pop("newest"),
                            (manifest or {}).get("events"), run.times_known)  # fmt: skip
-        users_count = len(users) if users is not None else manifest["users"]
+        if users is not None:
+            users_count = len(users)
+        else:  # neither users nor a day changed: there is a manifest, and it counted them
+            assert manifest is not None
+            users_count = manifest["users"]
         stats = {"users": users_count, **totals, "previous_events": (manifest or {}).get("events"),
                  "dropped_duplicate_events": run.dropped.count if run.dropped else 0,
                  "raw_files": {"users": users_print, "events": {
@@ -418,8 +429,8 @@ def _publish(settings: Settings, plan: Plan, run: _Run, stats: dict) -> None:
     names only what is in place, so a crash between leaves days the next run validates."""
     if plan.users_changed:
         users = contract.to_contract_table(run.users, contract.USER_COLUMNS)
-        write_parquet(users, validated_users_path(settings))
-    root = validated_events_root(settings)
+        write_parquet(users, settings.validated_users_path)
+    root = settings.validated_events_path
     for day in plan.changed:
         staged = partitions.partition_dir(run.staging, day) / raw_store.EVENTS_FILE
         with atomic_dir(partitions.partition_dir(root, day), staging=run.staging) as out:
@@ -428,12 +439,12 @@ def _publish(settings: Settings, plan: Plan, run: _Run, stats: dict) -> None:
     gone = [d for d in partitions.partition_days(root) if d not in in_raw]
     for day in gone:
         shutil.rmtree(partitions.partition_dir(root, day), ignore_errors=True)
-    (settings.validated_dir / "events.parquet").unlink(missing_ok=True)  # the layout before days
+    settings.validated_events_legacy_path.unlink(missing_ok=True)  # the layout before days
     keys = ("users", "events", "newest_event", "oldest_event", "raw_files")
     days = {d.isoformat(): v for d, v in sorted(stats["days"].items())}
     manifest = {**{k: stats[k] for k in keys}, "layout": LAYOUT, "days": days,
                 "checked_at": run.gate.now.isoformat()}  # fmt: skip
-    write_json(manifest, settings.validated_dir / "manifest.json")
+    write_json(manifest, settings.validated_manifest_path)
 
 
 @dataclass(frozen=True)
@@ -479,7 +490,7 @@ def after_erasure(settings: Settings, before: ManifestCheck | None, rewritten: s
     manifest = _manifest(settings)
     if before is None or manifest is None or manifest.get("layout") != LAYOUT:
         return
-    root = validated_events_root(settings)
+    root = settings.validated_events_path
     for key, entry in manifest["days"].items():
         day = date.fromisoformat(key)
         validated = partitions.partition_dir(root, day) / raw_store.EVENTS_FILE
@@ -492,7 +503,7 @@ def after_erasure(settings: Settings, before: ManifestCheck | None, rewritten: s
     users_file = raw_store.users_path(settings)
     if before.users and users_file.is_file():
         manifest["raw_files"]["users"] = _fingerprint(users_file)
-    if (users := validated_users_path(settings)).is_file():
+    if (users := settings.validated_users_path).is_file():
         manifest["users"] = pq.ParquetFile(users).metadata.num_rows
     days = {date.fromisoformat(k): v for k, v in manifest["days"].items()}
     totals = _totals(days)
@@ -502,7 +513,7 @@ def after_erasure(settings: Settings, before: ManifestCheck | None, rewritten: s
         manifest["raw_files"]["events"]["bytes"] = sum(
             v["raw"]["bytes"] for v in days.values() if "raw" in v
         )
-    write_json(manifest, settings.validated_dir / "manifest.json")
+    write_json(manifest, settings.validated_manifest_path)
 
 
 def print_report(report: ValidationReport, console: Console) -> None:

@@ -7,10 +7,11 @@ The batch job leaves a directory per batch date (``batch.outputs``) with
 metadata, not production's: after a promotion, older batches are still judged against
 the model that scored them.
 
-Outputs under ``monitoring_dir/drift/``: ``as_of=<date>.json`` (the report),
-``as_of=<date>.png`` (PSI per feature), both written atomically, and ``history.jsonl``
-(``core.history``: one summary line appended per run; a re-run of a date appends a newer
-line for it, and the newest line of a date is the one that counts).
+Outputs under ``Settings.drift_dir`` (``monitoring_dir/drift/``): ``as_of=<date>.json``
+(the report), ``as_of=<date>.png`` (PSI per feature), both written atomically, and
+``history.jsonl`` (``Settings.drift_history_path``, ``core.history``: one summary line
+appended per run; a re-run of a date appends a newer line for it, and the newest line of a
+date is the one that counts).
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ from core.atomic import write_json
 from core.history import append_record, read_records
 from core.push import Sample
 from core.settings import Settings
+from feature_repo.spec import ageing_features
 from monitor.charts import psi_bars
 from monitor.exit_codes import DRIFT
 from monitor.psi import STATUSES, feature_psi, psi_status, worst
 from training import registry
 
-HISTORY_FILE = "history.jsonl"
 SCORE_COLUMN = "churn_risk"
 SCORE_LABEL = "score: churn_risk"  # the score's bar in the chart and row in the table
 # `churn monitor drift` exits with these (owned by monitor.exit_codes, which the night reads).
@@ -152,7 +153,7 @@ def drift_report(settings: Settings, as_of: date | None = None) -> DriftReport:
             f"{directory / FEATURES_FILE} has {len(features)} rows but "
             f"{directory / PREDICTIONS_FILE} has {len(predictions)}: the batch is inconsistent"
         )
-    warn, alert, ignored = settings.psi_warn, settings.psi_alert, settings.drift_ignore_features
+    warn, alert, ignored = settings.psi_warn, settings.psi_alert, ignored_features(settings)
     drift, score_psi = compare(metadata, features, predictions[SCORE_COLUMN], warn, alert)
     score_status = psi_status(score_psi, warn, alert)
     return DriftReport(
@@ -168,9 +169,16 @@ def drift_report(settings: Settings, as_of: date | None = None) -> DriftReport:
     )
 
 
+def ignored_features(settings: Settings) -> tuple[str, ...]:
+    """The features drift shows but does not count: ``CHURN_DRIFT_IGNORE_FEATURES``, or
+    unset, those that grow with time by nature (``feature_repo.spec.ageing_features``)."""
+    chosen = settings.drift_ignore_features
+    return ageing_features() if chosen is None else chosen
+
+
 def write_drift_report(report: DriftReport, settings: Settings) -> Path:
     """Write the report's JSON and PNG and its history line; return the JSON's path."""
-    out = settings.monitoring_dir / "drift"
+    out = settings.drift_dir
     stem = f"as_of={report.as_of.isoformat()}"
     written_at = datetime.now(UTC).isoformat()
     path = write_json(report.as_dict() | {"written_at": written_at}, out / f"{stem}.json")
@@ -187,7 +195,7 @@ def write_drift_report(report: DriftReport, settings: Settings) -> Path:
         out / f"{stem}.png",
         title=f"Drift of the batch of {report.as_of.isoformat()}\nmodel {report.model_version}",
     )
-    append_record(out / HISTORY_FILE, report.summary() | {"written_at": written_at})
+    append_record(settings.drift_history_path, report.summary() | {"written_at": written_at})
     return path
 
 
@@ -196,10 +204,7 @@ def drift_history(settings: Settings) -> list[dict]:
 
     HistoryError (a ValueError) naming the file and line when a line is damaged.
     """
-    newest = {
-        str(r.get("as_of")): r
-        for r in read_records(settings.monitoring_dir / "drift" / HISTORY_FILE)
-    }
+    newest = {str(r.get("as_of")): r for r in read_records(settings.drift_history_path)}
     return [newest[day] for day in sorted(newest)]
 
 

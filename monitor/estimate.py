@@ -39,6 +39,7 @@ from batch.outputs import (
 from core.atomic import write_json
 from core.history import append_record, read_records
 from core.push import Sample
+from core.settings import HISTORY_FILE as HISTORY_FILE  # re-exported: its readers import it here
 from core.settings import Settings
 from core.timeline import start_of
 from feature_repo.spec import ENTITY_KEY
@@ -50,7 +51,6 @@ from monitor.outcomes import read_history as read_outcomes
 from monitor.outcomes import uncontacted
 from training.outreach import read_assignments
 
-HISTORY_FILE = "history.jsonl"
 # `churn monitor estimate` exits with these; the night goes on (churn.stages findings).
 EXIT_CODES = ESTIMATE
 STATUS_STYLES = {"ok": "green", "low": "yellow", "alert": "bold red"}
@@ -165,7 +165,7 @@ def write_estimate_report(
     out = settings.estimate_dir
     stem = f"as_of={report.as_of.isoformat()}"
     written_at = datetime.now(UTC).isoformat()
-    append_record(out / HISTORY_FILE, report.summary() | {"written_at": written_at})
+    append_record(settings.estimate_history_path, report.summary() | {"written_at": written_at})
     checked = check_against_realized(settings) if checked is None else checked
     body = report.summary() | {
         "versus_realized": [dataclasses.asdict(c) for c in checked],
@@ -184,7 +184,7 @@ def write_estimate_report(
 
 def estimate_history(settings: Settings) -> list[dict]:
     """The newest line of each night, oldest first; ``[]`` before the first estimate."""
-    newest = {str(r["as_of"]): r for r in read_records(settings.estimate_dir / HISTORY_FILE)}
+    newest = {str(r["as_of"]): r for r in read_records(settings.estimate_history_path)}
     return [newest[day] for day in sorted(newest)]
 
 
@@ -280,8 +280,8 @@ def estimate_samples(report: EstimateReport, checked: list[Checked]) -> list[Sam
                               "The newest night with both an estimate and realized figures"))  # fmt: skip
         for name, gauge in CHECKED_GAUGES.items():
             for source, figures in (("estimated", newest.estimated), ("realized", newest.realized)):
-                if figures.get(name) is not None:
-                    samples.append(Sample(gauge, float(figures[name]),
+                if (value := figures.get(name)) is not None:
+                    samples.append(Sample(gauge, float(value),
                                           f"{name} of the newest night with realized figures",
                                           {"source": source}))  # fmt: skip
     return samples

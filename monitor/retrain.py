@@ -235,7 +235,7 @@ def retrain_if_needed(settings: Settings, now: datetime | None = None) -> Retrai
 
 def record(decision: RetrainDecision, settings: Settings) -> None:
     """Append the decision to the retraining history."""
-    append_record(settings.monitoring_dir / "retrain" / "history.jsonl", asdict(decision))
+    append_record(settings.retrain_history_path, asdict(decision))
 
 
 def _summary(evidence: Evidence) -> str:

@@ -45,7 +45,6 @@ from training.outreach import CONTACT, HOLDOUT, assignment_days, read_assignment
 Z95 = 1.959963984540054  # the normal quantile of a two-sided 95 % interval
 BANDS = ("high", "medium", "low")
 ALL_BANDS = "all"
-HISTORY_FILE = "history.jsonl"
 # What the interval says of the difference contact - holdout.
 KEEPS, LOSES, CANNOT_TELL, NO_HOLDOUT = (
     "contact churns less",
@@ -251,7 +250,7 @@ def realized_uplift(settings: Settings) -> UpliftReport:
         raise MissingInputError(
             f"{settings.user_daily_path} has no days: run `churn data prepare` first"
         )
-    path = settings.monitoring_dir / "uplift" / HISTORY_FILE
+    path = settings.uplift_history_path
     recorded = {str(r["as_of"]): r for r in read_records(path)}
     con = connect(settings)
     daily_glob = partitions.table_glob(settings.user_daily_path)
@@ -283,7 +282,7 @@ def write_uplift_report(report: UpliftReport, settings: Settings) -> Path | None
     night = report.latest
     if night is None:
         return None
-    out = settings.monitoring_dir / "uplift"
+    out = settings.uplift_dir
     stem = f"as_of={night.as_of.isoformat()}"
     payload = night.record() | {
         "horizons_not_working": report.horizons_not_working,

@@ -19,10 +19,9 @@ from feast import FeatureStore
 
 from core.settings import Settings
 from core.sql_engine import utc_timestamps
+from feature_repo.service_name import FEATURE_SERVICE as FEATURE_SERVICE  # read from here too
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import open_offline_store
-
-FEATURE_SERVICE = "churn_model_v1"
 
 
 @dataclass(frozen=True)

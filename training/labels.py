@@ -8,7 +8,8 @@ Label: ``churned`` = 1 when the user has no active day in [T, T + horizon)
 Every use renders its SQL from those windows and the two predicates below, so they
 cannot disagree: ``labels_sql`` (training, many T), ``population_sql`` (the nightly
 list, one T), ``labels_at_sql`` (the realized labels of the users a batch scored),
-and ``in_population`` (the API's question, of one feature row).
+``in_population`` (the API's question, of one feature row) and ``in_population_sql``
+(the same question in SQL, of the rows of the features table).
 Features at T use events before T (the row of day T-1, stamped T), so every
 event is either in the features or in the label window, never both or neither.
 """
@@ -260,6 +261,18 @@ def in_population(
     if days_since_first_activity is None or pd.isna(days_since_first_activity):
         return False
     return window.holds(-1 - int(days_since_last_activity))
+
+
+def in_population_sql(active_lookback_days: int) -> str:
+    """SQL: ``in_population`` over the rows of the features table, each the row of day D
+    asked about T = D + 1 00:00 UTC. A user never active (``days_since_first_activity``
+    null) is out, as there: their ``days_since_last_activity`` counts from the signup day."""
+    window = lookback_window(active_lookback_days)
+    # The last active day T - 1 - recency is in [T + start, T + end) (DayWindow.holds).
+    return (
+        f"{DAYS_SINCE_FIRST_ACTIVITY} IS NOT NULL "
+        f"AND {RECENCY} BETWEEN {-window.end} AND {-1 - window.start}"
+    )
 
 
 def build_labels(

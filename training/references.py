@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.settings import TRUTH_DAILY_FILE, TRUTH_USERS_FILE
 from core.timeline import days_of
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 
@@ -24,7 +25,10 @@ def oracle_score(frame: pd.DataFrame, ground_truth_dir: Path) -> np.ndarray | No
     At T the oracle knows each user's hidden daily churn hazard of the day before,
     and that a user who has already churned (silently, before T) will not return.
     """
-    daily_path, users_path = ground_truth_dir / "daily.parquet", ground_truth_dir / "users.parquet"
+    daily_path, users_path = (
+        ground_truth_dir / TRUTH_DAILY_FILE,
+        ground_truth_dir / TRUTH_USERS_FILE,
+    )
     if not (daily_path.exists() and users_path.exists()):
         return None
     rows = frame[[ENTITY_KEY, TIMESTAMP_FIELD]].copy()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import date
 from pathlib import Path
 
@@ -13,14 +14,17 @@ import pytest
 from rich.console import Console
 from sklearn.linear_model import LogisticRegression
 
+from batch.outputs import BATCH_PREFIX, FEATURES_FILE, PREDICTIONS_FILE, RUN_FILE, batch_dir
 from core.atomic import write_json, write_parquet
-from core.settings import Settings
+from core.settings import Settings, get_settings
+from feature_repo.spec import ageing_features
 from monitor.drift import (
     EXIT_CODES,
     SCORE_LABEL,
     drift_history,
     drift_report,
     drift_samples,
+    ignored_features,
     print_drift,
     write_drift_report,
 )
@@ -82,7 +86,7 @@ def write_batch(
     settings: Settings, day: date, frame: pd.DataFrame, score: np.ndarray, version: str = VERSION
 ) -> Path:
     """A batch directory as the nightly job leaves it."""
-    directory = settings.predictions_dir / f"as_of={day.isoformat()}"
+    directory = batch_dir(settings.predictions_dir, day)
     order = np.argsort(-score)
     predictions = pd.DataFrame(
         {
@@ -94,9 +98,9 @@ def write_batch(
             "features_as_of": pd.Timestamp(day, tz="UTC"),
         }
     )
-    write_parquet(predictions, directory / "predictions.parquet")
-    write_parquet(frame, directory / "features.parquet")
-    write_json({"as_of": day.isoformat(), "model_version": version}, directory / "run.json")
+    write_parquet(predictions, directory / PREDICTIONS_FILE)
+    write_parquet(frame, directory / FEATURES_FILE)
+    write_json({"as_of": day.isoformat(), "model_version": version}, directory / RUN_FILE)
     return directory
 
 
@@ -185,8 +189,8 @@ def test_the_newest_batch_is_the_default(settings: Settings) -> None:
     write_batch(settings, DAY, users(3000, seed=4, drift=True), scores(3000, seed=4))
     # The batch job's staging directory is hidden, a bad name skipped: never a batch,
     # however new (the listing itself: tests/unit/test_batch_outputs.py).
-    (settings.predictions_dir / ".as_of=2026-11-21.tmp").mkdir()
-    (settings.predictions_dir / "as_of=2026-11-22.bak").mkdir()
+    (settings.predictions_dir / f".{BATCH_PREFIX}2026-11-21.tmp").mkdir()
+    (settings.predictions_dir / f"{BATCH_PREFIX}2026-11-22.bak").mkdir()
 
     report = drift_report(settings)
     assert (report.as_of, report.rows, report.status) == (DAY, 3000, "alert")
@@ -205,24 +209,26 @@ def test_no_batch_is_a_clear_error(settings: Settings) -> None:
 
 def test_an_incomplete_batch_names_the_missing_file(settings: Settings) -> None:
     directory = write_batch(settings, DAY, users(100, seed=2), scores(100, seed=2))
-    (directory / "features.parquet").unlink()
-    with pytest.raises(FileNotFoundError, match=r"features\.parquet is missing"):
+    (directory / FEATURES_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match=rf"{re.escape(FEATURES_FILE)} is missing"):
         drift_report(settings)
 
 
-@pytest.mark.parametrize("name", ["predictions.parquet", "features.parquet"])
+@pytest.mark.parametrize("name", [PREDICTIONS_FILE, FEATURES_FILE])
 def test_a_corrupt_parquet_file_is_named(settings: Settings, name: str) -> None:
     directory = write_batch(settings, DAY, users(100, seed=2), scores(100, seed=2))
     (directory / name).write_bytes(b"PAR1 this is not parquet")
-    with pytest.raises(ValueError, match=rf"cannot read .*as_of=2026-11-20/{name}"):
+    where = re.escape(f"{batch_dir(settings.predictions_dir, DAY).name}/{name}")
+    with pytest.raises(ValueError, match=rf"cannot read .*{where}"):
         drift_report(settings)
 
 
 def test_missing_columns_and_unknown_models_are_named(settings: Settings) -> None:
     frame = users(100, seed=2)
     directory = write_batch(settings, DAY, frame, scores(100, seed=2))
-    write_parquet(frame.drop(columns=["plan"]), directory / "features.parquet")
-    with pytest.raises(ValueError, match=r"features.parquet lacks the columns \['plan'\]"):
+    write_parquet(frame.drop(columns=["plan"]), directory / FEATURES_FILE)
+    lacks = re.escape(f"{FEATURES_FILE} lacks the columns ['plan']")
+    with pytest.raises(ValueError, match=lacks):
         drift_report(settings)
 
     write_batch(settings, DAY, frame, scores(100, seed=2), version="20991231T000000Z-cccccccc")
@@ -233,7 +239,7 @@ def test_missing_columns_and_unknown_models_are_named(settings: Settings) -> Non
 def test_report_files_and_idempotent_history(settings: Settings) -> None:
     write_batch(settings, date(2026, 11, 19), users(2000, seed=2), scores(2000, seed=2))
     write_batch(settings, DAY, users(2000, seed=4, drift=True), scores(2000, seed=4))
-    out = settings.monitoring_dir / "drift"
+    out = settings.drift_dir
 
     report = drift_report(settings, DAY)
     path = write_drift_report(report, settings)
@@ -259,7 +265,7 @@ def test_report_files_and_idempotent_history(settings: Settings) -> None:
     assert sorted(history[1]["alert_features"]) == sorted(ALERTED)
     assert history[0]["status"] == "ok" and history[0]["alert_features"] == []
     # Append-only: the re-run is a line of its own, and the newest line of a date counts.
-    lines = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in settings.drift_history_path.read_text().splitlines()]
     assert [line["as_of"] for line in lines] == ["2026-11-20", "2026-11-19", "2026-11-20"]
     assert history == [lines[1], lines[2]]
     assert history[1]["score_status"] == report.score_status
@@ -314,3 +320,17 @@ def test_features_that_grow_with_time_are_shown_but_not_counted(settings: Settin
     assert report.status == "ok"
     assert report.not_counted == ("tenure_days",)
     assert report.summary()["alert_features"] == []
+
+
+def test_unset_the_features_not_counted_are_the_spec_s_ageing_ones(make_settings) -> None:
+    """The setting holds no copy of feature names: unset (or set empty, as ``as_env`` renders
+    unset for a subprocess) it means ``feature_repo.spec.ageing_features``."""
+    default = make_settings()
+    assert default.drift_ignore_features is None
+    assert ignored_features(default) == ageing_features()
+    again = get_settings(
+        **{k.removeprefix("CHURN_").lower(): v for k, v in default.as_env().items()}
+    )
+    assert again.drift_ignore_features is None
+    chosen = make_settings(drift_ignore_features="logins_7d, tenure_days")
+    assert ignored_features(chosen) == ("logins_7d", "tenure_days")
