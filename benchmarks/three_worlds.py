@@ -123,6 +123,8 @@ def build_and_train(settings, scenario: str, args: argparse.Namespace) -> dict:
         "trained_as_of": trained_at.date().isoformat(),
         "model_version": version,
         "validation_pr_auc": result.metrics[result.best]["pr_auc"],
+        # The calibration part's churn rate sets the calibrated level (the estimate's mean).
+        "training_positive_rate": result.positive_rate,
         "setup_seconds": seconds,
     }
 
@@ -245,6 +247,8 @@ def summarise(lines: list[dict], drift_date: str, k: int) -> dict:
         "max_abs_diff_pr_auc": _max_abs([x["diff_pr_auc"] for x in real]),
         "mean_diff_precision_at_k": _mean([x["diff_precision_at_k"] for x in real]),
         "mean_diff_pr_auc": _mean([x["diff_pr_auc"] for x in real]),
+        "mean_est_churn_rate": _mean([x["est_churn_rate"] for x in real]),
+        "mean_real_base_rate": _mean([x["real_base_rate"] for x in real]),
         "realized_pr_auc_in_band": sum(x["real_in_pr_auc_band"] for x in real),
         "mean_pr_auc_band_width": _mean(widths),
         "statuses": {s: sum(x["status"] == s for x in lines) for s in ("ok", "low", "alert")},

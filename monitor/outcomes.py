@@ -16,12 +16,15 @@ Each evaluated date also gets its calibration check (``monitor.calibration``): t
 calibration error over equal-mass bins (``calibration_error``, ``calibration_bins``) and a
 reliability plot, ``monitoring/outcomes/reliability/as_of=D.png``; the newest date's error
 is pushed beside ``CHURN_CALIBRATION_ERROR_ALERT``, since the performance estimate is only
-right while the probabilities are calibrated.
+right while the probabilities are calibrated. And its calibration in the large
+(``monitor.calibration.calibration_level``: churners against the sum of the risks), which an
+absolute ECE misses at a low base rate: ``expected_rate``, ``calibration_level_z``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -39,13 +42,18 @@ from core.sql_engine import connect, quote_path
 from core.tables import MissingInputError
 from core.timeline import horizon_last_day, start_of
 from feature_repo.spec import ENTITY_KEY
-from monitor.calibration import calibration_error, equal_mass_bins, reliability_png
+from monitor.calibration import (
+    Level,
+    calibration_error,
+    calibration_level,
+    equal_mass_bins,
+    reliability_png,
+)
 from training.evaluation import evaluate, pr_auc_skill, reliability_curve
 from training.labels import labels_at_sql
 from training.outreach import CONTACT, read_assignments
 
 CALIBRATION_BINS = 10
-HISTORY_FILE = "history.jsonl"
 RELIABILITY_DIR = "reliability"  # one PNG per evaluated date, beside the history
 LEGACY_HISTORY_FILE = "history.json"  # one JSON list, rewritten whole: read, then carried over
 
@@ -74,6 +82,14 @@ class DateOutcome:
     # ECE over equal-mass bins (monitor.calibration), and those bins (same columns as above).
     calibration_error: float = 0.0
     calibration_bins: list[dict] = field(default_factory=list)
+    # Calibration in the large: the mean predicted risk, and the churners' distance from it
+    # in label-noise deviations (monitor.calibration.Level).
+    expected_rate: float = 0.0
+    calibration_level_z: float = 0.0
+
+    @property
+    def level(self) -> Level:
+        return Level(self.expected_rate, self.base_rate, self.calibration_level_z)
 
     def record(self) -> dict:
         return asdict(self) | {"as_of": self.as_of.isoformat()}
@@ -141,24 +157,27 @@ def outcome_of(
     metrics = evaluate(y, risk, k=settings.top_k)
     calibration = reliability_curve(y, risk, bins=CALIBRATION_BINS)
     mass_bins = equal_mass_bins(y, risk, bins=CALIBRATION_BINS)
+    level = calibration_level(y, risk)
     return DateOutcome(
         as_of=as_of,
         model_version=model_version,
         horizon_days=settings.horizon_days,
-        rows=int(metrics["rows"]),
-        positives=int(metrics["positives"]),
-        base_rate=float(metrics["base_rate"]),
-        pr_auc=float(metrics["pr_auc"]),
-        pr_auc_lift=float(metrics["pr_auc_lift"]),
-        pr_auc_skill=float(metrics["pr_auc_skill"]),
-        roc_auc=float(metrics["roc_auc"]),
-        precision_at_k=float(metrics["precision_at_k"]),
-        k=int(metrics["k"]),
-        brier=float(metrics["brier"]),
+        rows=int(_figure(metrics, "rows")),
+        positives=int(_figure(metrics, "positives")),
+        base_rate=_figure(metrics, "base_rate"),
+        pr_auc=_figure(metrics, "pr_auc"),
+        pr_auc_lift=_figure(metrics, "pr_auc_lift"),
+        pr_auc_skill=_figure(metrics, "pr_auc_skill"),
+        roc_auc=_figure(metrics, "roc_auc"),
+        precision_at_k=_figure(metrics, "precision_at_k"),
+        k=int(_figure(metrics, "k")),
+        brier=_figure(metrics, "brier"),
         calibration=_bin_records(calibration),
         contacted_left_out=contacted_left_out,
         calibration_error=calibration_error(mass_bins),
         calibration_bins=_bin_records(mass_bins),
+        expected_rate=level.expected,
+        calibration_level_z=level.z,
     )
 
 
@@ -227,9 +246,17 @@ def realized_outcomes(settings: Settings) -> OutcomesReport:
     return report
 
 
+def _figure(metrics: Mapping[str, float | int | None], name: str) -> float:
+    """One of ``evaluate``'s figures, each defined for probabilities of both classes."""
+    value = metrics[name]
+    if value is None:
+        raise ValueError(f"evaluate gave no {name} for probabilities of both classes")
+    return float(value)
+
+
 def reliability_path(settings: Settings, as_of: date) -> Path:
     """The reliability plot of batch date ``as_of``, beside the outcomes history."""
-    return history_path(settings).parent / RELIABILITY_DIR / f"as_of={as_of.isoformat()}.png"
+    return settings.outcomes_dir / RELIABILITY_DIR / f"as_of={as_of.isoformat()}.png"
 
 
 def write_reliability(outcome: DateOutcome, threshold: float, path: Path) -> Path:
@@ -254,8 +281,8 @@ def uncontacted(scored: pd.DataFrame, assigned: pd.DataFrame | None) -> tuple[pd
 
 
 def history_path(settings: Settings) -> Path:
-    """The outcomes history, ``monitoring_dir/outcomes/history.jsonl``."""
-    return settings.monitoring_dir / "outcomes" / HISTORY_FILE
+    """The outcomes history, ``Settings.outcomes_history_path`` (kept for its callers)."""
+    return settings.outcomes_history_path
 
 
 def read_history(path: Path) -> dict[str, dict]:
@@ -320,14 +347,16 @@ def with_skill(record: dict) -> dict:
 def print_outcomes(report: OutcomesReport, console: Console) -> None:
     """One row per evaluated batch date, the newest date's calibration, and what is pending."""
     table = Table(
-        "as of", "model", "rows", "base rate", "PR-AUC", "skill", "lift", "ROC-AUC", "P@K",
-        "Brier", "ECE",
+        "as of", "model", "rows", "base rate", "expected", "PR-AUC", "skill", "lift", "ROC-AUC",
+        "P@K", "Brier", "ECE",
         title=f"Realized performance (user_daily up to {report.last_complete_day})",
     )  # fmt: skip
     for o in report.evaluated:
         ece = f"{o.calibration_error:.3f}"
         table.add_row(
-            str(o.as_of), o.model_version, str(o.rows), f"{o.base_rate:.3f}", f"{o.pr_auc:.3f}",
+            str(o.as_of), o.model_version, str(o.rows), f"{o.base_rate:.3f}",
+            f"[red]{o.expected_rate:.3f}[/red]" if o.level.off else f"{o.expected_rate:.3f}",
+            f"{o.pr_auc:.3f}",
             f"{o.pr_auc_skill:.3f}", f"{o.pr_auc_lift:.2f}", f"{o.roc_auc:.3f}",
             f"{o.precision_at_k:.3f} (K={o.k})", f"{o.brier:.4f}",
             f"[red]{ece} > {report.calibration_alert:g}[/red]" if report.miscalibrated(o) else ece,
@@ -358,6 +387,13 @@ def print_outcomes(report: OutcomesReport, console: Console) -> None:
                 "predicted risks no longer match what users do, so the performance estimate "
                 "(read off those risks) is off too; retrain on recent labels"
             )
+        if o.level.off:
+            console.print(
+                f"[red]{o.as_of}: {o.base_rate:.3f} churned against {o.expected_rate:.3f} "
+                f"expected[/red] ({o.level.ratio:.2f}x, {o.calibration_level_z:+.1f} standard "
+                "deviations of label noise): the model's level no longer holds, so every risk "
+                "and every estimated figure is off by about that factor; retrain on recent labels"
+            )
     for s in report.skipped:
         console.print(f"[yellow]{s.as_of}: not evaluated[/yellow] ({s.reason})")
     for p in report.pending:
@@ -369,7 +405,8 @@ def outcome_samples(report: OutcomesReport) -> list[Sample]:
 
     ``churn_outcomes_calibration_error`` (labelled by model version) and its threshold
     ``churn_outcomes_calibration_error_threshold`` (no labels: a setting, not a model's)
-    feed the ChurnModelMiscalibrated alert.
+    feed the ChurnModelMiscalibrated alert; ``churn_outcomes_churn_rate_ratio`` and
+    ``churn_outcomes_calibration_level_off`` (the verdict, ``Level.off``) ChurnRateOffTheModel.
     """
     o = report.latest
     if o is None:
@@ -394,4 +431,9 @@ def outcome_samples(report: OutcomesReport) -> list[Sample]:
                labels),
         Sample("churn_outcomes_calibration_error_threshold", report.calibration_alert,
                "CHURN_CALIBRATION_ERROR_ALERT: a calibration error above it is an alert"),
+        Sample("churn_outcomes_churn_rate_ratio", o.level.ratio,
+               "Realized churn rate over the mean predicted risk, newest evaluated batch", labels),
+        Sample("churn_outcomes_calibration_level_off", float(o.level.off),
+               "1 when that rate is far outside the label noise and off by a quarter either way",
+               labels),
     ]  # fmt: skip

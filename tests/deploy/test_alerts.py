@@ -35,7 +35,7 @@ EXPECTED_ALERTS = {
     "ChurnNightlyStepFailed", "ChurnNightlyJobMissed", "ChurnNightlyJobNeverSucceeded",
     "ChurnFeatureDriftAlert",
     "ChurnRealizedPrAucLow", "ChurnEstimatedPrAucLow", "ChurnModelMiscalibrated",
-    "ChurnOutreachNotWorking",
+    "ChurnRateOffTheModel", "ChurnOutreachNotWorking",
 }  # fmt: skip
 
 
@@ -251,6 +251,7 @@ def test_the_drift_alert_leaves_out_exactly_the_features_that_age():
     """The alert's matcher, the setting's default and the spec name the same features."""
     from core.settings import get_settings
     from feature_repo.spec import ageing_features, feature_names
+    from monitor.drift import ignored_features
 
     rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
     expr = next(
@@ -263,7 +264,7 @@ def test_the_drift_alert_leaves_out_exactly_the_features_that_age():
     names = feature_names((7, 14, 30))
     left_out = {n for n in names if re.fullmatch(matcher, n)}  # PromQL regexes are anchored
     assert left_out == set(ageing_features())
-    assert get_settings().drift_ignore_features == ageing_features()
+    assert ignored_features(get_settings()) == ageing_features()
     assert "days_since_last_activity" not in left_out  # recency is the model's first signal
 
 
@@ -318,6 +319,11 @@ def test_the_estimate_alert_and_panels_follow_the_settings_through_the_job():
     assert rules["ChurnModelMiscalibrated"]["expr"].strip() == (
         "churn_outcomes_calibration_error > on(job) group_left "
         "churn_outcomes_calibration_error_threshold"
+    )
+    # The level's verdict is the job's (monitor.calibration.Level.off): no threshold here.
+    assert rules["ChurnRateOffTheModel"]["expr"].strip() == (
+        "churn_outcomes_churn_rate_ratio and on(job, model_version) "
+        "churn_outcomes_calibration_level_off == 1"
     )
     assert 'job="churn_estimate"' in rules["ChurnNightlyJobNeverSucceeded"]["expr"]
     model = next(p for p in DASHBOARDS if p.stem == "churn-model")

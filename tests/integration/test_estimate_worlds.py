@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 
 from core.settings import Settings
-from monitor.calibration import expected_calibration_error
+from monitor.calibration import calibration_level, expected_calibration_error
 from monitor.cbpe import expected_metrics
 from monitor.estimate import nights_under_floor
 from tests.integration.night_arrays import LABEL_DAYS, features, fit_on, night, world_days
@@ -69,6 +69,7 @@ def _nights(scenario: str) -> pd.DataFrame:
                 "pr_auc_upper": expected.pr_auc.upper,
                 "realized_pr_auc": realized["pr_auc"],
                 "calibration_error": expected_calibration_error(y, p),
+                "level_off": calibration_level(y, p).off,
             }
         )
     return pd.DataFrame(rows).set_index("night")
@@ -94,6 +95,7 @@ def test_on_the_baseline_the_realized_figures_fall_within_the_estimates_label_no
     rate_miss = (base["churn_rate"] - base["realized_rate"]).mean()
     assert abs(rate_miss) <= 2 * base["rate_noise"].mean(), rate_miss
     assert (base["calibration_error"] < CALIBRATION_ALERT).all()
+    assert not base["level_off"].any()
     # No alert before the labels where nothing went wrong.
     assert nights_under_floor([{"expected": e} for e in base["expected"]], SKILL_FLOOR) == 0
 
@@ -110,6 +112,7 @@ def test_on_the_drift_world_the_estimate_moves_a_horizon_before_the_labels_can(w
     shown = (drift["realized_rate"] - base["realized_rate"])[after] > 2 * base["rate_noise"][after]
     realized_known = (shown.idxmax() if shown.any() else DAYS - LABEL_DAYS) + LABEL_DAYS
     assert realized_known - first_moved >= 25, (first_moved, realized_known)
+    assert not drift["level_off"].any()  # the inputs moved, the model's level still holds
 
 
 def test_on_the_concept_world_the_estimate_stays_flat_and_only_calibration_sees_it(worlds):
@@ -120,4 +123,5 @@ def test_on_the_concept_world_the_estimate_stays_flat_and_only_calibration_sees_
     assert (settled["realized_pr_auc"] > settled["pr_auc_upper"]).all()  # what happened
     assert (settled["calibration_error"] > CALIBRATION_ALERT).all()  # what reveals it
     assert settled["calibration_error"].min() > 2 * base["calibration_error"].max()
+    assert settled["level_off"].all()  # five times the hazard: the level is off as well
     assert nights_under_floor([{"expected": e} for e in concept["expected"]], SKILL_FLOOR) == 0

@@ -7,6 +7,7 @@ import pytest
 
 from monitor.calibration import (
     calibration_error,
+    calibration_level,
     equal_mass_bins,
     expected_calibration_error,
     reliability_png,
@@ -81,3 +82,35 @@ def test_the_reliability_plot_is_a_png(tmp_path):
     path = reliability_png(table, 0.3, 0.05, tmp_path / "r" / "as_of=2026-03-10.png", "t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in path.parent.iterdir()] == ["as_of=2026-03-10.png"]  # no temp left
+
+
+def test_the_level_counts_churners_against_the_sum_of_the_risks():
+    # 100 users at 0.2: 20 expected, sd sqrt(100 * 0.2 * 0.8) = 4. 32 churners: z = 3,
+    # ratio 1.6; 20 churners: z 0.
+    prob = np.full(100, 0.2)
+    level = calibration_level(np.r_[np.ones(32), np.zeros(68)], prob)
+    assert (level.expected, level.observed) == pytest.approx((0.2, 0.32))
+    assert level.z == pytest.approx(3.0)
+    assert level.ratio == pytest.approx(1.6)
+    assert calibration_level(np.r_[np.ones(20), np.zeros(80)], prob).z == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize(
+    ("churners", "users", "off"),
+    [
+        (37, 100, True),  # z 4.25, ratio 1.85: far and large
+        (35, 100, False),  # z 3.75, ratio 1.75: large, but not far enough beyond the noise
+        (2_300, 10_000, False),  # z 7.5, ratio 1.15: sure, but small
+        (2_600, 10_000, True),  # z 15, ratio 1.3
+        (1_400, 10_000, True),  # z -15, ratio 0.7: too few churners is off as well
+    ],
+)
+def test_a_level_is_off_only_when_far_outside_the_noise_and_large(churners, users, off):
+    y = np.r_[np.ones(churners), np.zeros(users - churners)]
+    assert calibration_level(y, np.full(users, 0.2)).off is off
+
+
+def test_certain_risks_that_fail_are_infinitely_off():
+    assert calibration_level([1, 0], [0.0, 0.0]).z == float("inf")
+    assert calibration_level([0, 1], [0.0, 1.0]).z == 0.0
+    assert not calibration_level([0, 1], [0.0, 1.0]).off

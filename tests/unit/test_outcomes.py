@@ -8,6 +8,8 @@ there is: just complete) and the batch of 03-13 is still pending (needs 03-17).
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -15,13 +17,19 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
+from batch.outputs import FEATURES_FILE, PREDICTIONS_FILE, RUN_FILE, batch_dir
 from core import partitions
 from core.atomic import write_parquet
+from core.settings import HISTORY_FILE
 from core.sql_engine import DuckEngine, connect
 from monitor.calibration import equal_mass_bins, expected_calibration_error
 from monitor.outcomes import (
+    LEGACY_HISTORY_FILE,
+    RELIABILITY_DIR,
+    OutcomesReport,
     history_lines,
     history_path,
+    outcome_of,
     outcome_samples,
     print_outcomes,
     read_history,
@@ -99,10 +107,10 @@ def predictions(users: list[str], seed: int, version: str = "v1") -> pd.DataFram
 
 def write_batch(settings, day: date, frame: pd.DataFrame) -> None:
     """A batch directory as the nightly job leaves it."""
-    out = settings.predictions_dir / f"as_of={day.isoformat()}"
-    write_parquet(frame, out / "predictions.parquet")
-    write_parquet(frame[["user_id"]], out / "features.parquet")
-    (out / "run.json").write_text(json.dumps({"as_of": day.isoformat()}))
+    out = batch_dir(settings.predictions_dir, day)
+    write_parquet(frame, out / PREDICTIONS_FILE)
+    write_parquet(frame[["user_id"]], out / FEATURES_FILE)
+    (out / RUN_FILE).write_text(json.dumps({"as_of": day.isoformat()}))
 
 
 SCORED = sorted([*ACTIVITY, "no_rows"])
@@ -180,7 +188,7 @@ def _lines(path) -> list[dict]:
 
 def test_history_is_idempotent_and_recomputed(settings):
     report = realized_outcomes(settings)
-    path = settings.monitoring_dir / "outcomes" / "history.jsonl"
+    path = settings.outcomes_history_path
     assert report.history_path == path == history_path(settings)
     first = path.read_bytes()
     realized_outcomes(settings)
@@ -207,7 +215,7 @@ def test_history_is_idempotent_and_recomputed(settings):
 def test_an_older_history_record_without_skill_still_loads(settings):
     """Histories written before pr_auc_skill existed, as a JSON list: the skill comes from
     PR-AUC and base rate, and the first write carries every old figure over beside it."""
-    legacy = settings.monitoring_dir / "outcomes" / "history.json"
+    legacy = settings.outcomes_dir / LEGACY_HISTORY_FILE
     path = history_path(settings)
     old = {"as_of": "2026-03-01", "model_version": "v0", "horizon_days": HORIZON,
            "rows": 100, "positives": 52, "base_rate": 0.52, "pr_auc": 0.70,
@@ -229,7 +237,7 @@ def test_a_legacy_history_is_carried_over_with_its_figures(settings):
     realized_outcomes(settings)
     path = history_path(settings)
     records = _lines(path)
-    legacy = path.with_name("history.json")
+    legacy = path.with_name(LEGACY_HISTORY_FILE)
     legacy.write_text(json.dumps(records[::-1], indent=2))  # as the old writer left it
     path.unlink()
     assert read_history(path) == {r["as_of"]: r for r in records}
@@ -243,16 +251,15 @@ def test_history_keeps_dates_whose_batch_was_removed(settings):
     realized_outcomes(settings)
     path = history_path(settings)
     kept = read_history(path)["2026-03-10"]
-    for f in (settings.predictions_dir / "as_of=2026-03-10").iterdir():
-        f.unlink()
-    (settings.predictions_dir / "as_of=2026-03-10").rmdir()
+    shutil.rmtree(batch_dir(settings.predictions_dir, D))
     realized_outcomes(settings)
     assert read_history(path)["2026-03-10"] == kept
 
 
 def test_no_batch_directories_is_a_clear_error(make_settings):
     settings = make_settings()
-    (settings.predictions_dir / ".as_of=2026-03-10.staging").mkdir(parents=True)
+    staging = batch_dir(settings.predictions_dir, D)
+    staging.with_name(f".{staging.name}.staging").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="no batch predictions"):
         realized_outcomes(settings)
 
@@ -261,27 +268,28 @@ def test_a_corrupt_predictions_file_is_named_and_nothing_is_damaged(settings):
     realized_outcomes(settings)
     path = history_path(settings)
     before = path.read_bytes()
-    bad = settings.predictions_dir / "as_of=2026-03-12" / "predictions.parquet"
+    bad = batch_dir(settings.predictions_dir, date(2026, 3, 12)) / PREDICTIONS_FILE
     bad.write_bytes(b"PAR1 this is not parquet")
-    with pytest.raises(ValueError, match=r"as_of=2026-03-12/predictions\.parquet"):
+    with pytest.raises(ValueError, match=re.escape(f"{bad.parent.name}/{bad.name}")):
         realized_outcomes(settings)
     assert path.read_bytes() == before
 
 
 def test_predictions_without_a_risk_column_are_named(settings):
-    bad = settings.predictions_dir / "as_of=2026-03-10" / "predictions.parquet"
+    bad = batch_dir(settings.predictions_dir, D) / PREDICTIONS_FILE
     write_parquet(predictions(SCORED, seed=1).drop(columns="churn_risk"), bad)
-    with pytest.raises(ValueError, match=r"as_of=2026-03-10/predictions\.parquet.*churn_risk"):
+    where = re.escape(f"{bad.parent.name}/{bad.name}")
+    with pytest.raises(ValueError, match=rf"{where}.*churn_risk"):
         realized_outcomes(settings)
     assert not history_path(settings).parent.exists()
 
 
 @pytest.mark.parametrize(
     ("name", "text"),
-    [("history.jsonl", '{"as_of": "2026-03-10"}\n{not json\n'), ("history.json", "{not json")],
+    [(HISTORY_FILE, '{"as_of": "2026-03-10"}\n{not json\n'), (LEGACY_HISTORY_FILE, "{not json")],
 )
 def test_a_corrupt_history_is_not_overwritten(settings, name, text):
-    path = settings.monitoring_dir / "outcomes" / name
+    path = settings.outcomes_dir / name
     path.parent.mkdir(parents=True)
     path.write_text(text)
     with pytest.raises(ValueError, match=rf"{name} is not an outcomes history"):
@@ -334,6 +342,8 @@ def test_samples_are_the_newest_evaluated_date(settings):
         "churn_realized_as_of_timestamp_seconds",
         "churn_outcomes_calibration_error",
         "churn_outcomes_calibration_error_threshold",
+        "churn_outcomes_churn_rate_ratio",
+        "churn_outcomes_calibration_level_off",
     }
     assert samples.pop("churn_outcomes_calibration_error_threshold").labels == {}
     assert all(s.labels == {"model_version": "v2"} for s in samples.values())
@@ -341,6 +351,9 @@ def test_samples_are_the_newest_evaluated_date(settings):
     assert samples["churn_realized_pr_auc_skill"].value == latest.pr_auc_skill
     assert samples["churn_realized_pr_auc_lift"].value == latest.pr_auc_lift
     assert samples["churn_realized_brier"].value == latest.brier
+    ratio = samples["churn_outcomes_churn_rate_ratio"].value
+    assert ratio == pytest.approx(latest.base_rate / latest.expected_rate)
+    assert samples["churn_outcomes_calibration_level_off"].value == float(latest.level.off)
     assert samples["churn_realized_as_of_timestamp_seconds"].value == (
         datetime(2026, 3, 12, tzinfo=UTC).timestamp()
     )
@@ -373,9 +386,7 @@ def test_each_date_gets_its_calibration_error_bins_and_plot(settings):
         assert record["calibration_error"] == outcome.calibration_error
         assert record["calibration_bins"] == outcome.calibration_bins
         png = reliability_path(settings, outcome.as_of)
-        assert png == settings.monitoring_dir / "outcomes" / "reliability" / (
-            f"as_of={outcome.as_of.isoformat()}.png"
-        )
+        assert png == settings.outcomes_dir / RELIABILITY_DIR / f"as_of={outcome.as_of}.png"
         assert png.read_bytes()[:4] == b"\x89PNG"
     untouched = reliability_path(settings, D).stat().st_mtime_ns
     reliability_path(settings, date(2026, 3, 12)).unlink()
@@ -404,3 +415,24 @@ def test_printed_ece_per_date_and_what_exceeds_the_threshold(settings, alert):
         assert f"{o.calibration_error:.3f}" in text
         exceeds = f"{o.as_of}: calibration error {o.calibration_error:.3f} exceeds"
         assert (exceeds in text) == (alert == 0.01)
+
+
+def test_a_level_far_off_is_recorded_printed_and_pushed(make_settings, tmp_path):
+    """1,000 users at a risk of 0.2 of whom 350 churned: z (350 - 200) / sqrt(160) = 11.9
+    and a ratio of 1.75."""
+    settings = make_settings(top_k=10)
+    labelled = pd.DataFrame({"churned": [1] * 350 + [0] * 650, "churn_risk": 0.2})
+    outcome = outcome_of(labelled, D, "v1", settings)
+    assert outcome.expected_rate == pytest.approx(0.2)
+    assert outcome.calibration_level_z == pytest.approx(150 / np.sqrt(160))
+    assert outcome.level.off and outcome.level.ratio == pytest.approx(1.75)
+    assert outcome.record()["calibration_level_z"] == outcome.calibration_level_z
+    report = OutcomesReport([outcome], [], [], D, tmp_path / HISTORY_FILE, 0.5)
+    console = Console(record=True, width=200)
+    print_outcomes(report, console)
+    assert "0.350 churned against 0.200 expected (1.75x, +11.9 standard deviations" in (
+        " ".join(console.export_text().split())
+    )
+    pushed = {s.name: s.value for s in outcome_samples(report)}
+    assert pushed["churn_outcomes_calibration_level_off"] == 1.0
+    assert pushed["churn_outcomes_churn_rate_ratio"] == pytest.approx(1.75)
