@@ -1,5 +1,7 @@
 """Shared fixtures: isolated settings per test, a real Redis and a real PostgreSQL for
-integration tests."""
+integration tests. Every test's settings come from ``settings_under``, through
+``make_settings`` (a unit test's tmp dir) or ``isolated_settings`` (an integration test's
+Redis keys and Feast project of its own)."""
 
 from __future__ import annotations
 
@@ -65,19 +67,24 @@ TEST_TUNING_BUDGET = 1
 PRODUCT_TUNING_BUDGET = Settings.model_fields["tuning_budget"].default
 
 
+def settings_under(tmp: Path, **overrides: object) -> Settings:
+    """The suite's settings: data and artifacts under ``tmp``, the freshness gate off (the
+    worlds are pinned in time), one tuning configuration per model kind; overrides on top."""
+    values: dict[str, object] = {
+        "data_dir": tmp / "data",
+        "artifacts_dir": tmp / "artifacts",
+        "max_event_age_hours": 0,
+        "tuning_budget": TEST_TUNING_BUDGET,
+    }
+    return get_settings(**(values | overrides))
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path):
-    """Settings under this test's tmp dir; keyword overrides on top."""
+    """``settings_under`` this test's tmp dir; keyword overrides on top."""
 
     def make(**overrides: object) -> Settings:
-        values: dict[str, object] = {
-            "data_dir": tmp_path / "data",
-            "artifacts_dir": tmp_path / "artifacts",
-            "max_event_age_hours": 0,
-            "tuning_budget": TEST_TUNING_BUDGET,
-        }
-        values.update(overrides)
-        return get_settings(**values)
+        return settings_under(tmp_path, **overrides)
 
     return make
 
@@ -100,15 +107,8 @@ def isolated_settings(redis_url: str):
     """
 
     def make(tmp: Path, **overrides: object) -> Settings:
-        values: dict[str, object] = {
-            "data_dir": tmp / "data",
-            "artifacts_dir": tmp / "artifacts",
-            "redis_url": redis_url,
-            "feast_project": f"churntest_{uuid.uuid4().hex[:10]}",
-            "max_event_age_hours": 0,
-            "tuning_budget": TEST_TUNING_BUDGET,
-        }
-        return get_settings(**(values | overrides))
+        own = {"redis_url": redis_url, "feast_project": f"churntest_{uuid.uuid4().hex[:10]}"}
+        return settings_under(tmp, **(own | overrides))
 
     return make
 

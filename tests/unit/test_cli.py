@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from churn.cli import app
 from core.contract import EVENT_COLUMNS, to_contract_table
-from core.settings import get_settings
 from ingestion import raw_store
+from tests.conftest import settings_under
 
 runner = CliRunner()
 
@@ -59,7 +59,7 @@ def test_stages_run_in_order_from_the_cli(env, tmp_path):
 
 
 def _raw_settings(tmp_path):
-    return get_settings(data_dir=tmp_path / "data", artifacts_dir=tmp_path / "artifacts")
+    return settings_under(tmp_path)
 
 
 def raw_events(tmp_path) -> pd.DataFrame:

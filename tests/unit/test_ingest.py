@@ -11,7 +11,6 @@ import pytest
 
 from core import contract
 from core.contract import contract_schema
-from core.settings import get_settings
 from ingestion import raw_store
 from ingestion.ingest import (
     IngestError,
@@ -20,6 +19,7 @@ from ingestion.ingest import (
     read_users,
 )
 from ingestion.validate import validate_tables
+from tests.conftest import settings_under
 
 USERS_CSV = """user_id,signup_time,plan,country,favourite_colour
 007,2025-01-01 10:00:00,paid,NA,blue
@@ -144,7 +144,7 @@ def test_unsupported_suffix_is_an_ingest_error(tmp_path):
 
 
 def test_ingest_writes_contract_typed_raw_tables_that_pass_the_schema_gate(tmp_path):
-    settings = get_settings(data_dir=tmp_path / "data", artifacts_dir=tmp_path / "art")
+    settings = settings_under(tmp_path)
     landed = ingest_files(
         write(tmp_path / "u.csv", USERS_CSV), write(tmp_path / "e.csv", EVENTS_CSV), settings
     )
@@ -170,7 +170,7 @@ def test_ingest_writes_contract_typed_raw_tables_that_pass_the_schema_gate(tmp_p
 
 
 def test_ingesting_the_same_export_again_adds_nothing(tmp_path):
-    settings = get_settings(data_dir=tmp_path / "data", artifacts_dir=tmp_path / "art")
+    settings = settings_under(tmp_path)
     files = write(tmp_path / "u.csv", USERS_CSV), write(tmp_path / "e.csv", EVENTS_CSV)
     ingest_files(*files, settings)
     before = raw_files(settings.raw_dir)
@@ -182,7 +182,7 @@ def test_ingesting_the_same_export_again_adds_nothing(tmp_path):
 
 
 def test_a_changed_export_rewrites_only_the_days_that_changed(tmp_path):
-    settings = get_settings(data_dir=tmp_path / "data", artifacts_dir=tmp_path / "art")
+    settings = settings_under(tmp_path)
     users = write(tmp_path / "u.csv", USERS_CSV)
     two_days = EVENTS_CSV + "e3,007,2025-01-01T08:00:00Z,login,\n"
     ingest_files(users, write(tmp_path / "e.csv", two_days), settings)
@@ -207,7 +207,7 @@ def raw_files(folder: Path) -> dict[str, tuple[bytes, int]]:
 
 
 def test_failed_ingest_leaves_previous_raw_tables_untouched(tmp_path):
-    settings = get_settings(data_dir=tmp_path / "data", artifacts_dir=tmp_path / "art")
+    settings = settings_under(tmp_path)
     users_file = write(tmp_path / "u.csv", USERS_CSV)
     ingest_files(users_file, write(tmp_path / "e.csv", EVENTS_CSV), settings)
     before = raw_files(settings.raw_dir)
@@ -222,7 +222,7 @@ def test_failed_ingest_leaves_previous_raw_tables_untouched(tmp_path):
 
 
 def test_a_second_ingest_while_one_runs_stops_and_changes_nothing(tmp_path):
-    settings = get_settings(data_dir=tmp_path / "data", artifacts_dir=tmp_path / "art")
+    settings = settings_under(tmp_path)
     files = write(tmp_path / "u.csv", USERS_CSV), write(tmp_path / "e.csv", EVENTS_CSV)
     with raw_store.staging(settings):  # an ingest in progress
         with pytest.raises(raw_store.IngestRunning, match="another ingest"):
@@ -232,7 +232,7 @@ def test_a_second_ingest_while_one_runs_stops_and_changes_nothing(tmp_path):
 
 
 def test_events_without_a_time_are_kept_for_the_gates_but_rebuild_no_day(tmp_path):
-    settings = get_settings(data_dir=tmp_path / "data", artifacts_dir=tmp_path / "art")
+    settings = settings_under(tmp_path)
     no_time = EVENTS_CSV + "e3,007,,login,\n"
     landed = ingest_files(
         write(tmp_path / "u.csv", USERS_CSV), write(tmp_path / "e.csv", no_time), settings

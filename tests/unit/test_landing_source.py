@@ -11,9 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.history import read_records
-from core.settings import Settings, get_settings
+from core.settings import Settings
 from ingestion import landing_source, raw_store
 from ingestion.landing_source import ingest_landing, manifest_path, pending_files
+from tests.conftest import settings_under
 from tests.unit.test_ingest import EVENTS_CSV, USERS_CSV, write
 
 NOW = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
@@ -27,7 +28,7 @@ e9,8,yesterday,login
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return get_settings(data_dir=tmp_path / "data", artifacts_dir=tmp_path / "art")
+    return settings_under(tmp_path)
 
 
 @pytest.fixture

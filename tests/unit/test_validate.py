@@ -19,7 +19,7 @@ from rich.console import Console
 from core import contract
 from core.atomic import write_parquet
 from core.contract import contract_schema
-from core.settings import Settings, get_settings
+from core.settings import Settings
 from core.tables import validated_event_files
 from ingestion import raw_store
 from ingestion.rules import RULES, STRICT_RULES, RuleFailure, drop_repeated_events, merge_failure
@@ -30,6 +30,7 @@ from ingestion.validate import (
     run_validation,
     validate_tables,
 )
+from tests.conftest import settings_under
 
 NOW = pd.Timestamp("2025-03-01 12:00", tz="UTC")
 NAN = np.nan
@@ -188,11 +189,8 @@ GATES = [
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
-    return get_settings(
-        data_dir=tmp_path / "data",
-        artifacts_dir=tmp_path / "art",
-        **{"max_event_age_hours": 48, **overrides},
-    )
+    """The suite's settings with the freshness gate on, as the product has it."""
+    return settings_under(tmp_path, **({"max_event_age_hours": 48} | overrides))
 
 
 def write_raw(settings: Settings, users: pd.DataFrame, events: pd.DataFrame) -> None:
