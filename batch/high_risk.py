@@ -2,7 +2,7 @@
 
 Each row carries what the user pays, so the team can sort by revenue at risk instead
 of by probability alone: a likely churner on the free plan costs less than a paying one.
-And its arm (``training.outreach``): the team contacts the ``contact`` arm and leaves the
+And its arm (``served.arms``): the team contacts the ``contact`` arm and leaves the
 ``holdout`` arm alone, so that the uplift report can tell whether contacting works.
 """
 
@@ -17,7 +17,7 @@ from core.settings import Settings
 from core.sql_engine import Engine
 from core.tables import EVENTS, USERS, register_validated
 from feature_repo.spec import ENTITY_KEY
-from training.outreach import assign_arms
+from served.arms import assign_arms
 
 # Three billing months: monthly revenue = the successful payments of the 90 days before T / 3,
 # so a user billed on the 31st or retried after a failure is not counted twice or missed.

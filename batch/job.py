@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -48,14 +47,13 @@ from core.tables import USER_DAILY, MissingInputError, register_table, validated
 from core.timeline import day_of, midnight, require_midnight, stamp_of
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import open_offline_store, view_ttl
-from training import registry
+from served import registry
+from served.arms import CONTACT, HOLDOUT, UNLISTED, write_assignments
+from served.card import load_served
+from served.population import lookback_window, population_sql
+from served.registry import Classifier
+from served.risk_bands import risk_bands
 from training.dataset import newest_rows_sql, point_in_time_join
-from training.labels import lookback_window, population_sql
-from training.outreach import CONTACT, HOLDOUT, UNLISTED, write_assignments
-from training.risk_bands import risk_bands
-
-if TYPE_CHECKING:  # training.models imports scikit-learn; only the type is needed here
-    from training.models import Classifier
 
 log = logging.getLogger(__name__)
 
@@ -283,8 +281,8 @@ def production_model(settings: Settings) -> tuple[str, Classifier, list[str]]:
         raise registry.RegistryError(
             f"no production model in {settings.models_dir}: run `churn promote`"
         )
-    model, metadata = registry.load_model(settings.models_dir, version)
-    return version, model, metadata["feature_refs"]
+    model, card = load_served(settings.models_dir, version)
+    return version, model, list(card.feature_refs)
 
 
 def join_and_score(

@@ -39,7 +39,7 @@ PREDICTION_COLUMNS = [
     "rank",
     "model_version",
     "features_as_of",
-    "arm",  # contact or holdout on the night's list, unlisted otherwise (training.outreach)
+    "arm",  # contact or holdout on the night's list, unlisted otherwise (served.arms)
 ]
 # What monitoring reads of the predictions: who, how risky, scored by which model.
 SCORED_COLUMNS = [ENTITY_KEY, "churn_risk", "model_version"]

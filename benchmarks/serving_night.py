@@ -129,7 +129,7 @@ def promotion_under_load(
 ) -> dict:
     """wrk while ``churn promote --force`` switches production to the run's other model."""
     from online_api.server import get_json
-    from training import registry
+    from served import registry
 
     before = registry.production(settings.models_dir)
     target = next(v["version"] for v in registry.list_versions(settings.models_dir)

@@ -132,7 +132,7 @@ def run_bootstrap(
     ``NoBootstrapData`` (before any step runs) when there is no data to start from. ``run``
     starts each step's command (default ``subprocess.run``, looked up at the call).
     """
-    from training.registry import production  # light: the index files only
+    from served.registry import production  # light: the index files only
 
     now = now or datetime.now(UTC)
     run = run or subprocess.run

@@ -30,8 +30,8 @@ from feature_repo.store import online_feature_rows
 from ingestion.generate import Scenario
 from ingestion.validate import print_report
 from online_api import server
+from served.population import in_population_sql
 from training.gate import Decision
-from training.labels import in_population_sql
 from training.promote import PromotionResult
 from training.train import TrainResult
 
@@ -217,7 +217,7 @@ def answer_line(body: dict) -> str:
 
 def _sample_ids(settings: Settings, last_day: date) -> list[str]:
     """Two users the online store knows and the model is for: the first and the last id
-    of the newest day's population (``training.labels.in_population_sql``), the users the
+    of the newest day's population (``served.population.in_population_sql``), the users the
     API answers for."""
     rows = _query(
         settings,

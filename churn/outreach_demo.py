@@ -34,8 +34,9 @@ from feature_repo.spec import ENTITY_KEY
 from ingestion.generate import GeneratedData, Outreach, generate_demo_data, write_demo_data
 from monitor.outcomes import daily_files_sql, realized_labels_sql
 from monitor.uplift import UpliftReport, print_uplift, realized_uplift, write_uplift_report
+from served.arms import CONTACT, read_assignments
 from training.labels import LABEL
-from training.outreach import CONTACT, contacts, read_assignments
+from training.outreach import contacts
 from training.promote import force
 
 REBUILD = ("validate", "prepare", "features")  # a regenerated world, through to its features

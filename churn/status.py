@@ -47,7 +47,8 @@ from core.redaction import redact
 from core.settings import Settings
 from core.timeline import day_of, stamp_of, start_of
 from ingestion import raw_store
-from training import registry
+from served import registry
+from served.card import load_card
 
 Severity = Literal["warn", "error"]
 EXIT_CODES = {"ok": 0, "warn": 30, "error": 40}
@@ -298,11 +299,11 @@ def _model(settings: Settings) -> ModelState:
     version = registry.production(settings.models_dir)
     if version is None:
         return ModelState()
-    created = registry.load_metadata(settings.models_dir, version).get("created_at")
+    created = load_card(settings.models_dir, version).created_at
     promoted = [r for r in registry.history(settings.models_dir) if r.get("version") == version]
     return ModelState(
         version,
-        _utc(created),
+        _utc(created.isoformat()),
         _utc(promoted[-1].get("promoted_at")) if promoted else None,
     )
 

@@ -20,6 +20,7 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 from rich.console import Console
@@ -42,7 +43,7 @@ from feature_repo.spec import ageing_features
 from monitor.charts import psi_bars
 from monitor.exit_codes import DRIFT
 from monitor.psi import STATUSES, feature_psi, psi_status, worst
-from training import registry
+from served.card import ModelCard, load_card
 
 SCORE_COLUMN = "churn_risk"
 SCORE_LABEL = "score: churn_risk"  # the score's bar in the chart and row in the table
@@ -103,18 +104,18 @@ class DriftReport:
 
 
 def compare(
-    metadata: dict,
+    card: ModelCard,
     features: pd.DataFrame,
     scores: pd.Series,
     warn: float,
     alert: float,
 ) -> tuple[dict[str, FeatureDrift], float]:
-    """(PSI and status per reference feature, PSI of ``scores``) against ``metadata``'s references."""
+    """(PSI and status per reference feature, PSI of ``scores``) against ``card``'s references."""
     drift = {}
-    for name, reference in _references(metadata, "reference_bins").items():
+    for name, reference in _references(card, "reference_bins").items():
         value = feature_psi(reference, features[name])
         drift[name] = FeatureDrift(value, psi_status(value, warn, alert), reference["kind"])
-    return drift, feature_psi(_references(metadata, "score_reference_bins"), scores)
+    return drift, feature_psi(_references(card, "score_reference_bins"), scores)
 
 
 def drift_report(settings: Settings, as_of: date | None = None) -> DriftReport:
@@ -144,17 +145,15 @@ def drift_report(settings: Settings, as_of: date | None = None) -> DriftReport:
             f"{directory / PREDICTIONS_FILE} should be scored by one model, found {list(versions)}"
         )
     version = str(versions[0])
-    metadata = registry.load_metadata(settings.models_dir, version)
-    features = read_batch_file(
-        directory / FEATURES_FILE, list(_references(metadata, "reference_bins"))
-    )
+    card = load_card(settings.models_dir, version)
+    features = read_batch_file(directory / FEATURES_FILE, list(_references(card, "reference_bins")))
     if len(features) != len(predictions):
         raise ValueError(
             f"{directory / FEATURES_FILE} has {len(features)} rows but "
             f"{directory / PREDICTIONS_FILE} has {len(predictions)}: the batch is inconsistent"
         )
     warn, alert, ignored = settings.psi_warn, settings.psi_alert, ignored_features(settings)
-    drift, score_psi = compare(metadata, features, predictions[SCORE_COLUMN], warn, alert)
+    drift, score_psi = compare(card, features, predictions[SCORE_COLUMN], warn, alert)
     score_status = psi_status(score_psi, warn, alert)
     return DriftReport(
         as_of=as_of,
@@ -254,11 +253,11 @@ def drift_samples(report: DriftReport) -> list[Sample]:
     return samples
 
 
-def _references(metadata: dict, key: str) -> dict:
-    references = metadata.get(key)
-    if not isinstance(references, dict) or not references:
+def _references(card: ModelCard, key: Literal["reference_bins", "score_reference_bins"]) -> dict:
+    references = card.reference_bins if key == "reference_bins" else card.score_reference_bins
+    if not references:
         raise ValueError(
-            f"model {metadata.get('version')} has no {key} in its metadata: "
+            f"model {card.version} has no {key} in its metadata: "
             "it cannot be monitored for drift; retrain it with `churn train`"
         )
-    return references
+    return dict(references)

@@ -49,7 +49,7 @@ from monitor.exit_codes import ESTIMATE
 from monitor.outcomes import history_path as outcomes_history_path
 from monitor.outcomes import read_history as read_outcomes
 from monitor.outcomes import uncontacted
-from training.outreach import read_assignments
+from served.arms import read_assignments
 
 # `churn monitor estimate` exits with these; the night goes on (churn.stages findings).
 EXIT_CODES = ESTIMATE

@@ -49,9 +49,9 @@ from monitor.calibration import (
     equal_mass_bins,
     reliability_png,
 )
+from served.arms import CONTACT, read_assignments
 from training.evaluation import evaluate, pr_auc_skill, reliability_curve
 from training.labels import labels_at_sql
-from training.outreach import CONTACT, read_assignments
 
 CALIBRATION_BINS = 10
 RELIABILITY_DIR = "reliability"  # one PNG per evaluated date, beside the history
@@ -77,7 +77,7 @@ class DateOutcome:
     brier: float
     # Equal-width bins of predicted risk: bin_low, bin_high, mean_predicted, observed_rate, count.
     calibration: list[dict] = field(default_factory=list)
-    # Users of the contact arm, left out: outreach may have kept them (training.outreach).
+    # Users of the contact arm, left out: outreach may have kept them (served.arms).
     contacted_left_out: int = 0
     # ECE over equal-mass bins (monitor.calibration), and those bins (same columns as above).
     calibration_error: float = 0.0

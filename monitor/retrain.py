@@ -31,7 +31,8 @@ from core.timeline import horizon_complete
 from monitor.drift import drift_history
 from monitor.estimate import estimate_history, nights_under_floor
 from monitor.outcomes import history_lines, history_path
-from training import registry
+from served import registry
+from served.card import load_card
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,7 @@ def gather_evidence(settings: Settings, production: str, now: datetime) -> Evide
     A batch re-scored after its drift or outcomes run is not noticed: the nightly chain
     runs those right after the batch, and stops when one of them fails.
     """
-    created = registry.load_metadata(settings.models_dir, production).get("created_at")
-    age = (now - datetime.fromisoformat(created)).total_seconds() / 86400 if created else None
+    age = (now - load_card(settings.models_dir, production).created_at).total_seconds() / 86400
     days = batch_dates(settings.predictions_dir)
     drift, drift_note = _drift_evidence(settings, days)
     realized, realized_note = _realized_evidence(settings, days)

@@ -40,7 +40,8 @@ from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import open_store, view_ttl
 from online_api.online_features import OnlineFeatures, Plan
 from online_api.service import model_plan
-from training import registry
+from served import registry
+from served.card import load_card
 from training.dataset import FEATURE_SERVICE, feature_refs, newest_rows_sql
 
 if TYPE_CHECKING:
@@ -220,8 +221,8 @@ def served_plan(
     if version is None:
         service, refs = FEATURE_SERVICE, feature_refs(store, FEATURE_SERVICE)
     else:
-        metadata = registry.load_metadata(settings.models_dir, version)
-        service, refs = metadata["feature_service"], list(metadata["feature_refs"])
+        card = load_card(settings.models_dir, version)
+        service, refs = card.feature_service, list(card.feature_refs)
     plan = model_plan(source, service, refs)
     read = [f"{view.name}:{name}" for view, names in plan.views for name in names]
     return service, list(dict.fromkeys([*refs, *read])), plan

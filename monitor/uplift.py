@@ -1,7 +1,7 @@
 """``churn monitor uplift``: did contacting the high-risk list keep anyone?
 
 Each night's list is split into a ``contact`` arm and a randomly drawn ``holdout`` arm
-that nobody contacts (``training.outreach``). Once a night's horizon has passed, every
+that nobody contacts (``served.arms``). Once a night's horizon has passed, every
 listed user's realized label is known (training's label, as ``monitor.outcomes`` reads
 it), and the arms' churn can be compared. The holdout is the counterfactual: it churns
 as the contacted would have without the call, so contact − holdout is what the
@@ -39,8 +39,8 @@ from core.tables import MissingInputError
 from core.timeline import horizon_last_day, start_of
 from monitor.charts import uplift_bars
 from monitor.outcomes import realized_labels_sql
+from served.arms import CONTACT, HOLDOUT, assignment_days, read_assignments
 from training.labels import LABEL
-from training.outreach import CONTACT, HOLDOUT, assignment_days, read_assignments
 
 Z95 = 1.959963984540054  # the normal quantile of a two-sided 95 % interval
 BANDS = ("high", "medium", "low")

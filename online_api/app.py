@@ -4,7 +4,7 @@ The service fetches the user's online features through Feast (the feature
 service of the production model), scores them with the compiled production
 model and answers with the risk, its band and the factors behind it. A user
 outside the scored population (no activity in the ``active_lookback_days``
-before the features' day, ``training.labels.in_population``) is answered
+before the features' day, ``served.population.in_population``) is answered
 ``lapsed`` with the days since the last activity and no risk: the model learned
 only from the population, so its probability for anyone else is an extrapolation.
 

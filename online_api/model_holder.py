@@ -21,7 +21,8 @@ from typing import Any
 
 from core.settings import Settings
 from online_api.compiled_model import Scorer
-from training import registry
+from served import registry
+from served.card import ModelCard, load_served
 
 log = logging.getLogger(__name__)
 RETRY_FIRST_SECONDS = 5.0
@@ -31,21 +32,21 @@ RETRY_MAX_SECONDS = 300.0
 @dataclass(frozen=True)
 class Loaded:
     scorer: Scorer
-    metadata: dict
-    plan: Any = None  # what ``resolve`` made of the metadata (the features to fetch)
+    card: ModelCard
+    plan: Any = None  # what ``resolve`` made of the card (the features to fetch)
 
 
 class ModelHolder:
     """Holds the compiled production model; ``current()`` is what a request scores with.
 
-    ``resolve(metadata)`` prepares what serving needs besides the model (the API
+    ``resolve(card)`` prepares what serving needs besides the model (the API
     resolves the model's feature service); when it raises, the model is refused.
     """
 
     def __init__(
         self,
         settings: Settings,
-        resolve: Callable[[dict], Any] | None = None,
+        resolve: Callable[[ModelCard], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
@@ -88,9 +89,9 @@ class ModelHolder:
             if version is None or (self._loaded and self._loaded.scorer.version == version):
                 return
             try:
-                model, metadata = registry.load_model(self._settings.models_dir, version)
-                scorer = Scorer.from_model(model, metadata)
-                plan = self._resolve(metadata) if self._resolve else None
+                model, card = load_served(self._settings.models_dir, version)
+                scorer = Scorer.from_model(model, dict(card.metadata))
+                plan = self._resolve(card) if self._resolve else None
             except Exception as exc:
                 keeping = self._loaded.scorer.version if self._loaded else "none"
                 log.error("refusing model %s: %s: %s; keeping %s; trying again in %.0f s",
@@ -98,8 +99,8 @@ class ModelHolder:
                 self._retry_at = self._clock() + self._backoff
                 self._backoff = min(self._backoff * 2, RETRY_MAX_SECONDS)
                 return
-            self._loaded = Loaded(scorer, metadata, plan)
-            log.info("serving model %s (%s)", version, metadata.get("model_kind"))
+            self._loaded = Loaded(scorer, card, plan)
+            log.info("serving model %s (%s)", version, card.model_kind)
 
     def _retry_due(self) -> bool:
         return self._retry_at is not None and self._clock() >= self._retry_at

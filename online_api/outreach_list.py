@@ -3,7 +3,7 @@
 A CRM that asks about one user must learn whether the retention team is to act on them at
 all: "contact" beside a user on no list invites a call the experiment never asked for, and
 the holdout measures outreach only while the team contacts listed users alone. So the API
-answers from the list the batch wrote (``training.outreach``), not from the arm's hash.
+answers from the list the batch wrote (``served.arms``), not from the arm's hash.
 
 The request path pays one dict lookup per user: ``arms()`` is the newest night's
 user id → arm, replaced whole (one assignment) when a newer list is read. ``watch`` looks
@@ -23,7 +23,7 @@ from datetime import date
 from pathlib import Path
 
 from core.settings import Settings
-from training.outreach import Arm, arms_by_user, newest_assignments
+from served.arms import Arm, arms_by_user, newest_assignments
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
-from training.outreach import Arm
-from training.risk_bands import RiskBand
+from served.arms import Arm
+from served.risk_bands import RiskBand
 
 AnswerStatus = Literal["scored", "lapsed"]
 

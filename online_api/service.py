@@ -6,7 +6,7 @@ requests. The routes only translate its answers and its ``Unanswered`` errors
 into HTTP; the unit tests build it on an in-memory feature source.
 
 A user outside the scored population (no activity in the ``active_lookback_days``
-before the features' day, ``training.labels.in_population``) is answered
+before the features' day, ``served.population.in_population``) is answered
 ``lapsed`` with the days since the last activity and no risk: the model learned
 only from the population, so its probability for anyone else is an extrapolation.
 
@@ -35,9 +35,9 @@ from online_api.metrics import ApiMetrics
 from online_api.model_holder import Loaded, ModelHolder
 from online_api.online_features import FeatureRow, Plan
 from online_api.outreach_list import OutreachList
-from training.labels import POPULATION_FEATURES, in_population
-from training.references import RECENCY
-from training.risk_bands import risk_band
+from served.card import ModelCard
+from served.population import POPULATION_FEATURES, RECENCY, in_population
+from served.risk_bands import risk_band
 
 log = logging.getLogger(__name__)
 READINESS_ID = "__readiness__"  # an id no user has: reading it proves the store answers
@@ -111,8 +111,8 @@ class ScoringService:
     ) -> ScoringService:
         """The service with the production model loaded (if any) and warmed up."""
 
-        def resolve(metadata: dict) -> Plan:
-            return model_plan(online, metadata["feature_service"], metadata["feature_refs"])
+        def resolve(card: ModelCard) -> Plan:
+            return model_plan(online, card.feature_service, list(card.feature_refs))
 
         holder = ModelHolder(settings, resolve)
         await asyncio.to_thread(holder.refresh)
@@ -156,13 +156,13 @@ class ScoringService:
             # Only on a switch: the gauge says 1 for the version served, 0 for the one replaced.
             if self._shown:
                 self.metrics.model.labels(self._shown["version"], self._shown["kind"]).set(0)
-            self._shown.update(version=version, kind=loaded.metadata.get("model_kind", ""))
+            self._shown.update(version=version, kind=loaded.card.model_kind)
             self.metrics.model.labels(version, self._shown["kind"]).set(1)
         return loaded
 
     def model_card(self) -> dict:
         """Metadata and validation metrics of the production model."""
-        metadata = self.model().metadata
+        metadata = self.model().card.metadata
         return {key: metadata.get(key) for key in MODEL_CARD}
 
     async def ready(self) -> dict:

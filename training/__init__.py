@@ -1,1 +1,1 @@
-"""Labels → point-in-time training set (Feast) → models → registry → promotion."""
+"""Labels → point-in-time training set (Feast) → models → the registry (``served``) → promotion."""

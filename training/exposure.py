@@ -26,8 +26,8 @@ from core.scrub import count_rows
 from core.settings import Settings
 from core.sql_engine import connect, quote_path
 from feature_repo.spec import ENTITY_KEY
-from training import registry
-from training.labels import lookback_window
+from served import registry
+from served.population import lookback_window
 from training.train import VALIDATION_ROWS
 
 

@@ -8,7 +8,7 @@ so calibration fixes the probabilities without reordering anyone on the list.
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -26,16 +26,10 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from training.references import RECENCY
+from served.population import RECENCY
 
 ModelKind = Literal["logistic", "boosted"]
 MODEL_KINDS: tuple[ModelKind, ...] = ("logistic", "boosted")
-
-
-class Classifier(Protocol):
-    """A fitted model as scoring uses it: scikit-learn's ``predict_proba`` (column 1: churn)."""
-
-    def predict_proba(self, features: pd.DataFrame) -> np.ndarray: ...
 
 
 # What tuning may change, and the values used when it does not (training.tuning's first try).

@@ -22,7 +22,7 @@ from core.history import append_record, read_records, start_from
 from core.settings import Settings
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import open_offline_store
-from training import registry
+from served import registry
 from training.dataset import point_in_time_join
 from training.evaluation import evaluate
 from training.gate import Decision, Gate, decide

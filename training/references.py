@@ -10,8 +10,7 @@ import pandas as pd
 from core.settings import TRUTH_DAILY_FILE, TRUTH_USERS_FILE
 from core.timeline import days_of
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
-
-RECENCY = "days_since_last_activity"
+from served.population import RECENCY
 
 
 def recency_score(frame: pd.DataFrame) -> np.ndarray:

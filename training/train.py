@@ -34,7 +34,10 @@ from sklearn.inspection import permutation_importance
 from core.settings import Settings
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import open_offline_store
-from training import plots, registry
+from served import registry
+from served.population import RECENCY
+from served.registry import Classifier
+from training import plots
 from training.dataset import (
     FEATURE_SERVICE,
     feature_refs,
@@ -46,7 +49,6 @@ from training.evaluation import evaluate
 from training.labels import LABEL, AsOfRange, as_of_days, build_labels, label_counts
 from training.models import (
     MODEL_KINDS,
-    Classifier,
     ModelKind,
     build_model,
     calibrate,
@@ -54,7 +56,7 @@ from training.models import (
     scale_to_rows,
     split_columns,
 )
-from training.references import RECENCY, oracle_score, recency_score, reference_bins
+from training.references import oracle_score, recency_score, reference_bins
 from training.sampling import VALIDATION_CHUNK_ROWS, UserSample, plan_sample
 from training.tuning import Tuning, tune
 

@@ -56,8 +56,8 @@ def promote(
     reason: Annotated[str, typer.Option(help="Why, for --force and --rollback.")] = "operator",
 ) -> None:
     """Promote a candidate through the gate (floors, beating recency and production), or restore one."""
+    from served import registry
     from training import promote as promotion
-    from training import registry
 
     settings = load_settings()
     with user_errors():

@@ -74,7 +74,7 @@ def user_errors() -> Iterator[None]:
     from feature_repo.redis_server import RedisUnavailableError
     from ingestion.ingest import SourceError
     from ingestion.raw_store import IngestRunning
-    from training.registry import RegistryError
+    from served.registry import RegistryError
 
     try:
         yield

@@ -22,6 +22,7 @@ COPY core core
 COPY churn churn
 COPY ingestion ingestion
 COPY feature_repo feature_repo
+COPY served served
 COPY training training
 COPY online_api online_api
 COPY batch batch

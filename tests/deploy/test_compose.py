@@ -543,13 +543,16 @@ if "online_api.app" in modules:
 print(len(modules))
 """
 
+# The packages whose every module the ml and spark images import.
+EVERY_PACKAGE = ["churn", "ingestion", "feature_repo", "served", "training", "online_api",
+                 "batch", "monitor"]  # fmt: skip
 IMAGE_IMPORTS = {
     # `churn serve`: the CLI, the app and what it loads, uvicorn's standard event loop and parser.
     "api": (
         [
             "churn.cli",
             "feature_repo.store",
-            "training.registry",
+            "served.registry",
             "uvicorn.loops.uvloop",
             "uvicorn.protocols.http.httptools_impl",
             "prometheus_client.multiprocess",
@@ -559,7 +562,7 @@ IMAGE_IMPORTS = {
     # Every module of the package, and the `feast` CLI that `churn features apply` runs.
     "ml": (
         ["feast.cli.cli"],
-        ["churn", "ingestion", "feature_repo", "training", "online_api", "batch", "monitor"],
+        EVERY_PACKAGE,
     ),
     # The same, with the Spark modules and Feast's Spark offline store.
     "spark": (
@@ -569,7 +572,7 @@ IMAGE_IMPORTS = {
             "core.spark_engine",
             "batch.spark_predict",
         ],
-        ["churn", "ingestion", "feature_repo", "training", "online_api", "batch", "monitor"],
+        EVERY_PACKAGE,
     ),
 }
 

@@ -25,13 +25,14 @@ from feature_repo.spec import FEATURE_VIEW
 from feature_repo.store import materialize, open_store
 from online_api.app import create_app
 from online_api.schemas import LAPSED_EXAMPLE, SCORED_EXAMPLE, BatchResponse, ChurnRisk
+from served import registry
+from served.arms import CONTACT, HOLDOUT, read_assignments, write_assignments
+from served.population import RECENCY
 from tests.integration.services import after_a_whole_check, free_port, wait_until
 from tests.integration.world import build_world
-from training import registry
 from training.models import build_model, calibrate, split_columns
-from training.outreach import CONTACT, HOLDOUT, read_assignments, write_assignments
 from training.promote import force
-from training.references import RECENCY, reference_bins
+from training.references import reference_bins
 from training.train import train_models
 
 pytestmark = pytest.mark.integration

@@ -34,14 +34,15 @@ from core.sql_engine import DuckEngine
 from core.tables import USER_DAILY, register_table, validated_event_files
 from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import open_store
+from served import registry
+from served.population import population_sql
+from served.registry import RegistryError
+from served.risk_bands import risk_bands
 from tests.integration.test_push import pushed_samples, running_pushgateway
 from tests.integration.world import build_world
-from training import registry
 from training.dataset import point_in_time_join
-from training.labels import AsOfRange, labels_sql, population_sql
+from training.labels import AsOfRange, labels_sql
 from training.promote import force
-from training.registry import RegistryError
-from training.risk_bands import risk_bands
 from training.train import train_models
 
 pytestmark = pytest.mark.integration

@@ -29,8 +29,8 @@ from feature_repo.store import open_store
 from ingestion import raw_store
 from ingestion.generate import DemoWorld, contract_users, source_event_days
 from ingestion.postgres_source import seed_portal
+from served import registry
 from tests.deploy.test_k8s import K8S, kustomize, pod_environment
-from training import registry
 
 pytestmark = [
     pytest.mark.integration,

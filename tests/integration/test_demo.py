@@ -14,8 +14,8 @@ from churn.cli import DEMO_DAYS, DEMO_USERS, app
 from churn.demo import run_demo
 from core.settings import Settings
 from feature_repo.store import open_store
+from served import registry
 from tests.conftest import PRODUCT_TUNING_BUDGET
-from training import registry
 
 pytestmark = pytest.mark.integration
 DEMO_FRESHNESS = Settings.model_fields["max_event_age_hours"].default  # the demo's own gate

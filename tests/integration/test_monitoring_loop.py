@@ -25,9 +25,9 @@ from monitor.drift import drift_report, write_drift_report
 from monitor.outcomes import realized_outcomes
 from monitor.retrain import retrain_if_needed
 from online_api.app import create_app
+from served import registry
 from tests.conftest import PRODUCT_TUNING_BUDGET
 from tests.integration.services import after_a_whole_check
-from training import registry
 from training.promote import decisions, force
 from training.train import train_models
 

@@ -24,8 +24,9 @@ from feature_repo.spec import ENTITY_KEY, TIMESTAMP_FIELD
 from feature_repo.store import open_store
 from monitor.outcomes import realized_outcomes
 from monitor.uplift import Z95, Effect
+from served.arms import CONTACT, HOLDOUT, UNLISTED, assign_arms, read_assignments
 from training.labels import build_labels
-from training.outreach import CONTACT, HOLDOUT, UNLISTED, assign_arms, contacts, read_assignments
+from training.outreach import contacts
 
 pytestmark = pytest.mark.integration
 

@@ -25,9 +25,9 @@ from core.settings import Settings
 from feature_repo.redis_server import kill_redis_server, start_redis_server
 from feature_repo.store import open_store
 from online_api import server
+from served import registry
 from tests.integration.services import free_port, wait_until
 from tests.integration.world import build_world
-from training import registry
 from training.promote import force
 from training.train import TrainResult, train_models
 

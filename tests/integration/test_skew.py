@@ -32,10 +32,10 @@ from monitor.skew import (
     write_skew_report,
 )
 from online_api.online_features import FeatureRow, OnlineFeatures, Plan
+from served import registry
+from served.population import POPULATION_FEATURES
 from tests.integration.world import build_world
-from training import registry
 from training.dataset import FEATURE_SERVICE
-from training.labels import POPULATION_FEATURES
 
 pytestmark = pytest.mark.integration
 

@@ -21,13 +21,14 @@ from ingestion.generate import generate_demo_data, write_demo_data
 from ingestion.prepare import build_user_daily
 from ingestion.rolling_features import build_rolling_features
 from ingestion.validate import run_validation
+from served import registry
+from served.card import load_card
+from served.population import RECENCY
 from tests.conftest import PRODUCT_TUNING_BUDGET
-from training import registry
 from training.dataset import feature_refs, training_set
 from training.labels import LABEL, build_labels
 from training.models import MODEL_KINDS
 from training.promote import decisions, force, promote
-from training.references import RECENCY
 from training.train import VALIDATION_ROWS, train_models
 from training.tuning import FOLDS, GRIDS
 
@@ -86,6 +87,15 @@ def test_two_versions_are_registered_with_their_metadata(trained):
         assert sample["rows"] == sample["rows_total"]
         fitted = meta["rows"]["fit"] + meta["rows"]["calibration"]
         assert fitted <= sample["rows"] <= fitted + meta["rows"]["missing_features"]
+        # What serving reads of it: the card parses, and says what the metadata says.
+        card = load_card(settings.models_dir, version)
+        assert (card.version, card.model_kind, card.created_at) == (version, kind, NOW)
+        assert list(card.feature_refs) == meta["feature_refs"]
+        assert (card.horizon_days, card.active_lookback_days) == (
+            settings.horizon_days,
+            settings.active_lookback_days,
+        )
+        assert card.reference_bins == meta["reference_bins"] and card.score_reference_bins
 
 
 def test_embargo_separates_training_from_validation(trained):

@@ -20,8 +20,8 @@ from ingestion.prepare import build_user_daily
 from ingestion.rolling_features import build_rolling_features
 from ingestion.validate import run_validation
 from online_api.app import create_app
+from served import registry
 from tests.integration.world import TODAY
-from training import registry
 from training.promote import force
 from training.train import train_models
 

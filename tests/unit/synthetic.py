@@ -65,6 +65,8 @@ def fit_both_kinds() -> dict[str, tuple[object, dict]]:
         metadata = {
             "version": f"20260101T000000Z-{kind}",
             "model_kind": kind,
+            "created_at": "2026-01-01T00:00:00+00:00",
+            "feature_service": "churn_model_v1",
             "feature_refs": [f"user_activity:{name}" for name in NAMES],
             "numeric_features": numeric,
             "categorical_features": categorical,

@@ -26,9 +26,9 @@ from online_api.online_features import FeatureRow, Plan
 from online_api.outreach_list import OutreachList
 from online_api.schemas import ChurnRisk
 from online_api.service import READINESS_ID, ScoringService
+from served import registry
+from served.arms import CONTACT, HOLDOUT, write_assignments
 from tests.unit.synthetic import NAMES
-from training import registry
-from training.outreach import CONTACT, HOLDOUT, write_assignments
 
 VERSION = "20260101T000000Z-unittest"
 TTL = timedelta(days=3)
@@ -307,7 +307,7 @@ def test_routes_answer_503_before_the_service_has_started(world):
 def test_concurrent_answers_share_one_read(world):
     """The service alone, no HTTP: single-user answers in flight together are one read."""
     settings, _, source = world
-    holder = ModelHolder(settings, lambda metadata: source.plan("churn_model_v1", []))
+    holder = ModelHolder(settings, lambda card: source.plan("churn_model_v1", []))
     holder.refresh()
     service = ScoringService(settings, source, holder, ApiMetrics())
 
@@ -402,7 +402,7 @@ def test_only_users_on_the_newest_list_are_listed_and_only_they_have_an_arm(worl
 def test_a_new_list_is_answered_once_the_service_has_looked(world):
     settings = world[0].model_copy(update={"api_batch_max": len(USERS)})
     source = _source(settings)
-    holder = ModelHolder(settings, lambda metadata: source.plan("churn_model_v1", []))
+    holder = ModelHolder(settings, lambda card: source.plan("churn_model_v1", []))
     holder.refresh()
     outreach = OutreachList(settings)
     outreach.refresh()

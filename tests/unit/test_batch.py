@@ -30,8 +30,8 @@ from core.atomic import write_parquet
 from core.partitions import partition_days
 from core.sql_engine import DuckEngine
 from core.tables import EVENTS, USER_DAILY, USERS, register_table
+from served.population import population_sql
 from training.dataset import newest_rows_sql
-from training.labels import population_sql
 
 T = datetime(2026, 5, 2, tzinfo=UTC)
 D = T.date()

@@ -11,7 +11,7 @@ import pytest
 from churn.demo import _sample_ids
 from core import partitions
 from core.atomic import write_parquet
-from training.labels import in_population, in_population_sql
+from served.population import in_population, in_population_sql
 
 LOOKBACK = 14
 DAY = date(2026, 3, 9)

@@ -28,8 +28,8 @@ from monitor.drift import (
     print_drift,
     write_drift_report,
 )
+from served.registry import RegistryError, save_model, set_production
 from training.references import reference_bins
-from training.registry import RegistryError, save_model, set_production
 
 NUMERIC = ["watch_minutes_7d", "logins_7d", "tenure_days"]
 CATEGORICAL = ["acquisition_channel", "plan"]
@@ -71,6 +71,8 @@ def save_version(settings: Settings, version: str, frame: pd.DataFrame, score: n
     metadata = {
         "version": version,
         "model_kind": "logistic_regression",
+        "created_at": "2026-11-01T00:00:00+00:00",
+        "feature_service": "churn_model_v1",
         "feature_refs": [f"user_activity:{name}" for name in NUMERIC + CATEGORICAL],
         "numeric_features": NUMERIC,
         "categorical_features": CATEGORICAL,

@@ -26,9 +26,9 @@ from monitor.estimate import (
     write_estimate_report,
 )
 from monitor.retrain import Evidence, gather_evidence, triggers
-from training import registry
+from served import registry
+from served.arms import ASSIGNMENT_COLUMNS, write_assignments
 from training.evaluation import evaluate, pr_auc_skill
-from training.outreach import ASSIGNMENT_COLUMNS, write_assignments
 
 NIGHT = date(2026, 11, 26)
 VERSION = "20261101T040000Z-aaaaaaaa"
@@ -225,7 +225,9 @@ def test_the_loop_reads_the_estimate_history_up_to_the_newest_batch(make_setting
     settings = make_settings(retrain_on_estimate=True, estimate_alert_nights=2)
     now = datetime(2026, 11, 27, 4, tzinfo=UTC)
     registry.save_model(settings.models_dir, VERSION, {"stub": "model"},
-                        {"created_at": (now - timedelta(days=3)).isoformat()})  # fmt: skip
+                        {"created_at": (now - timedelta(days=3)).isoformat(),
+                         "model_kind": "logistic", "feature_service": "churn_model_v1",
+                         "feature_refs": []})  # fmt: skip
     batch_dir(settings.predictions_dir, NIGHT).mkdir(parents=True)
     path = settings.estimate_dir / HISTORY_FILE
     append_record(path, _line("2026-11-24", 0.30))

@@ -24,18 +24,8 @@ from core.tables import USER_DAILY, register_table
 from ingestion.prepare import build_user_daily
 from ingestion.rolling_features import build_rolling_features
 from monitor.outcomes import realized_labels_sql
-from training.labels import (
-    LABEL,
-    AsOfRange,
-    DayWindow,
-    asof_range,
-    build_labels,
-    horizon_window,
-    in_population,
-    labels_sql,
-    lookback_window,
-    population_sql,
-)
+from served.population import DayWindow, in_population, lookback_window, population_sql
+from training.labels import LABEL, AsOfRange, asof_range, build_labels, horizon_window, labels_sql
 
 T = pd.Timestamp("2026-04-01", tz="UTC")
 HORIZON = 10

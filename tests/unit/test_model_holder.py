@@ -7,7 +7,8 @@ import logging
 import pytest
 
 from online_api.model_holder import ModelHolder
-from training import registry
+from served import registry
+from served.card import ModelCard
 
 
 @pytest.fixture
@@ -56,8 +57,8 @@ def test_a_corrupt_model_is_refused_and_the_previous_keeps_serving(models, caplo
 def test_a_model_the_feature_store_cannot_serve_is_refused(models, caplog):
     settings, versions = models
 
-    def resolve(metadata: dict) -> str:
-        if metadata["model_kind"] == "boosted":
+    def resolve(card: ModelCard) -> str:
+        if card.model_kind == "boosted":
             raise ValueError("feature service 'churn_model_v1' does not serve user_activity:x")
         return "plan"
 

@@ -13,16 +13,9 @@ from core.engines import open_engine
 from core.tables import USER_DAILY, register_table
 from ingestion.generate import Outreach, generate_demo_data
 from monitor.outcomes import uncontacted
+from served.arms import CONTACT, EPOCH, HOLDOUT, assign_arms, assignment_period, write_assignments
 from training.labels import AsOfRange, labels_sql
-from training.outreach import (
-    CONTACT,
-    EPOCH,
-    HOLDOUT,
-    assign_arms,
-    assignment_period,
-    contacts,
-    write_assignments,
-)
+from training.outreach import contacts
 
 IDS = [f"u{i:06d}" for i in range(20_000)]
 

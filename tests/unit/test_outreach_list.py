@@ -12,7 +12,7 @@ import pandas as pd
 
 from core import partitions
 from online_api.outreach_list import OutreachList
-from training.outreach import (
+from served.arms import (
     ASSIGNMENTS_FILE,
     CONTACT,
     HOLDOUT,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from training import registry
+from served import registry
 from training.promote import decisions, promote
 from training.train import VALIDATION_ROWS
 

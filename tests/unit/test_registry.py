@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from training import registry
-from training.registry import (
+from served import registry
+from served.registry import (
     RegistryError,
     history,
     list_versions,

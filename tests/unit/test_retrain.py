@@ -14,7 +14,7 @@ from core.history import append_record
 from core.partitions import partition_dir
 from monitor.outcomes import history_path
 from monitor.retrain import Evidence, gather_evidence, triggers
-from training import registry
+from served import registry
 from training.evaluation import pr_auc_skill
 
 
@@ -82,7 +82,9 @@ def night(make_settings):
     """Settings whose batches, user_daily and histories are those of a night just run."""
     settings = make_settings(horizon_days=5, max_model_age_days=30)
     created = (NOW - timedelta(days=12)).isoformat()
-    registry.save_model(settings.models_dir, VERSION, {"stub": "model"}, {"created_at": created})
+    metadata = {"created_at": created, "model_kind": "logistic",
+                "feature_service": "churn_model_v1", "feature_refs": []}  # fmt: skip
+    registry.save_model(settings.models_dir, VERSION, {"stub": "model"}, metadata)
     for day in BATCHES:
         batch_dir(settings.predictions_dir, day).mkdir(parents=True)
     for i in range(16):

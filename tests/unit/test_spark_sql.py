@@ -15,8 +15,9 @@ from batch.job import USER_FEATURES
 from core.spark_engine import launched_by_spark_submit, to_spark
 from ingestion.prepare import user_daily_sql
 from ingestion.rolling_features import rolling_features_sql, user_courses_sql
+from served.population import population_sql
 from training.dataset import newest_rows_sql
-from training.labels import AsOfRange, labels_at_sql, labels_sql, population_sql
+from training.labels import AsOfRange, labels_at_sql, labels_sql
 
 D = date(2026, 5, 1)
 T = datetime(2026, 5, 2, tzinfo=UTC)

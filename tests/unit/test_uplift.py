@@ -26,7 +26,7 @@ from monitor.uplift import (
     uplift_samples,
     wilson,
 )
-from training.outreach import write_assignments
+from served.arms import write_assignments
 
 NIGHT = date(2026, 1, 10)
 

@@ -26,15 +26,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import joblib
 
 from core.atomic import atomic_dir, write_text
 from core.history import HistoryError, append_record, read_records
 
-if TYPE_CHECKING:  # training.models imports scikit-learn; only the type is needed here
-    from training.models import Classifier
+if TYPE_CHECKING:  # the registry reads index files without loading pandas
+    import numpy as np
+    import pandas as pd
 
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
@@ -45,6 +46,12 @@ LOCK_FILE = ".registry.lock"
 HEADLINE_METRICS = ("pr_auc", "roc_auc", "precision_at_k")
 # A version names a directory: no separators, no leading dot (temporaries start with one).
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class Classifier(Protocol):
+    """A fitted model as scoring uses it: scikit-learn's ``predict_proba`` (column 1: churn)."""
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray: ...
 
 
 class RegistryError(RuntimeError):
