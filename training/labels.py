@@ -61,9 +61,11 @@ def asof_range(history: list[date], settings: Settings) -> AsOfRange:
     first = history[0] + timedelta(days=max(settings.windows))
     last = last_complete_as_of(history[-1], settings.horizon_days)
     if last < first:
+        needed = max(settings.windows) + settings.horizon_days
+        span = (history[-1] - history[0]).days + 1
         raise ValueError(
             f"{len(history)} days of history cannot label anything: need at least "
-            f"max(window) + horizon = {max(settings.windows) + settings.horizon_days} days"
+            f"max(window) + horizon = {needed} days ({needed - span} more)"
         )
     return AsOfRange(first, last, settings.asof_stride_days)
 

@@ -113,10 +113,16 @@ def time_split(asof: list[pd.Timestamp], settings: Settings) -> Split:
     calibration = before[-settings.calibration_days :]
     fit = before[: -settings.calibration_days]
     if not fit:
+        # The first fit time is calibration_days strides before the last one the embargo
+        # leaves, itself the grid's last time a horizon or more before validation.
+        stride = settings.asof_stride_days
+        strides = -(-settings.horizon_days // stride) + settings.calibration_days
+        short = (times[0] - (validation[0] - timedelta(days=strides * stride))).days
         raise ValueError(
             f"{len(times)} as-of days leave nothing to fit on after {settings.validation_days} "
             f"validation days, a {settings.horizon_days}-day embargo and "
-            f"{settings.calibration_days} calibration days: use a longer history"
+            f"{settings.calibration_days} calibration days: use a longer history "
+            f"({short} more days)"
         )
     return Split(fit, calibration, validation)
 

@@ -112,8 +112,10 @@ def test_asof_range_and_stride(make_settings):
 
 def test_too_short_a_history_says_so(make_settings):
     settings = make_settings(windows=(30,), horizon_days=30)
-    with pytest.raises(ValueError, match="at least max\\(window\\) \\+ horizon = 60 days"):
-        asof_range([date(2026, 1, 1), date(2026, 1, 31)], settings)
+    with pytest.raises(ValueError, match="horizon = 60 days \\(29 more\\)"):
+        asof_range([date(2026, 1, 1), date(2026, 1, 31)], settings)  # 31 days
+    enough = [date(2026, 1, 1) + timedelta(days=i) for i in range(60)]
+    assert asof_range(enough, settings).first == asof_range(enough, settings).last  # one T
 
 
 @pytest.mark.parametrize(
