@@ -427,7 +427,8 @@ def _pushed() -> list[tuple[str, str, list[Any]]]:
 
 def _job_runs() -> tuple[list[str], list[Any]]:
     """The jobs that record their runs (``monitor.jobs.job_run`` around a stage's name in a
-    ``churn.cli`` command), and the run's samples."""
+    ``churn.cli`` command or the helper it runs its stage through, ``_check``), and the
+    run's samples."""
     import typer.main
 
     from churn import nightly
@@ -437,9 +438,12 @@ def _job_runs() -> tuple[list[str], list[Any]]:
 
     jobs: set[str] = set()
     for _, command in _commands(typer.main.get_command(app), ()):
-        source = inspect.getsource(command.callback) if command.callback else ""
+        if command.callback is None:
+            continue
+        source = "\n".join(_sources(command.callback, set()))
         if "job_run(settings, stage.name)" in source:
-            jobs |= set(re.findall(r'stage = STAGES\["(\w+)"\]', source))
+            named = re.findall(r'stage = STAGES\["(\w+)"\]|_check\("(\w+)"', source)
+            jobs |= {name for pair in named for name in pair if name}
     samples = run_samples(True, 0.0, 1.0) + run_samples(False, 0.0, 1.0)
     return [job_name(j) for j in [*sorted(jobs), nightly.JOB]], samples
 
@@ -548,7 +552,9 @@ COMMAND_EXITS: dict[tuple[str, ...], dict[int | str, str]] = {
 
 
 def _sources(function: Callable[..., Any], seen: set[str]) -> Iterator[str]:
-    """The source of ``function`` and of the ``churn.cli`` helpers it calls, recursively."""
+    """The source of ``function`` and of the ``churn.cli`` helpers it calls, recursively
+    (looked up in its own module: a wrapper, typer's, has another's globals)."""
+    function = inspect.unwrap(function)
     if function.__name__ in seen:
         return
     seen.add(function.__name__)

@@ -20,6 +20,7 @@ from core.timeline import midnight, stamp_of
 from monitor.exit_codes import DRIFT, ESTIMATE, SKEW
 
 if TYPE_CHECKING:  # pandera, which the rules import, costs every command's start-up
+    from core.push import Sample
     from ingestion.raw_store import Landed
     from ingestion.rules import ValidationReport
 
@@ -38,20 +39,40 @@ class StageInputs:
     scenario: str = "baseline"  # generate: the generator's world
     portal: tuple[Path, Path] | None = None  # ingest: the portal's users and events files
     progress: Callable[[int, int], None] | None = None  # stages that count steps report here
+    as_of: date | None = None  # the batch (T's date) a monitor checks; None: the newest
+    sample: int | None = None  # skew: users compared (None: CHURN_SKEW_SAMPLE)
+    seed: int | None = None  # skew: their draw (None: CHURN_SEED)
 
     @classmethod
     def night(
         cls, settings: Settings, day: date, portal: tuple[Path, Path] | None = None
     ) -> StageInputs:
-        """The night after ``day``: every dated stage reads and writes ``day``, and the run
+        """The night after ``day``: every dated stage reads and writes ``day``, the run
         time is ``day`` + 1 00:00 UTC (day D's features are stamped D+1 00:00), whenever
-        the night actually runs."""
-        return cls(settings, stamp_of(day), day, portal=portal)
+        the night actually runs, and its monitors check the batch of that T."""
+        return cls(settings, stamp_of(day), day, portal=portal, as_of=stamp_of(day).date())
 
     @property
     def run_time(self) -> datetime:
         """The batch's T: 00:00 UTC of the run's day."""
         return midnight(self.now)
+
+
+@dataclass(frozen=True)
+class Check:
+    """What a monitoring stage found: its report, the file it wrote (None: none), the figures
+    its stage pushes under its job, and the exit code its command ends with."""
+
+    report: Any
+    path: Path | None = None
+    samples: list[Sample] = field(default_factory=list)
+    exit_code: int = 0
+    checked: Any = None  # the estimate: past nights set beside their realized figures
+
+    @property
+    def chart(self) -> Path | None:
+        """The chart written beside the report (drift, estimate, uplift)."""
+        return self.path.with_suffix(".png") if self.path is not None else None
 
 
 @dataclass(frozen=True)
@@ -81,8 +102,15 @@ class Stage:
         return [*self.command, *self.options(inputs)]
 
     def run(self, inputs: StageInputs) -> Any:
-        """Run the stage in this process; its result (a report, a table's summary, ...)."""
-        return self.load()(inputs)
+        """Run the stage in this process; its result (a report, a table's summary, ...). A
+        monitoring stage's figures (``Check.samples``) are pushed under its job, wherever it
+        runs: its command, a test, a benchmark."""
+        result = self.load()(inputs)
+        if isinstance(result, Check) and result.samples:
+            from core.push import push
+
+            push(inputs.settings, self.job, result.samples)
+        return result
 
 
 class ValidationFailed(Exception):
@@ -203,50 +231,66 @@ def _batch() -> StageFn:
     return lambda i: score_population(i.settings, i.run_time, progress=i.progress)
 
 
-def _written(report: Callable[[Settings], Any], write: Callable[[Any, Settings], Any]) -> StageFn:
-    """A monitoring check: its report, written where the command writes it."""
-
-    def run(i: StageInputs) -> Any:
-        result = report(i.settings)
-        write(result, i.settings)
-        return result
-
-    return run
-
-
 def _estimate() -> StageFn:
-    from monitor.estimate import estimate_report, write_estimate_report
+    from monitor.estimate import (
+        EXIT_CODES,
+        check_against_realized,
+        estimate_report,
+        estimate_samples,
+        write_estimate_report,
+    )
 
-    def run(i: StageInputs) -> Any:
-        report = estimate_report(i.settings, i.run_time.date())  # the batch just scored
-        write_estimate_report(report, i.settings)
-        return report
+    def run(i: StageInputs) -> Check:
+        report = estimate_report(i.settings, i.as_of)
+        path = write_estimate_report(report, i.settings)
+        checked = check_against_realized(i.settings)
+        return Check(report, path, estimate_samples(report, checked),
+                     EXIT_CODES[report.status], checked)  # fmt: skip
 
     return run
 
 
 def _drift() -> StageFn:
-    from monitor.drift import drift_report, write_drift_report
+    from monitor.drift import EXIT_CODES, drift_report, drift_samples, write_drift_report
 
-    return _written(drift_report, write_drift_report)
+    def run(i: StageInputs) -> Check:
+        report = drift_report(i.settings, i.as_of)
+        path = write_drift_report(report, i.settings)
+        return Check(report, path, drift_samples(report), EXIT_CODES[report.status])
+
+    return run
 
 
 def _outcomes() -> StageFn:
-    from monitor.outcomes import realized_outcomes
+    from monitor.outcomes import outcome_samples, realized_outcomes
 
-    return lambda i: realized_outcomes(i.settings)
+    def run(i: StageInputs) -> Check:
+        report = realized_outcomes(i.settings)
+        return Check(report, report.history_path, outcome_samples(report))
+
+    return run
 
 
 def _uplift() -> StageFn:
-    from monitor.uplift import realized_uplift, write_uplift_report
+    from monitor.uplift import realized_uplift, uplift_samples, write_uplift_report
 
-    return _written(realized_uplift, write_uplift_report)
+    def run(i: StageInputs) -> Check:
+        report = realized_uplift(i.settings)
+        return Check(report, write_uplift_report(report, i.settings), uplift_samples(report))
+
+    return run
 
 
 def _skew() -> StageFn:
-    from monitor.skew import skew_report, write_skew_report
+    from monitor.skew import skew_report, skew_samples, write_skew_report
 
-    return _written(skew_report, write_skew_report)
+    def run(i: StageInputs) -> Check:
+        report = skew_report(i.settings, i.sample, i.seed)
+        path = write_skew_report(report, i.settings)
+        mismatch = bool(report.cells_mismatched or report.users_missing_online)
+        return Check(report, path, skew_samples(report), SKEW["mismatch"] if mismatch else 0)
+
+    return run
 
 
 def _retrain() -> StageFn:

@@ -3,20 +3,33 @@ online/offline skew, and retraining when the evidence says so."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
 
 import typer
 
 from churn.cli.options import BatchDate, as_day
 from churn.cli.startup import console, load_settings, online_settings, user_errors
 from churn.progress import StageLog
-from churn.stages import STAGES
-from monitor.exit_codes import SKEW
+from churn.stages import STAGES, Check, StageInputs
+from core.settings import Settings
 from monitor.jobs import job_run
 
 monitor_app = typer.Typer(
     help="Drift, realized performance, online/offline skew, retraining.", no_args_is_help=True
 )
+
+
+def _check(name: str, inputs: StageInputs) -> Check:
+    """Run a monitoring stage as its command: its job's run recorded, its figures pushed
+    (by the stage), the errors a user can fix as one line."""
+    stage, settings = STAGES[name], inputs.settings
+    with user_errors(), job_run(settings, stage.name):
+        return stage.run(inputs)
+
+
+def _now(settings: Settings, as_of: date | None = None, **more: Any) -> StageInputs:
+    return StageInputs(settings, datetime.now(UTC), as_of=as_of, **more)
 
 
 @monitor_app.command("drift")
@@ -25,24 +38,12 @@ def monitor_drift(as_of: BatchDate = None) -> None:
 
     Exit code: 0 ok, 10 warn, 20 alert (1: an error).
     """
-    from core.push import push
-    from monitor.drift import (
-        EXIT_CODES,
-        drift_report,
-        drift_samples,
-        print_drift,
-        write_drift_report,
-    )
+    from monitor.drift import print_drift
 
-    settings = load_settings()
-    stage = STAGES["drift"]
-    with user_errors(), job_run(settings, stage.name):
-        report = drift_report(settings, as_day(as_of))
-        path = write_drift_report(report, settings)
-        push(settings, stage.job, drift_samples(report))
-    print_drift(report, console)
-    console.print(f"report: {path} (chart: {path.with_suffix('.png')})")
-    raise typer.Exit(EXIT_CODES[report.status])
+    check = _check("drift", _now(load_settings(), as_day(as_of)))
+    print_drift(check.report, console)
+    console.print(f"report: {check.path} (chart: {check.chart})")
+    raise typer.Exit(check.exit_code)
 
 
 @monitor_app.command("estimate")
@@ -53,63 +54,40 @@ def monitor_estimate(as_of: BatchDate = None) -> None:
     Exit code: 0 ok, 10 estimated skill under the floor, 20 under it for
     CHURN_ESTIMATE_ALERT_NIGHTS nights (1: an error).
     """
-    from core.push import push
-    from monitor.estimate import (
-        EXIT_CODES,
-        check_against_realized,
-        estimate_report,
-        estimate_samples,
-        print_estimate,
-        write_estimate_report,
-    )
+    from monitor.estimate import print_estimate
 
-    settings = load_settings()
-    stage = STAGES["estimate"]
     log = StageLog(console)
-    with user_errors(), job_run(settings, stage.name), log.stage(stage.title):
-        report = estimate_report(settings, as_day(as_of))
-        path = write_estimate_report(report, settings)
-        checked = check_against_realized(settings)
-        push(settings, stage.job, estimate_samples(report, checked))
-    log.note(f"{report.expected.rows:,} users, {report.expected.draws} draws → {path}")
-    print_estimate(report, checked, console)
-    console.print(f"chart: {path.with_suffix('.png')}")
-    raise typer.Exit(EXIT_CODES[report.status])
+    with log.stage(STAGES["estimate"].title):
+        check = _check("estimate", _now(load_settings(), as_day(as_of)))
+    report = check.report
+    log.note(f"{report.expected.rows:,} users, {report.expected.draws} draws → {check.path}")
+    print_estimate(report, check.checked, console)
+    console.print(f"chart: {check.chart}")
+    raise typer.Exit(check.exit_code)
 
 
 @monitor_app.command("outcomes")
 def monitor_outcomes() -> None:
     """Realized PR-AUC, ROC-AUC, precision@K and calibration of every batch whose horizon
     has passed; the history is kept and the newest exported."""
-    from core.push import push
-    from monitor.outcomes import outcome_samples, print_outcomes, realized_outcomes
+    from monitor.outcomes import print_outcomes
 
-    settings = load_settings()
-    stage = STAGES["outcomes"]
-    with user_errors(), job_run(settings, stage.name):
-        report = realized_outcomes(settings)
-        push(settings, stage.job, outcome_samples(report))
-    print_outcomes(report, console)
-    console.print(f"history: {report.history_path}")
+    check = _check("outcomes", _now(load_settings()))
+    print_outcomes(check.report, console)
+    console.print(f"history: {check.path}")
 
 
 @monitor_app.command("uplift")
 def monitor_uplift() -> None:
     """Did outreach keep anyone? Churn of the contacted arm against the holdout, per risk band,
     for every night's list whose horizon has passed; revenue kept and contacts it took."""
-    from core.push import push
-    from monitor.uplift import print_uplift, realized_uplift, uplift_samples, write_uplift_report
+    from monitor.uplift import print_uplift
 
-    settings = load_settings()
-    stage = STAGES["uplift"]
-    with user_errors(), job_run(settings, stage.name):
-        report = realized_uplift(settings)
-        path = write_uplift_report(report, settings)
-        push(settings, stage.job, uplift_samples(report))
-    print_uplift(report, console)
-    if path is not None:
-        console.print(f"report: {path} (chart: {path.with_suffix('.png')})")
-    console.print(f"history: {report.history_path}")
+    check = _check("uplift", _now(load_settings()))
+    print_uplift(check.report, console)
+    if check.path is not None:
+        console.print(f"report: {check.path} (chart: {check.chart})")
+    console.print(f"history: {check.report.history_path}")
 
 
 @monitor_app.command("skew")
@@ -124,19 +102,12 @@ def monitor_skew(
 
     Exit code 3 when any cell differs or a sampled user is missing online.
     """
-    from core.push import push
-    from monitor.skew import print_skew, skew_report, skew_samples, write_skew_report
+    from monitor.skew import print_skew
 
-    settings = online_settings()
-    stage = STAGES["skew"]
-    with user_errors(), job_run(settings, stage.name):
-        report = skew_report(settings, sample, seed)
-        path = write_skew_report(report, settings)
-        push(settings, stage.job, skew_samples(report))
-    print_skew(report, console)
-    console.print(f"report: {path}")
-    if report.cells_mismatched or report.users_missing_online:
-        raise typer.Exit(SKEW["mismatch"])
+    check = _check("skew", _now(online_settings(), sample=sample, seed=seed))
+    print_skew(check.report, console)
+    console.print(f"report: {check.path}")
+    raise typer.Exit(check.exit_code)
 
 
 @monitor_app.command("retrain-if-needed")

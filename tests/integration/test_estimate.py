@@ -10,6 +10,7 @@ the same figures.
 from __future__ import annotations
 
 import json
+import urllib.request
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -100,10 +101,21 @@ def test_each_night_is_estimated_then_set_beside_its_realized_figures(world):
     assert any(name == SUCCESS for name, _ in runs)
 
 
-def test_the_nights_stage_estimates_the_batch_it_just_scored(world):
-    settings, _, _ = world
-    report = STAGES["estimate"].run(StageInputs.night(settings, END.date() - timedelta(days=1)))
+def test_the_nights_stage_estimates_the_batch_it_just_scored_and_pushes_it(world):
+    settings, _, gateway = world
+    forget = urllib.request.Request(f"{gateway}/metrics/job/churn_estimate", method="DELETE")
+    urllib.request.urlopen(forget, timeout=10).close()  # the figures the command pushed
+    assert not any(
+        n.startswith("churn_estimate_") for n, _ in pushed_samples(gateway, "churn_estimate")
+    )
+    check = STAGES["estimate"].run(StageInputs.night(settings, END.date() - timedelta(days=1)))
+    report = check.report
     assert report.as_of == END.date()
+    assert check.exit_code == EXIT_CODES[report.status]
     newest = read_records(settings.estimate_dir / HISTORY_FILE)[-1]
     assert newest["as_of"] == END.date().isoformat()
     assert newest["expected"] == json.loads(json.dumps(report.summary()["expected"]))
+    # The stage pushes its figures itself, run in-process as by its command.
+    pushed = pushed_samples(gateway, "churn_estimate")
+    version = (("model_version", report.model_version),)
+    assert pushed[("churn_estimate_pr_auc_skill", version)] == report.expected.pr_auc_skill.mean
