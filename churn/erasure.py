@@ -45,7 +45,6 @@ from batch.export import refresh_manifest
 from core.redaction import redact
 from core.scrub import SCRUBBED_SUFFIXES, names_any, scrub_file
 from core.settings import Settings
-from core.tables import validated_users_path
 from feature_repo.online_erasure import OnlineErasure, forget_online
 from feature_repo.redis_server import PRIVATE_DIR
 from feature_repo.spec import ENTITY_KEY
@@ -105,7 +104,7 @@ def places(settings: Settings) -> list[tuple[str, Path]]:
         ("raw users", raw_store.users_path(settings)),
         ("raw events", raw_store.events_root(settings)),
         ("raw (other)", settings.raw_dir),
-        ("validated users", validated_users_path(settings)),
+        ("validated users", settings.validated_users_path),
         ("validated events", settings.validated_dir),
         ("user_daily", settings.user_daily_path),
         ("user_courses", settings.user_courses_path),

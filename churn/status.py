@@ -41,7 +41,7 @@ from rich.table import Table
 
 from batch.outputs import RUN_FILE, batch_dates, batch_dir
 from churn.stages import night
-from core import partitions, tables
+from core import partitions
 from core.history import read_records
 from core.redaction import redact
 from core.settings import Settings
@@ -202,7 +202,7 @@ def _layers(settings: Settings) -> tuple[Layer, ...]:
     raw = raw_store.events_root(settings)
     return (
         _layer(RAW, raw, skip=raw_store.NO_TIME_DAY),  # events without a time, for the gates
-        _layer(VALIDATED, tables.validated_events_root(settings)),
+        _layer(VALIDATED, settings.validated_events_path),
         _layer(DAILY, settings.user_daily_path),
         _layer(FEATURES, settings.features_path),
         _layer(BATCHES, settings.predictions_dir),
@@ -274,7 +274,7 @@ def _steps_on_disk(settings: Settings, day: date) -> dict[str, Step]:
         return Step("", "done" if there else "missing", f"day {day}" if there else f"no {day}")
 
     steps = {
-        "validate": has(tables.validated_events_root(settings)),
+        "validate": has(settings.validated_events_path),
         "prepare": has(settings.user_daily_path),
         "features": has(settings.features_path),
     }

@@ -19,21 +19,10 @@ class MissingInputError(FileNotFoundError):
     """A stage's input is missing; the message names the file and the command that makes it."""
 
 
-def validated_users_path(settings: Settings) -> Path:
-    """``Settings.validated_users_path`` (kept for its callers)."""
-    return settings.validated_users_path
-
-
-def validated_events_root(settings: Settings) -> Path:
-    """``Settings.validated_events_path``: ``date=D/events.parquet``, raw day D's events,
-    checked, sorted by time (kept for its callers)."""
-    return settings.validated_events_path
-
-
 def validated_event_files(settings: Settings) -> list[Path]:
     """The validated events' files, oldest day first; the single ``validated/events.parquet``
     of data dirs validated before events were kept by day, until the next validation."""
-    root = validated_events_root(settings)
+    root = settings.validated_events_path
     files = [Path(f) for f in partitions.partition_files(root, partitions.partition_days(root))]
     legacy = settings.validated_events_legacy_path
     return files or ([legacy] if legacy.is_file() else [])
@@ -41,8 +30,8 @@ def validated_event_files(settings: Settings) -> list[Path]:
 
 def validated_paths(settings: Settings) -> tuple[Path, list[Path]]:
     """The validated users file and events files; MissingInputError names what to run."""
-    users, events = validated_users_path(settings), validated_event_files(settings)
-    for path, there in ((users, users.exists()), (validated_events_root(settings), bool(events))):
+    users, events = settings.validated_users_path, validated_event_files(settings)
+    for path, there in ((users, users.exists()), (settings.validated_events_path, bool(events))):
         if not there:
             raise MissingInputError(f"{path} is missing: run `churn data validate` first")
     return users, events

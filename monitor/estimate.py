@@ -39,14 +39,12 @@ from batch.outputs import (
 from core.atomic import write_json
 from core.history import append_record, read_records
 from core.push import Sample
-from core.settings import HISTORY_FILE as HISTORY_FILE  # re-exported: its readers import it here
 from core.settings import Settings
 from core.timeline import start_of
 from feature_repo.spec import ENTITY_KEY
 from monitor.cbpe import Expected, expected_metrics
 from monitor.charts import estimate_lines
 from monitor.exit_codes import ESTIMATE
-from monitor.outcomes import history_path as outcomes_history_path
 from monitor.outcomes import read_history as read_outcomes
 from monitor.outcomes import uncontacted
 from served.arms import read_assignments
@@ -205,7 +203,7 @@ def versus_realized(estimates: list[dict], outcomes: Mapping[str, Mapping]) -> l
 def check_against_realized(settings: Settings) -> list[Checked]:
     """``versus_realized`` over the estimate history and the outcomes history as recorded."""
     return versus_realized(estimate_history(settings),
-                           read_outcomes(outcomes_history_path(settings)))  # fmt: skip
+                           read_outcomes(settings.outcomes_history_path))  # fmt: skip
 
 
 def print_estimate(report: EstimateReport, checked: list[Checked], console: Console) -> None:

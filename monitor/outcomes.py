@@ -202,7 +202,7 @@ def realized_outcomes(settings: Settings) -> OutcomesReport:
             f"no batch predictions under {settings.predictions_dir} (as_of=YYYY-MM-DD/): "
             "run `churn batch score` first"
         )
-    path = history_path(settings)
+    path = settings.outcomes_history_path
     lines = history_lines(path)
     daily_days = partitions.partition_days(settings.user_daily_path)
     if not daily_days:
@@ -278,11 +278,6 @@ def uncontacted(scored: pd.DataFrame, assigned: pd.DataFrame | None) -> tuple[pd
     contacted = assigned.loc[assigned["arm"] == CONTACT, ENTITY_KEY]
     touched = scored[ENTITY_KEY].isin(contacted)
     return scored.loc[~touched].reset_index(drop=True), int(touched.sum())
-
-
-def history_path(settings: Settings) -> Path:
-    """The outcomes history, ``Settings.outcomes_history_path`` (kept for its callers)."""
-    return settings.outcomes_history_path
 
 
 def read_history(path: Path) -> dict[str, dict]:

@@ -30,7 +30,7 @@ from core.settings import Settings
 from core.timeline import horizon_complete
 from monitor.drift import drift_history
 from monitor.estimate import estimate_history, nights_under_floor
-from monitor.outcomes import history_lines, history_path
+from monitor.outcomes import history_lines
 from served import registry
 from served.card import load_card
 
@@ -163,7 +163,7 @@ def _realized_evidence(settings: Settings, days: list[date]) -> tuple[dict, str 
     ]
     if not complete:
         return {}, None
-    lines = history_lines(history_path(settings))
+    lines = history_lines(settings.outcomes_history_path)
     if complete[-1] not in lines:
         recorded = max(lines, default="none")
         return {}, (

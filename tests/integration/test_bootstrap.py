@@ -24,7 +24,6 @@ import pytest
 import yaml
 
 from core.settings import get_settings
-from core.tables import validated_users_path
 from feature_repo.store import open_store
 from ingestion import raw_store
 from ingestion.generate import DemoWorld, contract_users, source_event_days
@@ -79,7 +78,7 @@ def test_prod_bootstrap_backfills_the_source_and_generates_nothing(portal, redis
             source_users = sorted(str(r[0]) for r in conn.execute("SELECT user_id FROM users"))
             (source_events,) = conn.execute("SELECT count(*) FROM events").fetchone()
         raw_users = pq.read_table(raw_store.users_path(settings)).column("user_id").to_pylist()
-        validated = pq.read_table(validated_users_path(settings)).column("user_id").to_pylist()
+        validated = pq.read_table(settings.validated_users_path).column("user_id").to_pylist()
         assert sorted(raw_users) == sorted(validated) == source_users and len(source_users) == USERS
         assert raw_store.read_events(settings).num_rows == source_events > 0
         assert not settings.ground_truth_dir.exists()  # the generator's hidden state: none

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from churn.cli import app
-from monitor.outcomes import history_path, read_history, reliability_path
+from monitor.outcomes import read_history, reliability_path
 from tests.integration.test_push import pushed_samples, running_pushgateway
 from tests.unit.test_outcomes import (
     ACTIVITY,
@@ -40,7 +40,7 @@ def test_churn_monitor_outcomes_records_plots_prints_and_pushes_the_check(make_s
         assert result.exit_code == 0, result.output
         pushed = pushed_samples(url, "churn_outcomes")
 
-    history = read_history(history_path(settings))
+    history = read_history(settings.outcomes_history_path)
     calm, off = history["2026-03-10"], history["2026-03-12"]
     assert 0 < calm["calibration_error"] < 0.3 < off["calibration_error"]
     for record in (calm, off):

@@ -20,9 +20,9 @@ from batch.job import score_population
 from churn.cli import app
 from churn.stages import STAGES, StageInputs
 from core.history import read_records
-from monitor.estimate import EXIT_CODES, HISTORY_FILE
+from monitor.estimate import EXIT_CODES
 from monitor.jobs import SUCCESS
-from monitor.outcomes import history_path, read_history, realized_outcomes
+from monitor.outcomes import read_history, realized_outcomes
 from tests.integration.test_push import pushed_samples, running_pushgateway
 from tests.integration.world import build_world
 from training.promote import force
@@ -64,7 +64,7 @@ def test_each_night_is_estimated_then_set_beside_its_realized_figures(world):
 
     tonight = _estimate(settings)  # the newest batch
     assert "How far the estimate was from the truth, night by night" in tonight.output
-    lines = {line["as_of"]: line for line in read_records(settings.estimate_dir / HISTORY_FILE)}
+    lines = {line["as_of"]: line for line in read_records(settings.estimate_history_path)}
     assert set(lines) == {old.isoformat(), END.date().isoformat()}
     then = lines[old.isoformat()]
     # The users the outcomes judged, no more, no fewer: contacted arm left out alike.
@@ -76,7 +76,7 @@ def test_each_night_is_estimated_then_set_beside_its_realized_figures(world):
     assert EXIT_CODES[report["status"]] == tonight.exit_code
     (checked,) = report["versus_realized"]
     assert checked["as_of"] == old.isoformat()
-    recorded = read_history(history_path(settings))[old.isoformat()]
+    recorded = read_history(settings.outcomes_history_path)[old.isoformat()]
     for name in ("pr_auc", "pr_auc_skill", "roc_auc", "precision_at_k"):
         assert checked["realized"][name] == recorded[name]
         drawn = then["expected"][name]
@@ -112,7 +112,7 @@ def test_the_nights_stage_estimates_the_batch_it_just_scored_and_pushes_it(world
     report = check.report
     assert report.as_of == END.date()
     assert check.exit_code == EXIT_CODES[report.status]
-    newest = read_records(settings.estimate_dir / HISTORY_FILE)[-1]
+    newest = read_records(settings.estimate_history_path)[-1]
     assert newest["as_of"] == END.date().isoformat()
     assert newest["expected"] == json.loads(json.dumps(report.summary()["expected"]))
     # The stage pushes its figures itself, run in-process as by its command.

@@ -31,7 +31,7 @@ from core.scrub import (
     scrub_parquet,
     scrub_value,
 )
-from core.tables import validated_event_files, validated_users_path
+from core.tables import validated_event_files
 from ingestion import raw_store
 from ingestion.erasure_record import (
     ErasureRecordError,
@@ -246,7 +246,7 @@ def test_a_sweep_leaves_nothing_that_names_the_learner(settings):
     assert swept.removed["raw events"].rows == 4 and swept.removed["raw users"].rows == 1
     assert swept.removed["validated events"].rows == 4
     assert swept.removed["predictions"].rows == 1 and swept.removed["monitoring"].rows == 1
-    assert pq.read_table(validated_users_path(settings)).num_rows == 3
+    assert pq.read_table(settings.validated_users_path).num_rows == 3
 
 
 def test_a_sweep_scrubs_the_exported_lists_and_rewrites_their_manifest(settings, tmp_path):

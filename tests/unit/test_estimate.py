@@ -17,7 +17,6 @@ from core.history import append_record, read_records
 from monitor.cbpe import Ranking, expected_metrics
 from monitor.estimate import (
     EXIT_CODES,
-    HISTORY_FILE,
     estimate_history,
     estimate_report,
     estimate_samples,
@@ -174,7 +173,7 @@ def test_a_run_of_low_nights_turns_the_status_to_alert(make_settings):
     assert statuses == [(1, "low", 10), (2, "low", 10), (3, "alert", 20)]
     again = estimate_report(settings, NIGHT + timedelta(days=1))  # a re-run counts back from it
     assert (again.nights_under_floor, again.status) == (2, "low")
-    assert len(read_records(settings.estimate_dir / HISTORY_FILE)) == 3
+    assert len(read_records(settings.estimate_history_path)) == 3
     assert [line["as_of"] for line in estimate_history(settings)] == [
         "2026-11-26", "2026-11-27", "2026-11-28",
     ]  # fmt: skip
@@ -229,7 +228,7 @@ def test_the_loop_reads_the_estimate_history_up_to_the_newest_batch(make_setting
                          "model_kind": "logistic", "feature_service": "churn_model_v1",
                          "feature_refs": []})  # fmt: skip
     batch_dir(settings.predictions_dir, NIGHT).mkdir(parents=True)
-    path = settings.estimate_dir / HISTORY_FILE
+    path = settings.estimate_history_path
     append_record(path, _line("2026-11-24", 0.30))
     append_record(path, _line("2026-11-25", 0.30))
     evidence = gather_evidence(settings, VERSION, now)

@@ -28,7 +28,6 @@ from monitor.outcomes import (
     RELIABILITY_DIR,
     OutcomesReport,
     history_lines,
-    history_path,
     outcome_of,
     outcome_samples,
     print_outcomes,
@@ -189,7 +188,7 @@ def _lines(path) -> list[dict]:
 def test_history_is_idempotent_and_recomputed(settings):
     report = realized_outcomes(settings)
     path = settings.outcomes_history_path
-    assert report.history_path == path == history_path(settings)
+    assert report.history_path == path == settings.outcomes_history_path
     first = path.read_bytes()
     realized_outcomes(settings)
     assert path.read_bytes() == first  # same inputs, same figures: nothing appended
@@ -216,7 +215,7 @@ def test_an_older_history_record_without_skill_still_loads(settings):
     """Histories written before pr_auc_skill existed, as a JSON list: the skill comes from
     PR-AUC and base rate, and the first write carries every old figure over beside it."""
     legacy = settings.outcomes_dir / LEGACY_HISTORY_FILE
-    path = history_path(settings)
+    path = settings.outcomes_history_path
     old = {"as_of": "2026-03-01", "model_version": "v0", "horizon_days": HORIZON,
            "rows": 100, "positives": 52, "base_rate": 0.52, "pr_auc": 0.70,
            "pr_auc_lift": 0.70 / 0.52, "roc_auc": 0.7, "precision_at_k": 0.8, "k": 10,
@@ -235,7 +234,7 @@ def test_an_older_history_record_without_skill_still_loads(settings):
 def test_a_legacy_history_is_carried_over_with_its_figures(settings):
     """A user upgrading keeps their history: the list's records, then the new lines."""
     realized_outcomes(settings)
-    path = history_path(settings)
+    path = settings.outcomes_history_path
     records = _lines(path)
     legacy = path.with_name(LEGACY_HISTORY_FILE)
     legacy.write_text(json.dumps(records[::-1], indent=2))  # as the old writer left it
@@ -249,7 +248,7 @@ def test_a_legacy_history_is_carried_over_with_its_figures(settings):
 
 def test_history_keeps_dates_whose_batch_was_removed(settings):
     realized_outcomes(settings)
-    path = history_path(settings)
+    path = settings.outcomes_history_path
     kept = read_history(path)["2026-03-10"]
     shutil.rmtree(batch_dir(settings.predictions_dir, D))
     realized_outcomes(settings)
@@ -266,7 +265,7 @@ def test_no_batch_directories_is_a_clear_error(make_settings):
 
 def test_a_corrupt_predictions_file_is_named_and_nothing_is_damaged(settings):
     realized_outcomes(settings)
-    path = history_path(settings)
+    path = settings.outcomes_history_path
     before = path.read_bytes()
     bad = batch_dir(settings.predictions_dir, date(2026, 3, 12)) / PREDICTIONS_FILE
     bad.write_bytes(b"PAR1 this is not parquet")
@@ -281,7 +280,7 @@ def test_predictions_without_a_risk_column_are_named(settings):
     where = re.escape(f"{bad.parent.name}/{bad.name}")
     with pytest.raises(ValueError, match=rf"{where}.*churn_risk"):
         realized_outcomes(settings)
-    assert not history_path(settings).parent.exists()
+    assert not settings.outcomes_history_path.parent.exists()
 
 
 @pytest.mark.parametrize(
@@ -308,7 +307,7 @@ def test_a_date_with_one_realized_class_is_reported_not_fatal(make_settings):
     assert "only negatives" in report.skipped[0].reason
     assert outcome_samples(report) == []
     # The history says the date was looked at and why it has no figures, once.
-    path = history_path(settings)
+    path = settings.outcomes_history_path
     marker = {"as_of": D.isoformat(), "skipped": report.skipped[0].reason}
     assert history_lines(path) == {D.isoformat(): marker}
     assert read_history(path) == {}
@@ -318,7 +317,7 @@ def test_a_date_with_one_realized_class_is_reported_not_fatal(make_settings):
 
 def test_a_date_that_loses_its_figures_leaves_the_history(settings):
     realized_outcomes(settings)
-    path = history_path(settings)
+    path = settings.outcomes_history_path
     everyone_stays = {u: [D + timedelta(days=i) for i in range(HORIZON)] for u in SCORED}
     write_user_daily(settings, everyone_stays)  # 03-10 and 03-12: only negatives now
     report = realized_outcomes(settings)
@@ -374,7 +373,7 @@ def test_each_date_gets_its_calibration_error_bins_and_plot(settings):
     """ECE over ten equal-mass bins of the same arrays, in the record and the history, and a
     reliability PNG per date, redrawn only when the date's figures change."""
     report = realized_outcomes(settings)
-    history = read_history(history_path(settings))
+    history = read_history(settings.outcomes_history_path)
     for outcome, seed in zip(report.evaluated, (1, 2), strict=True):
         frame = predictions(SCORED, seed=seed)
         y = np.array([expected_label(u, outcome.as_of) for u in frame["user_id"]])

@@ -12,7 +12,6 @@ import pytest
 from batch.outputs import batch_dir
 from core.history import append_record
 from core.partitions import partition_dir
-from monitor.outcomes import history_path
 from monitor.retrain import Evidence, gather_evidence, triggers
 from served import registry
 from training.evaluation import pr_auc_skill
@@ -91,11 +90,11 @@ def night(make_settings):
         partition_dir(settings.user_daily_path, date(2026, 3, 1) + timedelta(days=i)).mkdir(
             parents=True
         )
-    drift = settings.monitoring_dir / "drift" / "history.jsonl"
+    drift = settings.drift_history_path
     append_record(drift, _drift_line("2026-03-12", status="ok", alert_features=[]))
     append_record(drift, _drift_line("2026-03-13"))
-    append_record(history_path(settings), _outcome_line("2026-03-10", 0.31))
-    append_record(history_path(settings), _outcome_line("2026-03-12", 0.08))
+    append_record(settings.outcomes_history_path, _outcome_line("2026-03-10", 0.31))
+    append_record(settings.outcomes_history_path, _outcome_line("2026-03-12", 0.08))
     return settings
 
 
@@ -119,10 +118,10 @@ def test_evidence_is_what_the_histories_recorded_and_nothing_is_written(night):
 
 
 def test_the_newest_line_of_a_date_counts(night):
-    drift = night.monitoring_dir / "drift" / "history.jsonl"
+    drift = night.drift_history_path
     append_record(drift, _drift_line("2026-03-13", status="warn", score_status="ok",
                                      alert_features=[]))  # fmt: skip
-    append_record(history_path(night), _outcome_line("2026-03-12", 0.3))  # a recomputation
+    append_record(night.outcomes_history_path, _outcome_line("2026-03-12", 0.3))  # a recomputation
     evidence = gather_evidence(night, VERSION, NOW)
     assert (evidence.drift_status, evidence.drifted_features) == ("warn", [])
     assert (evidence.realized_skill, evidence.realized_as_of) == (0.3, "2026-03-12")
@@ -157,7 +156,7 @@ def test_outcomes_behind_user_daily_are_no_realized_evidence_and_say_so(night):
 
 
 def test_a_skipped_newest_date_leaves_the_newest_date_with_figures(night):
-    append_record(history_path(night), {"as_of": "2026-03-12", "skipped": "only negatives"})
+    append_record(night.outcomes_history_path, {"as_of": "2026-03-12", "skipped": "only negatives"})
     evidence = gather_evidence(night, VERSION, NOW)
     assert (evidence.realized_skill, evidence.realized_as_of, evidence.notes) == (
         0.31, "2026-03-10", [],
