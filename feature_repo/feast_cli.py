@@ -19,6 +19,20 @@ class FeastCommandError(RuntimeError):
     """A ``feast`` CLI call failed; the message carries what Feast printed."""
 
 
+# ``feast plan`` then ``feast apply``: Feast's own click commands, one after the other in one
+# interpreter, so that Feast is imported once (about 4 s) rather than once per command.
+# A command that fails exits (SystemExit) or returns its exit code: apply never follows a
+# failed plan.
+PLAN_THEN_APPLY = """
+import sys
+from feast.cli.cli import cli
+for command in (["plan"], ["apply"]):
+    code = cli.main(command, prog_name="feast", standalone_mode=False)
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)
+"""
+
+
 def feast_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the ``feast`` CLI in the feature repo with these settings in its environment.
 
@@ -26,10 +40,14 @@ def feast_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str
     ``chdir``; a subprocess keeps that out of our process and is exactly what
     users run.
     """
-    settings.registry_path.parent.mkdir(parents=True, exist_ok=True)
     feast = Path(sys.executable).with_name("feast")
+    return _run(settings, [str(feast), *args], f"feast {' '.join(args)}")
+
+
+def _run(settings: Settings, command: list[str], name: str) -> subprocess.CompletedProcess[str]:
+    settings.registry_path.parent.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
-        [str(feast), *args],
+        command,
         cwd=REPO_DIR,
         env=os.environ | feast_environment(settings),
         capture_output=True,
@@ -37,12 +55,12 @@ def feast_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str
         check=False,
     )
     if result.returncode != 0:
-        raise FeastCommandError(f"feast {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        raise FeastCommandError(f"{name} failed:\n{result.stdout}\n{result.stderr}")
     return result
 
 
 def apply_definitions(settings: Settings) -> str:
     """``feast plan`` then ``feast apply``; returns what Feast printed."""
-    plan = feast_cli(settings, "plan").stdout
-    applied = feast_cli(settings, "apply").stdout
-    return plan + applied
+    return _run(
+        settings, [sys.executable, "-c", PLAN_THEN_APPLY], "feast plan && feast apply"
+    ).stdout

@@ -17,7 +17,7 @@ import redis
 
 from core import partitions
 from core.settings import Settings
-from feature_repo.feast_cli import apply_definitions, feast_cli
+from feature_repo.feast_cli import FeastCommandError, apply_definitions, feast_cli
 from feature_repo.spec import FEATURE_VIEW, feature_names
 from feature_repo.store import materialize, open_store
 from ingestion.generate import generate_demo_data, write_demo_data
@@ -162,3 +162,11 @@ def test_changing_windows_changes_sql_and_feast_schema(tmp_path, isolated_settin
         assert "logins_90d" in _offline(settings).columns
     finally:
         open_store(settings).teardown()
+
+
+def test_a_refused_apply_is_an_error_with_what_feast_printed(tmp_path, isolated_settings):
+    settings = isolated_settings(tmp_path, feast_project="_leading_underscore")
+    with pytest.raises(FeastCommandError, match="feast plan && feast apply failed") as error:
+        apply_definitions(settings)
+    assert "Project name, _leading_underscore, should only have" in str(error.value)
+    assert not settings.registry_path.exists()  # the plan failed: nothing was applied
