@@ -29,28 +29,27 @@ from served import registry
 from served.arms import CONTACT, HOLDOUT, read_assignments, write_assignments
 from served.population import RECENCY
 from tests.integration.services import after_a_whole_check, free_port, wait_until
-from tests.integration.world import build_world
+from tests.integration.world import TODAY, copy_world
 from training.models import build_model, calibrate, split_columns
 from training.promote import force
 from training.references import reference_bins
-from training.train import train_models
 
 pytestmark = pytest.mark.integration
 HANG_GUARD_SECONDS = 120  # waits end on a state or a counter; this only turns a hang into a failure
 
-DAYS = 120
-# Ending today: the API refuses features older than the view's TTL, as the offline join does.
-END = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), UTC)
-START = END.date() - timedelta(days=DAYS)
+# The shared world ends today: the API refuses features older than the view's TTL, as the
+# offline join does.
+END = TODAY
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory, isolated_settings):
+def served(tmp_path_factory, isolated_settings, trained_world):
+    """A copy of the suite's trained world, online, with no production model."""
     settings = isolated_settings(tmp_path_factory.mktemp("api"), model_reload_seconds=0.01)
-    build_world(settings, users=400, days=DAYS, end=END)
-    result = train_models(settings, now=END)
-    yield settings, result
-    open_store(settings).teardown()
+    try:
+        yield settings, copy_world(trained_world, settings)
+    finally:
+        open_store(settings).teardown()
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -39,17 +39,14 @@ from served.population import population_sql
 from served.registry import RegistryError
 from served.risk_bands import risk_bands
 from tests.integration.test_push import pushed_samples, running_pushgateway
-from tests.integration.world import build_world
+from tests.integration.world import TODAY, copy_world
 from training.dataset import point_in_time_join
 from training.labels import AsOfRange, labels_sql
 from training.promote import force
-from training.train import train_models
 
 pytestmark = pytest.mark.integration
 
-DAYS = 120
-END = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), UTC)
-START = END.date() - timedelta(days=DAYS)
+END = TODAY  # the shared world's end
 TTL = timedelta(days=3)
 
 
@@ -78,16 +75,15 @@ def _drop_feature_rows(settings, users: list[str], stamps: list[datetime]) -> No
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, isolated_settings):
-    """300 users, a trained model (not promoted); some users' newest feature rows removed.
+def world(tmp_path_factory, isolated_settings, trained_world):
+    """The shared world (offline), its trained models (not promoted); some users' newest feature rows removed.
 
     ``edge``: rows stamped T, T-1 d, T-2 d removed, so its newest is at T - TTL exactly,
     which Feast still serves. ``gone``: every row within the TTL removed: skipped.
     """
     settings = isolated_settings(tmp_path_factory.mktemp("batch"))
     try:
-        build_world(settings, users=300, days=DAYS, end=END, online=False)
-        trained = train_models(settings, now=END)
+        trained = copy_world(trained_world, settings, online=False)
         active = _population(settings)
         edge, gone = active[0], active[5:8]
         _drop_feature_rows(settings, [edge, *gone], [END - timedelta(days=d) for d in range(3)])

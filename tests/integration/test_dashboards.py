@@ -1,6 +1,6 @@
 """The dashboards and alert rules against a real Prometheus, fed by the real exporters.
 
-A small portal with a promoted model; the API (``churn serve``) answers some 200s and
+The suite's trained world with a promoted model; the API (``churn serve``) answers some 200s and
 404s; the nightly jobs run as the ``churn`` commands and push to a real Pushgateway;
 Prometheus scrapes both every second with the repo's scrape configuration and alert
 rules. Then every query of every panel of both dashboards must return series with a
@@ -33,9 +33,8 @@ from online_api import server
 from tests.deploy.test_alerts import ALERTS, CONFIG, DASHBOARDS, dashboard_queries
 from tests.integration.services import free_port, installed, running, wait_until
 from tests.integration.test_push import running_pushgateway
-from tests.integration.world import TODAY, build_world
+from tests.integration.world import TODAY, copy_world
 from training.promote import force
-from training.train import train_models
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +42,6 @@ PROMETHEUS = "prometheus"
 DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 CHURN = str(Path(sys.executable).with_name("churn"))
 END = TODAY
-USERS, DAYS = 300, 120
 # A 1 s scrape: Grafana's $__rate_interval would be a few seconds; a minute is safe.
 VARIABLES = {"$__rate_interval": "1m", "$__interval": "1s", "$__range": "1h"}
 JOBS = ("churn_features", "churn_materialize", "churn_batch", "churn_estimate", "churn_drift",
@@ -152,15 +150,14 @@ def drive_traffic(api: str) -> tuple[int, dict[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def observed(tmp_path_factory, isolated_settings) -> Iterator[Observed]:
+def observed(tmp_path_factory, isolated_settings, trained_world) -> Iterator[Observed]:
     installed(PROMETHEUS)  # skip before building anything when it is missing
     tmp = tmp_path_factory.mktemp("dashboards")
     with ExitStack() as stack:
         gateway = stack.enter_context(running_pushgateway(tmp))
         settings = isolated_settings(tmp, pushgateway_url=gateway)
         stack.callback(lambda: open_store(settings).teardown())
-        build_world(settings, users=USERS, days=DAYS, end=END)
-        result = train_models(settings, now=END)
+        result = copy_world(trained_world, settings)
         force(settings, result.versions[result.best], "dashboard test")
 
         api_port, prometheus_port = free_port(), free_port()

@@ -38,9 +38,9 @@ from ingestion.ingest import ingest_files
 from ingestion.validate import run_validation
 from online_api.app import create_app
 from tests.integration.services import free_port, installed, wait_until
-from tests.integration.world import TODAY, build_world
+from tests.integration.world import TODAY, copy_world
 from training.promote import force
-from training.train import VALIDATION_ROWS, train_models
+from training.train import VALIDATION_ROWS
 
 pytestmark = pytest.mark.integration
 
@@ -55,17 +55,14 @@ def own_database(url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, isolated_settings, redis_url):
-    """300 users served: features in Redis, a production model, tonight's batch and list,
-    delivered to an export dir outside the data dir (as a mounted volume is); the raw tables
-    exported as the portal's files, to ingest again after the erasure."""
+def world(tmp_path_factory, isolated_settings, redis_url, trained_world):
+    """The shared world served: features in Redis, a production model, tonight's batch and
+    list, delivered to an export dir outside the data dir (as a mounted volume is); the raw
+    tables exported as the portal's files, to ingest again after the erasure."""
     tmp = tmp_path_factory.mktemp("erasure")
-    settings = isolated_settings(
-        tmp, redis_url=own_database(redis_url), tuning_budget=1, export_dir=tmp / "outbox"
-    )
+    settings = isolated_settings(tmp, redis_url=own_database(redis_url), export_dir=tmp / "outbox")
     try:
-        build_world(settings, users=300, days=120, end=TODAY)
-        trained = train_models(settings, now=TODAY)
+        trained = copy_world(trained_world, settings)
         force(settings, trained.versions[trained.best], "erasure test")
         score_population(settings, as_of=TODAY)
         source = tmp / "portal"

@@ -27,7 +27,7 @@ from ingestion.sources import ingest_from_source
 from ingestion.validate import run_validation
 from monitor.jobs import FAILURE, SUCCESS
 from tests.integration.test_push import pushed_samples, running_pushgateway
-from tests.integration.world import TODAY, build_world
+from tests.integration.world import TODAY, build_world, copy_world
 from training.promote import force
 from training.train import train_models
 
@@ -49,13 +49,12 @@ def churn_nightly(settings: Settings, day: str) -> subprocess.CompletedProcess[s
     )
 
 
-def test_the_night_runs_every_job_and_reports_each_run(tmp_path, isolated_settings):
+def test_the_night_runs_every_job_and_reports_each_run(tmp_path, isolated_settings, trained_world):
     with running_pushgateway(tmp_path) as gateway:
         settings = isolated_settings(tmp_path / "world", pushgateway_url=gateway)
         try:
             # The night re-validates and rebuilds yesterday, as it would after new data.
-            build_world(settings, users=300, days=120, end=TODAY)
-            trained = train_models(settings, now=TODAY)
+            trained = copy_world(trained_world, settings)
             force(settings, trained.versions[trained.best], "nightly test")
             yesterday = (TODAY - timedelta(days=1)).date().isoformat()
             night = churn_nightly(settings, yesterday)

@@ -14,7 +14,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -27,16 +26,16 @@ from feature_repo.store import open_store
 from online_api import server
 from served import registry
 from tests.integration.services import free_port, wait_until
-from tests.integration.world import build_world
+from tests.integration.world import SHARED_USERS, TODAY, copy_world
 from training.promote import force
-from training.train import TrainResult, train_models
+from training.train import TrainResult
 
 pytestmark = pytest.mark.integration
 HANG_GUARD_SECONDS = 120  # waits end on a state or a count; this only turns a hang into a failure
 CONCURRENCY = 8
-DAYS = 120
-# Ending today: the API refuses features older than the view's TTL, as the offline join does.
-END = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), UTC)
+# The shared world ends today: the API refuses features older than the view's TTL, as the
+# offline join does.
+END = TODAY
 
 
 @dataclass(frozen=True)
@@ -115,8 +114,8 @@ class Load:
 
 
 @pytest.fixture(scope="module")
-def night(tmp_path_factory, isolated_settings) -> Iterator[Night]:
-    """A small world on a redis-server of its own, a trained and promoted model, and
+def night(tmp_path_factory, isolated_settings, trained_world) -> Iterator[Night]:
+    """The shared world on a redis-server of its own, a trained and promoted model, and
     ``churn serve`` (one worker, as the benchmark runs it) on a free port."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server not installed")
@@ -125,8 +124,7 @@ def night(tmp_path_factory, isolated_settings) -> Iterator[Night]:
     url = start_redis_server(port, tmp / "redis", persist=False)
     settings = isolated_settings(tmp, redis_url=url, model_reload_seconds=0.1)
     try:
-        build_world(settings, users=400, days=DAYS, end=END)
-        trained = train_models(settings, now=END)
+        trained = copy_world(trained_world, settings)
         force(settings, trained.versions[trained.best], "serving night test")
         api_port = free_port()
         log = tmp / "serve.log"
@@ -134,7 +132,7 @@ def night(tmp_path_factory, isolated_settings) -> Iterator[Night]:
         try:
             base = f"http://127.0.0.1:{api_port}"
             server.wait_ready(base, api, log, timeout=HANG_GUARD_SECONDS)
-            candidates = [f"u{i:06d}" for i in range(400)]
+            candidates = [f"u{i:06d}" for i in range(SHARED_USERS)]
             users = [u for u in candidates
                      if server.get_json(f"{base}/users/{u}/churn-risk")[0] == 200]  # fmt: skip
             assert len(users) > 100

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import duckdb
 import numpy as np
@@ -34,24 +34,23 @@ from monitor.skew import (
 from online_api.online_features import FeatureRow, OnlineFeatures, Plan
 from served import registry
 from served.population import POPULATION_FEATURES
-from tests.integration.world import build_world
+from tests.integration.world import TODAY, copy_world
 from training.dataset import FEATURE_SERVICE
 
 pytestmark = pytest.mark.integration
 
-DAYS = 45
-# A fixed day, not today: skew compares values and reads no clock (no TTL against now),
-# so the same world, and the same expected counts, whatever the date or time of day.
-END = datetime(2025, 6, 1, tzinfo=UTC)
+# The shared world's end. Skew compares values and reads no clock (no TTL against now), and
+# the world is the same data whatever the date, shifted: the same expected counts any day.
+END = TODAY
 CORRUPTED = "watch_minutes_7d"
 RATIO = "watch_minutes_per_day_lifetime"  # a float64 ratio: rarely exact in float32
 
 
 @pytest.fixture(scope="module")
-def skew_settings(tmp_path_factory, isolated_settings):
+def skew_settings(tmp_path_factory, isolated_settings, trained_world):
     settings = isolated_settings(tmp_path_factory.mktemp("skew"), skew_sample=1000)
     try:
-        build_world(settings, users=300, days=DAYS, end=END)
+        copy_world(trained_world, settings)
         yield settings
     finally:
         if settings.registry_path.exists():
