@@ -210,7 +210,7 @@ def test_high_risk_list_with_revenue(scored):
     assert len(listed) == result.high_risk >= settings.top_k
     np.testing.assert_allclose(listed["churn_risk"], wanted["churn_risk"], rtol=1e-12)
 
-    users = pd.read_parquet(settings.validated_dir / "users.parquet").set_index(ENTITY_KEY)
+    users = pd.read_parquet(settings.validated_users_path).set_index(ENTITY_KEY)
     events = pd.concat(pd.read_parquet(f) for f in validated_event_files(settings))
     paid = events[
         (events["event_type"] == "payment_success")

@@ -18,6 +18,7 @@ import redis
 from core import partitions
 from core.settings import Settings
 from feature_repo.feast_cli import FeastCommandError, apply_definitions, feast_cli
+from feature_repo.service_name import FEATURE_SERVICE
 from feature_repo.spec import FEATURE_VIEW, feature_names
 from feature_repo.store import materialize, open_store
 from ingestion.generate import generate_demo_data, write_demo_data
@@ -29,7 +30,6 @@ pytestmark = pytest.mark.integration
 
 START = date(2026, 1, 1)
 DAYS = 60
-SERVICE = "churn_model_v1"
 
 
 def _build(settings: Settings, users: int = 300) -> None:
@@ -69,7 +69,7 @@ def test_online_features_equal_newest_offline_row(store_settings):
     store = open_store(store_settings)
     online = (
         store.get_online_features(
-            features=store.get_feature_service(SERVICE),
+            features=store.get_feature_service(FEATURE_SERVICE),
             entity_rows=[{"user_id": u} for u in sample],
         )
         .to_df()
@@ -104,7 +104,8 @@ def test_every_user_of_the_last_day_is_online(store_settings):
 def test_unknown_user_has_no_online_features(store_settings):
     store = open_store(store_settings)
     rows = store.get_online_features(
-        features=store.get_feature_service(SERVICE), entity_rows=[{"user_id": "no-such-user"}]
+        features=store.get_feature_service(FEATURE_SERVICE),
+        entity_rows=[{"user_id": "no-such-user"}],
     ).to_dict()
     assert rows["logins_7d"] == [None]
 
@@ -122,7 +123,7 @@ def test_point_in_time_join_takes_the_latest_row_at_or_before_t(store_settings):
     )
     store = open_store(store_settings)
     joined = store.get_historical_features(
-        entity_df=entity, features=store.get_feature_service(SERVICE)
+        entity_df=entity, features=store.get_feature_service(FEATURE_SERVICE)
     ).to_df()
     stamps = offline.event_timestamp.dt.tz_convert("UTC")
     checked = 0
@@ -148,7 +149,7 @@ def test_plain_feast_cli_lists_the_views(store_settings):
     views = feast_cli(store_settings, "feature-views", "list").stdout
     services = feast_cli(store_settings, "feature-services", "list").stdout
     assert FEATURE_VIEW in views
-    assert SERVICE in services
+    assert FEATURE_SERVICE in services
 
 
 def test_changing_windows_changes_sql_and_feast_schema(tmp_path, isolated_settings):

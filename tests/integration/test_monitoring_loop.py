@@ -102,7 +102,7 @@ def _monitor_the_night(settings) -> None:
 
 
 def _retrain_history(settings) -> list[dict]:
-    return read_records(settings.monitoring_dir / "retrain" / "history.jsonl")
+    return read_records(settings.retrain_history_path)
 
 
 def test_drift_shows_on_the_moved_features_only(drifted):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
+from batch.outputs import HIGH_RISK_FILE, batch_dir
 from churn.nightly import FAILED_STEP
 from core.contract import EVENT_COLUMNS, USER_COLUMNS, to_contract_table
 from core.partitions import partition_dir
@@ -59,9 +60,9 @@ def test_the_night_runs_every_job_and_reports_each_run(tmp_path, isolated_settin
             yesterday = (TODAY - timedelta(days=1)).date().isoformat()
             night = churn_nightly(settings, yesterday)
             assert night.returncode == 0, night.stdout[-3000:] + night.stderr[-3000:]
-            assert (settings.predictions_dir / f"as_of={TODAY.date()}" / "high_risk.csv").exists()
-            assert list((settings.monitoring_dir / "drift").glob("as_of=*.json"))
-            assert (settings.monitoring_dir / "retrain" / "history.jsonl").exists()
+            assert (batch_dir(settings.predictions_dir, TODAY.date()) / HIGH_RISK_FILE).exists()
+            assert list(settings.drift_dir.glob("as_of=*.json"))
+            assert settings.retrain_history_path.exists()
             for job in JOBS:
                 pushed = pushed_samples(gateway, f"churn_{job}")
                 names = {name for name, _ in pushed}
@@ -147,7 +148,7 @@ def test_an_unattended_night_reads_what_is_new_at_the_portals_database(
             ingest = pushed_samples(gateway, "churn_ingest")
             assert ingest[("churn_ingest_events_new", ())] == pc.sum(late).as_py() > 0
             assert partition_dir(settings.features_path, day).is_dir()
-            assert (settings.predictions_dir / f"as_of={TODAY.date()}" / "high_risk.csv").exists()
+            assert (batch_dir(settings.predictions_dir, TODAY.date()) / HIGH_RISK_FILE).exists()
 
             again = churn_nightly(settings, day.isoformat())
 

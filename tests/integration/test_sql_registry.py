@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from feature_repo.feast_cli import apply_definitions
+from feature_repo.service_name import FEATURE_SERVICE
 from feature_repo.spec import FEATURE_VIEW
 from feature_repo.store import materialize, open_store
 from ingestion.generate import generate_demo_data, write_demo_data
@@ -48,7 +49,7 @@ def test_apply_and_serve_with_the_sql_registry(tmp_path, isolated_settings, data
             :5
         ]
         online = store.get_online_features(
-            features=store.get_feature_service("churn_model_v1"),
+            features=store.get_feature_service(FEATURE_SERVICE),
             entity_rows=[{"user_id": u} for u in users],
         ).to_dict()
         assert all(v is not None for v in online["tenure_days"])
