@@ -8,9 +8,11 @@ Feast project and Redis keys, so what it changes no other module sees.
 
 from __future__ import annotations
 
+import copy
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 
 from core.settings import Settings
 from feature_repo.feast_cli import apply_definitions
@@ -67,18 +69,21 @@ def build_trained_world(settings: Settings) -> TrainedWorld:
 def copy_world(world: TrainedWorld, settings: Settings, online: bool = True) -> TrainResult:
     """``world``'s data and model registry under ``settings``' dirs, its definitions applied
     to ``settings``' Feast project and, with ``online``, materialized up to its end; what
-    was trained (the versions are the copied registry's).
+    was trained (the versions are the copied registry's), a copy of its own.
 
     The copy is validated again: the gate knows a raw day by its file's identity, which a
     copy does not keep, and after this a copy's next validation finds nothing new.
     """
     source = world.settings
     feast_dir = source.registry_path.parent  # the source's project: each copy applies its own
-    shutil.copytree(source.data_dir, settings.data_dir,
-                    ignore=lambda folder, _: [feast_dir.name] if folder == str(feast_dir.parent) else [])  # fmt: skip
+
+    def without_registry(folder: str, _: list[str]) -> list[str]:
+        return [feast_dir.name] if Path(folder) == feast_dir.parent else []
+
+    shutil.copytree(source.data_dir, settings.data_dir, ignore=without_registry)
     shutil.copytree(source.artifacts_dir, settings.artifacts_dir)
     assert run_validation(settings).passed
     apply_definitions(settings)
     if online:
         materialize(settings, end=world.end)
-    return world.trained
+    return copy.deepcopy(world.trained)
