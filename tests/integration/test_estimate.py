@@ -24,23 +24,22 @@ from monitor.estimate import EXIT_CODES
 from monitor.jobs import SUCCESS
 from monitor.outcomes import read_history, realized_outcomes
 from tests.integration.test_push import pushed_samples, running_pushgateway
-from tests.integration.world import build_world
+from tests.integration.world import TODAY, copy_world
 from training.promote import force
-from training.train import train_models
 
 pytestmark = pytest.mark.integration
 
-END = datetime(2026, 9, 1, tzinfo=UTC)  # pinned: nothing here depends on today
-USERS, DAYS = 300, 120
+# The shared world's end: it is the same data on any date, shifted, so nothing here depends
+# on today but the dates the files are named after.
+END = TODAY
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, isolated_settings):
+def world(tmp_path_factory, isolated_settings, trained_world):
     tmp = tmp_path_factory.mktemp("estimate")
     with running_pushgateway(tmp) as gateway:
         settings = isolated_settings(tmp, pushgateway_url=gateway, top_k=20, estimate_draws=100)
-        build_world(settings, users=USERS, days=DAYS, end=END, online=False)
-        result = train_models(settings, now=END)
+        result = copy_world(trained_world, settings, online=False)
         force(settings, result.versions[result.best], "estimate test")
         old = END - timedelta(days=settings.horizon_days + 5)
         score_population(settings, as_of=old)
