@@ -76,7 +76,8 @@ def _drop_feature_rows(settings, users: list[str], stamps: list[datetime]) -> No
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, isolated_settings, trained_world):
-    """The shared world (offline), its trained models (not promoted); some users' newest feature rows removed.
+    """The shared world (offline) and its trained models (not promoted); some users' newest
+    feature rows removed.
 
     ``edge``: rows stamped T, T-1 d, T-2 d removed, so its newest is at T - TTL exactly,
     which Feast still serves. ``gone``: every row within the TTL removed: skipped.
