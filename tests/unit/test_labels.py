@@ -71,7 +71,7 @@ def portal(make_settings) -> Settings:
     )
     users.loc[users.user_id == "late", "signup_time"] = T
     write_parquet(users, settings.validated_users_path)
-    write_parquet(_events(EVENTS), settings.validated_dir / "events.parquet")
+    write_parquet(_events(EVENTS), settings.validated_events_legacy_path)
     build_user_daily(settings, now=datetime(2026, 6, 1, tzinfo=UTC))
     return settings
 

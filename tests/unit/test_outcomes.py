@@ -188,7 +188,7 @@ def _lines(path) -> list[dict]:
 def test_history_is_idempotent_and_recomputed(settings):
     report = realized_outcomes(settings)
     path = settings.outcomes_history_path
-    assert report.history_path == path == settings.outcomes_history_path
+    assert report.history_path == path
     first = path.read_bytes()
     realized_outcomes(settings)
     assert path.read_bytes() == first  # same inputs, same figures: nothing appended
