@@ -22,14 +22,30 @@ import gc
 from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI
+from starlette.types import Receive, Scope, Send
 
 from core.settings import Settings, get_settings
 from online_api import routes
 from online_api.deps import BearerToken
+from online_api.fast_path import SingleUserPath
 from online_api.metrics import ApiMetrics, RequestMetrics, api_metrics
 from online_api.online_features import OnlineFeatures
 from online_api.schemas import with_example_nulls
 from online_api.service import FeatureSource, ScoringService, Unanswered
+
+
+class ChurnApi(FastAPI):
+    """FastAPI, with the single-user route's requests answered before its stack
+    (``fast_path``): the one hot path, at a third of an empty FastAPI endpoint's cost."""
+
+    single_user: SingleUserPath
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        user_id = self.single_user.takes(scope)
+        if user_id is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self.single_user.answer(user_id, send)
 
 
 def create_app(
@@ -59,8 +75,9 @@ def create_app(
             app.state.service = None
             await source.aclose()
 
-    app = FastAPI(title="churn risk", version="1", description=__doc__, lifespan=lifespan)
+    app = ChurnApi(title="churn risk", version="1", description=__doc__, lifespan=lifespan)
     app.state.service, app.state.metrics = None, metrics
+    app.single_user = SingleUserPath(app.state, settings.api_token, metrics)
     generate_openapi = app.openapi  # builds the document once, then returns the same dict
     app.openapi = lambda: with_example_nulls(generate_openapi())  # type: ignore[method-assign]
     app.add_middleware(RequestMetrics, metrics=metrics)

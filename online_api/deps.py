@@ -2,9 +2,8 @@
 
 The service and the metrics live on ``app.state`` (the lifespan puts the service
 there once the model is loaded); routes take them through the ``Annotated``
-aliases below, so a test can hand an app any service it built. The single-user route
-calls ``service_of`` itself: FastAPI resolves a ``Depends`` anew on every request, 8 µs
-of the ~270 µs of CPU that route takes (benchmarks/api_load.py, docs/performance.md).
+aliases below, so a test can hand an app any service it built. (The single-user
+route's valid requests are answered before FastAPI, by ``fast_path``.)
 """
 
 from __future__ import annotations
@@ -22,16 +21,12 @@ from online_api.service import ScoringService
 BEARER = HTTPBearer(auto_error=False, description="CHURN_API_TOKEN, when it is set")
 
 
-def service_of(request: Request) -> ScoringService:
+async def get_service(request: Request) -> ScoringService:
     """The app's scoring service; a 503 before the lifespan has started it."""
     service = request.app.state.service
     if service is None:
         raise HTTPException(503, "the service is starting: no model loaded yet")
     return service
-
-
-async def get_service(request: Request) -> ScoringService:
-    return service_of(request)
 
 
 async def get_metrics(request: Request) -> ApiMetrics:

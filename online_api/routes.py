@@ -2,23 +2,23 @@
 
 Every status a route answers is in its ``responses`` (the OpenAPI document); FastAPI
 adds the 422 of routes with parameters or a body. Bodies are written by orjson into a
-plain ``Response``: no response-model validation on the request path.
+plain ``Response``: no response-model validation on the request path. A valid
+single-user request is answered before it reaches these routes (``fast_path``), with
+the same bytes.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Path, Request, Response, params
-from fastapi.routing import APIRoute
 
-from online_api.deps import MetricsDep, ServiceDep, service_of
+from online_api.deps import MetricsDep, ServiceDep
 from online_api.schemas import ANSWER_EXAMPLES, BatchRequest, BatchResponse, ChurnRisk, Problem
 from online_api.service import Unanswered
 
+SINGLE_USER = "/users/{user_id}/churn-risk"
 USER_ID_CHARS = r"[A-Za-z0-9_.:-]"
 USER_ID_MAX = 64
 UserId = Annotated[str, Path(min_length=1, max_length=USER_ID_MAX, pattern=rf"^{USER_ID_CHARS}+$")]
@@ -45,49 +45,31 @@ UNAVAILABLE = _problem("No production model (yet), or the online store is down o
 UNAUTHORIZED = _problem("Missing or wrong bearer token (only when CHURN_API_TOKEN is set)")
 
 
-def json_response(body: object, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(
-        orjson.dumps(body, option=orjson.OPT_UTC_Z),
-        status_code=status,
-        headers=headers,
-        media_type="application/json",
-    )
+def encoded(body: object) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
+
+
+def json_response(body: object) -> Response:
+    return Response(encoded(body), media_type="application/json")
+
+
+def problem(exc: Unanswered) -> tuple[int, dict[str, str], bytes]:
+    """The status, extra headers and body that answer ``exc``: ``{"detail": …}``, and
+    ``Retry-After`` when the store is unavailable."""
+    retry = {"Retry-After": "1"} if exc.kind == "store_unavailable" else {}
+    return STATUS[exc.kind], retry, encoded({"detail": exc.detail})
 
 
 async def unanswered(_: Request, exc: Unanswered) -> Response:
-    """The exception handler of ``Unanswered``: its status, ``{"detail": …}``."""
-    retry = {"Retry-After": "1"} if exc.kind == "store_unavailable" else None
-    return json_response({"detail": exc.detail}, STATUS[exc.kind], retry)
+    """The exception handler of ``Unanswered``."""
+    status, headers, body = problem(exc)
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
-async def churn_risk(user_id: UserId, request: Request) -> Response:
+async def churn_risk(user_id: UserId, service: ServiceDep) -> Response:
     """How likely this user is to have no learning activity over the horizon; a user
     outside the scored population is answered ``lapsed``, with no risk."""
-    return json_response(await service_of(request).answer(user_id))
-
-
-class UserRoute(APIRoute):
-    """The single-user route without FastAPI's parameter machinery on the hot path.
-
-    A valid id (the ``UserId`` rule as one compiled regex) goes straight to the service:
-    FastAPI's dependency solving and validation were ~5 % of a request's CPU. Anything else
-    (an invalid id, a route with the bearer-token guard) takes FastAPI's own handler, so the
-    422s, the 401s and the OpenAPI document stay FastAPI's.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        fastapi_handler = super().get_route_handler()
-        if self.dependencies:
-            return fastapi_handler
-        valid = re.compile(rf"{USER_ID_CHARS}{{1,{USER_ID_MAX}}}").fullmatch
-
-        async def handler(request: Request) -> Response:
-            user_id = request.path_params["user_id"]
-            if valid(user_id) is None:
-                return await fastapi_handler(request)
-            return json_response(await service_of(request).answer(user_id))
-
-        return handler
+    return json_response(await service.answer(user_id))
 
 
 async def churn_risk_batch(request: BatchRequest, service: ServiceDep) -> Response:
@@ -128,9 +110,8 @@ def add_routes(router: APIRouter, token_check: params.Depends | None = None) -> 
     unauthorized: Responses = {401: UNAUTHORIZED} if token_check else {}
     single: Responses = {200: {"content": {"application/json": {"examples": ANSWER_EXAMPLES}}}}
     router.add_api_route(
-        "/users/{user_id}/churn-risk", churn_risk, dependencies=guard, response_model=ChurnRisk,
+        SINGLE_USER, churn_risk, dependencies=guard, response_model=ChurnRisk,
         responses=single | {404: NO_FEATURES, 503: UNAVAILABLE} | unauthorized,
-        route_class_override=UserRoute,
     )  # fmt: skip
     router.add_api_route(
         "/churn-risk:batch", churn_risk_batch, methods=["POST"], dependencies=guard,

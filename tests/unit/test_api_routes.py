@@ -17,9 +17,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from redis.exceptions import ConnectionError as RedisConnectionError
+from starlette.types import Send
 
 from feature_repo.spec import DAYS_SINCE_FIRST_ACTIVITY
-from online_api.app import create_app
+from online_api.app import ChurnApi, create_app
 from online_api.metrics import ApiMetrics
 from online_api.model_holder import ModelHolder
 from online_api.online_features import FeatureRow, Plan
@@ -252,27 +253,68 @@ def test_the_same_features_give_the_same_answer_whatever_the_user_id(client):
 EDGE_IDS = ["x" * 64, "Az09_.:-", "x" * 65, "active%0A", "act ive", "é", "a%2Fb"]
 
 
-def test_the_fast_single_user_route_answers_every_id_as_fastapi_does(world):
-    """Without a token the route skips FastAPI's parameter handling for a valid id; with
-    one it is FastAPI's own: the same statuses and bodies for every id at the rule's edges."""
+def _through_fastapi(app: ChurnApi) -> ChurnApi:
+    """``app`` with every request through FastAPI's stack, the single-user route's too."""
+    app.single_user.takes = lambda scope: None  # type: ignore[method-assign]
+    return app
+
+
+@pytest.mark.parametrize("token", [None, "s3cret-token"])
+def test_the_fast_path_answers_every_id_as_the_fastapi_route_does(world, token):
+    """The same statuses, headers and bodies for ids at the rule's edges, users of every
+    outcome, and (with a token) each way of getting the token wrong."""
     settings, _, source = world
-    guarded = settings.model_copy(update={"api_token": SecretStr("s3cret-token")})
-    right = {"Authorization": "Bearer s3cret-token"}
+    settings = settings.model_copy(update={"api_token": SecretStr(token) if token else None})
+    right = {"Authorization": f"bEaReR  {token} "} if token else {}
+    wrong = [{}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {token}"}]
+    metrics, taken = ApiMetrics(), []
+    app = create_app(settings, online=source, metrics=metrics)
+    answer = app.single_user.answer
+
+    async def counted(user_id: str, send: Send) -> None:
+        taken.append(user_id)
+        await answer(user_id, send)
+
+    app.single_user.answer = counted  # type: ignore[method-assign]
     with (
-        TestClient(create_app(settings, online=source, metrics=ApiMetrics())) as fast,
-        TestClient(create_app(guarded, online=source, metrics=ApiMetrics())) as own,
+        TestClient(app) as fast,
+        TestClient(
+            _through_fastapi(create_app(settings, online=source, metrics=ApiMetrics()))
+        ) as own,
     ):
+        cases = [
+            (user_id, right) for user_id in [*EDGE_IDS, "active", "lapsed", "stale", "unknown"]
+        ]
+        cases += [("active", headers) for headers in wrong] if token else []
         statuses = []
-        for user_id in [*EDGE_IDS, "active", "lapsed", "stale", "unknown"]:
-            got = fast.get(f"/users/{user_id}/churn-risk")
-            expected = own.get(f"/users/{user_id}/churn-risk", headers=right)
-            bodies = [r.json() for r in (got, expected)]
-            for body in bodies:  # the answer's own clock
-                body.pop("served_at", None)
-            assert got.status_code == expected.status_code, user_id
-            assert bodies[0] == bodies[1], user_id
+        for user_id, headers in cases:
+            got, expected = (
+                c.get(f"/users/{user_id}/churn-risk", headers=headers) for c in (fast, own)
+            )
+            assert got.status_code == expected.status_code, (user_id, headers)
+            assert _without_clock(got) == _without_clock(expected), (user_id, headers)
             statuses.append(got.status_code)
-    assert statuses == [404, 404, 422, 422, 422, 422, 404, 200, 200, 404, 404]
+        source.down = True  # the 503 with its Retry-After
+        down = [c.get("/users/active/churn-risk", headers=right) for c in (fast, own)]
+        assert _without_clock(down[0]) == _without_clock(down[1])
+        assert down[0].status_code == 503 and down[0].headers["Retry-After"] == "1"
+    assert statuses == [404, 404, 422, 422, 422, 422, 404, 200, 200, 404, 404] + [401] * len(
+        wrong
+    ) * bool(token)
+    # The fast path took the valid ids of authorized requests, and counted them as the
+    # request metrics count the route's.
+    assert taken == ["x" * 64, "Az09_.:-", "active", "lapsed", "stale", "unknown", "active"]
+    assert _count(metrics, "requests", route="/users/{user_id}/churn-risk", status="404") == 4
+
+
+def _without_clock(response) -> tuple[dict, dict]:
+    """A response's headers and JSON body without the answer's clock (``served_at``), and
+    checked for a length that is the body's."""
+    assert int(response.headers["content-length"]) == len(response.content)
+    headers = {k: v for k, v in response.headers.items() if k != "content-length"}
+    body = response.json()
+    body.pop("served_at", None)
+    return headers, body
 
 
 def test_the_bearer_token_guards_scoring_and_the_model_but_not_the_probes(world):
