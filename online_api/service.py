@@ -285,13 +285,7 @@ class ScoringService:
                 risk, top = next(explained)
                 band = risk_band(risk, self.settings)
                 self.metrics.served(risk, band, age)
-                body |= {
-                    "churn_risk": risk,
-                    "risk_band": band,
-                    "top_factors": [
-                        {"feature": f.feature, "value": f.value, "effect": f.effect} for f in top
-                    ],
-                }
+                body |= {"churn_risk": risk, "risk_band": band, "top_factors": top}
             else:
                 self.metrics.lapsed(age)
             out.append(body)
