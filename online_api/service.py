@@ -265,9 +265,10 @@ class ScoringService:
             self.metrics.inference.observe(time.perf_counter() - start)
             risks, factors = values.tolist(), reasons
         explained = iter(zip(risks, factors, strict=True))
+        bands = [risk_band(risk, self.settings) for risk in risks]
+        banded = iter(bands)
         out = []
         for (user_id, row), days, ok, arm in zip(found, recency, inside, arms, strict=True):
-            age = (now - row.as_of).total_seconds() if row.as_of is not None else None
             body: dict[str, object] = {
                 "user_id": user_id,
                 "status": "scored" if ok else "lapsed",
@@ -283,12 +284,10 @@ class ScoringService:
             }
             if ok:
                 risk, top = next(explained)
-                band = risk_band(risk, self.settings)
-                self.metrics.served(risk, band, age)
-                body |= {"churn_risk": risk, "risk_band": band, "top_factors": top}
-            else:
-                self.metrics.lapsed(age)
+                body |= {"churn_risk": risk, "risk_band": next(banded), "top_factors": top}
             out.append(body)
+        ages = [(now - row.as_of).total_seconds() for row in rows if row.as_of is not None]
+        self.metrics.answered(risks, bands, ages, lapsed=len(rows) - len(risks))
         return out
 
     async def _store_answers(self, loaded: Loaded) -> bool:
