@@ -255,10 +255,18 @@ class Scorer:
             [self._code(int(k), self.references[slots[i]])
              for i, k in zip(categorical_slots, self._cat_col, strict=True)], np.intp,
         )  # fmt: skip
-        if isinstance(self.compiled, _Logistic):  # the references' own terms, once
-            self._ref_terms = (
-                self.compiled.numeric_terms(self._num_ref, self._num_col),
-                self.compiled.categorical_terms(self._cat_ref, self._cat_col),
+        if isinstance(self.compiled, _Logistic):
+            # Each slot's column among a row's terms (numeric, then categorical), and the
+            # term its reference value gives, once.
+            self._term_col = np.empty(len(slots), np.intp)
+            self._term_col[self._num_slot] = self._num_col
+            self._term_col[self._cat_slot] = len(self.numeric) + self._cat_col
+            self._ref_term = np.empty(len(slots))
+            self._ref_term[self._num_slot] = self.compiled.numeric_terms(
+                self._num_ref, self._num_col
+            )
+            self._ref_term[self._cat_slot] = self.compiled.categorical_terms(
+                self._cat_ref, self._cat_col
             )
         self._edges = {name: bins.get(name, {}).get("edges", []) for name in self.numeric}
 
@@ -305,14 +313,11 @@ class Scorer:
         if not rows:
             return np.empty(0), []
         numeric, codes = self._encode(rows)
-        values, categories = numeric[:, self._num_col], codes[:, self._cat_col]
-        differs = np.empty((len(rows), len(self._slots)), bool)
-        differs[:, self._num_slot] = ~(values == self._num_ref)  # NaN differs from any reference
-        differs[:, self._cat_slot] = categories != self._cat_ref
-        margin, variants = self._variant_margins(numeric, codes, differs)
-        calibrated = self._calibrated(np.column_stack((margin, variants)))
+        margins = self._variant_margins(numeric, codes)
+        calibrated = self._calibrated(margins)
         risks = calibrated[:, 0]
-        effects = np.where(differs, risks[:, None] - calibrated[:, 1:], 0.0)
+        # Exactly 0 for a feature at its reference: its variant is the row itself.
+        effects = risks[:, None] - calibrated[:, 1:]
         # Largest first; the stable sort keeps feature order among equal effects.
         order = np.argsort(-effects, axis=1, kind="stable")[:, :n]
         top = effects[np.arange(len(rows))[:, None], order]
@@ -326,36 +331,37 @@ class Scorer:
         ]
         return risks, factors
 
-    def _variant_margins(
-        self, numeric: np.ndarray, codes: np.ndarray, differs: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Margins of the rows, and of each row with one slot at its reference (where differs).
+    def _variant_margins(self, numeric: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Per row: its margin, then its margin with each slot in turn at its reference.
 
         A logistic margin is a sum of per-feature terms: a variant is the margin minus the
         change in one term, a few array operations for every row and slot at once. Trees
-        are re-scored: the rows and all their one-feature variants in one pass.
+        are re-scored: every row with each slot that differs from its reference, in one
+        pass; a slot at its reference keeps the row's own margin.
         """
         compiled = self.compiled
-        if isinstance(compiled, _Logistic):  # the terms once: margin and variants from them
+        if isinstance(compiled, _Logistic):
             numeric_terms, categorical_terms = compiled.terms(numeric, codes)
-            margin = numeric_terms.sum(axis=1) + categorical_terms.sum(axis=1) + compiled.constant
-            change = np.empty(differs.shape)
-            change[:, self._num_slot] = numeric_terms[:, self._num_col] - self._ref_terms[0]
-            change[:, self._cat_slot] = categorical_terms[:, self._cat_col] - self._ref_terms[1]
-            return margin, margin[:, None] - change
+            terms = np.hstack((numeric_terms, categorical_terms))
+            margin = terms.sum(axis=1) + compiled.constant
+            change = terms[:, self._term_col] - self._ref_term
+            return margin[:, None] - np.hstack((np.zeros((len(margin), 1)), change))
+        differs = np.empty((numeric.shape[0], len(self._slots)), bool)
+        differs[:, self._num_slot] = ~(numeric[:, self._num_col] == self._num_ref)  # NaN too
+        differs[:, self._cat_slot] = codes[:, self._cat_col] != self._cat_ref
         margin = compiled.margin(numeric, codes)
-        variants = np.repeat(margin[:, None], differs.shape[1], axis=1)
+        margins = np.repeat(margin[:, None], 1 + differs.shape[1], axis=1)
         owner, slot = np.nonzero(differs)
         if owner.size == 0:
-            return margin, variants
+            return margins
         varied_numeric, varied_codes = numeric[owner], codes[owner]
         is_numeric = np.isin(slot, self._num_slot)
         where = np.searchsorted(self._num_slot, slot[is_numeric])
         varied_numeric[is_numeric, self._num_col[where]] = self._num_ref[where]
         where = np.searchsorted(self._cat_slot, slot[~is_numeric])
         varied_codes[~is_numeric, self._cat_col[where]] = self._cat_ref[where]
-        variants[owner, slot] = compiled.margin(varied_numeric, varied_codes)
-        return margin, variants
+        margins[owner, 1 + slot] = compiled.margin(varied_numeric, varied_codes)
+        return margins
 
     def _encode(self, rows: list[dict[str, object]]) -> tuple[np.ndarray, np.ndarray]:
         """Numeric values (None and absent as NaN) and category codes, one row per input."""
