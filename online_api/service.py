@@ -264,9 +264,8 @@ class ScoringService:
             values, reasons = loaded.scorer.explain_many(scored)
             self.metrics.inference.observe(time.perf_counter() - start)
             risks, factors = values.tolist(), reasons
-        explained = iter(zip(risks, factors, strict=True))
         bands = [risk_band(risk, self.settings) for risk in risks]
-        banded = iter(bands)
+        explained = iter(zip(risks, bands, factors, strict=True))
         out = []
         for (user_id, row), days, ok, arm in zip(found, recency, inside, arms, strict=True):
             body: dict[str, object] = {
@@ -283,8 +282,8 @@ class ScoringService:
                 "served_at": now,
             }
             if ok:
-                risk, top = next(explained)
-                body |= {"churn_risk": risk, "risk_band": next(banded), "top_factors": top}
+                risk, band, top = next(explained)
+                body |= {"churn_risk": risk, "risk_band": band, "top_factors": top}
             out.append(body)
         ages = [(now - row.as_of).total_seconds() for row in rows if row.as_of is not None]
         self.metrics.answered(risks, bands, ages, lapsed=len(rows) - len(risks))
