@@ -348,7 +348,9 @@ def _start_servers(
             [sys.executable, "-m", "uvicorn", "bare_api:app", "--app-dir", str(HERE),
              "--log-level", "warning"], None, env,
         ),
-        "api": ([BIN / "churn", "serve"], None, env),
+        # This checkout's code even when the virtualenv's editable install is another's
+        # (a worktree sharing the main checkout's .venv).
+        "api": ([BIN / "churn", "serve"], None, env | {"PYTHONPATH": _with_path(HERE.parent)}),
         "feast": (
             [BIN / "feast", "serve", "--no-access-log", "--max-requests", "0"],
             REPO_DIR, env,
@@ -374,6 +376,11 @@ def _start_servers(
         wait_until_up(f"http://127.0.0.1:{ports[name]}{probe}", servers[-1], log)
         print(f"… {name} up on port {ports[name]}", file=sys.stderr, flush=True)
     return ports
+
+
+def _with_path(root: Path) -> str:
+    """``PYTHONPATH`` with ``root`` first."""
+    return os.pathsep.join(filter(None, (str(root), os.environ.get("PYTHONPATH"))))
 
 
 def _load_each(
