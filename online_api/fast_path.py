@@ -21,6 +21,7 @@ import hmac
 import re
 import time
 
+from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import SecretStr
 from starlette.datastructures import State
 from starlette.types import Scope, Send
@@ -29,7 +30,10 @@ from online_api.metrics import ApiMetrics
 from online_api.routes import SINGLE_USER, USER_ID_CHARS, USER_ID_MAX, encoded, problem
 from online_api.service import Unanswered
 
-USER_PATH = re.compile(rf"/users/({USER_ID_CHARS}{{1,{USER_ID_MAX}}})/churn-risk").fullmatch
+# The route's template with the id rule (``UserId``) in its place.
+USER_PATH = re.compile(
+    SINGLE_USER.replace("{user_id}", f"({USER_ID_CHARS}{{1,{USER_ID_MAX}}})")
+).fullmatch
 
 
 class SingleUserPath:
@@ -76,8 +80,8 @@ class SingleUserPath:
             return True
         for name, value in scope["headers"]:
             if name == b"authorization":
-                scheme, _, given = value.decode("latin-1").partition(" ")
+                scheme, given = get_authorization_scheme_param(value.decode("latin-1"))
                 return scheme.lower() == "bearer" and hmac.compare_digest(
-                    given.strip().encode(), self._expected
+                    given.encode(), self._expected
                 )
         return False
